@@ -1,0 +1,51 @@
+"""tfrec: ranking-aware losses and production pipelines for click and conversion models."""
+
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The stack is pinned together (see README, "The stack"): tensorflow-ranking 0.5.5 requires tensorflow < 2.16,
+# so TensorFlow, tf-keras and tensorflow-serving-api stay on the 2.15 line; TensorFlow 2.15 needs numpy < 2.
+INSTALL_REQUIRES = [
+    "tensorflow>=2.15.0,<2.16",
+    "tf-keras>=2.15.0,<2.16",
+    "tensorflow-ranking==0.5.5",
+    "tensorflow-recommenders>=0.7.3,<0.8",
+    "tensorflow-serving-api>=2.15.0,<2.16",
+    "apache-beam>=2.50,<3",
+    "numpy>=1.23.5,<2",
+    "pyyaml>=5.4",
+    "scikit-learn>=1.2",
+    "matplotlib>=3.6",
+]
+
+TEST_REQUIRES = ["pytest>=7", "pytest-timeout>=2"]
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+    LONG_DESCRIPTION = f.read()
+
+setup(
+    name="tfrec",
+    version="0.1.0",
+    description="Ranking-aware losses, CTR / multi-task / pre-ranking models, Beam TFRecord pipelines and "
+    "TF Serving export for TensorFlow / Keras 2.",
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tfrec", "tfrec.*", "pipelines", "pipelines.*", "export", "export.*",
+                                    "serving", "serving.*"]),
+    package_data={"tfrec": ["configs/*.yaml"]},
+    include_package_data=True,
+    python_requires=">=3.9,<3.12",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
+    entry_points={"console_scripts": ["tfrec=tfrec.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
