@@ -189,7 +189,10 @@ class LossConfig:
     def validate(self) -> None:
         from tfrec import losses  # local: losses imports TensorFlow.
 
-        losses.check_config(self.name, self.params)
+        try:
+            losses.check_config(self.name, self.params)
+        except ValueError as e:
+            raise ConfigError(f"`loss`: {e}") from None
 
 
 @dataclasses.dataclass
@@ -208,6 +211,9 @@ class TrainConfig:
       seed: random seed of initialisation, dropout and shuffling.
       save_every_steps: BackupAndRestore saves every N steps (0 saves at epoch ends only).
       verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+      monitor: validation metric for early stopping, the learning-rate plateau and the best checkpoint (higher is
+        better); the weighted AUC equals the AUC when beta_pos = 1.
+      log_every_seconds: tfrec's own progress line (step, loss, examples/s) at most this often (0 disables).
     """
 
     model_dir: str = ""
@@ -221,7 +227,9 @@ class TrainConfig:
     replicas: int = 2
     seed: int = 2020
     save_every_steps: int = 100
-    verbose: int = 2
+    verbose: int = 0
+    monitor: str = "val_weighted_auc"
+    log_every_seconds: float = 10.0
 
     def validate(self) -> None:
         _check(self.epochs > 0, "train.epochs", self.epochs, "must be > 0")
@@ -235,6 +243,9 @@ class TrainConfig:
         _check(self.replicas >= 1, "train.replicas", self.replicas, "must be >= 1")
         _check(self.save_every_steps >= 0, "train.save_every_steps", self.save_every_steps, "must be >= 0")
         _check(self.verbose in (0, 1, 2), "train.verbose", self.verbose, "must be 0, 1 or 2")
+        _check(self.monitor in ("val_auc", "val_weighted_auc"), "train.monitor", self.monitor,
+               "must be val_auc or val_weighted_auc")
+        _check(self.log_every_seconds >= 0, "train.log_every_seconds", self.log_every_seconds, "must be >= 0")
 
 
 @dataclasses.dataclass

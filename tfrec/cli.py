@@ -1,0 +1,243 @@
+"""The ``tfrec`` command: demo, simulate, prepare, train, evaluate.
+
+Every command takes ``--config FILE.yaml`` and repeated ``--set section.key=value`` overrides (see
+``tfrec.config``); its own flags are shorthands for config keys. Bad input exits non-zero with one line on
+stderr: ``tfrec <command>: error: <reason>`` (2 for usage and configuration errors, 1 for failures while running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Dict, List, Optional, Sequence
+
+USAGE_ERROR = 2
+RUN_ERROR = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (sections: simulation, prepare, data, model, loss, train)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.learning_rate=0.01 (repeatable)")
+
+
+def _flag_overrides(args: argparse.Namespace, mapping: Dict[str, str]) -> List[str]:
+    out = []
+    for attr, key in mapping.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = "[" + ", ".join(_yaml_scalar(v) for v in value) + "]"
+        else:
+            value = _yaml_scalar(value)
+        out.append(f"{key}={value}")
+    return out
+
+
+def _yaml_scalar(v) -> str:
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    return str(v)
+
+
+def _load(args, mapping: Dict[str, str], base_yaml: Optional[str] = None):
+    from tfrec.config import load_config
+
+    base = load_config(base_yaml) if base_yaml else None
+    return load_config(args.config, _flag_overrides(args, mapping) + list(args.overrides), base=base)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+def _cmd_simulate(args) -> int:
+    from tfrec.simulation import simulate
+
+    cfg = _load(args, {"out": "simulation.output", "rows": "simulation.rows", "seed": "simulation.seed",
+                       "positive_rate": "simulation.positive_rate"})
+    if not cfg.simulation.output:
+        raise _UsageError("no output path given (--out or simulation.output)")
+    result = simulate(cfg.simulation, strip_trailing_share=args.strip_trailing_share)
+    print(f"wrote {cfg.simulation.rows:,} rows to {cfg.simulation.output} (truth: {result.truth_path})")
+    return 0
+
+
+def _cmd_prepare(args) -> int:
+    from pipelines.criteo import run
+
+    cfg = _load(args, {"input": "prepare.inputs", "train": "prepare.train", "valid": "prepare.valid",
+                       "test": "prepare.test", "out": "prepare.output", "format": "prepare.input_format",
+                       "beta_pos": "prepare.beta_pos", "min_count": "prepare.min_count",
+                       "runner": "prepare.runner"})
+    if args.beam_args:
+        cfg.prepare.beam_args = list(cfg.prepare.beam_args) + list(args.beam_args)
+    if not cfg.prepare.output:
+        raise _UsageError("no output directory given (--out or prepare.output)")
+    stats = run(cfg.prepare)
+    print(_format_prepare(stats, cfg.prepare.output))
+    return 0
+
+
+def _cmd_train(args) -> int:
+    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir", "replicas": "train.replicas",
+                       "epochs": "train.epochs"})
+    _configure_replicas(cfg.train.replicas)
+    from tfrec.train import train
+
+    result = train(cfg)
+    print(f"trained {result.summary['epochs_run']} epoch(s); best {cfg.train.monitor} "
+          f"{result.summary['best_' + cfg.train.monitor]:.5f} at epoch {result.summary['best_epoch']}; "
+          f"{result.summary['train_examples_per_second']:,.0f} examples/s; weights in {result.best_weights}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
+    from tfrec.evaluate import evaluate
+
+    if not cfg.train.model_dir:
+        raise _UsageError("no model directory given (--model-dir or train.model_dir)")
+    report = evaluate(cfg, split=args.split, output=args.out)
+    print(_format_table([(k, report[k]) for k in ("auc", "logloss", "weighted_auc", "weighted_logloss", "rows",
+                                                  "positive_rate", "effective_positive_rate")]))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from tfrec.demo import DEMO_CONFIG, run_demo
+
+    cfg = _load(args, {"rows": "simulation.rows", "replicas": "train.replicas", "epochs": "train.epochs"},
+                base_yaml=DEMO_CONFIG)
+    _configure_replicas(cfg.train.replicas)
+    run_demo(cfg, os.path.abspath(args.out))
+    return 0
+
+
+def _configure_replicas(replicas: int) -> None:
+    # First TensorFlow work of the process: split the CPU into logical devices for MirroredStrategy.
+    from tfrec.devices import configure_cpu_replicas
+
+    configure_cpu_replicas(replicas)
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def _format_table(rows: Sequence) -> str:
+    width = max(len(str(k)) for k, _ in rows)
+    lines = []
+    for k, v in rows:
+        if isinstance(v, float):
+            v = f"{v:.5f}"
+        elif isinstance(v, int):
+            v = f"{v:,}"
+        lines.append(f"  {str(k):<{width}}  {v}")
+    return "\n".join(lines)
+
+
+def _format_prepare(stats: Dict, output: str) -> str:
+    rows = [("rows in", stats["rows_in"]), ("rows rejected", stats["rows_rejected"])]
+    rows += [(f"rows {s}", stats["rows_written"].get(s, 0)) for s in ("train", "valid", "test")]
+    rows += [("positive rate (train)", stats["positive_rate"].get("train", float("nan"))),
+             ("effective positive rate (train)", stats["effective_positive_rate"].get("train", float("nan")))]
+    return f"prepared {output}\n" + _format_table(rows)
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+class _UsageError(ValueError):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tfrec", description="Ranking-aware CTR models: data pipelines, training, evaluation.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("demo", help="simulate click logs, prepare them with Beam, train DCN V2, evaluate")
+    p.add_argument("--out", default="tfrec_demo", help="working directory of the demo (default: ./tfrec_demo)")
+    p.add_argument("--rows", type=int, help="simulated rows (default 150000)")
+    p.add_argument("--replicas", type=int, help="MirroredStrategy replicas (default 2)")
+    p.add_argument("--epochs", type=int, help="training epochs (default 3)")
+    _common(p)
+    p.set_defaults(fn=_cmd_demo)
+
+    p = sub.add_parser("simulate", help="write Criteo-shaped click logs (Kaggle train.txt format) with known truth")
+    p.add_argument("--out", help="train.txt path to write")
+    p.add_argument("--rows", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--positive-rate", dest="positive_rate", type=float)
+    p.add_argument("--strip-trailing-share", dest="strip_trailing_share", type=float, default=0.0,
+                   help="share of lines whose trailing empty fields are stripped")
+    _common(p)
+    p.set_defaults(fn=_cmd_simulate)
+
+    p = sub.add_parser("prepare", help="Criteo TSV/CSV -> validated, split, weighted TFRecords (Apache Beam)")
+    p.add_argument("--input", nargs="+", help="input files or globs (split 7:2:1 by hash)")
+    p.add_argument("--train", nargs="+", help="train files (instead of --input)")
+    p.add_argument("--valid", nargs="+", help="validation files")
+    p.add_argument("--test", nargs="+", help="test files")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--format", choices=["auto", "kaggle", "x1"])
+    p.add_argument("--beta-pos", dest="beta_pos", type=float, help="weight of positives (KDD 2024 Eq. 15)")
+    p.add_argument("--min-count", dest="min_count", type=int, help="vocabulary min count on the train split")
+    p.add_argument("--runner", help="Beam runner (default DirectRunner)")
+    p.add_argument("beam_args", nargs="*", help="after --: extra Beam pipeline options")
+    _common(p)
+    p.set_defaults(fn=_cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model on a prepared dataset under MirroredStrategy")
+    p.add_argument("--data", help="prepared dataset directory")
+    p.add_argument("--model-dir", dest="model_dir", help="checkpoints, logs and the best weights go here")
+    p.add_argument("--replicas", type=int)
+    p.add_argument("--epochs", type=int)
+    _common(p)
+    p.set_defaults(fn=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="AUC and logloss (unweighted and weighted) of a trained model")
+    p.add_argument("--data", help="prepared dataset directory")
+    p.add_argument("--model-dir", dest="model_dir", help="model directory of a finished `tfrec train`")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--out", help="metrics.json path (default <model_dir>/metrics_<split>.json)")
+    _common(p)
+    p.set_defaults(fn=_cmd_evaluate)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"tfrec {args.command}"
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line; TFREC_DEBUG=1 shows the traceback
+        if os.environ.get("TFREC_DEBUG"):
+            raise
+        code = USAGE_ERROR if _is_usage_error(e) else RUN_ERROR
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return code
+
+
+def _is_usage_error(e: Exception) -> bool:
+    from tfrec.config import ConfigError
+
+    return isinstance(e, (ConfigError, _UsageError, FileNotFoundError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""tf.data readers of the pipelines' TFRecords.
+
+Reads ``<dir>/<split>-SSSSS-of-NNNNN.tfrecord.gz``: shards are interleaved, records are batched first and then
+parsed with one ``tf.io.parse_example`` per batch (much faster than parsing records one by one), the batch size
+per replica comes from the strategy's ``InputContext``, and the pipeline ends with a prefetch. Each element is
+``(features, label, weight)``, the form Keras ``fit`` takes as ``(x, y, sample_weight)``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+
+from tfrec.features import PointwiseSchema
+
+SPLITS = ("train", "valid", "test")
+
+
+class DatasetError(FileNotFoundError):
+    """A prepared dataset directory is missing or incomplete."""
+
+
+def split_files(data_dir: str, split: str) -> List[str]:
+    """The sorted shard files of ``split`` in ``data_dir``.
+
+    Raises:
+      DatasetError: the directory or the split's files are missing.
+    """
+    if not os.path.isdir(data_dir):
+        raise DatasetError(f"prepared dataset directory not found: {data_dir}")
+    files = sorted(glob.glob(os.path.join(data_dir, f"{split}-*-of-*.tfrecord.gz")))
+    if not files:
+        raise DatasetError(f"no {split} shards ({split}-*-of-*.tfrecord.gz) in {data_dir}")
+    return files
+
+
+def load_schema(data_dir: str) -> PointwiseSchema:
+    """Reads ``schema.json`` of a prepared dataset."""
+    path = os.path.join(data_dir, "schema.json")
+    if not os.path.exists(path):
+        raise DatasetError(f"schema.json not found in {data_dir} (is it a prepared dataset directory?)")
+    return PointwiseSchema.load(path)
+
+
+def load_stats(data_dir: str) -> Dict[str, object]:
+    """Reads ``stats.json`` of a prepared dataset."""
+    path = os.path.join(data_dir, "stats.json")
+    if not os.path.exists(path):
+        raise DatasetError(f"stats.json not found in {data_dir} (is it a prepared dataset directory?)")
+    with open(path, "r", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def parse_batch(serialized: tf.Tensor, schema: PointwiseSchema):
+    """Parses a ``[batch]`` string tensor into ``(features, label, weight)``."""
+    parsed = tf.io.parse_example(serialized, schema.parse_spec(with_label=True))
+    label = parsed.pop(schema.label)
+    weight = parsed.pop(schema.weight)
+    return parsed, label, weight
+
+
+def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: int, training: bool,
+                 input_context: Optional[tf.distribute.InputContext] = None, shuffle_buffer: int = 0,
+                 cycle_length: int = 4, seed: Optional[int] = None, repeat: bool = False) -> tf.data.Dataset:
+    """Builds the input pipeline of one input worker.
+
+    Args:
+      files: TFRecord shards (GZIP).
+      schema: the dataset's schema (gives the parse spec and the label / weight names).
+      global_batch_size: batch size summed over all replicas.
+      training: shuffle and drop the last partial batch (so every replica gets equal batches).
+      input_context: from ``strategy.distribute_datasets_from_function``; gives the per-replica batch size and
+        shards the files over input pipelines (one per worker).
+      shuffle_buffer: examples in the shuffle buffer (training only; 0 disables).
+      cycle_length: shards read concurrently.
+      seed: shuffle seed (file order and example order).
+      repeat: repeat forever (when steps per epoch are fixed).
+
+    Returns:
+      A dataset of ``(features dict of [b] tensors, label [b], weight [b])`` with ``b`` the per-replica batch.
+    """
+    batch = global_batch_size
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if input_context is not None:
+        batch = input_context.get_per_replica_batch_size(global_batch_size)
+        if input_context.num_input_pipelines > 1:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                       cycle_length=max(1, min(cycle_length, len(files))),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if training and shuffle_buffer > 0:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch, drop_remainder=training)
+    ds = ds.map(lambda s: parse_batch(s, schema), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=not training)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def distributed_dataset(strategy: tf.distribute.Strategy, data_dir: str, split: str, schema: PointwiseSchema,
+                        global_batch_size: int, training: bool, shuffle_buffer: int = 0, cycle_length: int = 4,
+                        seed: Optional[int] = None, repeat: bool = False):
+    """``make_dataset`` for every input worker of ``strategy`` (``distribute_datasets_from_function``)."""
+    files = split_files(data_dir, split)
+
+    def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        return make_dataset(files, schema, global_batch_size, training, ctx, shuffle_buffer, cycle_length, seed,
+                            repeat)
+
+    return strategy.distribute_datasets_from_function(fn)

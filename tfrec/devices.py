@@ -1,0 +1,81 @@
+"""Device set-up for tf.distribute: logical CPU replicas and strategy selection.
+
+MirroredStrategy on a CPU-only host needs one logical device per replica, and TensorFlow only accepts that
+configuration before its runtime is initialised. The process that trains therefore calls
+:func:`configure_cpu_replicas` first thing (the ``tfrec`` command does it before any other TensorFlow work).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+
+class DeviceError(RuntimeError):
+    """The requested replicas cannot be provided in this process."""
+
+
+def configure_cpu_replicas(replicas: int) -> int:
+    """Splits the host CPU into at least ``replicas`` logical devices (no-op when GPUs are visible).
+
+    Args:
+      replicas: number of logical CPU devices wanted (>= 1).
+
+    Returns:
+      The number of logical CPU devices the process has afterwards.
+
+    Raises:
+      DeviceError: the runtime is already initialised with fewer logical CPU devices than asked for.
+    """
+    import tensorflow as tf
+
+    if replicas < 1:
+        raise ValueError(f"`replicas` must be >= 1. Received: replicas={replicas}")
+    if tf.config.list_physical_devices("GPU"):
+        return len(tf.config.list_logical_devices("CPU"))
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) >= replicas:
+        return len(current)
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have >= replicas:
+            return have
+        raise DeviceError(
+            f"{replicas} CPU replicas were requested but TensorFlow is already initialised with {have} logical "
+            "CPU device(s); call tfrec.devices.configure_cpu_replicas before any other TensorFlow work") from None
+    return len(tf.config.list_logical_devices("CPU"))
+
+
+def make_strategy(replicas: int, prefer_gpu: bool = True):
+    """Returns the distribution strategy for ``replicas`` replicas.
+
+    * ``TF_CONFIG`` naming several workers: ``MultiWorkerMirroredStrategy``.
+    * GPUs visible and ``prefer_gpu``: ``MirroredStrategy`` over the first ``replicas`` GPUs.
+    * Otherwise: ``MirroredStrategy`` over the first ``replicas`` logical CPU devices (see
+      :func:`configure_cpu_replicas`).
+
+    Raises:
+      DeviceError: fewer devices than ``replicas``.
+    """
+    import tensorflow as tf
+
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    workers = tf_config.get("cluster", {}).get("worker", [])
+    if len(workers) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU") if prefer_gpu else []
+    devices = gpus if gpus else tf.config.list_logical_devices("CPU")
+    if len(devices) < replicas:
+        kind = "GPU" if gpus else "logical CPU"
+        raise DeviceError(f"{replicas} replicas requested but only {len(devices)} {kind} device(s) are available")
+    names = [d.name for d in devices[:replicas]]
+    cross_ops: Optional[object] = None
+    if not gpus:
+        # NCCL is GPU-only; on CPU devices reduce through one device.
+        cross_ops = tf.distribute.ReductionToOneDevice(reduce_to_device=names[0])
+    return tf.distribute.MirroredStrategy(devices=names, cross_device_ops=cross_ops)

@@ -1,0 +1,7 @@
+"""Keras layers of tfrec: feature preprocessing + embeddings, MLP, DCN V2 cross network."""
+
+from tfrec.layers.cross import Cross, CrossNetwork
+from tfrec.layers.embedding import FeatureEmbedding
+from tfrec.layers.mlp import MLP
+
+__all__ = ["Cross", "CrossNetwork", "FeatureEmbedding", "MLP"]

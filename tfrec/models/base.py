@@ -1,0 +1,83 @@
+"""The base of tfrec's Keras models: one overridable place that computes the loss.
+
+A model's ``call`` returns a dict (at least ``logit`` and ``probability``; ``embedding`` where a loss needs the
+penultimate representation). Training uses Keras' own ``fit`` loop (so tf.distribute, callbacks and
+checkpoints work unchanged); this class only overrides ``compute_loss`` and ``compute_metrics``:
+
+* ``compute_loss`` calls the loss given to ``compile(loss=...)`` (a ``tfrec.losses.Loss``) on the whole output
+  dict, adds the regularisation losses, reports ``loss``, ``regularization_loss`` and ``total_loss``, and
+  divides the optimised value by the number of replicas (gradients are summed over replicas);
+* ``compute_metrics`` updates AUC and logloss, unweighted and weighted by the ``weight`` feature.
+
+The streaming AUC here uses 10,000 thresholds (close to exact, for monitoring and early stopping); reports use
+the exact NumPy metrics of ``tfrec.metrics``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec.losses import Loss
+
+
+class RankingModel(keras.Model):
+    """Base class of tfrec's single-task models. Subclasses implement ``call`` returning a dict of outputs."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.regularization_tracker = keras.metrics.Mean(name="regularization_loss")
+        self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
+        self.auc_metric = keras.metrics.AUC(num_thresholds=10000, name="auc")
+        self.weighted_auc_metric = keras.metrics.AUC(num_thresholds=10000, name="weighted_auc")
+        self.logloss_metric = keras.metrics.Mean(name="logloss")
+        self.weighted_logloss_metric = keras.metrics.Mean(name="weighted_logloss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.regularization_tracker, self.total_loss_tracker, self.auc_metric,
+                self.weighted_auc_metric, self.logloss_metric, self.weighted_logloss_metric]
+
+    def task_loss(self, y: tf.Tensor, y_pred: Dict[str, tf.Tensor], sample_weight) -> tf.Tensor:
+        """The loss of one replica's batch (override for multi-output losses)."""
+        if not isinstance(self.loss, Loss):
+            raise ValueError("compile the model with a tfrec loss: model.compile(optimizer, "
+                             f"loss=tfrec.losses.get(name)). Received: loss={self.loss!r}")
+        return self.loss(y, y_pred, sample_weight)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+        task = self.task_loss(y, y_pred, sample_weight)
+        reg = tf.add_n([tf.cast(l, task.dtype) for l in self.losses]) if self.losses else tf.zeros_like(task)
+        total = task + reg
+        # Weighted by the replica's number of valid samples: an evaluation batch can leave a replica empty, and
+        # its (zero) loss must not count as a batch.
+        n = tf.reduce_sum(tf.cast(tf.reshape(y, [-1]) >= 0, task.dtype))
+        self.loss_tracker.update_state(task, sample_weight=n)
+        self.regularization_tracker.update_state(reg, sample_weight=n)
+        self.total_loss_tracker.update_state(total, sample_weight=n)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return total / tf.cast(replicas, total.dtype)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight):
+        y = tf.reshape(tf.cast(y, tf.float32), [-1])
+        p = tf.reshape(y_pred["probability"], [-1])
+        w = tf.ones_like(y) if sample_weight is None else tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+        valid = y >= 0
+        y, p, w = tf.boolean_mask(y, valid), tf.boolean_mask(p, valid), tf.boolean_mask(w, valid)
+        self.auc_metric.update_state(y, p)
+        self.weighted_auc_metric.update_state(y, p, sample_weight=w)
+        eps = 1e-7
+        pc = tf.clip_by_value(p, eps, 1.0 - eps)
+        ll = -(y * tf.math.log(pc) + (1.0 - y) * tf.math.log(1.0 - pc))
+        self.logloss_metric.update_state(ll)
+        self.weighted_logloss_metric.update_state(ll, sample_weight=w)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        self.compute_loss(x, y, y_pred, sample_weight)
+        return self.compute_metrics(x, y, y_pred, sample_weight)

@@ -1,0 +1,177 @@
+"""The training driver: strategy, model and loss inside ``strategy.scope()``, ``fit`` with recovery.
+
+``train(cfg)`` reads a prepared dataset (``cfg.data.dir``), builds the model named in ``cfg.model`` and the loss
+named in ``cfg.loss`` under the distribution strategy (MirroredStrategy over ``cfg.train.replicas`` devices by
+default; on a CPU host the caller must first split the CPU with ``tfrec.devices.configure_cpu_replicas``), and
+runs Keras ``fit`` with:
+
+* Adam(``learning_rate``) with a global gradient-norm clip (``clip_norm``);
+* ``ReduceLROnPlateau`` (x ``plateau_factor``) and ``EarlyStopping`` (``early_stop_patience`` epochs) on the
+  validation AUC named by ``monitor``;
+* ``BackupAndRestore`` every ``save_every_steps`` steps, so a killed run resumes where it was when restarted with
+  the same ``model_dir``;
+* the best weights (by ``monitor``) in ``<model_dir>/best/``, reloaded at the end;
+* TensorBoard logs in ``<model_dir>/logs`` and the per-epoch history in ``<model_dir>/history.csv``;
+* a NaN guard: a non-finite loss stops the run with :class:`TrainingError` naming the epoch and step.
+
+Files in ``model_dir``: ``config.yaml`` (the run's config), ``best/`` (weights), ``backup/`` (while running),
+``logs/``, ``history.csv``, ``train_summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Dict, Optional
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec import data as data_lib
+from tfrec import devices, losses, models, transforms
+from tfrec.callbacks import NaNGuard, ProgressLogger, Throughput
+from tfrec.config import RunConfig, dump_config
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for example, the loss became NaN)."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    model: keras.Model
+    history: Dict[str, list]
+    best_weights: str
+    summary: Dict[str, object]
+
+
+def best_weights_path(model_dir: str) -> str:
+    return os.path.join(model_dir, "best", "weights")
+
+
+def build_model(cfg: RunConfig) -> keras.Model:
+    """Builds the configured model from the prepared dataset's artifacts (call inside ``strategy.scope()``)."""
+    data_dir = cfg.data.dir
+    schema = data_lib.load_schema(data_dir)
+    vocabularies = models.load_vocabularies(data_dir, schema.categorical)
+    transform_path = os.path.join(data_dir, "transform.json")
+    if not os.path.exists(transform_path):
+        raise data_lib.DatasetError(f"transform.json not found in {data_dir}")
+    transform = transforms.load_params(transform_path)
+    return models.build(cfg.model, schema, vocabularies, transform)
+
+
+def _example_batch(cfg: RunConfig, schema):
+    ds = data_lib.make_dataset(data_lib.split_files(cfg.data.dir, "train")[:1], schema, 2, training=False)
+    features, _, _ = next(iter(ds))
+    return features
+
+
+def load_trained_model(cfg: RunConfig) -> keras.Model:
+    """Rebuilds the model of a finished run and loads its best weights (no strategy needed)."""
+    path = best_weights_path(cfg.train.model_dir)
+    if not tf.io.gfile.exists(path + ".index"):
+        raise FileNotFoundError(f"no trained weights at {path} (run `tfrec train` with this model_dir first)")
+    model = build_model(cfg)
+    model(_example_batch(cfg, data_lib.load_schema(cfg.data.dir)), training=False)
+    model.load_weights(path).expect_partial()
+    return model
+
+
+def train(cfg: RunConfig, printer: Callable[[str], None] = print,
+          extra_callbacks: Optional[list] = None) -> TrainResult:
+    """Trains ``cfg.model`` with ``cfg.loss`` on ``cfg.data.dir``; see the module docstring.
+
+    Raises:
+      DatasetError: the dataset directory or one of its files is missing.
+      DeviceError: fewer devices than ``cfg.train.replicas``.
+      TrainingError: the loss became NaN.
+    """
+    t = cfg.train
+    if not cfg.data.dir:
+        raise data_lib.DatasetError("no dataset directory given (data.dir / --data)")
+    if not t.model_dir:
+        raise ValueError("no model directory given (train.model_dir / --model-dir)")
+    schema = data_lib.load_schema(cfg.data.dir)
+    strategy = devices.make_strategy(t.replicas)
+    replicas = strategy.num_replicas_in_sync
+    if cfg.data.batch_size % replicas:
+        raise ValueError(f"`data.batch_size` must be divisible by the {replicas} replicas. "
+                         f"Received: data.batch_size={cfg.data.batch_size}")
+    os.makedirs(t.model_dir, exist_ok=True)
+    dump_config(cfg, os.path.join(t.model_dir, "config.yaml"))
+    keras.utils.set_random_seed(t.seed)
+
+    with strategy.scope():
+        model = build_model(cfg)
+        optimizer = keras.optimizers.Adam(learning_rate=t.learning_rate,
+                                          global_clipnorm=t.clip_norm if t.clip_norm > 0 else None)
+        model.compile(optimizer=optimizer, loss=losses.get(cfg.loss.name, **cfg.loss.params))
+
+    # Keras needs the number of steps of a distributed dataset: one epoch is one pass over the train split
+    # (the last partial batch dropped); the train dataset repeats so an epoch never runs dry.
+    rows = data_lib.load_stats(cfg.data.dir).get("rows_written", {})
+    steps_per_epoch = t.steps_per_epoch or int(rows.get("train", 0)) // cfg.data.batch_size
+    if steps_per_epoch <= 0:
+        raise data_lib.DatasetError(f"the train split of {cfg.data.dir} has {rows.get('train', 0)} rows, fewer than "
+                                    f"one batch of {cfg.data.batch_size}; lower data.batch_size")
+    validation_steps = -(-int(rows.get("valid", 0)) // cfg.data.eval_batch_size)
+    if validation_steps <= 0:
+        raise data_lib.DatasetError(f"the valid split of {cfg.data.dir} is empty; early stopping needs it")
+    train_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "train", schema, cfg.data.batch_size, True,
+                                            cfg.data.shuffle_buffer, cfg.data.cycle_length, t.seed, repeat=True)
+    valid_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "valid", schema, cfg.data.eval_batch_size,
+                                            False, cycle_length=cfg.data.cycle_length)
+
+    guard = NaNGuard()
+    throughput = Throughput(cfg.data.batch_size)
+    best = best_weights_path(t.model_dir)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(t.model_dir, "backup"),
+                                         save_freq=t.save_every_steps or "epoch", delete_checkpoint=True),
+        guard,
+        throughput,
+        keras.callbacks.ModelCheckpoint(best, monitor=t.monitor, mode="max", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=t.monitor, mode="max", factor=t.plateau_factor,
+                                          patience=t.plateau_patience, min_delta=0.0, verbose=0),
+        keras.callbacks.EarlyStopping(monitor=t.monitor, mode="max", patience=t.early_stop_patience,
+                                      min_delta=0.0),
+        keras.callbacks.TensorBoard(os.path.join(t.model_dir, "logs"), update_freq="epoch", profile_batch=0),
+        keras.callbacks.CSVLogger(os.path.join(t.model_dir, "history.csv"), append=True),
+    ]
+    if t.log_every_seconds > 0 or t.verbose == 0:
+        callbacks.append(ProgressLogger(t.log_every_seconds, cfg.data.batch_size, t.epochs, printer))
+    callbacks.extend(extra_callbacks or [])
+
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=valid_ds, epochs=t.epochs, steps_per_epoch=steps_per_epoch,
+                        validation_steps=validation_steps, callbacks=callbacks, verbose=t.verbose)
+    wall = time.perf_counter() - start
+    if guard.event is not None:
+        e = guard.event
+        raise TrainingError(
+            f"loss became {e['loss']} at epoch {e['epoch']} step {e['step']} (last finite loss: "
+            f"{e['last_finite']}); lower train.learning_rate or check the input data for extreme values")
+    if tf.io.gfile.exists(best + ".index"):
+        model.load_weights(best).expect_partial()
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    monitored = hist.get(t.monitor, [])
+    summary = {
+        "epochs_run": len(hist.get("loss", [])),
+        "best_epoch": (int(max(range(len(monitored)), key=monitored.__getitem__)) + 1) if monitored else None,
+        "best_" + t.monitor: max(monitored) if monitored else None,
+        "replicas": replicas,
+        "global_batch_size": cfg.data.batch_size,
+        "train_steps": throughput.steps,
+        "train_examples_per_second": throughput.examples_per_second,
+        "epoch_examples_per_second": throughput.epoch_rates,
+        "wall_seconds": wall,
+    }
+    with open(os.path.join(t.model_dir, "train_summary.json"), "w", encoding="utf-8") as f:
+        json.dump({"summary": summary, "history": hist}, f, indent=2)
+    return TrainResult(model=model, history=hist, best_weights=best, summary=summary)
