@@ -3,7 +3,8 @@
 Reads ``<dir>/<split>-SSSSS-of-NNNNN.tfrecord.gz``: shards are interleaved, records are batched first and then
 parsed with one ``tf.io.parse_example`` per batch (much faster than parsing records one by one), the batch size
 per replica comes from the strategy's ``InputContext``, and the pipeline ends with a prefetch. Each element is
-``(features, label, weight)``, the form Keras ``fit`` takes as ``(x, y, sample_weight)``.
+``(features, label, weight)``, the form Keras ``fit`` takes as ``(x, y, sample_weight)``. The order is
+deterministic for a given seed (parallel reads and parses keep their order), so a seed reproduces a run.
 """
 
 from __future__ import annotations
@@ -93,14 +94,13 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
                        cycle_length=max(1, min(cycle_length, len(files))),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training and shuffle_buffer > 0:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch, drop_remainder=training)
-    ds = ds.map(lambda s: parse_batch(s, schema), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=not training)
+    ds = ds.map(lambda s: parse_batch(s, schema), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -36,6 +36,16 @@ class RankingModel(keras.Model):
         self.logloss_metric = keras.metrics.Mean(name="logloss")
         self.weighted_logloss_metric = keras.metrics.Mean(name="weighted_logloss")
 
+    def input_signature(self) -> Dict[str, tf.TensorSpec]:
+        """Feature name -> ``TensorSpec([None], dtype)`` of the raw inputs (used to build and to export)."""
+        raise NotImplementedError
+
+    def build_from_config(self, config):
+        # Keras' default builds with float placeholders; tfrec models take typed raw features.
+        inputs = {name: tf.zeros([1], spec.dtype) if spec.dtype != tf.string else tf.constant([""])
+                  for name, spec in self.input_signature().items()}
+        self(inputs, training=False)
+
     @property
     def metrics(self):
         return [self.loss_tracker, self.regularization_tracker, self.total_loss_tracker, self.auc_metric,

@@ -63,6 +63,11 @@ class DCNv2(RankingModel):
                     if self.dnn_hidden_units else None)
         self.head = keras.layers.Dense(1, name="logit")
 
+    def input_signature(self):
+        spec = {d: tf.TensorSpec([None], tf.float32, name=d) for d in self.embedding.dense}
+        spec.update({c: tf.TensorSpec([None], tf.string, name=c) for c in self.embedding.categorical})
+        return spec
+
     def call(self, features, training=None):
         emb = self.embedding(features)
         x0 = tf.reshape(emb, [-1, self.embedding.num_fields * self.embedding.embedding_dim])
