@@ -25,14 +25,18 @@ class DatasetError(FileNotFoundError):
     """A prepared dataset directory is missing or incomplete."""
 
 
+def _require_dir(data_dir: str) -> None:
+    if not os.path.isdir(data_dir):
+        raise DatasetError(f"prepared dataset directory not found: {data_dir}")
+
+
 def split_files(data_dir: str, split: str) -> List[str]:
     """The sorted shard files of ``split`` in ``data_dir``.
 
     Raises:
       DatasetError: the directory or the split's files are missing.
     """
-    if not os.path.isdir(data_dir):
-        raise DatasetError(f"prepared dataset directory not found: {data_dir}")
+    _require_dir(data_dir)
     files = sorted(glob.glob(os.path.join(data_dir, f"{split}-*-of-*.tfrecord.gz")))
     if not files:
         raise DatasetError(f"no {split} shards ({split}-*-of-*.tfrecord.gz) in {data_dir}")
@@ -41,6 +45,7 @@ def split_files(data_dir: str, split: str) -> List[str]:
 
 def load_schema(data_dir: str) -> PointwiseSchema:
     """Reads ``schema.json`` of a prepared dataset."""
+    _require_dir(data_dir)
     path = os.path.join(data_dir, "schema.json")
     if not os.path.exists(path):
         raise DatasetError(f"schema.json not found in {data_dir} (is it a prepared dataset directory?)")
@@ -49,6 +54,7 @@ def load_schema(data_dir: str) -> PointwiseSchema:
 
 def load_stats(data_dir: str) -> Dict[str, object]:
     """Reads ``stats.json`` of a prepared dataset."""
+    _require_dir(data_dir)
     path = os.path.join(data_dir, "stats.json")
     if not os.path.exists(path):
         raise DatasetError(f"stats.json not found in {data_dir} (is it a prepared dataset directory?)")

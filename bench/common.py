@@ -1,0 +1,36 @@
+"""Shared set-up of the benchmarks: a simulated, prepared Criteo-shaped dataset (cached between runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+DEFAULT_DIR = os.environ.get("TFREC_BENCH_DIR", "/tmp/tfrec_bench")
+
+
+def prepared_dataset(rows: int, beta_pos: float = 1.0, root: str = DEFAULT_DIR, shards: int = 4) -> str:
+    """Simulates ``rows`` rows and prepares them with the Beam pipeline, once per (rows, beta_pos, shards)."""
+    from pipelines.criteo import run
+    from tfrec.config import PrepareConfig, SimulationConfig
+    from tfrec.simulation import simulate
+
+    base = os.path.join(root, f"criteo_{rows}_{beta_pos}_{shards}")
+    data_dir = os.path.join(base, "data")
+    if os.path.exists(os.path.join(data_dir, "stats.json")):
+        return data_dir
+    raw = os.path.join(base, "raw", "train.txt")
+    os.makedirs(os.path.dirname(raw), exist_ok=True)
+    simulate(SimulationConfig(rows=rows, output=raw))
+    run(PrepareConfig(inputs=[raw], output=data_dir, beta_pos=beta_pos, num_shards=shards))
+    return data_dir
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def print_json(name: str, obj) -> None:
+    print(f"{name}: " + json.dumps(obj, indent=2, default=float))

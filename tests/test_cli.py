@@ -1,0 +1,63 @@
+"""The tfrec command: bad command lines and configs exit non-zero with one line naming the problem."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfrec.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize("argv, code, needle", [
+    (["train", "--set", "train.epochz=3", "--data", "x", "--model-dir", "y"], 2, "unknown config key `train.epochz`"),
+    (["train", "--set", "train.epochs=-1"], 2, "`train.epochs` must be > 0"),
+    (["train", "--set", "loss.name=nope"], 2, "unknown loss 'nope'"),
+    (["train", "--config", "/nonexistent/c.yaml"], 2, "config file not found: /nonexistent/c.yaml"),
+    (["train", "--data", "/nonexistent/data", "--model-dir", "/tmp/m"], 2,
+     "prepared dataset directory not found: /nonexistent/data"),
+    (["evaluate", "--data", "/nonexistent/data", "--model-dir", "/nonexistent/model"], 2, "/nonexistent/"),
+    (["prepare", "--input", "/nonexistent/train.txt", "--out", "/tmp/tfrec_cli_out"], 2, "/nonexistent/train.txt"),
+    (["prepare", "--input", "a.txt"], 2, "no output directory given"),
+    (["simulate", "--rows", "10"], 2, "no output path given"),
+])
+def test_bad_input_is_one_line(capsys, argv, code, needle):
+    got, err = _run(capsys, argv)
+    assert got == code, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"tfrec {argv[0]}: error:") and needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    ([], "the following arguments are required: COMMAND"),
+    (["fly"], "invalid choice: 'fly'"),
+    (["train", "--epochs", "many"], "invalid int value: 'many'"),
+    (["evaluate", "--split", "dev"], "invalid choice: 'dev'"),
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_command_lines_are_one_line(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_console_script_help_and_exit_code(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    ok = subprocess.run([sys.executable, "-m", "tfrec.cli", "--help"], capture_output=True, text=True, env=env,
+                        cwd=ROOT, timeout=120)
+    assert ok.returncode == 0 and "demo" in ok.stdout and "prepare" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "tfrec.cli", "train", "--data", str(tmp_path / "none"),
+                          "--model-dir", str(tmp_path / "m")], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and str(tmp_path / "none") in bad.stderr
