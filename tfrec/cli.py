@@ -147,8 +147,10 @@ def _format_table(rows: Sequence) -> str:
 def _format_prepare(stats: Dict, output: str) -> str:
     rows = [("rows in", stats["rows_in"]), ("rows rejected", stats["rows_rejected"])]
     rows += [(f"rows {s}", stats["rows_written"].get(s, 0)) for s in ("train", "valid", "test")]
-    rows += [("positive rate (train)", stats["positive_rate"].get("train", float("nan"))),
-             ("effective positive rate (train)", stats["effective_positive_rate"].get("train", float("nan")))]
+    for label, key in (("positive rate (train)", "positive_rate"),
+                       ("effective positive rate (train)", "effective_positive_rate")):
+        value = stats[key].get("train")
+        rows.append((label, "n/a (empty split)" if value is None else value))
     return f"prepared {output}\n" + _format_table(rows)
 
 

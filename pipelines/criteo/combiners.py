@@ -2,8 +2,9 @@
 
 Every accumulator is one mergeable Python object per bundle (a dict of ``collections.Counter`` for the
 vocabularies), never one element per (field, value) pair, which keeps the DirectRunner fast. The row-wise
-combiners buffer up to :data:`BUFFER_ROWS` rows in the accumulator and fold them in with C-level iterators
-(``Counter.update(map(itemgetter(j), rows))``), which is several times faster than a Python loop per value.
+combiners fold rows in batches with C-level iterators (``Counter.update(map(itemgetter(j), rows))``, several
+times faster than a Python loop per value): ``add_inputs`` takes a batch (the pipeline's parser passes each
+chunk's rows), ``add_input`` buffers up to :data:`BUFFER_ROWS` rows first.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tfrec.features import CRITEO_CATEGORICAL, CRITEO_DENSE, MISSING_TOKEN
 from tfrec.transforms import ScaleAccumulator
 
 #: Rows kept in an accumulator before they are folded into its counts.
-BUFFER_ROWS = 4096
+BUFFER_ROWS = 256
 
 _not_none = functools.partial(operator.is_not, None)
 
@@ -85,6 +86,10 @@ class VocabCombineFn(beam.CombineFn):
             acc.flush()
         return acc
 
+    def add_inputs(self, acc: VocabAccumulator, rows: Iterable[Row]) -> VocabAccumulator:
+        acc.pending.extend(row.categorical for row in rows)
+        return acc.flush()
+
     def merge_accumulators(self, accs: Iterable[VocabAccumulator]) -> VocabAccumulator:
         accs = iter(accs)
         out = next(accs).flush()
@@ -136,6 +141,10 @@ class ScaleCombineFn(beam.CombineFn):
             self._flush(acc)
         return acc
 
+    def add_inputs(self, acc: list, rows: Iterable[Row]) -> list:
+        acc[1].extend(row.dense for row in rows)
+        return self._flush(acc)
+
     def merge_accumulators(self, accs: Iterable[list]) -> list:
         accs = iter(accs)
         out = self._flush(next(accs))
@@ -161,6 +170,12 @@ class SplitCountFn(beam.CombineFn):
         acc[1] += row.label
         return acc
 
+    def add_inputs(self, acc: list, rows: Iterable[Row]) -> list:
+        rows = list(rows)
+        acc[0] += len(rows)
+        acc[1] += sum(row.label for row in rows)
+        return acc
+
     def merge_accumulators(self, accs: Iterable[list]) -> list:
         out = [0, 0]
         for a in accs:
@@ -182,6 +197,10 @@ class ReasonCountFn(beam.CombineFn):
         acc[record["reason"]] += 1
         return acc
 
+    def add_inputs(self, acc: collections.Counter, records: Iterable[dict]) -> collections.Counter:
+        acc.update(record["reason"] for record in records)
+        return acc
+
     def merge_accumulators(self, accs: Iterable[collections.Counter]) -> collections.Counter:
         accs = iter(accs)
         out = next(accs)
@@ -196,19 +215,19 @@ class ReasonCountFn(beam.CombineFn):
 
 
 class RowsInFn(beam.CombineFn):
-    """Input lines that are rows, i.e. all lines except x1 headers; input ``(file_name, line)``.
+    """Input lines that are rows, i.e. all lines except x1 headers; input ``(file_name, [line, ...])`` chunks.
 
     Independent of the parser's outcome: it is the left side of ``rows_in == written + rejected``.
     """
 
-    def __init__(self, is_header_line):
-        self.is_header_line = is_header_line  # (file_name, line) -> bool
+    def __init__(self, count_rows):
+        self.count_rows = count_rows  # (file_name, lines) -> rows among the lines
 
     def create_accumulator(self) -> int:
         return 0
 
-    def add_input(self, acc: int, element: Tuple[str, bytes]) -> int:
-        return acc if self.is_header_line(element[0], element[1]) else acc + 1
+    def add_input(self, acc: int, element: Tuple[str, List[bytes]]) -> int:
+        return acc + self.count_rows(element[0], element[1])
 
     def merge_accumulators(self, accs: Iterable[int]) -> int:
         return sum(accs)
@@ -217,8 +236,83 @@ class RowsInFn(beam.CombineFn):
         return acc
 
 
-def train_stats_fn(min_count: int, kind: str) -> beam.CombineFn:
-    """One CombineFn over train rows: ``((rows, positives), vocabularies, transform params)``."""
-    return beam.combiners.SingleInputTupleCombineFn(SplitCountFn(), VocabCombineFn(min_count),
-                                                    ScaleCombineFn(kind))
+class TrainStatsFn(beam.CombineFn):
+    """Train rows -> ``((rows, positives), vocabularies, transform params)``: SplitCountFn, VocabCombineFn and
+    ScaleCombineFn over the same rows (a tuple combiner whose ``add_inputs`` stays batched)."""
 
+    def __init__(self, min_count: int, kind: str):
+        self.fns = (SplitCountFn(), VocabCombineFn(min_count), ScaleCombineFn(kind))
+
+    def create_accumulator(self) -> list:
+        return [fn.create_accumulator() for fn in self.fns]
+
+    def add_input(self, acc: list, row: Row) -> list:
+        return [fn.add_input(a, row) for fn, a in zip(self.fns, acc)]
+
+    def add_inputs(self, acc: list, rows: Iterable[Row]) -> list:
+        rows = list(rows)
+        return [fn.add_inputs(a, rows) for fn, a in zip(self.fns, acc)]
+
+    def merge_accumulators(self, accs: Iterable[list]) -> list:
+        accs = list(accs)
+        return [fn.merge_accumulators([a[i] for a in accs]) for i, fn in enumerate(self.fns)]
+
+    def compact(self, acc: list) -> list:
+        return [fn.compact(a) for fn, a in zip(self.fns, acc)]
+
+    def extract_output(self, acc: list) -> tuple:
+        return tuple(fn.extract_output(a) for fn, a in zip(self.fns, acc))
+
+
+class PipelineStatsFn(beam.CombineFn):
+    """All the statistics of one run over keyed inputs ``(key, value)``; accumulator: key -> sub-accumulator.
+
+    Keys: ``train`` (rows: counts, vocabularies, transform), ``valid`` / ``test`` (rows: counts) and
+    ``deadletter`` (dead-letter dicts: counts per reason). The output maps each key to its sub-combiner's output.
+    ``ParseRows`` pre-aggregates one accumulator per bundle with it (no per-element Beam edge) and
+    :class:`MergeAccumulatorsFn` merges the bundles' accumulators.
+    """
+
+    def __init__(self, min_count: int, kind: str):
+        self.fns = {"train": TrainStatsFn(min_count, kind), "valid": SplitCountFn(), "test": SplitCountFn(),
+                    "deadletter": ReasonCountFn()}
+
+    def create_accumulator(self) -> dict:
+        return {key: fn.create_accumulator() for key, fn in self.fns.items()}
+
+    def add_input(self, acc: dict, element: Tuple[str, object]) -> dict:
+        key, value = element
+        acc[key] = self.fns[key].add_input(acc[key], value)
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[dict]) -> dict:
+        accs = list(accs)
+        return {key: fn.merge_accumulators([a[key] for a in accs]) for key, fn in self.fns.items()}
+
+    def compact(self, acc: dict) -> dict:
+        return {key: fn.compact(acc[key]) for key, fn in self.fns.items()}
+
+    def extract_output(self, acc: dict) -> dict:
+        return {key: fn.extract_output(acc[key]) for key, fn in self.fns.items()}
+
+
+class MergeAccumulatorsFn(beam.CombineFn):
+    """Combines accumulators of ``fn`` that were pre-aggregated elsewhere (e.g. one per bundle in a DoFn)."""
+
+    def __init__(self, fn: beam.CombineFn):
+        self.fn = fn
+
+    def create_accumulator(self):
+        return self.fn.create_accumulator()
+
+    def add_input(self, acc, other):
+        return self.fn.merge_accumulators([acc, other])
+
+    def merge_accumulators(self, accs):
+        return self.fn.merge_accumulators(accs)
+
+    def compact(self, acc):
+        return self.fn.compact(acc)
+
+    def extract_output(self, acc):
+        return self.fn.extract_output(acc)

@@ -9,7 +9,7 @@ from typing import Dict, Iterable, List
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.criteo.parse import HEADER_PREFIX, sniff_format
+from pipelines.criteo.parse import sniff_format
 
 #: Names written by the pipeline under ``<output>/`` (removed before a run so stale shards never mix in).
 OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
@@ -48,7 +48,7 @@ def match_inputs(patterns: Iterable[str], what: str) -> List[str]:
 def sniff_file(path: str) -> str:
     """``x1`` when the file (decompressed by its extension) starts with ``label,``, otherwise ``kaggle``."""
     with FileSystems.open(path) as f:
-        head = f.read(len(HEADER_PREFIX))
+        head = f.read(16)
     return sniff_format(head)
 
 

@@ -44,6 +44,7 @@ BAD_CATEGORICAL = "bad_categorical"
 REASONS = (EMPTY_LINE, UNDECODABLE_BYTES, WRONG_FIELD_COUNT, BAD_LABEL, NON_NUMERIC_INTEGER, BAD_CATEGORICAL)
 
 HEADER_PREFIX = b"label,"
+_HEADER_PREFIXES = (HEADER_PREFIX, b"\xef\xbb\xbf" + HEADER_PREFIX)  # with or without a UTF-8 BOM
 _HEX = b"0123456789abcdefABCDEF"
 _FLOAT_CHARS = b"0123456789.eE+-"
 _FLOAT_RE = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -82,8 +83,8 @@ def strip_eol(line: bytes) -> bytes:
 
 
 def is_header(line: bytes) -> bool:
-    """True for a criteo_x1 header line (``label,...``). Only x1 files have one."""
-    return line.startswith(HEADER_PREFIX)
+    """True for a criteo_x1 header line (``label,...``, possibly after a UTF-8 BOM). Only x1 files have one."""
+    return line.startswith(_HEADER_PREFIXES)
 
 
 def sniff_format(first_line: bytes) -> str:

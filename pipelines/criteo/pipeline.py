@@ -1,0 +1,378 @@
+"""The Criteo Beam pipeline: raw Kaggle TSV / criteo_x1 CSV -> GZIP TFRecords of tf.Example + side files.
+
+Layout of ``<output>/`` (``N`` = ``num_shards``):
+
+* ``train-SSSSS-of-NNNNN.tfrecord.gz``, ``valid-...``, ``test-...``: serialized ``tf.train.Example`` (raw
+  values, ``label``, ``weight``; see :func:`pipelines.criteo.example.to_example`). An empty split still gets
+  its ``N`` shards (valid, empty GZIP TFRecord files; one shard when ``num_shards`` is 0), and
+  ``stats.json`` says ``rows_written[split] == 0``.
+* ``deadletter/deadletter-00000-of-00001.jsonl``: one JSON object per rejected line: ``source`` (file),
+  ``reason`` (a code of :data:`pipelines.criteo.parse.REASONS`), ``message``, ``row`` (the raw line, undecodable
+  bytes as ``\\xNN``). Always written (possibly empty).
+* ``vocab/C1.txt`` .. ``vocab/C26.txt``: train-split tokens with count >= ``min_count``, one per line, by count
+  descending then token ascending; a missing value counts as ``tfrec.features.MISSING_TOKEN``.
+* ``transform.json``: ``tfrec.transforms.ScaleAccumulator(numeric_transform).params()`` fitted on train.
+* ``schema.json``: ``tfrec.features.CRITEO.to_json()``.
+* ``stats.json``: row accounting, positive rates, vocabulary sizes, split and input description.
+
+Graph: matched files -> :class:`pipelines.criteo.read.ReadLines` (raw bytes, chunks of lines, splittable) ->
+:class:`ParseRows` (parse once; split by hash or by file; serialize; pre-aggregate the statistics per bundle
+with the CombineFns of :mod:`pipelines.criteo.combiners`) -> one ``WriteToTFRecord`` per split, ``WriteToText``
+for the dead letters; ``RowsIn`` counts the lines read independently of the parser.
+
+Every count is computed inside the pipeline by combiners; a last pipeline step writes the vocabularies,
+``transform.json`` and ``_counts.json``, and :func:`finalize` (after the run) checks
+``rows_in == sum(rows_written) + rows_rejected``, writes ``stats.json`` and ``schema.json`` and removes
+``_counts.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Dict, List, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipelines.criteo import files
+from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
+from pipelines.criteo.example import to_example
+from pipelines.criteo.parse import X1, Row, is_header, parse_line, raw_text, strip_eol
+from pipelines.criteo.read import ReadLines
+from tfrec.config import PrepareConfig
+from tfrec.features import CRITEO, CRITEO_CATEGORICAL
+
+SPLITS = ("train", "valid", "test")
+DEADLETTER = "deadletter"
+STATS = "stats"
+COUNTS_FILE = "_counts.json"
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+_HASH_GROUP = ""  # the input group of the hash split (all of ``inputs``)
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+@dataclasses.dataclass
+class InputPlan:
+    """The resolved inputs of a run.
+
+    Attributes:
+      mode: ``hash`` (``inputs`` split by a hash of the row) or ``files`` (one file list per split).
+      patterns: group -> patterns; the group is ``""`` in hash mode, else a split name.
+      files: group -> matched files.
+      formats: matched file -> ``kaggle`` or ``x1`` (sniffed when ``input_format`` is ``auto``).
+    """
+
+    mode: str
+    patterns: Dict[str, List[str]]
+    files: Dict[str, List[str]]
+    formats: Dict[str, str]
+
+
+def plan_inputs(cfg: PrepareConfig) -> InputPlan:
+    """Matches the input patterns and picks each file's format.
+
+    Raises:
+      ValueError: no inputs, or a file listed for two splits.
+      FileNotFoundError: a pattern that matches no file (named in the message).
+    """
+    if cfg.train or cfg.valid or cfg.test:
+        mode = "files"
+        patterns = {s: list(getattr(cfg, s)) for s in SPLITS if getattr(cfg, s)}
+    elif cfg.inputs:
+        mode, patterns = "hash", {_HASH_GROUP: list(cfg.inputs)}
+    else:
+        raise ValueError("prepare: no inputs given; set prepare.inputs (hash split) or prepare.train / "
+                         "prepare.valid / prepare.test (one file list per split)")
+    matched = {g: files.match_inputs(ps, f"prepare.{g or 'inputs'}") for g, ps in patterns.items()}
+    seen: Dict[str, str] = {}
+    for group, paths in matched.items():
+        for path in paths:
+            if path in seen:
+                raise ValueError(f"prepare: {path} is listed for both {seen[path]} and {group}")
+            seen[path] = group
+    formats = {path: (files.sniff_file(path) if cfg.input_format == "auto" else cfg.input_format)
+               for path in seen}
+    return InputPlan(mode, patterns, matched, formats)
+
+
+class FileFormats:
+    """file name -> format; a file the plan does not know (a runner-rewritten path) is sniffed on first use."""
+
+    def __init__(self, input_format: str, formats: Dict[str, str]):
+        self.input_format = input_format
+        self.formats = dict(formats)
+
+    def __call__(self, file_name: str) -> str:
+        if self.input_format != "auto":
+            return self.input_format
+        fmt = self.formats.get(file_name)
+        if fmt is None:
+            fmt = self.formats[file_name] = files.sniff_file(file_name)
+        return fmt
+
+    def rows_in(self, file_name: str, lines: List[bytes]) -> int:
+        """Lines that are rows: all but the headers of an x1 file."""
+        if self(file_name) == X1:
+            return len(lines) - sum(map(is_header, lines))
+        return len(lines)
+
+
+class HashSplitter:
+    """Deterministic split of a raw row: keyed BLAKE2b (key from ``salt``) of the bytes -> train/valid/test."""
+
+    def __init__(self, ratios: Sequence[float], salt: str):
+        self.key = hashlib.blake2b(salt.encode("utf-8"), digest_size=32).digest()
+        self.t_train = int(ratios[0] * 2.0 ** 64)
+        self.t_valid = int((ratios[0] + ratios[1]) * 2.0 ** 64)
+
+    def __call__(self, raw: bytes) -> str:
+        h = int.from_bytes(hashlib.blake2b(raw, digest_size=8, key=self.key).digest(), "little")
+        return "train" if h < self.t_train else ("valid" if h < self.t_valid else "test")
+
+
+class ParseRows(beam.DoFn):
+    """(file, [line, ...]) -> each row's serialized tf.Example on the output of its split, or a dead-letter dict.
+
+    x1 header lines produce nothing. ``split`` fixes the split (files mode); otherwise the row's bytes (without
+    the line break) are hashed by :class:`HashSplitter`. Each bundle also pre-aggregates the run's statistics
+    (:class:`PipelineStatsFn`: counts, positives, train vocabularies and transform, rejections per reason) and
+    emits that one accumulator on the ``stats`` output at the end of the bundle, which saves a Beam combiner
+    edge per element.
+    """
+
+    def __init__(self, formats: FileFormats, split: Optional[str], ratios: Sequence[float], salt: str,
+                 min_count: int, numeric_transform: str, beta_pos: float):
+        self.formats = formats
+        self.beta_pos = beta_pos
+        self.split = split
+        self.ratios = list(ratios)
+        self.salt = salt
+        self.min_count = min_count
+        self.numeric_transform = numeric_transform
+
+    def setup(self):
+        self.splitter = HashSplitter(self.ratios, self.salt)
+        self.stats = PipelineStatsFn(self.min_count, self.numeric_transform)
+
+    def start_bundle(self):
+        self.acc = self.stats.create_accumulator()
+
+    def process(self, element):
+        file_name, lines = element
+        fmt = self.formats(file_name)
+        x1 = fmt == X1
+        fixed, splitter, beta_pos = self.split, self.splitter, self.beta_pos
+        batches: Dict[str, list] = {key: [] for key in self.acc}
+        for line in lines:
+            if x1 and is_header(line):
+                continue
+            parsed = parse_line(line, fmt)
+            if type(parsed) is Row:
+                split = fixed or splitter(strip_eol(line))
+                batches[split].append(parsed)
+                yield TaggedOutput(split, to_example(parsed, beta_pos))
+            else:
+                record = {"source": file_name, "reason": parsed.reason, "message": parsed.message,
+                          "row": raw_text(strip_eol(line))}
+                batches[DEADLETTER].append(record)
+                yield TaggedOutput(DEADLETTER, record)
+        for key, batch in batches.items():
+            if batch:
+                self.acc[key] = self.stats.fns[key].add_inputs(self.acc[key], batch)
+
+    def finish_bundle(self):
+        acc, self.acc = self.stats.compact(self.acc), None
+        yield TaggedOutput(STATS, WindowedValue(acc, GlobalWindow().max_timestamp(), [GlobalWindow()]))
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+
+
+def build(p: beam.Pipeline, cfg: PrepareConfig, plan: Optional[InputPlan] = None) -> Dict[str, object]:
+    """Adds the whole pipeline to ``p`` (reads, parse, split, writes, statistics, side files).
+
+    Args:
+      p: the pipeline.
+      cfg: the config; ``cfg.output`` must be set (a directory, created by the writers).
+      plan: resolved inputs (:func:`plan_inputs`), computed here when omitted.
+
+    Returns:
+      The main PCollections by name: ``lines`` ((file, [line bytes]) chunks read), ``train`` / ``valid`` / ``test``
+      (serialized tf.Examples), ``deadletter`` (dicts), ``written_<split>`` (the shard file names).
+    """
+    plan = plan or plan_inputs(cfg)
+    out = cfg.output
+    formats = FileFormats(cfg.input_format, plan.formats)
+    all_lines, examples, dead, bundle_stats = [], {s: [] for s in SPLITS}, [], []
+    for group, paths in plan.files.items():
+        name = group or "inputs"
+        # Raw bytes in chunks of lines: undecodable bytes reach the parser (and the dead letter).
+        lines = p | f"Read[{name}]" >> ReadLines(paths)
+        parsed = lines | f"Parse[{name}]" >> beam.ParDo(
+            ParseRows(formats, group or None, cfg.split_ratios, cfg.split_salt, cfg.min_count,
+                      cfg.numeric_transform, cfg.beta_pos)).with_outputs(DEADLETTER, STATS, *SPLITS)
+        all_lines.append(lines)
+        dead.append(parsed[DEADLETTER])
+        bundle_stats.append(parsed[STATS])
+        for s in SPLITS:
+            if plan.mode == "hash" or s == group:
+                examples[s].append(parsed[s])
+
+    def merged(pcolls, label):
+        if len(pcolls) == 1:
+            return pcolls[0]
+        return pcolls | label >> beam.Flatten()
+
+    result: Dict[str, object] = {"lines": merged(all_lines, "AllLines"), "deadletter": merged(dead, "AllDead")}
+    for s in SPLITS:
+        result[s] = (merged(examples[s], f"Examples[{s}]") if examples[s]
+                     else p | f"NoExamples[{s}]" >> beam.Create([]))
+        result[f"written_{s}"] = (
+            result[s]
+            | f"Write[{s}]" >> beam.io.WriteToTFRecord(
+                files.join(out, s), file_name_suffix=".tfrecord.gz", num_shards=cfg.num_shards,
+                shard_name_template=SHARD_TEMPLATE, compression_type=CompressionTypes.GZIP))
+    dead_files = (result["deadletter"]
+                  | "DeadJson" >> beam.Map(json.dumps).with_output_types(str)
+                  | "WriteDead" >> beam.io.WriteToText(files.join(out, DEADLETTER, DEADLETTER),
+                                                       file_name_suffix=".jsonl", num_shards=1,
+                                                       shard_name_template=SHARD_TEMPLATE))
+
+    rows_in = result["lines"] | "RowsIn" >> beam.CombineGlobally(RowsInFn(formats.rows_in))
+    stats = (merged(bundle_stats, "AllBundleStats")
+             | "Stats" >> beam.CombineGlobally(
+                 MergeAccumulatorsFn(PipelineStatsFn(cfg.min_count, cfg.numeric_transform))))
+    _ = (p | "Once" >> beam.Create([None])
+         | "WriteSideFiles" >> beam.Map(
+             _write_side_files, out, AsSingleton(rows_in), AsSingleton(stats),
+             AsList(result["written_train"]), AsList(result["written_valid"]), AsList(result["written_test"]),
+             AsList(dead_files)))
+    return result
+
+
+def _write_side_files(_, out, rows_in, stats, train_files, valid_files, test_files, dead_files):
+    """The last pipeline step: vocab/C*.txt, transform.json and the raw counts (``_counts.json``)."""
+    (train_rows, train_pos), vocabs, transform = stats["train"]
+    valid, test, reasons = stats["valid"], stats["test"], stats[DEADLETTER]
+    sizes = {}
+    for field in CRITEO_CATEGORICAL:
+        tokens = [t for t, _ in vocabs[field]]
+        sizes[field] = len(tokens)
+        files.write_bytes(files.join(out, "vocab", f"{field}.txt"),
+                          "".join(t + "\n" for t in tokens).encode("utf-8"))
+    files.write_json(files.join(out, "transform.json"), transform)
+    files.write_json(files.join(out, COUNTS_FILE), {
+        "rows_in": rows_in,
+        "splits": {"train": [train_rows, train_pos], "valid": list(valid), "test": list(test)},
+        "rejected_by_reason": reasons,
+        "vocabulary_sizes": sizes,
+        "files": {s: sorted(files.relative(f, out) for f in fs)
+                  for s, fs in zip(SPLITS, (train_files, valid_files, test_files))},
+        "deadletter_files": sorted(files.relative(f, out) for f in dead_files),
+    })
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+def pipeline_options(cfg: PrepareConfig) -> PipelineOptions:
+    """``--runner cfg.runner`` then ``cfg.beam_args`` (which win). The DirectRunner defaults to one in-memory
+    worker unless ``beam_args`` say otherwise (measured fastest for this CPU-bound, pure-Python pipeline)."""
+    args = ["--runner", cfg.runner, *cfg.beam_args]
+    options = PipelineOptions(args)
+    direct = options.view_as(DirectOptions)
+    given = " ".join(cfg.beam_args)
+    if "--direct_running_mode" not in given:
+        direct.direct_running_mode = "in_memory"
+    if "--direct_num_workers" not in given:
+        direct.direct_num_workers = 1
+    return options
+
+
+def _rate(positives: int, rows: int) -> Optional[float]:
+    return positives / rows if rows else None
+
+
+def _effective_rate(p: Optional[float], beta: float) -> Optional[float]:
+    return None if p is None else beta * p / (beta * p + 1.0 - p)
+
+
+def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
+    """After the run: checks the row accounting, writes ``stats.json`` and ``schema.json``, returns the stats.
+
+    Raises:
+      RuntimeError: ``rows_in != sum(rows_written) + rows_rejected`` (rows lost or duplicated).
+    """
+    out = cfg.output
+    counts_path = files.join(out, COUNTS_FILE)
+    counts = files.read_json(counts_path)
+    written = {s: int(counts["splits"][s][0]) for s in SPLITS}
+    positives = {s: int(counts["splits"][s][1]) for s in SPLITS}
+    rejected = int(sum(counts["rejected_by_reason"].values()))
+    rows_in = int(counts["rows_in"])
+    if rows_in != sum(written.values()) + rejected:
+        raise RuntimeError(f"prepare: row accounting failed: rows_in={rows_in} != rows_written "
+                           f"{sum(written.values())} {written} + rows_rejected {rejected}; see {counts_path}")
+    rates = {s: _rate(positives[s], written[s]) for s in SPLITS}
+    hash_mode = plan.mode == "hash"
+    stats = {
+        "rows_in": rows_in,
+        "rows_written": written,
+        "rows_rejected": rejected,
+        "rejected_by_reason": counts["rejected_by_reason"],
+        "positives": positives,
+        "positive_rate": rates,
+        "effective_positive_rate": {s: _effective_rate(rates[s], cfg.beta_pos) for s in SPLITS},
+        "beta_pos": cfg.beta_pos,
+        "min_count": cfg.min_count,
+        "vocabulary_sizes": counts["vocabulary_sizes"],
+        "numeric_transform": cfg.numeric_transform,
+        "split": {"mode": plan.mode, "ratios": list(cfg.split_ratios) if hash_mode else None,
+                  "salt": cfg.split_salt if hash_mode else None,
+                  **({} if hash_mode else {"inputs": {s: plan.files.get(s, []) for s in SPLITS}})},
+        "files": counts["files"],
+        "deadletter_files": counts["deadletter_files"],
+        "num_shards": cfg.num_shards,
+        "input_format": cfg.input_format,
+        "input_formats": plan.formats,
+        "inputs": [f for fs in plan.files.values() for f in fs],
+    }
+    files.write_json(files.join(out, "schema.json"), CRITEO.to_json())
+    files.write_json(files.join(out, "stats.json"), stats)
+    beam.io.filesystems.FileSystems.delete([counts_path])
+    return stats
+
+
+def run(cfg: PrepareConfig) -> Dict[str, object]:
+    """Runs the pipeline on ``cfg.runner`` (+ ``cfg.beam_args``), waits, checks the counts, returns the stats.
+
+    Files of a previous run under ``cfg.output`` (the pipeline's own names only) are removed first.
+
+    Raises:
+      tfrec.config.ConfigError: an invalid config.
+      ValueError: no inputs or an empty ``output``.
+      FileNotFoundError: an input path or pattern that matches nothing (named in the message).
+      RuntimeError: the run failed or the row accounting does not add up.
+    """
+    cfg.validate()
+    if not cfg.output:
+        raise ValueError("prepare.output is empty; set it to the output directory of the prepared dataset")
+    plan = plan_inputs(cfg)
+    if "://" not in cfg.output:
+        cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
+    files.delete_owned(cfg.output)
+    p = beam.Pipeline(options=pipeline_options(cfg))
+    build(p, cfg, plan)
+    state = p.run().wait_until_finish()
+    if state not in (None, beam.runners.runner.PipelineState.DONE):
+        raise RuntimeError(f"prepare: the {cfg.runner} run ended in state {state}")
+    return finalize(cfg, plan)
