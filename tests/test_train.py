@@ -70,8 +70,11 @@ def test_train_evaluate_and_artifacts(tiny_dataset, tmp_path):
     assert not os.path.exists(tmp_path / "m" / "backup")  # deleted after a finished run
     report = evaluate(cfg)
     assert report["rows"] == 128 and 0.0 <= report["auc"] <= 1.0
-    with open(tmp_path / "m" / "metrics_test.json") as f:
-        assert json.load(f)["weighted_logloss"] == pytest.approx(report["weighted_logloss"])
+    valid = evaluate(cfg, split="valid")
+    with open(tmp_path / "m" / "metrics.json") as f:
+        recorded = json.load(f)
+    assert recorded["test"]["weighted_logloss"] == pytest.approx(report["weighted_logloss"])
+    assert recorded["valid"]["rows"] == valid["rows"] == 128
 
 
 def test_nan_loss_stops_with_clear_message(tiny_dataset, tmp_path):

@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared dataset directory")
     p.add_argument("--model-dir", dest="model_dir", help="model directory of a finished `tfrec train`")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--out", help="metrics.json path (default <model_dir>/metrics_<split>.json)")
+    p.add_argument("--out", help="metrics.json path (default <model_dir>/metrics.json; one entry per split)")
     _common(p)
     p.set_defaults(fn=_cmd_evaluate)
     return parser

@@ -88,7 +88,7 @@ def run_demo(cfg: RunConfig, out_dir: str, printer: Callable[[str], None] = prin
         elif isinstance(v, int):
             v = f"{v:,}"
         printer(f"  {k:<{width}}  {v}")
-    printer(f"\n  artifacts: {out_dir} (metrics in {os.path.join(model_dir, 'metrics_test.json')})")
+    printer(f"\n  artifacts: {out_dir} (metrics in {os.path.join(model_dir, 'metrics.json')})")
     out = {"report": report, "stats": stats, "train": result.summary}
     with open(os.path.join(out_dir, "demo_summary.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, indent=2, default=str)

@@ -37,9 +37,9 @@ def predict_split(model, data_dir: str, split: str, batch_size: int):
 def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[str] = None) -> Dict[str, float]:
     """Evaluates the best weights of ``cfg.train.model_dir`` (or ``model``) on ``split``.
 
-    Writes ``metrics.json`` (``output``, default ``<model_dir>/metrics_<split>.json``) and returns the metrics:
-    auc, logloss, weighted_auc, weighted_logloss, rows, positive_rate, effective_positive_rate,
-    mean_prediction.
+    Returns the metrics (auc, logloss, weighted_auc, weighted_logloss, rows, positive_rate,
+    effective_positive_rate, mean_prediction, split) and records them under the split's name in ``metrics.json``
+    (``output``, default ``<model_dir>/metrics.json``; the other splits' entries are kept).
     """
     if split not in data_lib.SPLITS:
         raise ValueError(f"`split` must be one of {data_lib.SPLITS}. Received: split={split!r}")
@@ -50,8 +50,15 @@ def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[s
     p, y, w = predict_split(model, cfg.data.dir, split, cfg.data.eval_batch_size)
     report = binary_report(y, p, w)
     report["split"] = split
-    path = output or os.path.join(cfg.train.model_dir, f"metrics_{split}.json")
+    path = output or os.path.join(cfg.train.model_dir, "metrics.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+    recorded = {}
+    if os.path.exists(path):
+        with open(path, "r", encoding="utf-8") as f:
+            recorded = json.load(f)
+    recorded[split] = report
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(recorded, f, indent=2)
+    os.replace(tmp, path)
     return report

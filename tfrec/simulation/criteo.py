@@ -104,6 +104,9 @@ FIRST_ORDER_SD = 0.9
 INTERACTION_SD = 1.1
 #: Largest vocabulary allowed for one field (the parameters take about 16 bytes per entry).
 MAX_VOCABULARY = 1 << 24
+#: EXPERIMENT knobs
+PAIRS = None  # list of (name, name) or None: FM over the interact fields
+CENTER = False
 
 _LOGIT_CLIP = 20.0
 _HIST_LO, _HIST_HI, _HIST_BINS = -25.0, 25.0, 1 << 16  # histogram of logit - bias, for the bias bisection
@@ -238,6 +241,7 @@ class _Model:
     gamma: np.ndarray
     dense_latent: Dict[int, np.ndarray]  # field position -> d_j
     dense_missing_latent: Dict[int, np.ndarray]  # field position -> m_j
+    dense_offset: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
     first_scale: float = 1.0  # sigma_F / s_F
     second_scale: float = 1.0  # sigma_H / s_H
 
@@ -254,7 +258,11 @@ def _build_model(seed: int, vocab_scale: float) -> _Model:
         salt.append(np.uint32(zlib.crc32(name.encode("ascii"))))
         weights.append(rng.normal(0.0, spec.effect, v + 1) if spec.effect > 0 else np.zeros(v + 1))
         if spec.interact:
-            cat_latent[pos] = rng.normal(0.0, 1.0 / math.sqrt(LATENT_DIM), (v + 1, LATENT_DIM))
+            t = rng.normal(0.0, 1.0 / math.sqrt(LATENT_DIM), (v + 1, LATENT_DIM))
+            if CENTER:
+                prob = np.append(np.diff(c, prepend=0.0) * (1.0 - spec.missing_rate), spec.missing_rate)
+                t -= prob @ t
+            cat_latent[pos] = t
     eta = np.array([s.effect for s in DENSE_FIELDS.values()])
     alpha = rng.normal(0.0, 1.0, len(eta)) * eta
     beta = rng.normal(0.0, 1.0, len(eta)) * eta / 2
@@ -322,18 +330,37 @@ def _logit_parts(model: _Model, rows: _Rows):
     effect = model.alpha * np.tanh(u) + model.beta * np.exp(-0.5 * u * u)
     first += np.where(present, effect, model.gamma).sum(axis=1)
 
-    total = np.zeros((n, LATENT_DIM))
-    squares = np.zeros(n)
+    vecs = {}
+    names_c, names_d = list(CATEGORICAL_FIELDS), list(DENSE_FIELDS)
     for f, table in model.cat_latent.items():
-        e = table[rows.cat[:, f]]
-        total += e
-        squares += np.einsum("ij,ij->i", e, e)
+        vecs[names_c[f]] = table[rows.cat[:, f]]
     for j, d in model.dense_latent.items():
         e = np.where(present[:, j:j + 1], u[:, j:j + 1] * d, model.dense_missing_latent[j])
-        total += e
-        squares += np.einsum("ij,ij->i", e, e)
-    second = 0.5 * (np.einsum("ij,ij->i", total, total) - squares)
+        if j in model.dense_offset:
+            e = e - model.dense_offset[j]
+        vecs[names_d[j]] = e
+    if PAIRS is None:
+        total = np.zeros((n, LATENT_DIM))
+        squares = np.zeros(n)
+        for e in vecs.values():
+            total += e
+            squares += np.einsum("ij,ij->i", e, e)
+        second = 0.5 * (np.einsum("ij,ij->i", total, total) - squares)
+    else:
+        second = np.zeros(n)
+        for a, b in PAIRS:
+            second += np.einsum("ij,ij->i", vecs[a], vecs[b])
     return first, second
+
+
+def _dense_vectors(model, rows):
+    signed_log = np.sign(rows.dense) * np.log1p(np.abs(rows.dense).astype(np.float64))
+    mu = np.array([s.mu for s in DENSE_FIELDS.values()])
+    sigma = np.array([s.sigma for s in DENSE_FIELDS.values()])
+    u = np.clip((signed_log - mu) / sigma, -3.0, 3.0)
+    present = ~rows.dense_missing
+    return {j: np.where(present[:, j:j + 1], u[:, j:j + 1] * d, model.dense_missing_latent[j]).mean(axis=0)
+            for j, d in model.dense_latent.items()}
 
 
 def _centred_logit(model: _Model, rows: _Rows, interaction_strength: float) -> np.ndarray:
@@ -478,7 +505,10 @@ def simulate(cfg: SimulationConfig, strip_trailing_share: float = 0.0) -> Simula
     model = _build_model(cfg.seed, cfg.vocab_scale)
 
     # Scales of the two parts of the logit, measured on an independent calibration sample.
-    first, second = _logit_parts(model, _draw_rows(model, np.random.default_rng([cfg.seed, 4]), CALIBRATION_ROWS))
+    calib = _draw_rows(model, np.random.default_rng([cfg.seed, 4]), CALIBRATION_ROWS)
+    if CENTER:
+        model.dense_offset = _dense_vectors(model, calib)
+    first, second = _logit_parts(model, calib)
     model.first_scale = FIRST_ORDER_SD / max(float(first.std()), 1e-12)
     model.second_scale = INTERACTION_SD / max(float(second.std()), 1e-12)
 
