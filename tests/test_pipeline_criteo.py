@@ -246,6 +246,102 @@ def test_vocabulary_and_transform_fitted_on_train(kaggle_run):
         assert kaggle_run["stats"]["vocabulary_sizes"][field] == len(want)
 
 
+def _split_files(out_dir, split):
+    return sorted(glob.glob(os.path.join(str(out_dir), f"{split}-*-of-*.tfrecord.gz")))
+
+
+def test_records_are_to_example_bytes_in_their_hash_shard(kaggle_run):
+    """Each shard holds exactly the to_example bytes of the rows whose keyed hash picks its split and shard."""
+    import tensorflow as tf
+
+    from pipelines.criteo.pipeline import HashSplitter
+
+    cfg = cfg_for(kaggle_run["out"])
+    splitter = HashSplitter(cfg.split_ratios, cfg.split_salt, cfg.num_shards)
+    want = collections.defaultdict(collections.Counter)
+    for line in kaggle_run["good"]:
+        raw = line.encode()
+        h = splitter.hash(raw)
+        want[(splitter.split_of(h), splitter.shard_of(h))][criteo.to_example(parse_line(raw, KAGGLE), BETA)] += 1
+    got = {}
+    for s in SPLITS:
+        for k, path in enumerate(_split_files(kaggle_run["out"], s)):
+            assert path.endswith(f"{s}-{k:05d}-of-00002.tfrecord.gz")
+            got[(s, k)] = collections.Counter(r.numpy() for r in tf.data.TFRecordDataset(path, compression_type="GZIP"))
+    assert got == {key: want[key] for key in got} and set(want) <= set(got)
+    assert sum(sum(c.values()) for c in got.values()) == len(kaggle_run["good"])
+
+
+def test_beam_read_from_tfrecord_reads_the_shards(kaggle_run):
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    for s in SPLITS:
+        want = kaggle_run["examples"][s]
+        with beam.Pipeline("DirectRunner") as p:
+            got = p | beam.io.ReadFromTFRecord(str(kaggle_run["out"] / f"{s}-*-of-*.tfrecord.gz"))
+            assert_that(got, equal_to(want))
+
+
+def test_no_temporary_files_left(kaggle_run):
+    names = os.listdir(kaggle_run["out"])
+    assert not [n for n in names if "temp" in n], names
+
+
+def test_tfrecord_framing_equals_tf_writer(tmp_path):
+    import tensorflow as tf
+    from apache_beam.io.tfrecordio import _TFRecordUtil
+
+    from pipelines.criteo.tfrecord import frame_records, masked_crc32c
+
+    records = [b"", b"x", bytes(range(256)) * 3, criteo.to_example(parse_line(GOOD.encode(), KAGGLE), BETA),
+               b"\xff" * 70000, b"x"]
+    path = str(tmp_path / "plain.tfrecord")
+    with tf.io.TFRecordWriter(path) as w:  # no compression: the framing bytes themselves
+        for r in records:
+            w.write(r)
+    with open(path, "rb") as f:
+        assert frame_records(records) == f.read()
+    assert frame_records([]) == b""
+    for r in records:
+        assert masked_crc32c(r) == _TFRecordUtil._masked_crc32c(r)
+
+
+def test_empty_splits_and_shards_are_valid_files(tmp_path):
+    import apache_beam as beam
+    import tensorflow as tf
+    from apache_beam.testing.util import assert_that, equal_to
+
+    (tmp_path / "a.txt").write_text("\n".join(kaggle_lines(2, seed=6)) + "\n")
+    stats = criteo.run(cfg_for(tmp_path / "out", inputs=[str(tmp_path / "a.txt")], split_ratios=[1.0, 0.0, 0.0],
+                               num_shards=3))
+    assert stats["rows_written"] == {"train": 2, "valid": 0, "test": 0}
+    assert stats["num_shards"] == 3
+    sizes = []
+    for s in SPLITS:
+        paths = _split_files(tmp_path / "out", s)
+        assert [os.path.basename(f) for f in paths] == [f"{s}-{k:05d}-of-00003.tfrecord.gz" for k in range(3)]
+        assert stats["files"][s] == [os.path.basename(f) for f in paths]
+        n = [sum(1 for _ in tf.data.TFRecordDataset(f, compression_type="GZIP")) for f in paths]
+        sizes.append(n)
+        with gzip.open(paths[0], "rb") as f:  # a GZIP stream even when empty
+            f.read()
+    assert sum(sizes[0]) == 2 and 0 in sizes[0]  # 2 rows in 3 shards: an empty train shard too
+    assert sizes[1] == sizes[2] == [0, 0, 0]
+    with beam.Pipeline("DirectRunner") as p:
+        got = p | beam.io.ReadFromTFRecord(str(tmp_path / "out" / "valid-*-of-*.tfrecord.gz"))
+        assert_that(got, equal_to([]))
+
+
+def test_num_shards_zero_writes_one_shard_per_split(tmp_path):
+    (tmp_path / "a.txt").write_text("\n".join(kaggle_lines(30, seed=7)) + "\n")
+    stats = criteo.run(cfg_for(tmp_path / "out", inputs=[str(tmp_path / "a.txt")], num_shards=0))
+    assert stats["num_shards"] == 1
+    for s in SPLITS:
+        assert stats["files"][s] == [f"{s}-00000-of-00001.tfrecord.gz"]
+    assert sum(len(read_split(tmp_path / "out", s)) for s in SPLITS) == 30
+
+
 # ----------------------------------------------------------------------------------------------- files mode
 
 

@@ -70,7 +70,7 @@ class PrepareConfig:
       split_ratios: train, valid, test shares (hash split).
       split_salt: salt of the split hash; change it to draw another split.
       numeric_transform: ``log_minmax`` (default), ``minmax`` or ``none``; see ``tfrec.transforms``.
-      num_shards: output shards per split (0 lets the runner choose).
+      num_shards: output shards per split (0 means 1).
       runner: Beam runner name.
       beam_args: extra Beam pipeline arguments, passed through untouched.
     """

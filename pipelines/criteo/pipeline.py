@@ -3,9 +3,12 @@
 Layout of ``<output>/`` (``N`` = ``num_shards``):
 
 * ``train-SSSSS-of-NNNNN.tfrecord.gz``, ``valid-...``, ``test-...``: serialized ``tf.train.Example`` (raw
-  values, ``label``, ``weight``; see :func:`pipelines.criteo.example.to_example`). An empty split still gets
-  its ``N`` shards (valid, empty GZIP TFRecord files; one shard when ``num_shards`` is 0), and
-  ``stats.json`` says ``rows_written[split] == 0``.
+  values, ``label``, ``weight``; see :func:`pipelines.criteo.example.to_example`). A row's shard is a
+  deterministic function of its bytes (the keyed hash of the split, modulo ``N``), so a row lands in the same
+  file on every run. Every split gets exactly ``N`` shards, an empty split or shard a valid, empty GZIP
+  TFRecord file (``stats.json`` says ``rows_written[split] == 0``). ``num_shards`` 0 means
+  :data:`DEFAULT_NUM_SHARDS` (1) shard per split: the writer shards by the row's hash, so the runner has no
+  bundle-based choice to make; set ``num_shards`` for parallel reads of a large dataset.
 * ``deadletter/deadletter-00000-of-00001.jsonl``: one JSON object per rejected line: ``source`` (file),
   ``reason`` (a code of :data:`pipelines.criteo.parse.REASONS`), ``message``, ``row`` (the raw line, undecodable
   bytes as ``\\xNN``). Always written (possibly empty).
@@ -16,9 +19,12 @@ Layout of ``<output>/`` (``N`` = ``num_shards``):
 * ``stats.json``: row accounting, positive rates, vocabulary sizes, split and input description.
 
 Graph: matched files -> :class:`pipelines.criteo.read.ReadLines` (raw bytes, chunks of lines, splittable) ->
-:class:`ParseRows` (parse once; split by hash or by file; serialize; pre-aggregate the statistics per bundle
-with the CombineFns of :mod:`pipelines.criteo.combiners`) -> one ``WriteToTFRecord`` per split, ``WriteToText``
-for the dead letters; ``RowsIn`` counts the lines read independently of the parser.
+:class:`ParseRows` (parse once; split by hash or by file, shard by hash; serialize; one batch of serialized
+examples per (chunk, split, shard); pre-aggregate the statistics per bundle with the CombineFns of
+:mod:`pipelines.criteo.combiners`) -> one ``fileio.WriteToFiles`` of the batches for all splits (destination
+``(split, shard)``, the batched GZIP TFRecord sink of :mod:`pipelines.criteo.tfrecord`, which says why it
+replaces ``WriteToTFRecord``), ``WriteToText`` for the dead letters; ``RowsIn`` counts the lines read
+independently of the parser.
 
 Every count is computed inside the pipeline by combiners; a last pipeline step writes the vocabularies,
 ``transform.json`` and ``_counts.json``, and :func:`finalize` (after the run) checks
@@ -32,11 +38,15 @@ import dataclasses
 import hashlib
 import json
 import os
+import uuid
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions
+from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
@@ -46,6 +56,7 @@ from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, Row
 from pipelines.criteo.example import to_example
 from pipelines.criteo.parse import X1, Row, is_header, parse_line, raw_text, strip_eol
 from pipelines.criteo.read import ReadLines
+from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
 from tfrec.config import PrepareConfig
 from tfrec.features import CRITEO, CRITEO_CATEGORICAL
 
@@ -54,6 +65,12 @@ DEADLETTER = "deadletter"
 STATS = "stats"
 COUNTS_FILE = "_counts.json"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+#: Shards per split when ``num_shards`` is 0.
+DEFAULT_NUM_SHARDS = 1
+#: Parsed rows folded into the statistics at a time. Small enough that the rows die young: holding a whole
+#: chunk's rows (thousands of tuples and lists) until its end made them survive into the older GC generations
+#: and cost two full collections (~0.4 s) per 100k rows; folding 256 at a time keeps the batched combiners fast.
+STATS_ROWS = 256
 _HASH_GROUP = ""  # the input group of the hash split (all of ``inputs``)
 
 
@@ -127,30 +144,51 @@ class FileFormats:
 
 
 class HashSplitter:
-    """Deterministic split of a raw row: keyed BLAKE2b (key from ``salt``) of the bytes -> train/valid/test."""
+    """Deterministic split and shard of a raw row from a keyed BLAKE2b (key from ``salt``) of its bytes.
 
-    def __init__(self, ratios: Sequence[float], salt: str):
+    The 64-bit hash ``h`` picks the split by magnitude (``h < ratios[0] * 2**64`` is train, ...) and the shard as
+    ``h % num_shards`` (its low bits, uniform within every split's range).
+    """
+
+    def __init__(self, ratios: Sequence[float], salt: str, num_shards: int = 1):
         self.key = hashlib.blake2b(salt.encode("utf-8"), digest_size=32).digest()
         self.t_train = int(ratios[0] * 2.0 ** 64)
         self.t_valid = int((ratios[0] + ratios[1]) * 2.0 ** 64)
+        self.num_shards = num_shards
+
+    def hash(self, raw: bytes) -> int:
+        return int.from_bytes(hashlib.blake2b(raw, digest_size=8, key=self.key).digest(), "little")
+
+    def split_of(self, h: int) -> str:
+        return "train" if h < self.t_train else ("valid" if h < self.t_valid else "test")
 
     def __call__(self, raw: bytes) -> str:
-        h = int.from_bytes(hashlib.blake2b(raw, digest_size=8, key=self.key).digest(), "little")
-        return "train" if h < self.t_train else ("valid" if h < self.t_valid else "test")
+        return self.split_of(self.hash(raw))
+
+    def shard_of(self, h: int) -> int:
+        return h % self.num_shards
+
+
+def num_shards(cfg: PrepareConfig) -> int:
+    """Shards per split: ``cfg.num_shards``, or :data:`DEFAULT_NUM_SHARDS` when it is 0."""
+    return cfg.num_shards or DEFAULT_NUM_SHARDS
 
 
 class ParseRows(beam.DoFn):
-    """(file, [line, ...]) -> each row's serialized tf.Example on the output of its split, or a dead-letter dict.
+    """(file, [line, ...]) -> batches ``((split, shard), [serialized tf.Example, ...])``, and dead-letter dicts.
 
     x1 header lines produce nothing. ``split`` fixes the split (files mode); otherwise the row's bytes (without
-    the line break) are hashed by :class:`HashSplitter`. Each bundle also pre-aggregates the run's statistics
-    (:class:`PipelineStatsFn`: counts, positives, train vocabularies and transform, rejections per reason) and
-    emits that one accumulator on the ``stats`` output at the end of the bundle, which saves a Beam combiner
-    edge per element.
+    the line break) are hashed by :class:`HashSplitter`, which also gives the shard in both modes. A chunk of
+    lines gives at most one batch per (split, shard) on the main output (so Beam's per-element cost is paid per
+    batch, not per row; a chunk holds a few thousand rows, so batches stay large unless ``num_shards`` nears
+    that) and one dead-letter dict per rejected line on ``deadletter``. Each bundle also
+    pre-aggregates the run's statistics (:class:`PipelineStatsFn`: counts, positives, train vocabularies and
+    transform, rejections per reason) and emits that one accumulator on the ``stats`` output at the end of the
+    bundle, which saves a Beam combiner edge per element.
     """
 
     def __init__(self, formats: FileFormats, split: Optional[str], ratios: Sequence[float], salt: str,
-                 min_count: int, numeric_transform: str, beta_pos: float):
+                 min_count: int, numeric_transform: str, beta_pos: float, num_shards: int = 1):
         self.formats = formats
         self.beta_pos = beta_pos
         self.split = split
@@ -158,9 +196,10 @@ class ParseRows(beam.DoFn):
         self.salt = salt
         self.min_count = min_count
         self.numeric_transform = numeric_transform
+        self.num_shards = num_shards
 
     def setup(self):
-        self.splitter = HashSplitter(self.ratios, self.salt)
+        self.splitter = HashSplitter(self.ratios, self.salt, self.num_shards)
         self.stats = PipelineStatsFn(self.min_count, self.numeric_transform)
 
     def start_bundle(self):
@@ -170,24 +209,35 @@ class ParseRows(beam.DoFn):
         file_name, lines = element
         fmt = self.formats(file_name)
         x1 = fmt == X1
-        fixed, splitter, beta_pos = self.split, self.splitter, self.beta_pos
-        batches: Dict[str, list] = {key: [] for key in self.acc}
-        for line in lines:
-            if x1 and is_header(line):
-                continue
-            parsed = parse_line(line, fmt)
-            if type(parsed) is Row:
-                split = fixed or splitter(strip_eol(line))
-                batches[split].append(parsed)
-                yield TaggedOutput(split, to_example(parsed, beta_pos))
-            else:
-                record = {"source": file_name, "reason": parsed.reason, "message": parsed.message,
-                          "row": raw_text(strip_eol(line))}
-                batches[DEADLETTER].append(record)
-                yield TaggedOutput(DEADLETTER, record)
-        for key, batch in batches.items():
-            if batch:
-                self.acc[key] = self.stats.fns[key].add_inputs(self.acc[key], batch)
+        fixed, beta_pos, n = self.split, self.beta_pos, self.num_shards
+        key, t_train, t_valid = self.splitter.key, self.splitter.t_train, self.splitter.t_valid
+        blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+        acc, fns = self.acc, self.stats.fns
+        out: Dict[tuple, list] = {}  # (split, shard) -> serialized examples of the chunk
+        for start in range(0, len(lines), STATS_ROWS):
+            rows: Dict[str, list] = {k: [] for k in acc}  # parsed rows (dead-letter dicts) for the statistics
+            for line in lines[start:start + STATS_ROWS]:
+                if x1 and is_header(line):
+                    continue
+                raw = strip_eol(line)
+                parsed = parse_line(raw, fmt)
+                if type(parsed) is Row:
+                    h = from_bytes(blake2b(raw, digest_size=8, key=key).digest(), "little")
+                    split = fixed or ("train" if h < t_train else ("valid" if h < t_valid else "test"))
+                    rows[split].append(parsed)
+                    batch = out.get((split, h % n))
+                    if batch is None:
+                        batch = out[(split, h % n)] = []
+                    batch.append(to_example(parsed, beta_pos))
+                else:
+                    record = {"source": file_name, "reason": parsed.reason, "message": parsed.message,
+                              "row": raw_text(raw)}
+                    rows[DEADLETTER].append(record)
+                    yield TaggedOutput(DEADLETTER, record)
+            for k, batch in rows.items():
+                if batch:
+                    acc[k] = fns[k].add_inputs(acc[k], batch)
+        yield from out.items()
 
     def finish_bundle(self):
         acc, self.acc = self.stats.compact(self.acc), None
@@ -195,6 +245,13 @@ class ParseRows(beam.DoFn):
 
 
 # ----------------------------------------------------------------------------------------------- pipeline
+
+
+def _temp_directory(p: beam.Pipeline, out: str) -> str:
+    """WriteToFiles' temporary directory, as it would pick it (under ``--temp_location``, else ``out``), but
+    known here so that the last step can remove it (WriteToFiles leaves it behind, empty)."""
+    base = p.options.view_as(GoogleCloudOptions).temp_location or out
+    return files.join(base, f".temp-tfrecords-{uuid.uuid4().hex}")
 
 
 def build(p: beam.Pipeline, cfg: PrepareConfig, plan: Optional[InputPlan] = None) -> Dict[str, object]:
@@ -206,41 +263,44 @@ def build(p: beam.Pipeline, cfg: PrepareConfig, plan: Optional[InputPlan] = None
       plan: resolved inputs (:func:`plan_inputs`), computed here when omitted.
 
     Returns:
-      The main PCollections by name: ``lines`` ((file, [line bytes]) chunks read), ``train`` / ``valid`` / ``test``
-      (serialized tf.Examples), ``deadletter`` (dicts), ``written_<split>`` (the shard file names).
+      The main PCollections by name: ``lines`` ((file, [line bytes]) chunks read), ``examples`` (batches
+      ``((split, shard), [serialized tf.Example, ...])``, including one empty batch per (split, shard)),
+      ``deadletter`` (dicts), ``written`` (a ``fileio.FileResult`` per shard file; ``destination`` is
+      ``(split, shard)``, ``file_name`` the name under ``cfg.output``).
     """
     plan = plan or plan_inputs(cfg)
     out = cfg.output
+    shards = num_shards(cfg)
     formats = FileFormats(cfg.input_format, plan.formats)
-    all_lines, examples, dead, bundle_stats = [], {s: [] for s in SPLITS}, [], []
+    all_lines, examples, dead, bundle_stats = [], [], [], []
     for group, paths in plan.files.items():
         name = group or "inputs"
         # Raw bytes in chunks of lines: undecodable bytes reach the parser (and the dead letter).
         lines = p | f"Read[{name}]" >> ReadLines(paths)
         parsed = lines | f"Parse[{name}]" >> beam.ParDo(
             ParseRows(formats, group or None, cfg.split_ratios, cfg.split_salt, cfg.min_count,
-                      cfg.numeric_transform, cfg.beta_pos)).with_outputs(DEADLETTER, STATS, *SPLITS)
+                      cfg.numeric_transform, cfg.beta_pos, shards)).with_outputs(DEADLETTER, STATS, main="examples")
         all_lines.append(lines)
         dead.append(parsed[DEADLETTER])
         bundle_stats.append(parsed[STATS])
-        for s in SPLITS:
-            if plan.mode == "hash" or s == group:
-                examples[s].append(parsed[s])
+        examples.append(parsed["examples"])
+    # One empty batch per (split, shard): every shard file is written (and renamed into place) by WriteToFiles,
+    # an empty split or shard as a valid, empty GZIP TFRecord file.
+    examples.append(p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)]))
 
     def merged(pcolls, label):
         if len(pcolls) == 1:
             return pcolls[0]
         return pcolls | label >> beam.Flatten()
 
-    result: Dict[str, object] = {"lines": merged(all_lines, "AllLines"), "deadletter": merged(dead, "AllDead")}
-    for s in SPLITS:
-        result[s] = (merged(examples[s], f"Examples[{s}]") if examples[s]
-                     else p | f"NoExamples[{s}]" >> beam.Create([]))
-        result[f"written_{s}"] = (
-            result[s]
-            | f"Write[{s}]" >> beam.io.WriteToTFRecord(
-                files.join(out, s), file_name_suffix=".tfrecord.gz", num_shards=cfg.num_shards,
-                shard_name_template=SHARD_TEMPLATE, compression_type=CompressionTypes.GZIP))
+    result: Dict[str, object] = {"lines": merged(all_lines, "AllLines"), "deadletter": merged(dead, "AllDead"),
+                                 "examples": merged(examples, "AllExamples")}
+    temp_dir = _temp_directory(p, out)
+    # max_writers_per_bundle=0: no per-bundle temporary files; every batch goes through WriteToFiles' sharded
+    # path (one GroupByKey of the batches by destination), and shards=1 makes that one file per (split, shard).
+    result["written"] = result["examples"] | "WriteExamples" >> fileio.WriteToFiles(
+        path=out, destination=batch_destination, file_naming=ShardNaming(shards),
+        temp_directory=StaticValueProvider(str, temp_dir), sink=TFRecordBatchSink, shards=1, max_writers_per_bundle=0)
     dead_files = (result["deadletter"]
                   | "DeadJson" >> beam.Map(json.dumps).with_output_types(str)
                   | "WriteDead" >> beam.io.WriteToText(files.join(out, DEADLETTER, DEADLETTER),
@@ -253,14 +313,18 @@ def build(p: beam.Pipeline, cfg: PrepareConfig, plan: Optional[InputPlan] = None
                  MergeAccumulatorsFn(PipelineStatsFn(cfg.min_count, cfg.numeric_transform))))
     _ = (p | "Once" >> beam.Create([None])
          | "WriteSideFiles" >> beam.Map(
-             _write_side_files, out, AsSingleton(rows_in), AsSingleton(stats),
-             AsList(result["written_train"]), AsList(result["written_valid"]), AsList(result["written_test"]),
-             AsList(dead_files)))
+             _write_side_files, out, temp_dir, AsSingleton(rows_in), AsSingleton(stats),
+             AsList(result["written"]), AsList(dead_files)))
     return result
 
 
-def _write_side_files(_, out, rows_in, stats, train_files, valid_files, test_files, dead_files):
-    """The last pipeline step: vocab/C*.txt, transform.json and the raw counts (``_counts.json``)."""
+def _write_side_files(_, out, temp_dir, rows_in, stats, written, dead_files):
+    """The last pipeline step: vocab/C*.txt, transform.json and the raw counts (``_counts.json``); removes the
+    (by now empty) temporary directory of the TFRecord writes."""
+    try:
+        FileSystems.delete([temp_dir])
+    except BeamIOError:
+        pass  # already gone (a retried step), or nothing was ever created there
     (train_rows, train_pos), vocabs, transform = stats["train"]
     valid, test, reasons = stats["valid"], stats["test"], stats[DEADLETTER]
     sizes = {}
@@ -270,13 +334,15 @@ def _write_side_files(_, out, rows_in, stats, train_files, valid_files, test_fil
         files.write_bytes(files.join(out, "vocab", f"{field}.txt"),
                           "".join(t + "\n" for t in tokens).encode("utf-8"))
     files.write_json(files.join(out, "transform.json"), transform)
+    shard_files = {s: [] for s in SPLITS}
+    for r in written:
+        shard_files[r.destination[0]].append(r.file_name)  # ShardNaming's name, relative to ``out``
     files.write_json(files.join(out, COUNTS_FILE), {
         "rows_in": rows_in,
         "splits": {"train": [train_rows, train_pos], "valid": list(valid), "test": list(test)},
         "rejected_by_reason": reasons,
         "vocabulary_sizes": sizes,
-        "files": {s: sorted(files.relative(f, out) for f in fs)
-                  for s, fs in zip(SPLITS, (train_files, valid_files, test_files))},
+        "files": {s: sorted(fs) for s, fs in shard_files.items()},
         "deadletter_files": sorted(files.relative(f, out) for f in dead_files),
     })
 
@@ -341,7 +407,7 @@ def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
                   **({} if hash_mode else {"inputs": {s: plan.files.get(s, []) for s in SPLITS}})},
         "files": counts["files"],
         "deadletter_files": counts["deadletter_files"],
-        "num_shards": cfg.num_shards,
+        "num_shards": num_shards(cfg),
         "input_format": cfg.input_format,
         "input_formats": plan.formats,
         "inputs": [f for fs in plan.files.values() for f in fs],
