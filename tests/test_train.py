@@ -100,8 +100,9 @@ def test_resume_after_kill_mid_epoch(tiny_dataset, tmp_path):
     resumed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     state = json.loads(resumed.stdout.strip().splitlines()[-1])
-    # 4 epochs of 8 steps in all; the resumed run did only what was left: epochs 3 and 4, and the optimizer
-    # step count continues from the backup (saved every 2 steps: at step 4 of epoch 3, i.e. 20 steps).
-    assert state["epochs_in_this_run"] == 2
+    # 4 epochs of 8 steps in all. The backup is saved every 2 steps, so the last one before the kill (epoch 3,
+    # step 6) holds 2 * 8 + 6 = 22 optimizer steps: the resumed run starts there, finishes the 2 steps left of
+    # epoch 3 and runs epoch 4.
+    assert state["start_iterations"] == 22
     assert state["first_epoch_in_this_run"] == 3
-    assert state["iterations"] == 32
+    assert state["steps_per_epoch_in_this_run"] == [2, 8]

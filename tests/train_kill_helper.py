@@ -33,9 +33,18 @@ class _Record(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.epochs = []
+        self.steps = []
+        self.start_iterations = None
+
+    def on_train_begin(self, logs=None):
+        self.start_iterations = int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epochs.append(epoch + 1)
+        self.steps.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps[-1] += 1
 
 
 def main(argv):
@@ -48,7 +57,9 @@ def main(argv):
         i = argv.index("--kill-at")
         extra.append(_Kill(int(argv[i + 1]), int(argv[i + 2])))
     result = train(cfg, printer=lambda _: None, extra_callbacks=extra)
-    print(json.dumps({"epochs_in_this_run": len(extra[0].epochs), "first_epoch_in_this_run": extra[0].epochs[0],
+    rec = extra[0]
+    print(json.dumps({"epochs_in_this_run": len(rec.epochs), "first_epoch_in_this_run": rec.epochs[0],
+                      "steps_per_epoch_in_this_run": rec.steps, "start_iterations": rec.start_iterations,
                       "iterations": int(result.model.optimizer.iterations.numpy())}))
 
 
