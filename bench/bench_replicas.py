@@ -22,7 +22,7 @@ configure_cpu_replicas(2)
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from bench.common import prepared_dataset, print_json  # noqa: E402
+from bench.common import in_memory, prepared_dataset, print_json  # noqa: E402
 from tfrec import data as data_lib  # noqa: E402
 from tfrec import losses  # noqa: E402
 from tfrec.config import load_config  # noqa: E402
@@ -35,10 +35,7 @@ def make_runner(cfg, replicas, batches):
     with strategy.scope():
         model = build_model(cfg)
         model.compile(optimizer=keras.optimizers.Adam(1e-3, global_clipnorm=10.0), loss=losses.get("weighted_bce"))
-    ds = tf.data.Dataset.from_generator(lambda: (b for b in batches),
-                                        output_signature=tf.data.DatasetSpec.from_value(
-                                            tf.data.Dataset.from_tensors(batches[0])).element_spec).repeat()
-    dist = iter(strategy.experimental_distribute_dataset(ds))
+    dist = iter(strategy.experimental_distribute_dataset(in_memory(batches)))
     step = model.make_train_function()
 
     def run(steps):
