@@ -146,6 +146,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, nargs="+", default=[4096], help="DCN V2 batch size(s)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--positive-rate", type=float, default=0.256)
     ap.add_argument("--interaction-strength", type=float, default=1.0)
     ap.add_argument("--vocab-scale", type=float, default=1.0)
     ap.add_argument("--beta-pos", type=float, default=1.0)
@@ -168,7 +169,8 @@ def main(argv=None):
         work = os.path.join(args.dir, f"seed{seed}")
         raw = os.path.join(work, "raw", "train.txt")
         start = time.perf_counter()
-        sim = simulate(SimulationConfig(rows=args.rows, seed=seed, vocab_scale=args.vocab_scale,
+        sim = simulate(SimulationConfig(rows=args.rows, seed=seed, positive_rate=args.positive_rate,
+                                        vocab_scale=args.vocab_scale,
                                         interaction_strength=args.interaction_strength, output=raw))
         sim_s = time.perf_counter() - start
         y, dense, cat = read_table(raw)
