@@ -249,18 +249,19 @@ def _lr_aucs(path, interaction_strength):
 def test_interactions_matter(tmp_path):
     """``H`` carries much of the signal, a first-order model cannot represent it, and it is learnable: the
     crosses of the few low-cardinality fields of ``S`` recover most of what the linear model misses."""
-    assert INTERACTING == ["C9", "C17", "C20", "C23"]
+    assert INTERACTING == ["C9", "C17", "C20"]
     assert all(criteo.CATEGORICAL_FIELDS[name].vocabulary <= 30 for name in INTERACTING)
     fm = _lr_aucs(tmp_path / "fm.txt", 1.0)
     additive = _lr_aucs(tmp_path / "additive.txt", 0.0)
     gap, gap_additive = fm["truth"] - fm["lr"], additive["truth"] - additive["lr"]
-    # Observed over seeds (30k training rows): truth 0.81-0.83, LR 0.61-0.63, LR + crosses 0.72-0.75;
-    # additive: truth ~0.70, LR ~0.65, crosses add nothing.
-    assert 0.78 < fm["truth"] < 0.85, fm
+    # Observed for simulator seeds 1, 2, 3, 7, 11, 2020 (30k training rows): truth 0.81-0.84, LR 0.61-0.65
+    # (gap 0.18-0.24), LR + crosses 0.78-0.81; additive: truth 0.70-0.72, LR 0.65-0.66 (gap 0.04-0.06), the
+    # crosses add nothing (+-0.003).
+    assert 0.78 < fm["truth"] < 0.86, fm
     assert gap > 0.12, fm
     assert gap_additive < gap - 0.08, (additive, fm)
-    assert fm["truth"] > additive["truth"] + 0.07  # the second-order term carries signal
-    assert fm["lr_crosses"] > fm["lr"] + 0.06, fm  # ... and a model given the pairs of S learns it
+    assert fm["truth"] > additive["truth"] + 0.06  # the second-order term carries signal
+    assert fm["lr_crosses"] > fm["lr"] + 0.10, fm  # ... and a model given the pairs of S learns most of it
     assert additive["lr_crosses"] < additive["lr"] + 0.01, additive
 
 
