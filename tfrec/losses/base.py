@@ -18,7 +18,7 @@ Conventions shared by all losses:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List, Mapping, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
 
 import tensorflow as tf
 import tf_keras as keras
@@ -92,9 +92,21 @@ def logits_of(y_pred: Union[tf.Tensor, Mapping[str, tf.Tensor]], key: str = "log
 
 
 class Loss(keras.losses.Loss):
-    """Base class: subclasses implement :meth:`compute` and list their arguments in ``get_config``."""
+    """Base class: subclasses implement :meth:`compute` (or :meth:`compute_terms`) and list their arguments in
+    ``get_config``.
+
+    Optional protocol, used by :class:`tfrec.models.RankingModel`:
+
+    * ``components``: names of the terms a combined loss reports (e.g. ``("bce", "rank_net")``);
+      :meth:`compute_terms` returns them beside the total, and the model tracks each as ``<name>_loss``.
+    * state (e.g. an annealed coefficient): :meth:`create_state` makes the loss's variables under the current
+      distribution strategy (the model calls it from ``compile``), :meth:`state` returns the trackable that
+      holds them (the model tracks it, so checkpoints save and restore it), and :meth:`on_train_step_end` runs
+      in replica context after each optimizer step and must update the state once per global step.
+    """
 
     registered_name: str = ""
+    components: Tuple[str, ...] = ()
 
     def __init__(self, name: str = None):
         super().__init__(name=name or self.registered_name or type(self).__name__,
@@ -102,7 +114,24 @@ class Loss(keras.losses.Loss):
 
     def compute(self, y_true: tf.Tensor, y_pred: Any, sample_weight: Any = None) -> tf.Tensor:
         """Returns the scalar loss of the batch."""
-        raise NotImplementedError
+        if type(self).compute_terms is Loss.compute_terms:
+            raise NotImplementedError(f"{type(self).__name__} implements neither compute nor compute_terms")
+        return self.compute_terms(y_true, y_pred, sample_weight)[0]
+
+    def compute_terms(self, y_true: tf.Tensor, y_pred: Any,
+                      sample_weight: Any = None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """Returns ``(total, {component name: term})``; a single-term loss returns an empty dict."""
+        return self.compute(y_true, y_pred, sample_weight), {}
+
+    def create_state(self) -> None:
+        """Creates the loss's variables (if any) under the current strategy scope. Idempotent."""
+
+    def state(self) -> Optional[tf.Module]:
+        """The trackable holding the loss's variables, or None for a stateless loss."""
+        return None
+
+    def on_train_step_end(self) -> None:
+        """Called in replica context after each optimizer step; stateful losses update their state here."""
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         with tf.name_scope(self.name):

@@ -48,8 +48,33 @@ class RankingModel(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.regularization_tracker, self.total_loss_tracker, self.auc_metric,
+        return [self.loss_tracker, self.regularization_tracker, self.total_loss_tracker,
+                *getattr(self, "_component_trackers", {}).values(), self.auc_metric,
                 self.weighted_auc_metric, self.logloss_metric, self.weighted_logloss_metric]
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Keras' ``compile``; a tfrec loss's state is created under the model's strategy and tracked (so
+        checkpoints and ``BackupAndRestore`` carry it), and each component of a combined loss gets a tracker."""
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+        self._component_trackers = {}
+        if isinstance(loss, Loss):
+            with self.distribute_strategy.scope():
+                loss.create_state()
+                self._component_trackers = {c: keras.metrics.Mean(name=f"{c}_loss") for c in loss.components}
+            state = loss.state()
+            if state is not None:
+                self.loss_state = state
+
+    def train_step(self, data):
+        """Keras' train step, plus the loss's per-step state update (once per global step)."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
+        self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        if isinstance(self.loss, Loss):
+            self.loss.on_train_step_end()
+        return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def task_loss(self, y: tf.Tensor, y_pred: Dict[str, tf.Tensor], sample_weight) -> tf.Tensor:
         """The loss of one replica's batch (override for multi-output losses)."""
@@ -58,8 +83,15 @@ class RankingModel(keras.Model):
                              f"loss=tfrec.losses.get(name)). Received: loss={self.loss!r}")
         return self.loss(y, y_pred, sample_weight)
 
+    def task_loss_terms(self, y, y_pred, sample_weight):
+        """``(loss, {component: term})`` of one replica's batch; the components of a combined tfrec loss."""
+        if isinstance(self.loss, Loss) and self.loss.components:
+            with tf.name_scope(self.loss.name):
+                return self.loss.compute_terms(y, y_pred, sample_weight)
+        return self.task_loss(y, y_pred, sample_weight), {}
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
-        task = self.task_loss(y, y_pred, sample_weight)
+        task, terms = self.task_loss_terms(y, y_pred, sample_weight)
         reg = tf.add_n([tf.cast(l, task.dtype) for l in self.losses]) if self.losses else tf.zeros_like(task)
         total = task + reg
         # Weighted by the replica's number of valid samples: an evaluation batch can leave a replica empty, and
@@ -68,6 +100,10 @@ class RankingModel(keras.Model):
         self.loss_tracker.update_state(task, sample_weight=n)
         self.regularization_tracker.update_state(reg, sample_weight=n)
         self.total_loss_tracker.update_state(total, sample_weight=n)
+        for name, term in terms.items():
+            tracker = getattr(self, "_component_trackers", {}).get(name)
+            if tracker is not None:
+                tracker.update_state(term, sample_weight=n)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return total / tf.cast(replicas, total.dtype)
 

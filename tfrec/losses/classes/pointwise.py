@@ -1,4 +1,4 @@
-"""Keras ``Loss`` wrappers of the loss functions, registered by name."""
+"""Point-wise losses as Keras ``Loss`` classes (the math: :mod:`tfrec.losses.pointwise`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Contrastive losses (supervised contrastive, Combined-Contrastive) as Keras ``Loss`` classes."""

@@ -1,0 +1,1 @@
+"""List-wise losses (ListNet, Combined-List, ListCE, RCR, JRC) as Keras ``Loss`` classes."""

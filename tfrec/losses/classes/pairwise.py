@@ -1,0 +1,1 @@
+"""Pairwise losses (RankNet, Combined-Pair, PWiseR) as Keras ``Loss`` classes."""

@@ -1,0 +1,1 @@
+"""Pre-ranking losses of HCCP (ListMLE consistency, InfoNCE, Margin InfoNCE) as Keras ``Loss`` classes."""

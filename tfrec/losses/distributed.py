@@ -1,0 +1,57 @@
+"""How in-batch (pairwise and list-wise) losses see the batch under a distribution strategy.
+
+Keras runs ``compute_loss`` once per replica on the replica's slice of the global batch, and tfrec's models divide
+each replica's loss by the number of replicas ``R`` before the gradients are summed across replicas. A point-wise
+loss that averages over its slice therefore optimises exactly the global-batch loss. An in-batch loss does not:
+its pairs or lists only span what the replica sees. tfrec's pairwise and list-wise losses take ``pairing``:
+
+* ``"replica"``: pairs (lists, softmax denominators) are formed within each replica's slice and normalised by the
+  slice's own counts. Cheapest; with ``R`` replicas it optimises the mean of ``R`` slice losses, which is not the
+  global-batch loss (fewer pairs, different normaliser).
+* ``"global"``: every replica all-gathers the tensors the loss needs (logits, labels, weights, embeddings)
+  across replicas, so every replica computes the loss of the whole global batch ``L_g``. The gather's gradient
+  sums the incoming gradients of all replicas and hands each replica its own rows (TensorFlow's
+  ``ReplicaContext.all_gather``), so each replica's logits receive ``R * dL_g/dz``; the model's division by ``R``
+  makes the summed parameter gradient exactly ``dL_g/dtheta``. A 2-replica step then equals the 1-device step
+  with the same global batch (tested in ``tests/test_losses_distribution.py``).
+
+Outside a replica context (eager calls, the default strategy, or one replica) both modes compute on the batch as
+given.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import tensorflow as tf
+
+PAIRINGS = ("replica", "global")
+
+
+def check_pairing(pairing: str) -> str:
+    """Validates a ``pairing`` argument; returns it."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"`pairing` must be one of {PAIRINGS}. Received: pairing={pairing!r}")
+    return pairing
+
+
+def num_replicas() -> int:
+    """The number of replicas the current replica context synchronises with (1 outside a strategy)."""
+    ctx = tf.distribute.get_replica_context()
+    return 1 if ctx is None else int(ctx.num_replicas_in_sync)
+
+
+def gather(tensors: Sequence[tf.Tensor], pairing: str) -> Tuple[tf.Tensor, ...]:
+    """The tensors of the batch an in-batch loss pairs over: the replica's own (``"replica"``) or all replicas'
+    rows concatenated in replica order along axis 0 (``"global"``); differentiable.
+
+    Non-float tensors are gathered as they are (they carry no gradient). ``None`` entries pass through.
+    """
+    check_pairing(pairing)
+    tensors = tuple(tensors)
+    ctx = tf.distribute.get_replica_context()
+    if pairing == "replica" or ctx is None or ctx.num_replicas_in_sync == 1:
+        return tensors
+    present = [t for t in tensors if t is not None]
+    gathered = iter(ctx.all_gather(present, axis=0)) if present else iter(())
+    return tuple(None if t is None else next(gathered) for t in tensors)
