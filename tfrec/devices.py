@@ -7,8 +7,10 @@ configuration before its runtime is initialised. The process that trains therefo
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import threading
 from typing import Optional
 
 
@@ -78,4 +80,28 @@ def make_strategy(replicas: int, prefer_gpu: bool = True):
     if not gpus:
         # NCCL is GPU-only; on CPU devices reduce through one device.
         cross_ops = tf.distribute.ReductionToOneDevice(reduce_to_device=names[0])
-    return tf.distribute.MirroredStrategy(devices=names, cross_device_ops=cross_ops)
+    return _mirrored(names, cross_ops)
+
+
+_KEY_LOCK = threading.Lock()
+_KEY_BASES = itertools.count(1)
+
+
+def _mirrored(devices, cross_ops):
+    """A ``MirroredStrategy`` with collective keys of its own.
+
+    Every ``MirroredStrategy`` starts its collective group and instance keys at the same values, and TensorFlow's
+    runtime keeps collective parameters by key for the life of the process. A second strategy in one process (an
+    experiment sweep, a test session) then reuses the first one's keys for other collectives (the all-gather of
+    ``pairing="global"`` losses, for example) and fails with "Collective instance 100 expected type ...". Giving
+    each strategy its own group-key base (TensorFlow's ``_collective_key_base``) keeps them apart.
+    """
+    import tensorflow as tf
+
+    with _KEY_LOCK:
+        previous = tf.distribute.MirroredStrategy._collective_key_base
+        tf.distribute.MirroredStrategy._collective_key_base = 1000 * next(_KEY_BASES)
+        try:
+            return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_ops)
+        finally:
+            tf.distribute.MirroredStrategy._collective_key_base = previous
