@@ -21,7 +21,8 @@ from tfrec.losses import distributed
 
 from loss_probe import SPECS, PointProbe
 
-PRERANKING = {"list_mle", "info_nce", "margin_info_nce"}  # list-per-row losses: tests/test_losses_preranking_fit.py
+# Per-request (list-per-row) losses: their fit and 2-replica tests are in test_losses_listmle / test_losses_infonce.
+PRERANKING = {"list_mle", "info_nce", "margin_info_nce"}
 
 
 def _takes_pairing(name):

@@ -12,7 +12,9 @@ Conventions shared by all losses:
 * labels < 0 mark padding and are excluded from the loss and from its normaliser;
 * distribution: the loss is computed over the replica's slice of the global batch; the model divides it by the
   number of replicas, so for losses that average over examples the summed gradient equals the gradient of the
-  loss over the global batch (replicas get equal batches: training drops the last partial batch).
+  loss over the global batch (replicas get equal batches: training drops the last partial batch). In-batch
+  losses (pairwise, list-wise, contrastive, batch-normalised) take ``pairing="replica"`` or ``"global"``; see
+  :mod:`tfrec.losses.distributed` for what each optimises.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class Loss(keras.losses.Loss):
 
     def create_state(self) -> None:
         """Creates the loss's variables (if any) under the current strategy scope. Idempotent."""
+        return None
 
     def state(self) -> Optional[tf.Module]:
         """The trackable holding the loss's variables, or None for a stateless loss."""
@@ -132,6 +135,7 @@ class Loss(keras.losses.Loss):
 
     def on_train_step_end(self) -> None:
         """Called in replica context after each optimizer step; stateful losses update their state here."""
+        return None
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         with tf.name_scope(self.name):
