@@ -52,6 +52,7 @@ def gather(tensors: Sequence[tf.Tensor], pairing: str) -> Tuple[tf.Tensor, ...]:
     ctx = tf.distribute.get_replica_context()
     if pairing == "replica" or ctx is None or ctx.num_replicas_in_sync == 1:
         return tensors
-    present = [t for t in tensors if t is not None]
-    gathered = iter(ctx.all_gather(present, axis=0)) if present else iter(())
-    return tuple(None if t is None else next(gathered) for t in tensors)
+    # One all-gather per tensor: TensorFlow 2.15's gradient of a multi-tensor ``all_gather`` packs the incoming
+    # gradients into one tensor (``array_ops.identity(grads)``) and fails when their shapes differ ([b] labels
+    # beside [b, 2] logits or [b, d] embeddings).
+    return tuple(None if t is None else ctx.all_gather(t, axis=0) for t in tensors)
