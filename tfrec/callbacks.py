@@ -1,11 +1,14 @@
-"""Keras callbacks of the training driver: NaN guard, throughput and progress lines."""
+"""Keras callbacks of the training driver: NaN guard, throughput and progress lines, gradient diagnostics."""
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 import time
 from typing import Callable, Dict, List, Optional
 
+import tensorflow as tf
 import tf_keras as keras
 
 
@@ -128,3 +131,97 @@ class ProgressLogger(keras.callbacks.Callback):
         if lr is not None:
             parts.append(f"lr {float(lr):.2g}")
         self.printer(f"  epoch {epoch + 1}/{self.epochs} done in {seconds:.1f}s: " + ", ".join(parts))
+
+
+class GradientDiagnostics(keras.callbacks.Callback):
+    """Records the per-batch gradient diagnostics of a :class:`tfrec.models.RankingModel` (KDD 2024 Fig. 2, 3, 9).
+
+    ``set_model`` switches the model's diagnostics on (``model.enable_gradient_diagnostics(True)``, which drops a
+    train function traced before, so ``fit`` traces one that computes them; see ``tfrec.metrics.gradients`` for
+    what is measured) and the end of training switches them off again. Every ``every_n_batches``-th global step
+    (optimizer iterations 1, 1 + n, 1 + 2n, ...) it writes:
+
+    * one CSV row: ``epoch`` (0-based, as Keras counts), ``batch`` (0-based within the epoch), ``step`` (the
+      global optimizer step after the batch, 1-based; it carries on across a ``BackupAndRestore`` resume), then
+      the ``grad_*`` values in the order the model reports them. An existing file is appended to (its header is
+      kept), so a resumed run continues the same file.
+    * with ``log_dir``: TensorBoard scalars ``gradients/<name>`` at the global step, in ``<log_dir>/gradients``.
+
+    Args:
+      csv_path: the CSV file to write.
+      log_dir: TensorBoard root directory (None: no TensorBoard output).
+      every_n_batches: record one step in this many (>= 1). The diagnostics are computed every step either way.
+    """
+
+    def __init__(self, csv_path: str, log_dir: Optional[str] = None, every_n_batches: int = 1):
+        super().__init__()
+        if int(every_n_batches) < 1:
+            raise ValueError(f"`every_n_batches` must be >= 1. Received: every_n_batches={every_n_batches}")
+        self.csv_path = csv_path
+        self.log_dir = log_dir
+        self.every_n_batches = int(every_n_batches)
+        self.rows_written = 0
+        self._epoch = 0
+        self._file = None
+        self._writer = None
+        self._csv = None
+        self._columns: Optional[List[str]] = None
+
+    def set_model(self, model):
+        if not hasattr(model, "enable_gradient_diagnostics"):
+            raise TypeError("GradientDiagnostics needs a tfrec RankingModel (with enable_gradient_diagnostics); "
+                            f"received {type(model).__name__}")
+        super().set_model(model)
+        model.enable_gradient_diagnostics(True)
+        model.train_function = None  # a train function traced before the switch would not compute them
+
+    def on_train_begin(self, logs=None):
+        directory = os.path.dirname(os.path.abspath(self.csv_path))
+        os.makedirs(directory, exist_ok=True)
+        exists = os.path.exists(self.csv_path) and os.path.getsize(self.csv_path) > 0
+        self._columns = None
+        if exists:
+            with open(self.csv_path, "r", encoding="utf-8", newline="") as f:
+                header = next(csv.reader(f), None)
+            self._columns = header[3:] if header else None
+        self._file = open(self.csv_path, "a", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._file)
+        if self.log_dir:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "gradients"))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        names = [k for k in logs if k.startswith("grad_")]
+        if not names:
+            raise RuntimeError("the training logs carry no gradient diagnostics (grad_*): the model's train_step "
+                               "does not compute them (a custom train_step?)")
+        step = int(self.model.optimizer.iterations.numpy())
+        if (step - 1) % self.every_n_batches:
+            return
+        if self._columns is None:
+            self._columns = names
+            self._csv.writerow(["epoch", "batch", "step", *names])
+        values = [float(logs[k]) if k in logs else float("nan") for k in self._columns]
+        self._csv.writerow([self._epoch, batch, step, *[repr(v) for v in values]])
+        self._file.flush()
+        self.rows_written += 1
+        if self._writer is not None:
+            with self._writer.as_default(step=step):
+                for k, v in zip(self._columns, values):
+                    tf.summary.scalar(f"gradients/{k}", v)
+
+    def on_train_end(self, logs=None):
+        self._close()
+        self.model.enable_gradient_diagnostics(False)
+
+    def _close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None

@@ -1,4 +1,4 @@
-"""The ``tfrec`` command: demo, simulate, prepare, train, evaluate.
+"""The ``tfrec`` command: demo, simulate, prepare, train, evaluate, calibration.
 
 Every command takes ``--config FILE.yaml`` and repeated ``--set section.key=value`` overrides (see
 ``tfrec.config``); its own flags are shorthands for config keys. Bad input exits non-zero with one line on
@@ -112,6 +112,35 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_calibration(args) -> int:
+    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
+    if not cfg.train.model_dir:
+        raise _UsageError("no model directory given (--model-dir or train.model_dir)")
+    if args.buckets < 1:
+        raise _UsageError(f"--buckets must be >= 1. Received: --buckets={args.buckets}")
+    from tfrec.evaluate import predict_split
+    from tfrec.metrics.calibration import calibration_by_bucket, format_table, overall_bias, write_csv
+    from tfrec.train import load_trained_model
+
+    model = load_trained_model(cfg)
+    p, y, w = predict_split(model, cfg.data.dir, args.split, cfg.data.eval_batch_size)
+    if args.unweighted:
+        w = None
+    rows = calibration_by_bucket(y, p, w, num_buckets=args.buckets)
+    path = args.output or os.path.join(cfg.train.model_dir, f"calibration_{args.split}.csv")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_csv(rows, path)
+    weighting = "unweighted" if args.unweighted else "weighted by the weight feature"
+    print(f"calibration of {args.split} ({len(y):,} rows, {int(y.sum()):,} positives, {weighting}): "
+          f"bias = sum w(p - y) / sum w y per bucket of equal positive frequency")
+    print(format_table(rows))
+    if len(rows) < args.buckets:
+        print(f"{len(rows)} bucket(s) instead of {args.buckets}: a bucket needs at least one positive, and samples "
+              "with equal predictions share a bucket")
+    print(f"overall bias {overall_bias(y, p, w):+.5f}; table written to {path}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from tfrec.demo import DEMO_CONFIG, run_demo
 
@@ -213,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="metrics.json path (default <model_dir>/metrics.json; one entry per split)")
     _common(p)
     p.set_defaults(fn=_cmd_evaluate)
+
+    p = sub.add_parser("calibration", help="calibration bias per pCTR bucket of equal positive frequency "
+                                           "(KDD 2024 Fig. 8) of a trained model")
+    p.add_argument("--data", help="prepared dataset directory")
+    p.add_argument("--model-dir", dest="model_dir", help="model directory of a finished `tfrec train`")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--buckets", type=int, default=45, help="buckets of equal positive frequency (default 45)")
+    p.add_argument("--unweighted", action="store_true",
+                   help="ignore the weight feature (default: weight samples by it, as training does)")
+    p.add_argument("--output", help="CSV path (default <model_dir>/calibration_<split>.csv)")
+    _common(p)
+    p.set_defaults(fn=_cmd_calibration)
     return parser
 
 

@@ -146,6 +146,7 @@ class ModelConfig:
       embedding_l2: L2 coefficient on the embedding tables (Keras convention: coef * sum(w^2)).
       net_l2: L2 coefficient on the dense kernels.
       batch_norm: batch normalisation in the DNN.
+      head: ``binary`` (one logit) or ``jrc`` (two logits, non-click and click, as the ``jrc`` loss needs).
     """
 
     name: str = "dcn_v2"
@@ -158,10 +159,12 @@ class ModelConfig:
     embedding_l2: float = 1e-5
     net_l2: float = 0.0
     batch_norm: bool = False
+    head: str = "binary"
 
     def validate(self) -> None:
         _check(self.structure in ("parallel", "stacked"), "model.structure", self.structure,
                "must be parallel or stacked")
+        _check(self.head in ("binary", "jrc"), "model.head", self.head, "must be binary or jrc")
         _check(self.num_cross_layers >= 0, "model.num_cross_layers", self.num_cross_layers, "must be >= 0")
         _check(self.cross_low_rank >= 0, "model.cross_low_rank", self.cross_low_rank, "must be >= 0")
         _check(all(u > 0 for u in self.dnn_hidden_units), "model.dnn_hidden_units", self.dnn_hidden_units,
@@ -214,6 +217,9 @@ class TrainConfig:
       monitor: validation metric for early stopping, the learning-rate plateau and the best checkpoint (higher is
         better); the weighted AUC equals the AUC when beta_pos = 1.
       log_every_seconds: tfrec's own progress line (step, loss, examples/s) at most this often (0 disables).
+      gradient_diagnostics: record the per-batch gradient diagnostics (KDD 2024 Fig. 2, 3, 9; see
+        ``tfrec.metrics.gradients``) in ``<model_dir>/gradient_diagnostics.csv`` and as TensorBoard scalars in
+        ``<model_dir>/logs/gradients``.
     """
 
     model_dir: str = ""
@@ -230,6 +236,7 @@ class TrainConfig:
     verbose: int = 0
     monitor: str = "val_weighted_auc"
     log_every_seconds: float = 10.0
+    gradient_diagnostics: bool = False
 
     def validate(self) -> None:
         _check(self.epochs > 0, "train.epochs", self.epochs, "must be > 0")

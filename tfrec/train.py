@@ -12,7 +12,9 @@ runs Keras ``fit`` with:
   the same ``model_dir``;
 * the best weights (by ``monitor``) in ``<model_dir>/best/``, reloaded at the end;
 * TensorBoard logs in ``<model_dir>/logs`` and the per-epoch history in ``<model_dir>/history.csv``;
-* a NaN guard: a non-finite loss stops the run with :class:`TrainingError` naming the epoch and step.
+* a NaN guard: a non-finite loss stops the run with :class:`TrainingError` naming the epoch and step;
+* with ``train.gradient_diagnostics``, the per-batch gradient diagnostics (:class:`GradientDiagnostics`) in
+  ``<model_dir>/gradient_diagnostics.csv`` and TensorBoard (``<model_dir>/logs/gradients``).
 
 Files in ``model_dir``: ``config.yaml`` (the run's config), ``best/`` (weights), ``backup/`` (while running),
 ``logs/``, ``history.csv``, ``train_summary.json``.
@@ -31,7 +33,7 @@ import tf_keras as keras
 
 from tfrec import data as data_lib
 from tfrec import devices, losses, models, transforms
-from tfrec.callbacks import NaNGuard, ProgressLogger, Throughput
+from tfrec.callbacks import GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
 from tfrec.config import RunConfig, dump_config
 
 
@@ -146,6 +148,9 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
     ]
     if t.log_every_seconds > 0 or t.verbose == 0:
         callbacks.append(ProgressLogger(t.log_every_seconds, cfg.data.batch_size, t.epochs, printer))
+    if t.gradient_diagnostics:
+        callbacks.append(GradientDiagnostics(os.path.join(t.model_dir, "gradient_diagnostics.csv"),
+                                             log_dir=os.path.join(t.model_dir, "logs")))
     callbacks.extend(extra_callbacks or [])
 
     start = time.perf_counter()

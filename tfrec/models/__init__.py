@@ -30,7 +30,7 @@ def _build_dcn_v2(cfg: ModelConfig, schema: PointwiseSchema, vocabularies, trans
                  transform=transform, embedding_dim=cfg.embedding_dim, embedding_l2=cfg.embedding_l2,
                  structure=cfg.structure, num_cross_layers=cfg.num_cross_layers,
                  cross_low_rank=cfg.cross_low_rank, dnn_hidden_units=cfg.dnn_hidden_units, dropout=cfg.dropout,
-                 net_l2=cfg.net_l2, batch_norm=cfg.batch_norm, name="dcn_v2")
+                 net_l2=cfg.net_l2, batch_norm=cfg.batch_norm, head=cfg.head, name="dcn_v2")
 
 
 _BUILDERS: Dict[str, Callable[..., RankingModel]] = {"dcn_v2": _build_dcn_v2}

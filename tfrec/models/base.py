@@ -21,6 +21,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec.losses import Loss
+from tfrec.metrics.gradients import diagnostic_step
 
 
 class RankingModel(keras.Model):
@@ -65,16 +66,48 @@ class RankingModel(keras.Model):
             if state is not None:
                 self.loss_state = state
 
+    def enable_gradient_diagnostics(self, enabled: bool = True) -> None:
+        """Switches the per-batch gradient diagnostics of ``train_step`` (``tfrec.metrics.gradients``) on or off.
+
+        The switch is read when the train function is traced; changing it drops the cached train function so
+        the next ``fit`` traces a new one.
+        """
+        enabled = bool(enabled)
+        if enabled != self.gradient_diagnostics_enabled:
+            self._gradient_diagnostics = enabled
+            self.train_function = None
+
+    @property
+    def gradient_diagnostics_enabled(self) -> bool:
+        return bool(getattr(self, "_gradient_diagnostics", False))
+
+    def diagnostic_variables(self) -> Dict[str, tuple]:
+        """Name -> tuple of variables whose joint gradient norm the diagnostics report as ``grad_norm_<name>``
+        (ordered; none by default, models override)."""
+        return {}
+
     def train_step(self, data):
-        """Keras' train step, plus the loss's per-step state update (once per global step)."""
+        """Keras' train step, plus the loss's per-step state update (once per global step).
+
+        With :meth:`enable_gradient_diagnostics` on, the logs also carry the gradient diagnostics of the step
+        (``grad_neg_*``, ``grad_pos_*``, ``grad_norm_*``; see ``tfrec.metrics.gradients``)."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight)
-        self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        diagnostics = {}
+        if self.gradient_diagnostics_enabled:
+            # The head's raw output: JRC's two logits where the model returns them (a loss may use them directly,
+            # bypassing the derived `logit`), else `logit`.
+            logit = y_pred["logits"] if "logits" in y_pred else y_pred["logit"]
+            diagnostics = diagnostic_step(self.optimizer, loss, tape, self.trainable_variables, logit, y,
+                                          self.diagnostic_variables())
+        else:
+            self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         if isinstance(self.loss, Loss):
             self.loss.on_train_step_end()
-        return self.compute_metrics(x, y, y_pred, sample_weight)
+        logs = self.compute_metrics(x, y, y_pred, sample_weight)
+        return {**logs, **diagnostics} if diagnostics else logs
 
     def task_loss(self, y: tf.Tensor, y_pred: Dict[str, tf.Tensor], sample_weight) -> tf.Tensor:
         """The loss of one replica's batch (override for multi-output losses)."""

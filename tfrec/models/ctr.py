@@ -8,6 +8,11 @@ Defaults are the KDD 2024 / BARS Criteo x1 setting: parallel structure, 3 full-r
 
 ``x0`` is the concatenation of all field embeddings. The model returns ``logit`` ``z`` ``[batch]``,
 ``probability`` ``sigma(z)`` and ``embedding`` ``h`` (the penultimate representation, ``[batch, d_h]``).
+
+With ``head="jrc"`` (the two-logit head of JRC, KDD 2024 Eq. 6-7) the last layer has two units,
+``(z_0, z_1) = W^T h + b`` (non-click, click), returned as ``logits`` ``[batch, 2]``; ``logit`` is then
+``z_1 - z_0`` and ``probability`` the click probability of the 2-way softmax, ``softmax(z)_1 = sigma(z_1 - z_0)``,
+so metrics, export and the BCE-family losses work unchanged on either head.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import tf_keras as keras
 
 from tfrec.layers import MLP, CrossNetwork, FeatureEmbedding
 from tfrec.models.base import RankingModel
+
+HEADS = ("binary", "jrc")
 
 
 @keras.saving.register_keras_serializable(package="tfrec")
@@ -35,14 +42,17 @@ class DCNv2(RankingModel):
       dropout: DNN dropout.
       net_l2: L2 on the cross and DNN kernels.
       batch_norm: batch normalisation in the DNN.
+      head: ``binary`` (one logit) or ``jrc`` (two logits, non-click and click, for the JRC loss).
     """
 
     def __init__(self, dense: Sequence[str], categorical: Sequence[str], vocabularies: Mapping[str, List[str]],
                  transform: Mapping[str, object], embedding_dim: int = 10, embedding_l2: float = 1e-5,
                  structure: str = "parallel", num_cross_layers: int = 3, cross_low_rank: int = 0,
                  dnn_hidden_units: Sequence[int] = (500, 500, 500), dropout: float = 0.1, net_l2: float = 0.0,
-                 batch_norm: bool = False, **kwargs):
+                 batch_norm: bool = False, head: str = "binary", **kwargs):
         super().__init__(**kwargs)
+        if head not in HEADS:
+            raise ValueError(f"`head` must be one of {HEADS}. Received: head={head!r}")
         if structure not in ("parallel", "stacked"):
             raise ValueError(f"`structure` must be 'parallel' or 'stacked'. Received: structure={structure!r}")
         if num_cross_layers <= 0 and not dnn_hidden_units:
@@ -61,7 +71,10 @@ class DCNv2(RankingModel):
                       if self.num_cross_layers > 0 else None)
         self.dnn = (MLP(self.dnn_hidden_units, self.dropout, self.batch_norm, self.net_l2, name="dnn")
                     if self.dnn_hidden_units else None)
-        self.head = keras.layers.Dense(1, name="logit")
+        self.head_type = head
+        # `head` keeps its attribute and layer name for the binary head, so existing checkpoints still load.
+        self.head = (keras.layers.Dense(1, name="logit") if head == "binary"
+                     else keras.layers.Dense(2, name="logits"))
 
     def input_signature(self):
         spec = {d: tf.TensorSpec([None], tf.float32, name=d) for d in self.embedding.dense}
@@ -82,8 +95,25 @@ class DCNv2(RankingModel):
             h = self.cross(x0) if self.cross is not None else x0
             if self.dnn is not None:
                 h = self.dnn(h, training=training)
+        if self.head_type == "jrc":
+            logits = self.head(h)  # [batch, 2] = (non-click, click)
+            logit = logits[:, 1] - logits[:, 0]
+            return {"logit": logit, "probability": tf.sigmoid(logit), "logits": logits, "embedding": h}
         logit = tf.squeeze(self.head(h), axis=1)
         return {"logit": logit, "probability": tf.sigmoid(logit), "embedding": h}
+
+    def diagnostic_variables(self):
+        """The parameter groups of the gradient diagnostics (KDD 2024 Fig. 3), in order: ``dnn0`` the kernel of
+        the bottom DNN layer, then ``cross0``, ``cross1``, ... the kernel of each cross layer (``W``, or ``U`` and
+        ``V`` together for a low-rank cross). Groups of absent parts are left out. Call after the model is built.
+        """
+        out = {}
+        if self.dnn is not None:
+            out["dnn0"] = (self.dnn.dense_layers[0].kernel,)
+        if self.cross is not None:
+            for i, layer in enumerate(self.cross.cross_layers):
+                out[f"cross{i}"] = (layer.u, layer.v) if layer.low_rank else (layer.w,)
+        return out
 
     def get_config(self):
         emb = self.embedding.get_config()
@@ -92,4 +122,4 @@ class DCNv2(RankingModel):
                 "embedding_l2": emb["embedding_l2"], "structure": self.structure,
                 "num_cross_layers": self.num_cross_layers, "cross_low_rank": self.cross_low_rank,
                 "dnn_hidden_units": self.dnn_hidden_units, "dropout": self.dropout, "net_l2": self.net_l2,
-                "batch_norm": self.batch_norm, "name": self.name}
+                "batch_norm": self.batch_norm, "head": self.head_type, "name": self.name}
