@@ -26,6 +26,21 @@ def test_yaml_and_overrides(tmp_path):
     assert isinstance(load_config(None, ["train.learning_rate=1"]).train.learning_rate, float)
 
 
+def test_every_loss_by_name_and_params_merge(tmp_path):
+    from tfrec import losses
+
+    for name in losses.names():
+        assert load_config(None, [f"loss.name={name}", "model.head=" + ("jrc" if name == "jrc" else "binary")
+                                  ]).loss.name == name
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"loss": {"name": "combined_pair", "params": {"alpha": 0.5, "pairing": "global"}}}))
+    cfg = load_config(str(path), ["loss.params.alpha=0.7"])
+    assert cfg.loss.params == {"alpha": 0.7, "pairing": "global"}
+    assert load_config(str(path), ["loss.params={}"]).loss.params == {}
+    with pytest.raises(ConfigError, match="`loss`: .*alpha"):
+        load_config(str(path), ["loss.params.alpha=1.5"])
+
+
 def test_round_trip(tmp_path):
     cfg = load_config(None, ["model.structure=stacked", "prepare.beta_pos=0.2"])
     dump_config(cfg, str(tmp_path / "out.yaml"))
@@ -43,6 +58,8 @@ def test_round_trip(tmp_path):
     ("model.dnn_hidden_units=5", "`model.dnn_hidden_units` must be a list"),
     ("loss.name=nope", "unknown loss 'nope'"),
     ("loss.params={gamma: 2}", "no argument 'gamma'"),
+    ("loss.params={beta_pos: 2}", "`loss`: `beta_pos` must be in (0, 1]"),
+    ("loss.name=jrc", "`model.head` must be jrc when loss.name is jrc"),
     ("train.epochs", "must look like section.key=value"),
     ("model.batch_norm=maybe", "must be true or false"),
 ])

@@ -194,7 +194,8 @@ class LossConfig:
 
         try:
             losses.check_config(self.name, self.params)
-        except ValueError as e:
+            losses.get(self.name, **self.params)  # the loss checks its values (ranges, choices)
+        except (TypeError, ValueError) as e:
             raise ConfigError(f"`loss`: {e}") from None
 
 
@@ -269,6 +270,9 @@ class RunConfig:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate()
+        # JRC's loss reads the two logits only the JRC head produces.
+        _check(self.loss.name != "jrc" or self.model.head == "jrc", "model.head", self.model.head,
+               "must be jrc when loss.name is jrc (the JRC loss reads the two logits of the JRC head)")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -333,6 +337,11 @@ def _apply(section: Any, values: Dict[str, Any], prefix: str) -> None:
         if key not in names:
             raise ConfigError(f"unknown config key `{path}`; known keys in this section: {sorted(names)}")
         current = getattr(section, key)
+        if isinstance(section, LossConfig) and key == "params" and isinstance(value, dict) and value:
+            # Merged, so `--set loss.params.alpha=0.7` changes one argument of the file's loss
+            # (`loss.params={}` clears them).
+            setattr(section, key, {**current, **value})
+            continue
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"`{path}` must be a mapping. Received: {path}={value!r}")

@@ -3,7 +3,12 @@
 Importing this package registers every loss; ``tfrec.losses.get(name)`` builds one.
 """
 
-from tfrec.losses.classes import contrastive, listwise, pairwise, preranking  # noqa: F401  (register)
-from tfrec.losses.classes.pointwise import WeightedBCE
+from tfrec.losses.classes.contrastive import CombinedContrastive, SupervisedContrastive
+from tfrec.losses.classes.listwise import JRC, RCR, CombinedList, ListCE, ListNet
+from tfrec.losses.classes.pairwise import PWiseR, CombinedPair, RankNet
+from tfrec.losses.classes.pointwise import Focal, NormalizedFocal, WeightedBCE
+from tfrec.losses.classes.preranking import InfoNCE, ListMLE, MarginInfoNCE
 
-__all__ = ["WeightedBCE"]
+__all__ = ["CombinedContrastive", "CombinedList", "CombinedPair", "Focal", "InfoNCE", "JRC", "ListCE", "ListMLE",
+           "ListNet", "MarginInfoNCE", "NormalizedFocal", "PWiseR", "RCR", "RankNet", "SupervisedContrastive",
+           "WeightedBCE"]
