@@ -143,3 +143,6 @@ def test_jrc_head_trains_with_the_jrc_loss_and_reloads(tiny_dataset, tmp_path):
     assert reloaded.get_config()["head"] == "jrc"
     for key in ("logits", "logit", "probability"):
         np.testing.assert_allclose(after[key].numpy(), before[key].numpy(), atol=1e-6)
+    # The loss comes back compiled (RankingModel overrides compile, so it restores the compile config itself).
+    assert isinstance(reloaded.loss, losses.JRC) and reloaded.loss.get_config() == model.loss.get_config()
+    assert "jrc_clf_loss" in [m.name for m in reloaded.metrics]

@@ -66,6 +66,17 @@ class RankingModel(keras.Model):
             if state is not None:
                 self.loss_state = state
 
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model (``.keras``) with its saved optimizer and loss through :meth:`compile`.
+
+        Keras skips this for models that override ``compile``; tfrec's override only adds the loss state and the
+        component trackers, so the saved compile config applies unchanged. A stateful loss starts from its
+        initial state (the state lives in training checkpoints, not in the ``.keras`` file)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built and hasattr(self.optimizer, "build"):
+            self.optimizer.build(self.trainable_variables)
+
     def enable_gradient_diagnostics(self, enabled: bool = True) -> None:
         """Switches the per-batch gradient diagnostics of ``train_step`` (``tfrec.metrics.gradients``) on or off.
 
