@@ -123,6 +123,20 @@ def test_rank_net_matches_numpy_oracle(seed, chunk):
     assert got == pytest.approx(_rank_net_oracle(y, z), rel=1e-5)
 
 
+@pytest.mark.parametrize("spread", [149.0, 151.0, 20.0])  # the outer-product form of sigma, and the fallback
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_rank_net_both_forms_of_sigma_match_the_oracle(spread, dtype):
+    rng = np.random.default_rng(7)
+    y = (rng.random(70) < 0.3).astype(np.float32)
+    y[:2] = [1.0, 0.0]
+    z = rng.uniform(-0.5, 0.5, size=70) * spread + 3.0
+    z[0], z[1] = 3.0 + spread / 2, 3.0 - spread / 2  # a positive at the top, a negative at the bottom
+    loss, grad = _loss_and_grad(lambda v: rank_net(tf.constant(y, dtype), v, max_pairs_per_chunk=64), z, dtype)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    assert float(loss) == pytest.approx(_rank_net_oracle(y, z), rel=1e-5)
+    np.testing.assert_allclose(grad, _rank_net_grad_oracle(y, z), rtol=1e-4, atol=1e-9)
+
+
 def test_rank_net_gradient_is_eq_12():
     y, z, _ = _batch(3)
     loss, g = _loss_and_grad(lambda v: rank_net(tf.constant(y), v, max_pairs_per_chunk=7), z)

@@ -33,7 +33,8 @@ def check_max_pairs_per_chunk(max_pairs_per_chunk: int) -> int:
 
 def chunked_pair_sum(rows: tf.Tensor, cols: tf.Tensor, fn: PairFn,
                      max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK,
-                     outside_term: Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = None) -> tf.Tensor:
+                     outside_term: Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = None,
+                     fn_on_sides: bool = False) -> tf.Tensor:
     """``S = sum_{i, j} f(cols_j - rows_i)`` over all pairs, differentiable, in memory-bounded blocks.
 
     ``fn(d)`` takes a ``[r, len(cols)]`` block of differences ``d_ij = cols_j - rows_i`` and returns
@@ -54,6 +55,8 @@ def chunked_pair_sum(rows: tf.Tensor, cols: tf.Tensor, fn: PairFn,
       fn: the pair function and its derivative, elementwise on a block of differences.
       max_pairs_per_chunk: upper bound on the pairs of one block (at least one row per block).
       outside_term: optional part of the sum computed outside the pair loop.
+      fn_on_sides: ``fn`` takes the block's two sides ``(rows_k, cols)`` instead of their differences (so it
+        can form the block in a cheaper way than the broadcast difference).
 
     Returns:
       Scalar ``S`` (0 when either side is empty, with zero gradients).
@@ -70,7 +73,7 @@ def chunked_pair_sum(rows: tf.Tensor, cols: tf.Tensor, fn: PairFn,
         n_blocks = tf.maximum((n_rows + block - 1) // block, 1)  # >= 1: an empty TensorArray cannot concat
 
         def block_sums(a_k):
-            value, slope = fn(b[tf.newaxis, :] - a_k[:, tf.newaxis])
+            value, slope = fn(a_k, b) if fn_on_sides else fn(b[tf.newaxis, :] - a_k[:, tf.newaxis])
             # Column sums as a [1, r] x [r, n_cols] product: faster than reduce_sum(axis=0) on CPU.
             return (tf.reduce_sum(value), tf.linalg.matvec(slope, tf.ones_like(a_k), transpose_a=True),
                     -tf.linalg.matvec(slope, tf.ones_like(b)))
@@ -124,25 +127,46 @@ def relu_pair_sum(rows: tf.Tensor, cols: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.gather(suffix, first_above) - count * tf.cast(rows, wide))
 
 
-_LOG_GROUP = 32  # factors per product in _rank_net_block: each is in [0.5, 1], so a product is >= 2^-32
+_LOG_GROUP = 32  # factors per product in the RankNet block: each is in [0.5, 1], so a product is >= 2^-32
+_PAD = -3.0e38  # a negative logit that pairs to sigma = 0 exactly (and a log factor of 1)
+_OUTER_SPREAD = 150.0  # logits within this range use the outer-product form of sigma (see _rank_net_sides)
 
 
-def _rank_net_block(d: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """RankNet's pair function on a block of ``d = z_j- - z_i+``: ``(sum of softplus(-|d|), sigma(d))``.
+def _log_factor_sum(s: tf.Tensor) -> tf.Tensor:
+    """``sum log(max(s, 1 - s))`` over an ``[r, n]`` block with ``n`` a multiple of 32: one log per 32 pairs."""
+    factors = tf.reshape(tf.maximum(s, 1.0 - s), [tf.shape(s)[0], -1, _LOG_GROUP])
+    return tf.reduce_sum(tf.math.log(tf.reduce_prod(factors, axis=-1)))
+
+
+def _rank_net_sides(center: tf.Tensor, outer: tf.Tensor):
+    """RankNet's pair function on a block of positives ``a`` [r] and negatives ``b`` [n] (``n`` a multiple of 32,
+    padded with ``_PAD``): ``(sum of softplus(-|d|), sigma(d))`` with ``d = b_j - a_i``.
 
     ``-log(sigma(z_i - z_j)) = softplus(d) = max(d, 0) + softplus(-|d|)``; the ``max(d, 0)`` part is
     :func:`relu_pair_sum` (outside the pair loop). ``softplus(-|d|) = -log(sigma(|d|))`` and
-    ``sigma(|d|) = max(s, 1 - s)`` with ``s = sigma(d)``, the derivative, so each pair costs one sigmoid; the
-    logs are taken of products of 32 consecutive factors (each in [0.5, 1]: no underflow), one log per 32 pairs.
-    Stable for any finite ``d`` (``s`` may round to 0 or 1; the factor is then 1); the absolute error is about
-    float epsilon per pair.
+    ``sigma(|d|) = max(s, 1 - s)`` with ``s = sigma(d)``, the derivative, so each pair costs one ``s``; the logs
+    are taken of products of 32 consecutive factors (each in [0.5, 1]: no underflow), one log per 32 pairs.
+
+    ``s`` itself: when all the batch's logits lie within ``_OUTER_SPREAD`` of each other (``outer``), as
+    ``1 / (1 + e^(a_i - c) e^(c - b_j))`` with ``c`` the centre of their range: a rank-one product and a
+    reciprocal, cheaper on CPU than the broadcast difference and a sigmoid. Both factors stay finite and normal
+    (``|z - c| <= 75``); a product that overflows or underflows gives ``s = 0`` or ``1``, the float32 sigmoid's
+    values there. Otherwise ``s = sigma(b_j - a_i)``. Either way the absolute error is about float epsilon per
+    pair.
     """
-    s = tf.sigmoid(d)
-    factors = tf.reshape(tf.maximum(s, 1.0 - s), [-1])
-    whole = (tf.size(factors) // _LOG_GROUP) * _LOG_GROUP
-    grouped = tf.reduce_prod(tf.reshape(factors[:whole], [-1, _LOG_GROUP]), axis=1)
-    log_sum = tf.reduce_sum(tf.math.log(grouped)) + tf.reduce_sum(tf.math.log(factors[whole:]))
-    return -log_sum, s
+
+    def fn(a, b):
+        def by_product():
+            x = tf.matmul(tf.exp(a - center)[:, tf.newaxis], tf.exp(center - b)[tf.newaxis, :])
+            return tf.math.reciprocal(1.0 + x)
+
+        def by_difference():
+            return tf.sigmoid(b[tf.newaxis, :] - a[:, tf.newaxis])
+
+        s = tf.cond(outer, by_product, by_difference)
+        return -_log_factor_sum(s), s
+
+    return fn
 
 
 def _hinge(margin: float) -> PairFn:
@@ -176,7 +200,7 @@ def rank_net(labels: tf.Tensor, logits: tf.Tensor,
     never held at once. Per pair, ``softplus(d) = max(d, 0) + softplus(-|d|)``: the first part is summed over all
     pairs by sorting (:func:`relu_pair_sum`), the second as ``-log(max(s, 1 - s))`` from the same
     ``s = sigma(d)`` as the gradient (stable: the log's argument is in [0.5, 1]; finite for any finite logits;
-    see ``_rank_net_block``).
+    see ``_rank_net_sides``).
 
     Args:
       labels: ``[batch]`` in {0, 1}; labels < 0 are padding and excluded.
@@ -190,7 +214,15 @@ def rank_net(labels: tf.Tensor, logits: tf.Tensor,
     pos_idx = tf.where(tf.equal(labels, 1.0))[:, 0]
     neg_idx = tf.where(tf.equal(labels, 0.0))[:, 0]
     pos, neg = tf.gather(logits, pos_idx), tf.gather(logits, neg_idx)
-    total = chunked_pair_sum(pos, neg, _rank_net_block, max_pairs_per_chunk, outside_term=relu_pair_sum)
+    # Negatives padded to a multiple of 32 with a logit whose pairs add exactly 0 (sigma = 0, log factor 1).
+    pad = (-tf.size(neg)) % _LOG_GROUP
+    neg_padded = tf.concat([neg, tf.fill([pad], tf.constant(_PAD, logits.dtype))], axis=0)
+    both = tf.concat([pos, neg], axis=0)
+    high, low = tf.reduce_max(both), tf.reduce_min(both)
+    center = tf.stop_gradient(0.5 * (high + low))
+    outer = tf.stop_gradient(high - low <= _OUTER_SPREAD)
+    total = chunked_pair_sum(pos, neg_padded, _rank_net_sides(center, outer), max_pairs_per_chunk,
+                             outside_term=relu_pair_sum, fn_on_sides=True)
     n_pairs = tf.cast(tf.size(pos_idx), logits.dtype) * tf.cast(tf.size(neg_idx), logits.dtype)
     return tf.math.divide_no_nan(total, n_pairs)
 
