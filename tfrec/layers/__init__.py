@@ -2,6 +2,7 @@
 
 from tfrec.layers.cross import Cross, CrossNetwork
 from tfrec.layers.embedding import FeatureEmbedding
+from tfrec.layers.experts import CGC, Experts, Gate
 from tfrec.layers.mlp import MLP
 
-__all__ = ["Cross", "CrossNetwork", "FeatureEmbedding", "MLP"]
+__all__ = ["CGC", "Cross", "CrossNetwork", "Experts", "FeatureEmbedding", "Gate", "MLP"]

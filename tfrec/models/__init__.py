@@ -9,8 +9,10 @@ from tfrec.config import ModelConfig
 from tfrec.features import PointwiseSchema
 from tfrec.models.base import RankingModel
 from tfrec.models.ctr import DCNv2
+from tfrec.models.multitask import ESMM, MMoE, PLE, MultiTaskModel, SharedBottom, SingleTask
 
-__all__ = ["DCNv2", "RankingModel", "build", "load_vocabularies", "names"]
+__all__ = ["DCNv2", "ESMM", "MMoE", "MultiTaskModel", "PLE", "RankingModel", "SharedBottom", "SingleTask", "build",
+           "load_vocabularies", "names"]
 
 
 def load_vocabularies(data_dir: str, fields) -> Dict[str, List[str]]:
