@@ -214,7 +214,8 @@ def rank_net(labels: tf.Tensor, logits: tf.Tensor,
     pos_idx = tf.where(tf.equal(labels, 1.0))[:, 0]
     neg_idx = tf.where(tf.equal(labels, 0.0))[:, 0]
     pos, neg = tf.gather(logits, pos_idx), tf.gather(logits, neg_idx)
-    # Negatives padded to a multiple of 32 with a logit whose pairs add exactly 0 (sigma = 0, log factor 1).
+    # Negatives padded to a multiple of 32 with a logit whose pairs add exactly 0 (sigma = 0, log factor 1, and
+    # max(d, 0) = 0 in relu_pair_sum).
     pad = (-tf.size(neg)) % _LOG_GROUP
     neg_padded = tf.concat([neg, tf.fill([pad], tf.constant(_PAD, logits.dtype))], axis=0)
     both = tf.concat([pos, neg], axis=0)

@@ -37,24 +37,19 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tfrec.metrics.classification import prepare_binary
+
 COLUMNS = ("bucket", "count", "positives", "weight", "positive_weight", "p_min", "p_max", "mean_p",
            "observed_rate", "bias")
 
 
 def _prepare(labels, probabilities, weights):
-    y = np.asarray(labels, dtype=np.float64).reshape(-1)
-    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
-    w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
-    if not (y.shape == p.shape == w.shape):
-        raise ValueError(f"labels, probabilities and weights must have the same length. Received: {y.shape[0]}, "
-                         f"{p.shape[0]}, {w.shape[0]}")
+    y, p, w = prepare_binary(labels, probabilities, weights)
     if y.size == 0:
         raise ValueError("calibration needs at least one sample; received none")
-    if np.any((y != 0) & (y != 1)):
-        raise ValueError("labels must be 0 or 1")
     if not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)):
         raise ValueError("probabilities must be finite and in [0, 1]")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
+    if not np.all(np.isfinite(w)):
         raise ValueError("weights must be finite and >= 0")
     return y, p, w
 

@@ -18,7 +18,8 @@ from typing import Dict, Optional
 import numpy as np
 
 
-def _prepare(labels, scores, weights):
+def prepare_binary(labels, scores, weights):
+    """``(y, s, w)`` as float64 vectors, checked: equal lengths, labels in {0, 1}, weights >= 0 (ones if None)."""
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
@@ -34,7 +35,7 @@ def _prepare(labels, scores, weights):
 
 def auc(labels, scores, weights: Optional[np.ndarray] = None) -> float:
     """Exact (weighted) ROC AUC; NaN when one class has zero total weight."""
-    y, s, w = _prepare(labels, scores, weights)
+    y, s, w = prepare_binary(labels, scores, weights)
     wp, wn = w * y, w * (1.0 - y)
     if wp.sum() <= 0 or wn.sum() <= 0:
         return float("nan")
@@ -51,7 +52,7 @@ def auc(labels, scores, weights: Optional[np.ndarray] = None) -> float:
 
 def logloss(labels, probabilities, weights: Optional[np.ndarray] = None, eps: float = 1e-7) -> float:
     """(Weighted) mean binary cross-entropy of probabilities clipped to [eps, 1 - eps]."""
-    y, p, w = _prepare(labels, probabilities, weights)
+    y, p, w = prepare_binary(labels, probabilities, weights)
     if w.sum() <= 0:
         return float("nan")
     p = np.clip(p, eps, 1.0 - eps)
@@ -61,7 +62,7 @@ def logloss(labels, probabilities, weights: Optional[np.ndarray] = None, eps: fl
 
 def binary_report(labels, probabilities, weights=None) -> Dict[str, float]:
     """AUC and logloss, unweighted and weighted, with counts and rates."""
-    y, p, w = _prepare(labels, probabilities, weights)
+    y, p, w = prepare_binary(labels, probabilities, weights)
     return {
         "auc": auc(y, p),
         "logloss": logloss(y, p),

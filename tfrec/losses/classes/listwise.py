@@ -10,7 +10,7 @@ positives (see :func:`tfrec.losses.listwise.list_net`), and multiplies the posit
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
@@ -45,11 +45,20 @@ class _ListLoss(Loss):
 
 
 class _CombinedListLoss(_ListLoss):
-    """``alpha * BCE + (1 - alpha) * rank`` with ``alpha`` in [0, 1]."""
+    """``alpha * BCE + (1 - alpha) * rank`` with ``alpha`` in [0, 1]; ``components[1]`` names the rank term and
+    ``rank_fn`` computes it."""
+
+    rank_fn = None  # listwise.list_net or listwise.list_ce (a staticmethod in subclasses)
 
     def __init__(self, alpha: float = 0.5, pairing: str = "replica", name: Optional[str] = None):
         super().__init__(pairing=pairing, name=name)
         self.alpha = check_alpha(alpha)
+
+    def compute_terms(self, y_true, y_pred, sample_weight=None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        labels, logits, weights = _gathered_inputs(y_true, y_pred, sample_weight, self.pairing)
+        bce = pointwise.weighted_bce(labels, logits, weights)
+        rank = self.rank_fn(labels, logits, weights)
+        return self.alpha * bce + (1.0 - self.alpha) * rank, {"bce": bce, self.components[1]: rank}
 
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha}
@@ -83,12 +92,7 @@ class CombinedList(_CombinedListLoss):
     """
 
     components = ("bce", "list_net")
-
-    def compute_terms(self, y_true, y_pred, sample_weight=None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-        labels, logits, weights = _gathered_inputs(y_true, y_pred, sample_weight, self.pairing)
-        bce = pointwise.weighted_bce(labels, logits, weights)
-        rank = listwise.list_net(labels, logits, weights)
-        return self.alpha * bce + (1.0 - self.alpha) * rank, {"bce": bce, "list_net": rank}
+    rank_fn = staticmethod(listwise.list_net)
 
 
 @register("list_ce")
@@ -119,12 +123,7 @@ class RCR(_CombinedListLoss):
     """
 
     components = ("bce", "list_ce")
-
-    def compute_terms(self, y_true, y_pred, sample_weight=None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-        labels, logits, weights = _gathered_inputs(y_true, y_pred, sample_weight, self.pairing)
-        bce = pointwise.weighted_bce(labels, logits, weights)
-        rank = listwise.list_ce(labels, logits, weights)
-        return self.alpha * bce + (1.0 - self.alpha) * rank, {"bce": bce, "list_ce": rank}
+    rank_fn = staticmethod(listwise.list_ce)
 
 
 def _two_logits(y_pred: Any) -> tf.Tensor:
