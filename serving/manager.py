@@ -182,16 +182,17 @@ class ModelManager:
 
     def _sync(self, src: ModelSource) -> None:
         ready = scan_versions(src.base_path)
-        loaded = set(self._models[src.name])
-        for v in src.wanted(ready):
-            if v in loaded or self._failed.get((src.name, v)) == self._stamp(src, v):
-                continue
-            self._load(src, v)
+        # A version that failed to load (and has not changed since) is not a candidate, so the policy falls
+        # back to the next one: the latest *loadable* version serves, and the one it should replace stays.
+        while True:
+            candidates = [v for v in ready if self._failed.get((src.name, v)) != self._stamp(src, v)]
+            todo = [v for v in src.wanted(candidates) if v not in self._models[src.name]]
+            if not todo:
+                break
+            self._load(src, todo[-1])
+        keep = set(src.wanted(candidates))
         with self._lock:
-            healthy = [v for v in ready if self._states[src.name].get(v, VersionState("")).error is None]
-            keep = set(src.wanted(healthy))
             current = self._models[src.name]
-            # A failed version is not healthy, so the versions it should have replaced stay wanted.
             dropped = [v for v in current if v not in keep]
             if dropped:
                 self._models[src.name] = {v: m for v, m in current.items() if v not in dropped}

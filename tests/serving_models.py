@@ -98,3 +98,23 @@ def save_model(path: str, scale: float, warmup: bool = True) -> str:
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)  # lands atomically, as an export does
     return path
+
+
+def predict_request(model="ctr", examples=None, signature="", version=None):
+    """A PredictRequest of serialized examples (default: two valid ones) to ``model``."""
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = model
+    req.model_spec.signature_name = signature
+    if version is not None:
+        req.model_spec.version.value = version
+    if examples is None:
+        examples = [example(1.0, "a"), example(2.0, "b")]
+    req.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, dtype=tf.string))
+    return req
+
+
+def check_answers(stub, scale: float = 2.0, model: str = "ctr") -> None:
+    """Asserts that a correct request gets the oracle's logits."""
+    resp = stub.Predict(predict_request(model), timeout=10)
+    np.testing.assert_allclose(tf.make_ndarray(resp.outputs["ctr_logit"]), expected_logit(scale, [1.0, 2.0], ["a", "b"]),
+                               rtol=1e-6)
