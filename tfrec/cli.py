@@ -154,7 +154,10 @@ def _cmd_demo(args) -> int:
 def _cmd_serve(args) -> int:
     from serving.server import ModelServer, serve_until_signal, sources_from_args
 
-    sources = sources_from_args(args.model_name, args.base_path, args.model_config_file)
+    try:
+        sources = sources_from_args(args.model_name, args.base_path, args.model_config_file)
+    except ValueError as e:
+        raise _UsageError(str(e)) from e
     server = ModelServer(sources, host=args.host, port=args.port, poll_seconds=args.poll_seconds,
                          max_message_bytes=int(args.max_message_mb * (1 << 20)))
     serve_until_signal(server, grace=args.grace, printer=lambda s: print(s, flush=True))
