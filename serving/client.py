@@ -154,7 +154,7 @@ class PredictionClient:
         req = predict_pb2.PredictRequest(output_filter=list(output_filter))
         self._spec(req.model_spec, model, version, signature)
         for k, v in inputs.items():
-            req.inputs[k].CopyFrom(_tensor_proto(v))
+            _fill_tensor(req.inputs[k], v)
         resp = self._call("Predict", self._predict.Predict, req, model)
         return {k: tf.make_ndarray(v) for k, v in resp.outputs.items()}, resp.model_spec
 
@@ -220,17 +220,20 @@ class PredictionClient:
             return list(pool.map(lambda b: self.predict_examples(model, b, signature), batches))
 
 
-def _tensor_proto(value):
+def _fill_tensor(out, value) -> None:
+    """Writes ``value`` (TensorProto, list of bytes, array-like) into the TensorProto ``out`` of a request."""
     import tensorflow as tf
     from tensorflow.core.framework import tensor_pb2
 
     if isinstance(value, tensor_pb2.TensorProto):
-        return value
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, bytes) for v in value):
-        t = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=value)  # fast path for examples
-        t.tensor_shape.dim.add(size=len(value))
-        return t
-    return tf.make_tensor_proto(value)
+        out.CopyFrom(value)
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, bytes) for v in value):
+        # Serialized examples: filled in place, without NumPy or a copy of the message (the hot path).
+        out.dtype = types_pb2.DT_STRING
+        out.tensor_shape.dim.add(size=len(value))
+        out.string_val.extend(value)
+    else:
+        out.CopyFrom(tf.make_tensor_proto(value))
 
 
 def _serialized(examples: Sequence[Example]) -> List[bytes]:
