@@ -26,7 +26,7 @@ import grpc
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc)
 
 from serving import handlers
-from serving.errors import ServingError, from_exception
+from serving.errors import from_exception
 from serving.manager import ModelManager, ModelSource, read_model_config
 
 log = logging.getLogger("tfrec.serving")
@@ -38,7 +38,7 @@ def _answer(fn: Callable, request, context):
     try:
         return fn(request)
     except Exception as e:  # noqa: BLE001 - every failure is a status code, and the server keeps serving
-        err = e if isinstance(e, ServingError) else from_exception(e)
+        err = from_exception(e)
         if err.code == grpc.StatusCode.INTERNAL:
             log.exception("request failed")
     context.abort(err.code, err.message)
