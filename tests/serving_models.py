@@ -118,3 +118,24 @@ def check_answers(stub, scale: float = 2.0, model: str = "ctr") -> None:
     resp = stub.Predict(predict_request(model), timeout=10)
     np.testing.assert_allclose(tf.make_ndarray(resp.outputs["ctr_logit"]), expected_logit(scale, [1.0, 2.0], ["a", "b"]),
                                rtol=1e-6)
+
+
+def save_v1_model(path: str, scale: float) -> str:
+    """The same model written by TF1's SavedModelBuilder with its classify / regress SignatureDef helpers."""
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as graph, v1.Session(graph=graph) as sess:
+        serialized = v1.placeholder(tf.string, [None], name="examples")
+        f = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([], tf.float32, 0.0),
+                                             "c": tf.io.FixedLenFeature([], tf.string, "")})
+        w = v1.get_variable("scale", initializer=tf.constant(scale))
+        logit = w * f["x"] + tf.cast(tf.equal(f["c"], "a"), tf.float32)
+        p = tf.sigmoid(logit)
+        sess.run(v1.global_variables_initializer())
+        sigs = v1.saved_model.signature_def_utils
+        builder = v1.saved_model.Builder(path)
+        builder.add_meta_graph_and_variables(sess, [v1.saved_model.tag_constants.SERVING], signature_def_map={
+            "serving_default": sigs.predict_signature_def({"examples": serialized}, {"ctr": p, "ctr_logit": logit}),
+            "classification": sigs.classification_signature_def(serialized, None, tf.stack([1.0 - p, p], 1)),
+            "regression": sigs.regression_signature_def(serialized, p)})
+        builder.save()
+    return path

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from serving.config import write_model_config
 from serving.manager import ModelSource, read_model_config, scan_versions
 from serving.server import ModelServer
-from serving_models import check_answers, example, expected_logit, predict_request, save_model
+from serving_models import check_answers, example, expected_logit, predict_request, save_model, save_v1_model
 
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
 LIMIT = 1 << 20
@@ -308,3 +308,30 @@ def test_pinned_versions_labels_and_a_broken_version(tmp_path):
         assert version("latest") == (3, 3.0)
         states = {v: (s.state, s.error) for v, s in server.manager.status("latest")}
         assert states[3][0] == "AVAILABLE" and states[4][0] == "END" and states[4][1] is not None
+
+
+def test_serves_a_tf1_savedmodel_built_with_the_signature_def_helpers(tmp_path):
+    base = str(tmp_path / "v1")
+    save_v1_model(os.path.join(base, "1"), 2.0)
+    with ModelServer([ModelSource("ctr", base)], port=0, poll_seconds=0) as server:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(server.address))
+        check_answers(stub)
+        req = classification_pb2.ClassificationRequest()
+        req.model_spec.name, req.model_spec.signature_name = "ctr", "classification"
+        req.input.example_list.examples.extend(_examples((1.0, "a")))
+        (row,) = stub.Classify(req, timeout=10).result.classifications
+        p = 1 / (1 + np.exp(-3.0))
+        np.testing.assert_allclose([c.score for c in row.classes], [1 - p, p], rtol=1e-5)
+        assert [c.label for c in row.classes] == ["", ""]  # no classes output: scores only, as TF Serving
+        req = regression_pb2.RegressionRequest()
+        req.model_spec.name, req.model_spec.signature_name = "ctr", "regression"
+        req.input.example_list.examples.extend(_examples((1.0, "a")))
+        np.testing.assert_allclose([r.value for r in stub.Regress(req, timeout=10).result.regressions], [p],
+                                   rtol=1e-5)
+
+
+def test_a_port_in_use_is_a_clear_error(server):
+    other = ModelServer([ModelSource("ctr", server.manager.sources["ctr"].base_path)], port=server.port,
+                        poll_seconds=0)
+    with pytest.raises(RuntimeError, match=f"cannot bind 127.0.0.1:{server.port}"):
+        other.start()
