@@ -151,6 +151,38 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from serving.server import ModelServer, serve_until_signal, sources_from_args
+
+    try:
+        sources = sources_from_args(args.model_name, args.base_path, args.model_config_file)
+    except ValueError as e:
+        raise _UsageError(str(e)) from e
+    server = ModelServer(sources, host=args.host, port=args.port, poll_seconds=args.poll_seconds,
+                         max_message_bytes=int(args.max_message_mb * (1 << 20)))
+    serve_until_signal(server, grace=args.grace, printer=lambda s: print(s, flush=True))
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from serving.client import PredictionClient, examples_from_tfrecord, examples_from_tsv
+
+    with PredictionClient(args.server, timeout=args.timeout) as client:
+        if args.input.endswith((".tfrecord", ".tfrecord.gz", ".gz")):
+            examples = examples_from_tfrecord(args.input, limit=args.limit)
+        else:
+            raw = client.metadata(args.model).get("predict_raw")
+            examples = examples_from_tsv(args.input, raw)[:args.limit]
+        if not examples:
+            raise _UsageError(f"no examples in {args.input}")
+        outputs = client.predict_examples(args.model, examples, signature=args.signature)
+    names = sorted(k for k, v in outputs.items() if v.ndim == 1)
+    print("\t".join(["row"] + names))
+    for i in range(len(examples)):
+        print("\t".join([str(i)] + [f"{float(outputs[k][i]):.6f}" for k in names]))
+    return 0
+
+
 def _configure_replicas(replicas: int) -> None:
     # First TensorFlow work of the process: split the CPU into logical devices for MirroredStrategy.
     from tfrec.devices import configure_cpu_replicas
@@ -254,6 +286,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="CSV path (default <model_dir>/calibration_<split>.csv)")
     _common(p)
     p.set_defaults(fn=_cmd_calibration)
+
+    p = sub.add_parser("serve", help="serve SavedModel versions over gRPC (TF Serving's PredictionService)")
+    p.add_argument("--model-name", dest="model_name", help="model name clients ask for (default 'default')")
+    p.add_argument("--base-path", dest="base_path", help="directory of integer version directories")
+    p.add_argument("--model-config-file", dest="model_config_file", help="TF Serving models.config instead")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500; 0 picks a free one)")
+    p.add_argument("--poll-seconds", dest="poll_seconds", type=float, default=1.0,
+                   help="how often to look for new versions (default 1)")
+    p.add_argument("--max-message-mb", dest="max_message_mb", type=float, default=64.0,
+                   help="largest request or response in MiB (default 64)")
+    p.add_argument("--grace", type=float, default=5.0, help="seconds calls in flight get on SIGTERM (default 5)")
+    p.set_defaults(fn=_cmd_serve)
+
+    p = sub.add_parser("predict", help="predictions from a PredictionService (tfrec serve or TF Serving)")
+    p.add_argument("--server", default="127.0.0.1:8500", help="host:port (default 127.0.0.1:8500)")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--input", required=True,
+                   help="rows.tsv (header = feature names) or a TFRecord of tf.Example (.tfrecord, .tfrecord.gz)")
+    p.add_argument("--signature", help="signature name (default: read from the model's metadata)")
+    p.add_argument("--limit", type=int, default=None, help="send at most this many rows")
+    p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call in seconds (default 10)")
+    p.set_defaults(fn=_cmd_predict)
     return parser
 
 

@@ -1,0 +1,266 @@
+"""Serving benchmark: Predict over local gRPC vs the in-process SavedModel call, on one 4096-row CTR batch.
+
+Measured side by side in one run, on the same batch of serialized tf.Examples (Criteo-shaped: 13 dense and 26
+categorical raw features) and the same SavedModel (DCN V2 at its default size: embedding 10, 3 full-rank cross
+layers, DNN 500-500-500, parsing the examples inside its ``serving_default`` signature):
+
+1. in-process:  ``loaded.signatures["serving_default"](examples=...)`` -> p50 / p99 latency, requests/s
+2. gRPC:        ``PredictionService.Predict`` to ``tfrec serve`` in its own process on 127.0.0.1 -> the same
+3. payload only: both paths again on a signature of the same SavedModel that takes the same batch and
+                returns zeros of the same size: the serving path's cost without the model's run-to-run noise
+4. payload:     the (de)serialisation the gRPC path adds, measured alone: building the request TensorProto,
+                protobuf encode and decode both ways, TensorProto <-> ndarray on the server and the client
+5. transport:   gRPC alone, the same message sizes as raw bytes to a server that answers at once
+
+at concurrency 1 and 8 (threads, each with its own request in flight). Target: gRPC p50 - in-process p50
+< 2 ms + payload cost. Usage: python bench/bench_serving.py [--rows 4096] [--iters 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bench.common import print_json  # noqa: E402
+from tfrec.features import CRITEO  # noqa: E402
+from tfrec.models import DCNv2  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_savedmodel(path: str, vocab_size: int = 1000) -> None:
+    """A DCN V2 SavedModel (default size) with a ``serving_default`` that parses serialized tf.Examples."""
+    rng = np.random.default_rng(0)
+    vocab = {c: [f"{i:08x}" for i in range(vocab_size)] for c in CRITEO.categorical}
+    transform = {"kind": "log_minmax", "scale": {d: 5.0 for d in CRITEO.dense}, "missing_value": 0.0}
+    model = DCNv2(CRITEO.dense, CRITEO.categorical, vocab, transform)
+    spec = CRITEO.parse_spec(with_label=False)
+    model({**{d: tf.constant(rng.random(2, np.float32)) for d in CRITEO.dense},
+           **{c: tf.constant(["00000001", ""]) for c in CRITEO.categorical}})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(examples):
+        out = model(tf.io.parse_example(examples, spec), training=False)
+        return {"ctr": out["probability"], "ctr_logit": out["logit"]}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def payload_only(examples):
+        # Same request and response sizes as serving_default, no model: isolates the serving path's cost.
+        n = tf.shape(examples)[0]
+        return {"ctr": tf.zeros([n]), "ctr_logit": tf.zeros([n])}
+
+    tf.saved_model.save(model, path, signatures={"serving_default": serve, "payload_only": payload_only})
+
+
+def make_batch(rows: int, vocab_size: int = 1000):
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(rows):
+        f = {d: tf.train.Feature(float_list=tf.train.FloatList(value=[float(rng.integers(0, 1000))]))
+             for d in CRITEO.dense if rng.random() < 0.9}
+        f.update({c: tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"{rng.integers(0, vocab_size * 2):08x}".encode()]))
+                  for c in CRITEO.categorical if rng.random() < 0.95})
+        out.append(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
+    return out
+
+
+def measure(calls, concurrency: int, iters: int, rounds: int = 4):
+    """p50, p99 (ms) and requests/s of each of ``calls`` ({name: fn}) with ``concurrency`` threads.
+
+    The calls take turns in ``rounds`` blocks of ``iters / rounds`` calls per thread, so a change in the load of
+    the machine during the run falls on every path alike.
+    """
+    for fn in calls.values():
+        for _ in range(2):
+            fn()
+    lat = {k: [] for k in calls}
+    wall = {k: 0.0 for k in calls}
+    lock = threading.Lock()
+    per_block = max(1, iters // rounds)
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            def worker():
+                mine = []
+                for _ in range(per_block):
+                    t = time.perf_counter()
+                    fn()
+                    mine.append(time.perf_counter() - t)
+                with lock:
+                    lat[name].extend(mine)
+
+            threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+            start = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall[name] += time.perf_counter() - start
+    out = {}
+    for name in calls:
+        ms = np.array(lat[name]) * 1e3
+        out[name] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+                     "requests_per_s": len(ms) / wall[name], "calls": len(ms)}
+    return out
+
+
+_ECHO_SERVER = """
+import sys
+from concurrent import futures
+import grpc
+reply = b"x" * int(sys.argv[1])
+server = grpc.server(futures.ThreadPoolExecutor(16), options=[("grpc.max_receive_message_length", 256 << 20)])
+server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+    "bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(lambda request, context: reply)})])
+print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+server.start()
+server.wait_for_termination()
+"""
+
+
+def transport_floor(request_bytes: int, response_bytes: int, iters: int) -> dict:
+    """gRPC alone: the same message sizes as raw bytes to a server that answers at once (no protobuf, no TF)."""
+    import grpc
+
+    proc = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(response_bytes)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        port = int(proc.stdout.readline())
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 256 << 20)])
+        call = channel.unary_unary("/bench.Echo/Call")
+        payload = b"y" * request_bytes
+        out = {f"c{c}": measure({"echo": lambda: call(payload, timeout=60)}, c, iters)["echo"] for c in (1, 8)}
+        channel.close()
+        return out
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def payload_cost(examples, outputs, iters: int) -> dict:
+    """Median ms of each (de)serialisation step of one Predict round trip, timed alone."""
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving.client import _fill_tensor
+
+    def med(fn):
+        fn()
+        ts = []
+        for _ in range(iters):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return float(np.median(ts) * 1e3)
+
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "ctr"
+    _fill_tensor(req.inputs["examples"], examples)
+    wire = req.SerializeToString()
+    resp = predict_pb2.PredictResponse()
+    for k, v in outputs.items():
+        resp.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+    resp_wire = resp.SerializeToString()
+    parsed = predict_pb2.PredictRequest.FromString(wire)
+    steps = {
+        "client: build request TensorProto": med(lambda: _fill_tensor(predict_pb2.PredictRequest().inputs["x"],
+                                                                      examples)),
+        "client: encode request": med(req.SerializeToString),
+        "server: decode request": med(lambda: predict_pb2.PredictRequest.FromString(wire)),
+        "server: TensorProto -> ndarray": med(lambda: tf.make_ndarray(parsed.inputs["examples"])),
+        "server: outputs -> TensorProto": med(lambda: [tf.make_tensor_proto(v) for v in outputs.values()]),
+        "server: encode response": med(resp.SerializeToString),
+        "client: decode response": med(lambda: predict_pb2.PredictResponse.FromString(resp_wire)),
+        "client: TensorProto -> ndarray": med(lambda: [tf.make_ndarray(v) for v in resp.outputs.values()]),
+    }
+    steps["total"] = sum(steps.values())
+    steps["request_bytes"] = len(wire)
+    steps["response_bytes"] = len(resp_wire)
+    return steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=4096)
+    ap.add_argument("--iters", type=int, default=24, help="calls per thread and path")
+    args = ap.parse_args()
+
+    from serving.client import PredictionClient
+
+    work = tempfile.mkdtemp(prefix="tfrec_bench_serving_")
+    base = os.path.join(work, "ctr")
+    t = time.perf_counter()
+    build_savedmodel(os.path.join(base, "1"))
+    print(f"built DCN V2 SavedModel in {time.perf_counter() - t:.1f} s: {base}/1", flush=True)
+    examples = make_batch(args.rows)
+
+    loaded = tf.saved_model.load(os.path.join(base, "1"))
+    fn, empty_fn = loaded.signatures["serving_default"], loaded.signatures["payload_only"]
+    arr = np.array(examples, dtype=object)
+    in_process = lambda: {k: v.numpy() for k, v in fn(examples=tf.constant(arr)).items()}  # noqa: E731
+    in_process_empty = lambda: {k: v.numpy() for k, v in empty_fn(examples=tf.constant(arr)).items()}  # noqa: E731
+    outputs = in_process()
+
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "tfrec.cli", "serve", "--model-name", "ctr", "--base-path", base,
+                             "--port", "0", "--poll-seconds", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        address = line.split(" on ")[1].strip()
+
+        client = PredictionClient(address, timeout=120, max_concurrency=8)
+        # The whole client path: request TensorProto from the examples, the call, outputs back to ndarrays.
+        grpc_call = lambda: client.predict("ctr", {"examples": examples})  # noqa: E731
+        grpc_empty = lambda: client.predict("ctr", {"examples": examples}, "payload_only")  # noqa: E731
+        got = grpc_call()
+        np.testing.assert_allclose(got["ctr"], outputs["ctr"], rtol=1e-5, atol=1e-7)
+        results = {}
+        for c in (1, 8):
+            r = measure({"in_process": in_process, "grpc": grpc_call}, c, args.iters)
+            r.update(measure({"in_process_payload_only": in_process_empty, "grpc_payload_only": grpc_empty}, c,
+                             args.iters * 4))
+            for k, v in r.items():
+                results[f"{k}_c{c}"] = v
+            print(f"concurrency {c}: " + ", ".join(f"{k} {v}" for k, v in r.items()), flush=True)
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    serde = payload_cost(examples, outputs, args.iters)
+    print_json("payload (de)serialisation, median ms per round trip", serde)
+    floor = transport_floor(serde["request_bytes"], serde["response_bytes"], args.iters * 4)
+    print_json("gRPC transport alone (same message sizes, raw bytes, immediate answer)", floor)
+    summary = {"rows": args.rows, "cpu_count": os.cpu_count(), "payload_ms": serde["total"],
+               "transport_floor_p50_ms": {k: v["p50_ms"] for k, v in floor.items()}}
+    for c in (1, 8):
+        ip, g = results[f"in_process_c{c}"], results[f"grpc_c{c}"]
+        overhead = g["p50_ms"] - ip["p50_ms"]
+        summary[f"c{c}"] = {"in_process_p50_ms": ip["p50_ms"], "grpc_p50_ms": g["p50_ms"],
+                            "in_process_p99_ms": ip["p99_ms"], "grpc_p99_ms": g["p99_ms"],
+                            "in_process_req_per_s": ip["requests_per_s"], "grpc_req_per_s": g["requests_per_s"],
+                            "p50_overhead_ms": overhead, "overhead_minus_payload_ms": overhead - serde["total"],
+                            "grpc_over_in_process_p50": g["p50_ms"] / ip["p50_ms"],
+                            "target_overhead_below_2ms_plus_payload": overhead < 2.0 + serde["total"]}
+        ip, g = results[f"in_process_payload_only_c{c}"], results[f"grpc_payload_only_c{c}"]
+        overhead = g["p50_ms"] - ip["p50_ms"]
+        summary[f"c{c}_payload_only"] = {
+            "in_process_p50_ms": ip["p50_ms"], "grpc_p50_ms": g["p50_ms"], "in_process_p99_ms": ip["p99_ms"],
+            "grpc_p99_ms": g["p99_ms"], "grpc_req_per_s": g["requests_per_s"], "p50_overhead_ms": overhead,
+            "overhead_minus_payload_ms": overhead - serde["total"],
+            "overhead_minus_payload_and_transport_ms": overhead - serde["total"] - floor[f"c{c}"]["p50_ms"],
+            "target_overhead_below_2ms_plus_payload": overhead < 2.0 + serde["total"]}
+    print_json("summary", summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""A local PredictionService and ModelService over gRPC, on TF Serving's protos and base-path layout.
+
+Serves the SavedModel versions a :class:`serving.manager.ModelManager` holds: Predict (any signature),
+Classify and Regress (signatures of those methods), GetModelMetadata (``signature_def``) and
+ModelService.GetModelStatus, with TF Serving's status codes (see ``serving.handlers``). Messages past the size
+limit get RESOURCE_EXHAUSTED from gRPC itself. It binds 127.0.0.1 unless told otherwise, and on SIGTERM stops
+accepting calls, lets the calls in flight finish (up to ``grace`` seconds) and exits.
+
+Example::
+
+    server = ModelServer([ModelSource("ctr", "exports/ctr")], port=0).start()
+    print(server.address)        # 127.0.0.1:<free port>
+    ...
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from typing import Callable, List, Optional, Sequence
+
+import grpc
+from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc)
+
+from serving import handlers
+from serving.errors import from_exception
+from serving.manager import ModelManager, ModelSource, read_model_config
+
+log = logging.getLogger("tfrec.serving")
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+_STATES = get_model_status_pb2.ModelVersionStatus.State
+
+
+def _answer(fn: Callable, request, context):
+    try:
+        return fn(request)
+    except Exception as e:  # noqa: BLE001 - every failure is a status code, and the server keeps serving
+        err = from_exception(e)
+        if err.code == grpc.StatusCode.INTERNAL:
+            log.exception("request failed")
+    context.abort(err.code, err.message)
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService over a ModelManager (MultiInference answers UNIMPLEMENTED)."""
+
+    def __init__(self, manager: ModelManager, max_elements: int = handlers.DEFAULT_MAX_ELEMENTS):
+        self.manager = manager
+        self.max_elements = max_elements
+
+    def Predict(self, request, context):  # noqa: N802 - gRPC method names
+        return _answer(lambda r: handlers.predict(r, self.manager.get, self.max_elements), request, context)
+
+    def Classify(self, request, context):  # noqa: N802
+        return _answer(lambda r: handlers.classify(r, self.manager.get), request, context)
+
+    def Regress(self, request, context):  # noqa: N802
+        return _answer(lambda r: handlers.regress(r, self.manager.get), request, context)
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        return _answer(lambda r: handlers.metadata(r, self.manager.get), request, context)
+
+
+class ModelStatusServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService.GetModelStatus (HandleReloadConfigRequest answers UNIMPLEMENTED)."""
+
+    def __init__(self, manager: ModelManager):
+        self.manager = manager
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        def status(r):
+            spec = r.model_spec
+            version = spec.version.value if spec.HasField("version") else None
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for v, st in self.manager.status(spec.name, version):
+                entry = response.model_version_status.add(version=v, state=_STATES.Value(st.state))
+                if st.error is not None:
+                    entry.status.error_code = st.error.code.value[0]
+                    entry.status.error_message = st.error.message
+            return response
+
+        return _answer(status, request, context)
+
+
+def _host_port(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+class ModelServer:
+    """A gRPC server of PredictionService and ModelService for the given models.
+
+    Args:
+      sources: the models (see :class:`serving.manager.ModelSource` and :func:`sources_from_args`).
+      host: interface to bind (``127.0.0.1`` by default; ``0.0.0.0`` to accept remote clients).
+      port: port to bind; 0 picks a free one (read it back from :attr:`port`).
+      poll_seconds: how often base paths are scanned for new versions.
+      max_message_bytes: the largest request and response message accepted.
+      max_workers: threads answering calls (TensorFlow runs in them).
+      max_elements: the largest element count one request tensor may claim.
+    """
+
+    def __init__(self, sources: Sequence[ModelSource], host: str = "127.0.0.1", port: int = 8500,
+                 poll_seconds: float = 1.0, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 max_workers: int = 16, max_elements: int = handlers.DEFAULT_MAX_ELEMENTS):
+        if not sources:
+            raise ValueError("no model to serve")
+        if max_message_bytes < 1:
+            raise ValueError(f"`max_message_bytes` must be >= 1. Received: max_message_bytes={max_message_bytes}")
+        if not 0 <= port < 65536:
+            raise ValueError(f"`port` must be in [0, 65535]. Received: port={port}")
+        self.manager = ModelManager(sources, poll_seconds, warmup=handlers.replay_warmup)
+        self.host, self._port = host, int(port)
+        self.max_message_bytes = int(max_message_bytes)
+        self.max_workers, self.max_elements = int(max_workers), int(max_elements)
+        self.port: Optional[int] = None
+        self._server: Optional[grpc.Server] = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` a client connects to (after :meth:`start`)."""
+        return _host_port(self.host, self.port)
+
+    def start(self) -> "ModelServer":
+        """Loads the models (blocking, warmup included), binds and starts answering.
+
+        Raises:
+          RuntimeError: the port cannot be bound.
+        """
+        self.manager.start()
+        options = [("grpc.max_receive_message_length", self.max_message_bytes),
+                   ("grpc.max_send_message_length", self.max_message_bytes),
+                   ("grpc.so_reuseport", 0)]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.max_workers,
+                                                        thread_name_prefix="tfrec-serving"), options=options)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.manager, self.max_elements), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelStatusServicer(self.manager), server)
+        try:
+            port = server.add_insecure_port(_host_port(self.host, self._port))
+        except RuntimeError as e:
+            port = 0
+            reason = str(e)
+        else:
+            reason = "address in use or not available"
+        if not port:
+            self.manager.stop()
+            raise RuntimeError(f"cannot bind {_host_port(self.host, self._port)}: {reason}")
+        self.port = port
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stops accepting calls, waits up to ``grace`` seconds for the ones in flight, stops polling."""
+        if self._server is not None:
+            self._server.stop(grace).wait()
+            self._server = None
+        self.manager.stop()
+
+    def __enter__(self) -> "ModelServer":
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def sources_from_args(model_name: Optional[str] = None, base_path: Optional[str] = None,
+                      model_config_file: Optional[str] = None) -> List[ModelSource]:
+    """The models named by TF Serving's flags: ``--model_name/--model_base_path`` or ``--model_config_file``.
+
+    Raises:
+      ValueError: neither or both ways are given.
+      FileNotFoundError: the config file or the base path does not exist.
+    """
+    import os
+
+    if model_config_file and (model_name or base_path):
+        raise ValueError("give either --model-config-file or --model-name/--base-path, not both")
+    if model_config_file:
+        return read_model_config(model_config_file)
+    if not base_path:
+        raise ValueError("no model given: --base-path DIR (and --model-name) or --model-config-file FILE")
+    if not os.path.isdir(base_path):
+        raise FileNotFoundError(f"model base path not found: {base_path}")
+    return [ModelSource(name=model_name or "default", base_path=os.path.abspath(base_path))]
+
+
+def serve_until_signal(server: ModelServer, grace: float = 5.0,
+                       printer: Callable[[str], None] = print) -> None:
+    """Starts ``server``, prints its address, and stops it gracefully on SIGTERM or SIGINT."""
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start()
+        names = ", ".join(f"{n} (versions {server.manager.available(n)})" for n in server.manager.sources)
+        printer(f"serving {names} on {server.address}")
+        while not stop.wait(0.5):
+            pass
+        printer("stopping: finishing the calls in flight")
+        server.stop(grace)
+        printer("stopped")
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
