@@ -171,7 +171,3 @@ class SignatureSet:
                     raise ValueError(f"extra signature {name!r} clashes with a stock signature {sorted(fns)}")
                 fns[name] = value
         return fns
-
-    def method_names(self) -> Dict[str, str]:
-        """Signature name -> its TF Serving method name."""
-        return {name: method for name, (_, method) in self.functions().items()}

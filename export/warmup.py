@@ -23,6 +23,7 @@ from tensorflow_serving.apis import (classification_pb2, input_pb2, model_pb2, p
                                      regression_pb2)
 
 from export import signatures as sig
+from tfrec import data as data_lib
 from tfrec.features import PointwiseSchema
 
 WARMUP_DIR = "assets.extra"
@@ -89,8 +90,6 @@ def dataset_examples(data_dir: str, schema: PointwiseSchema, count: int = 16,
     Raises:
       FileNotFoundError: no split has records.
     """
-    from tfrec import data as data_lib
-
     for split in splits:
         try:
             files = data_lib.split_files(data_dir, split)

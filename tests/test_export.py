@@ -218,3 +218,31 @@ def test_multitask_models_export_one_output_per_task(tmp_path, make, tasks):
     np.testing.assert_allclose(reg["outputs"].numpy(), got["ctr"].numpy(), atol=1e-7)
     defs = _signature_defs(result.path)
     assert _io(defs["serving_default"].outputs) == {k: ("float32", [-1]) for t in tasks for k in (t, f"{t}_logit")}
+
+
+def test_extra_signatures_extension_point(tmp_path):
+    """A model adds its own signatures (as the pre-ranking model adds user / item embeddings) through
+    ``extra_serving_signatures``; a stock name is refused."""
+
+    class WithEmbedding(MMoE):
+        clash = False
+
+        def extra_serving_signatures(self):
+            spec = {k: tf.TensorSpec([None], s.dtype, name=k) for k, s in self.input_signature().items()}
+
+            @tf.function(input_signature=[spec], autograph=False)
+            def input_embedding(features):
+                return {"embedding": self.flat_embedding(features)}
+
+            return {("regression" if self.clash else "input_embedding"): (input_embedding, sig.PREDICT_METHOD)}
+
+    model = WithEmbedding(**FEATS, num_experts=2, expert_units=[4])
+    model.build_from_config(None)
+    result = export.export_model(model, str(tmp_path / "m"))
+    assert result.signatures["input_embedding"] == "tensorflow/serving/predict" and len(result.signatures) == 5
+    defs = _signature_defs(result.path)
+    assert _io(defs["input_embedding"].outputs) == {"embedding": ("float32", [-1, 16])}
+    model.clash = True
+    with pytest.raises(ValueError, match="extra signature 'regression' clashes with a stock signature"):
+        export.export_model(model, str(tmp_path / "m"))
+    assert export.list_versions(str(tmp_path / "m")) == [1]
