@@ -8,6 +8,7 @@ Run as a script (``python -I export/fresh_check.py EXPORT_DIR OUT_DIR [OPS_JSON]
 * parses every warmup record and replays it through the signature it names (Predict records by
   ``model_spec.signature_name``, Classify / Regress records through ``classification`` / ``regression``),
   checking that each request tensor has exactly the signature's dtype;
+* replays the Classify and Regress records again as TF Serving runs them (a TF1 session, tensors by name);
 * lists every op of the graph and of its function library and checks each against TensorFlow's own op registry
   (a custom op would be missing here, since no library that defines one is loaded); ``OPS_JSON`` adds the op
   list that ``saved_model_cli show --all`` printed;
@@ -97,6 +98,38 @@ def replay(loaded, records):
     return summaries, arrays, errors
 
 
+def session_replay(export_dir, records, arrays):
+    """Replays the Classify and Regress records the way TF Serving runs them: the SavedModel loaded into a TF1
+    session (``tf.compat.v1.saved_model.load``, which runs the init op that fills the lookup tables), the
+    serialized examples fed to the signature's input tensor by name, its output tensors fetched by name.
+    Returns (errors: outputs that differ from the TF2 replay's ``arrays`` by more than 1e-6 or failed runs,
+    number of outputs compared)."""
+    errors, compared = [], 0
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta = tf.compat.v1.saved_model.load(session, ["serve"], export_dir)
+        for i, log in enumerate(records):
+            kind = log.WhichOneof("log_type")
+            if kind not in ("classify_log", "regress_log"):
+                continue
+            signature = meta.signature_def["classification" if kind == "classify_log" else "regression"]
+            serialized = [e.SerializeToString() for e in getattr(log, kind).request.input.example_list.examples]
+            fetches = {k: v.name for k, v in signature.outputs.items()}
+            try:
+                got = session.run(fetches, feed_dict={signature.inputs["inputs"].name: serialized})
+            except tf.errors.OpError as e:
+                errors.append(f"record {i}: session run failed: {e.message}")
+                continue
+            for key, value in got.items():
+                want = arrays.get(f"r{i}/{key}")
+                if want is None:
+                    continue
+                compared += 1
+                if value.shape != want.shape or not np.allclose(value, want, rtol=0.0, atol=1e-6):
+                    errors.append(f"record {i}: session output {key} differs from tf.saved_model.load's")
+    return errors, compared
+
+
 def main(argv):
     export_dir, out_dir = argv[1], argv[2]
     cli_ops = json.load(open(argv[3])) if len(argv) > 3 else []
@@ -111,6 +144,8 @@ def main(argv):
                for r in tf.data.TFRecordDataset(os.path.join(export_dir, WARMUP))]
     report["warmup_records"] = len(records)
     summaries, arrays, errors = replay(loaded, records)
+    session_errors, report["session_outputs_compared"] = session_replay(export_dir, records, arrays)
+    errors += session_errors
     report["records"], report["errors"] = summaries, report["errors"] + errors
     ops, functions = graph_ops(export_dir)
     report["ops"] = sorted(ops - functions)
