@@ -3,6 +3,7 @@ never overwritten, racing exporters land on distinct versions; `tfrec export` on
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -66,6 +67,23 @@ def test_versions_are_sequential_atomic_and_never_overwritten(tmp_path):
         served = export.read_records(os.path.join(r.path, "assets.extra", "tf_serving_warmup_requests"))[0]
         assert served.predict_log.request.inputs["examples"].string_val[0] == r.examples[0]
         assert r.examples[0] == export.serialize_rows([{"d0": i, "c0": "a"}], schema_of(model))[0]
+
+
+def test_the_reader_does_catch_a_version_written_in_place(tmp_path):
+    """The control of the test above: writing straight into a version directory is seen half-written."""
+    base = str(tmp_path / "m")
+    reader = _Reader(base)
+    reader.start()
+    try:
+        path = os.path.join(base, "1")
+        os.makedirs(os.path.join(path, "variables"))
+        open(os.path.join(path, "saved_model.pb"), "w").write("x")
+        time.sleep(0.2)
+        open(os.path.join(path, "variables", "variables.index"), "w").write("x")
+    finally:
+        reader.stop.set()
+        reader.join()
+    assert "1" in reader.partial
 
 
 def _staged(base, marker):
