@@ -138,8 +138,9 @@ def test_warmup_records_parse_and_match_the_signatures(dcn_export, tiny_dataset)
         assert set(request.inputs) == set(spec)
         for key, tensor in request.inputs.items():
             assert tf.dtypes.as_dtype(tensor.dtype) == spec[key].dtype, key
-            fn_inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        fn(**{k: tf.constant(v.tolist() if v.dtype == object else v, spec[k].dtype) for k, v in fn_inputs.items()})
+        arrays = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        out = fn(**{k: tf.constant(v.tolist() if v.dtype == object else v, spec[k].dtype) for k, v in arrays.items()})
+        assert out["ctr"].shape == (len(next(iter(arrays.values()))),)
     served = tf.make_ndarray(records[0].predict_log.request.inputs["examples"]).tolist()
     assert served == first_rows and len(served) == 8
     assert tf.make_ndarray(records[1].predict_log.request.inputs["examples"]).shape == (1,)
