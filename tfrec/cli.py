@@ -1,4 +1,4 @@
-"""The ``tfrec`` command: demo, simulate, prepare, train, evaluate, calibration.
+"""The ``tfrec`` command: demo, simulate, prepare, train, evaluate, calibration, export.
 
 Every command takes ``--config FILE.yaml`` and repeated ``--set section.key=value`` overrides (see
 ``tfrec.config``); its own flags are shorthands for config keys. Bad input exits non-zero with one line on
@@ -180,6 +180,35 @@ def _cmd_predict(args) -> int:
     print("\t".join(["row"] + names))
     for i in range(len(examples)):
         print("\t".join([str(i)] + [f"{float(outputs[k][i]):.6f}" for k in names]))
+def _cmd_export(args) -> int:
+    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
+    if not cfg.train.model_dir:
+        raise _UsageError("no model directory given (--model-dir or train.model_dir)")
+    if not os.path.isdir(cfg.train.model_dir):
+        raise _UsageError(f"model directory not found: {cfg.train.model_dir}")
+    if not args.base_path:
+        raise _UsageError("no export base path given (--base-path)")
+    if os.path.exists(args.base_path) and not os.path.isdir(args.base_path):
+        raise _UsageError(f"export base path is not a directory: {args.base_path}")
+    if args.warmup_rows < 1:
+        raise _UsageError(f"--warmup-rows must be >= 1. Received: --warmup-rows={args.warmup_rows}")
+    from export import export_model, validate
+    from tfrec import data as data_lib
+    from tfrec.train import load_trained_model
+
+    schema = data_lib.load_schema(cfg.data.dir)
+    model = load_trained_model(cfg)
+    result = export_model(model, args.base_path, schema, data_dir=cfg.data.dir, model_name=args.model_name,
+                          warmup_rows=args.warmup_rows)
+    print(f"exported version {result.version} to {result.path}: signatures {', '.join(result.signatures)}; "
+          f"tasks {', '.join(result.tasks)}; {result.warmup_records} warmup records")
+    if args.validate:
+        report = validate(result.path, model, schema)
+        print(report.format())
+        if not report.ok:
+            failed = [name for name, passed, _ in report.checks if not passed]
+            print(f"tfrec export: error: validation failed: {', '.join(failed)}", file=sys.stderr)
+            return RUN_ERROR
     return 0
 
 
@@ -309,6 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="send at most this many rows")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call in seconds (default 10)")
     p.set_defaults(fn=_cmd_predict)
+    p = sub.add_parser("export", help="export a trained model as the next SavedModel version for TF Serving")
+    p.add_argument("--data", help="prepared dataset directory (schema; warmup rows)")
+    p.add_argument("--model-dir", dest="model_dir", help="model directory of a finished `tfrec train`")
+    p.add_argument("--base-path", dest="base_path", help="TF Serving model base path; versions 1, 2, ... go here")
+    p.add_argument("--model-name", dest="model_name", default="", help="model name in the warmup requests")
+    p.add_argument("--warmup-rows", dest="warmup_rows", type=int, default=16,
+                   help="dataset rows in each warmup request (default 16)")
+    p.add_argument("--validate", action="store_true",
+                   help="reload the export in a fresh process and compare it with the Keras model")
+    _common(p)
+    p.set_defaults(fn=_cmd_export)
     return parser
 
 

@@ -1,0 +1,168 @@
+"""``export_model``: a trained tfrec model -> the next integer version of a TF Serving SavedModel.
+
+The export holds only what serving needs: the model's variables, its vocabulary lookup tables and numeric
+transforms (they are TensorFlow ops and constants inside the model, so raw values go in), and the signatures of
+:mod:`export.signatures`. It is written with tf-keras' ``ExportArchive`` (which tracks the model's variables and
+lookup tables, not the Keras training machinery), then:
+
+* the ``classification`` and ``regression`` signatures get TF Serving's Classify / Regress method names with the
+  stock ``MethodNameUpdater`` (``tf.saved_model.save`` writes every signature as Predict), and the SavedModel
+  fingerprint is recomputed for the edited ``saved_model.pb``;
+* ``assets.extra/tf_serving_warmup_requests`` is written (:mod:`export.warmup`), and
+  ``assets.extra/tfrec_export.json`` records the tasks, the signatures and the feature schema;
+* the finished directory is renamed to the next free version (:mod:`export.versions`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from export import signatures as sig
+from export import versions, warmup
+from tfrec.features import PointwiseSchema
+
+INFO_FILE = "tfrec_export.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """Where an export landed.
+
+    Attributes:
+      version: the integer version directory name.
+      path: ``<base_path>/<version>``.
+      signatures: signature name -> TF Serving method name.
+      tasks: exported task names (each has outputs ``<task>`` and ``<task>_logit``).
+      warmup_records: records written to ``assets.extra/tf_serving_warmup_requests``.
+      examples: the serialized ``tf.Example`` rows the warmup records carry.
+    """
+
+    version: int
+    path: str
+    signatures: Dict[str, str]
+    tasks: List[str]
+    warmup_records: int
+    examples: List[bytes] = dataclasses.field(repr=False, default_factory=list)
+
+
+def _ensure_built(model) -> None:
+    if not model.built:
+        model.build_from_config(None)
+
+
+def _write_savedmodel(signature_set: sig.SignatureSet, export_dir: str) -> Dict[str, str]:
+    archive = keras.export.ExportArchive()
+    archive.track(signature_set.model)
+    functions = signature_set.functions()
+    for name, (fn, _) in functions.items():
+        archive.add_endpoint(name, fn)
+    # ExportArchive prints every endpoint's full signature; the export reports its own summary instead.
+    interactive = keras.utils.is_interactive_logging_enabled()
+    keras.utils.disable_interactive_logging()
+    try:
+        archive.write_out(export_dir)
+    finally:
+        if interactive:
+            keras.utils.enable_interactive_logging()
+    methods = {name: method for name, (_, method) in functions.items()}
+    _set_method_names(export_dir, methods)
+    return methods
+
+
+def _set_method_names(export_dir: str, methods: Mapping[str, str]) -> None:
+    updater = tf.compat.v1.saved_model.signature_def_utils.MethodNameUpdater(export_dir)
+    changed = False
+    for name, method in methods.items():
+        if method != sig.PREDICT_METHOD:
+            updater.replace_method_name(signature_key=name, method_name=method, tags=["serve"])
+            changed = True
+    if not changed:
+        return
+    updater.save()
+    _refresh_fingerprint(export_dir)
+
+
+def _refresh_fingerprint(export_dir: str) -> None:
+    # fingerprint.pb holds a checksum of saved_model.pb; after the method-name edit it is recomputed with the
+    # same function tf.saved_model.save uses (no public API exposes it), or dropped if that is unavailable.
+    path = os.path.join(export_dir, "fingerprint.pb")
+    try:
+        from tensorflow.python.saved_model import fingerprinting_utils
+
+        fingerprinting_utils.write_fingerprint(export_dir)
+    except (ImportError, AttributeError, ValueError):
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
+def _warmup_examples(schema: PointwiseSchema, examples, rows, data_dir, count) -> List[bytes]:
+    if examples is not None:
+        out = [bytes(e) for e in examples][:count]
+    elif rows is not None:
+        out = warmup.serialize_rows(list(rows)[:count], schema)
+    elif data_dir:
+        out = warmup.dataset_examples(data_dir, schema, count)
+    else:
+        # No rows given: one example with every feature missing, a valid request for any schema.
+        out = [tf.train.Example().SerializeToString()]
+    if not out:
+        raise ValueError("warmup needs at least one example; `examples` / `rows` is empty")
+    return out
+
+
+def _write_info(export_dir: str, signature_set: sig.SignatureSet, methods: Mapping[str, str]) -> None:
+    info = {"model": type(signature_set.model).__name__, "tasks": [t.task for t in signature_set.tasks],
+            "signatures": dict(methods), "schema": signature_set.schema.to_json(),
+            "tensorflow_version": tf.__version__}
+    path = os.path.join(export_dir, warmup.WARMUP_DIR, INFO_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(info, indent=2))
+
+
+def export_model(model, base_path: str, schema: Optional[PointwiseSchema] = None,
+                 examples: Optional[Sequence[bytes]] = None, rows: Optional[Sequence[Mapping]] = None,
+                 data_dir: Optional[str] = None, model_name: str = "", warmup_rows: int = 16) -> ExportResult:
+    """Exports ``model`` as the next integer version under ``base_path``, atomically.
+
+    Args:
+      model: a tfrec model (DCN V2, a multi-task model; built, or buildable from its input signature).
+      base_path: the model's TF Serving base path (created if missing).
+      schema: the dataset's schema (the parse spec of the signatures); default: read off the model's inputs.
+      examples: serialized ``tf.Example`` rows for the warmup requests (first ``warmup_rows``), or
+      rows: raw rows (feature -> value; see :func:`export.warmup.example_from_row`), or
+      data_dir: a prepared dataset whose first rows are used. With none of the three, one all-missing example.
+      model_name: ``model_spec.name`` in the warmup requests.
+      warmup_rows: rows per warmup request (>= 1).
+
+    Returns:
+      :class:`ExportResult` (version, path, signatures, tasks, warmup record count, examples).
+
+    Raises:
+      NotADirectoryError: ``base_path`` is a file.
+      ValueError: the schema does not match the model, or bad warmup inputs.
+    """
+    if int(warmup_rows) < 1:
+        raise ValueError(f"`warmup_rows` must be >= 1. Received: warmup_rows={warmup_rows}")
+    _ensure_built(model)
+    signature_set = sig.SignatureSet(model, schema)
+    serialized = _warmup_examples(signature_set.schema, examples, rows, data_dir, int(warmup_rows))
+    staged = versions.staging_dir(base_path)
+    try:
+        methods = _write_savedmodel(signature_set, staged)
+        records = warmup.build_records(signature_set, serialized, model_name)
+        warmup.write_records(staged, records)
+        _write_info(staged, signature_set, methods)
+        version = versions.publish(staged, base_path)
+    except BaseException:
+        versions.remove_staging(staged)
+        raise
+    return ExportResult(version=version, path=os.path.join(base_path, str(version)), signatures=methods,
+                        tasks=[t.task for t in signature_set.tasks], warmup_records=len(records),
+                        examples=serialized)
