@@ -13,7 +13,7 @@ import tf_keras as keras
 from tfrec.cli import main
 from tfrec.config import ConfigError, load_config
 from tfrec.devices import make_strategy
-from tfrec.evaluate import evaluate, predict_split
+from tfrec.evaluate import evaluate, predict_split, train_and_evaluate
 from tfrec.metrics import auc, logloss, multitask_report
 from tfrec.models import MMoE
 from tfrec.train import build_model, train
@@ -79,16 +79,24 @@ def test_train_and_evaluate_each_architecture(funnel_dataset, tmp_path, name, ex
     # One replica here (the CLI test and the pairing test cover 2 replicas): each traced graph costs seconds.
     cfg = load_config(None, [f"data.dir={funnel_dataset}", f"train.model_dir={tmp_path / name}",
                              f"model.name={name}", *SMALL, "train.replicas=1", *extra])
-    result = train(cfg)
-    assert result.summary["replicas"] == 1 and result.summary["train_steps"] == 2
-    assert all(np.isfinite(v[0]) for k, v in result.history.items() if k.endswith("_loss"))
-    report = evaluate(cfg, "test", model=result.model)
+    if name == "esmm":  # the protocol entry point: train, then evaluate the best weights per split
+        out = train_and_evaluate(cfg, splits=("test",))
+        assert out["summary"]["train_steps"] == 2 and set(out["metrics"]) == {"test"}
+        report = out["metrics"]["test"]
+        from tfrec.train import load_trained_model
+
+        model = load_trained_model(cfg)
+    else:
+        result = train(cfg)
+        assert result.summary["replicas"] == 1 and result.summary["train_steps"] == 2
+        assert all(np.isfinite(v[0]) for k, v in result.history.items() if k.endswith("_loss"))
+        report, model = evaluate(cfg, "test", model=result.model), result.model
     tasks = {"esmm": ["ctr", "cvr", "ctcvr"], "single_task": ["cvr"]}.get(name, ["ctr", "cvr", "ctcvr"])
     assert report["tasks"] == tasks
     if name != "esmm":
         return
     # The report is the exact NumPy metric of each task in its own space.
-    p, y, w = predict_split(result.model, funnel_dataset, "test", 256, outputs=tuple(result.model.output_tasks()))
+    p, y, w = predict_split(model, funnel_dataset, "test", 256, outputs=tuple(model.output_tasks()))
     clicked = y[:, 0] == 1
     assert report["cvr_auc"] == pytest.approx(auc(y[clicked, 1], p["cvr"][clicked]))
     assert report["cvr_logloss"] == pytest.approx(logloss(y[clicked, 1], p["cvr"][clicked]))

@@ -85,3 +85,19 @@ def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[s
         json.dump(recorded, f, indent=2)
     os.replace(tmp, path)
     return report
+
+
+def train_and_evaluate(cfg: RunConfig, splits=("valid", "test"), printer=print) -> Dict[str, object]:
+    """Trains ``cfg`` (:func:`tfrec.train.train`) and evaluates its best weights on ``splits``: the unit an
+    experiment protocol calls once per (config, seed), for single-task and multi-task models alike.
+
+    Returns:
+      ``{"summary": the training summary, "metrics": {split: the report of :func:`evaluate`}}``; the metrics are
+      also recorded in ``<model_dir>/metrics.json``. On a CPU host with ``train.replicas > 1`` the caller must
+      first split the CPU (``tfrec.devices.configure_cpu_replicas``).
+    """
+    from tfrec.train import train
+
+    result = train(cfg, printer=printer)
+    metrics = {split: evaluate(cfg, split, model=result.model) for split in splits}
+    return {"summary": result.summary, "metrics": metrics}
