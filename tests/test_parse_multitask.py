@@ -62,7 +62,8 @@ def test_aliccp_roles_from_header():
     rows = [parse_line(line.encode(), layout) for line in good]
     assert all(type(r) is Row for r in rows), rows
     assert rows[0] == Row(0, 0, [0.25, 1.5], [b"5", b"12", b"3", b"7", b"9"])
-    assert rows[1].categorical[4] == b"" and rows[2].dense == [-0.01, None] and (rows[2].click, rows[2].conversion) == (1, 1)
+    assert rows[1].categorical[4] == b"" and rows[2].dense == [-0.01, None]
+    assert (rows[2].click, rows[2].conversion) == (1, 1)
     for reason, lines in bad.items():
         for line in lines:
             assert parse_line(line.encode(), layout).reason == reason, (reason, line)

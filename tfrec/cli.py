@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(fn=_cmd_simulate)
 
-    p = sub.add_parser("prepare", help="Criteo TSV/CSV or AliExpress / Ali-CCP CSV -> validated, split, weighted TFRecords (Apache Beam)")
+    p = sub.add_parser("prepare", help="Criteo TSV/CSV or AliExpress / Ali-CCP CSV -> validated, split, weighted "
+                                       "TFRecords (Apache Beam)")
     p.add_argument("--input", nargs="+", help="input files or globs (split 7:2:1 by hash)")
     p.add_argument("--train", nargs="+", help="train files (instead of --input)")
     p.add_argument("--valid", nargs="+", help="validation files")

@@ -251,7 +251,8 @@ class TrainStatsFn(beam.CombineFn):
 
     def __init__(self, min_count: int, kind: str, count_fn: beam.CombineFn = None,
                  categorical: Iterable[str] = CRITEO_CATEGORICAL, dense: Iterable[str] = CRITEO_DENSE):
-        self.fns = (count_fn or SplitCountFn(), VocabCombineFn(min_count, categorical), ScaleCombineFn(kind, dense))
+        self.fns = (count_fn or SplitCountFn(), VocabCombineFn(min_count, categorical),
+                    ScaleCombineFn(kind, dense))
 
     def create_accumulator(self) -> list:
         return [fn.create_accumulator() for fn in self.fns]
@@ -279,7 +280,8 @@ class PipelineStatsFn(beam.CombineFn):
 
     Keys: ``train`` (rows: counts, vocabularies, transform), ``valid`` / ``test`` (rows: counts) and
     ``deadletter`` (dead-letter dicts: counts per reason). ``count_fn`` makes the per-split counter (default
-    :class:`SplitCountFn`); ``categorical`` / ``dense`` / ``reasons`` default to Criteo's. The output maps each key to its sub-combiner's output.
+    :class:`SplitCountFn`); ``categorical`` / ``dense`` / ``reasons`` default to Criteo's. The output maps each
+    key to its sub-combiner's output.
     ``ParseRows`` pre-aggregates one accumulator per bundle with it (no per-element Beam edge) and
     :class:`MergeAccumulatorsFn` merges the bundles' accumulators.
     """

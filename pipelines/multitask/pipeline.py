@@ -21,10 +21,9 @@ Every input file must have the same layout (the same header); an Ali-CCP file mu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -37,6 +36,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.criteo import files
 from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
+from pipelines.criteo.parse import raw_text, strip_eol
 from pipelines.criteo.example import add_features, new_example
 from pipelines.criteo.pipeline import (DEADLETTER, SHARD_TEMPLATE, SPLITS, STATS, HashSplitter, InputPlan,
                                        _temp_directory, num_shards, pipeline_options, plan_inputs)
@@ -44,7 +44,6 @@ from pipelines.criteo.read import ReadLines
 from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
 from pipelines.multitask.parse import (FORMATS, REASONS, Layout, LayoutError, Row, file_layout, is_header,
                                        parse_line)
-from pipelines.criteo.parse import raw_text, strip_eol
 from tfrec.config import PrepareConfig
 from tfrec.features import CLICK, CONVERSION, WEIGHT
 
