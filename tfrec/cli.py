@@ -60,19 +60,29 @@ def _load(args, mapping: Dict[str, str], base_yaml: Optional[str] = None):
 
 
 def _cmd_simulate(args) -> int:
-    from tfrec.simulation import simulate
+    from tfrec.simulation import simulate, simulate_funnel
 
     cfg = _load(args, {"out": "simulation.output", "rows": "simulation.rows", "seed": "simulation.seed",
-                       "positive_rate": "simulation.positive_rate"})
+                       "positive_rate": "simulation.positive_rate", "kind": "simulation.kind",
+                       "noisy_click_share": "simulation.funnel.noisy_click_share"})
     if not cfg.simulation.output:
         raise _UsageError("no output path given (--out or simulation.output)")
+    if cfg.simulation.kind == "funnel":
+        r = simulate_funnel(cfg.simulation)
+        print(f"wrote {r.rows:,} exposures (AliExpress CSV) to {r.output_path}: click rate {r.click_rate:.4f}, "
+              f"conversions per click {r.conversion_rate:.4f}, noisy clicks {r.noisy_click_share:.3f} of clicks; "
+              f"Bayes AUC ctr {r.truth_ctr_auc:.4f} cvr {r.truth_cvr_auc:.4f} ctcvr {r.truth_ctcvr_auc:.4f} "
+              f"(truth: {r.truth_path})")
+        return 0
     result = simulate(cfg.simulation, strip_trailing_share=args.strip_trailing_share)
     print(f"wrote {cfg.simulation.rows:,} rows to {cfg.simulation.output} (truth: {result.truth_path})")
     return 0
 
 
 def _cmd_prepare(args) -> int:
-    from pipelines.criteo import run
+    from pipelines.criteo import run as run_criteo
+    from pipelines.multitask import FORMATS as MULTITASK_FORMATS
+    from pipelines.multitask import run as run_multitask
 
     cfg = _load(args, {"input": "prepare.inputs", "train": "prepare.train", "valid": "prepare.valid",
                        "test": "prepare.test", "out": "prepare.output", "format": "prepare.input_format",
@@ -82,7 +92,11 @@ def _cmd_prepare(args) -> int:
         cfg.prepare.beam_args = list(cfg.prepare.beam_args) + list(args.beam_args)
     if not cfg.prepare.output:
         raise _UsageError("no output directory given (--out or prepare.output)")
-    stats = run(cfg.prepare)
+    if cfg.prepare.input_format in MULTITASK_FORMATS:
+        stats = run_multitask(cfg.prepare)
+        print(_format_prepare_multitask(stats, cfg.prepare.output))
+        return 0
+    stats = run_criteo(cfg.prepare)
     print(_format_prepare(stats, cfg.prepare.output))
     return 0
 
@@ -107,6 +121,10 @@ def _cmd_evaluate(args) -> int:
     if not cfg.train.model_dir:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
     report = evaluate(cfg, split=args.split, output=args.out)
+    if "tasks" in report:  # a multi-task model: each task in its own space
+        keys = [f"{t}_{m}" for t in report["tasks"] for m in ("auc", "logloss", "rows")]
+        print(_format_table([(k, report[k]) for k in keys + ["rows", "click_rate", "conversion_rate"]]))
+        return 0
     print(_format_table([(k, report[k]) for k in ("auc", "logloss", "weighted_auc", "weighted_logloss", "rows",
                                                   "positive_rate", "effective_positive_rate")]))
     return 0
@@ -244,6 +262,16 @@ def _format_prepare(stats: Dict, output: str) -> str:
     return f"prepared {output}\n" + _format_table(rows)
 
 
+def _format_prepare_multitask(stats: Dict, output: str) -> str:
+    rows = [("rows in", stats["rows_in"]), ("rows rejected", stats["rows_rejected"])]
+    rows += [(f"rows {s}", stats["rows_written"].get(s, 0)) for s in ("train", "valid", "test")]
+    for label, key in (("click rate (train)", "click_rate"), ("conversions per click (train)", "conversion_rate"),
+                       ("effective click rate (train)", "effective_click_rate")):
+        value = stats[key].get("train")
+        rows.append((label, "n/a (empty split)" if value is None else value))
+    return f"prepared {output}\n" + _format_table(rows)
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -271,16 +299,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positive-rate", dest="positive_rate", type=float)
     p.add_argument("--strip-trailing-share", dest="strip_trailing_share", type=float, default=0.0,
                    help="share of lines whose trailing empty fields are stripped")
+    p.add_argument("--kind", choices=["criteo", "funnel"],
+                   help="criteo (click logs, default) or funnel (click -> conversion with noisy clicks, AliExpress "
+                        "CSV layout; settings under simulation.funnel)")
+    p.add_argument("--noisy-click-share", dest="noisy_click_share", type=float,
+                   help="funnel: share of clicks that are noise and never convert")
     _common(p)
     p.set_defaults(fn=_cmd_simulate)
 
-    p = sub.add_parser("prepare", help="Criteo TSV/CSV -> validated, split, weighted TFRecords (Apache Beam)")
+    p = sub.add_parser("prepare", help="Criteo TSV/CSV or AliExpress / Ali-CCP CSV -> validated, split, weighted "
+                                       "TFRecords (Apache Beam)")
     p.add_argument("--input", nargs="+", help="input files or globs (split 7:2:1 by hash)")
     p.add_argument("--train", nargs="+", help="train files (instead of --input)")
     p.add_argument("--valid", nargs="+", help="validation files")
     p.add_argument("--test", nargs="+", help="test files")
     p.add_argument("--out", help="output directory")
-    p.add_argument("--format", choices=["auto", "kaggle", "x1"])
+    p.add_argument("--format", choices=["auto", "kaggle", "x1", "aliexpress", "aliccp"],
+                   help="Criteo: auto, kaggle, x1; multi-task (click, conversion): aliexpress, aliccp")
     p.add_argument("--beta-pos", dest="beta_pos", type=float, help="weight of positives (KDD 2024 Eq. 15)")
     p.add_argument("--min-count", dest="min_count", type=int, help="vocabulary min count on the train split")
     p.add_argument("--runner", help="Beam runner (default DirectRunner)")

@@ -29,8 +29,40 @@ class ConfigError(ValueError):
 
 
 @dataclasses.dataclass
+class FunnelConfig:
+    """The click -> conversion funnel simulator (``tfrec.simulation.funnel``), in the AliExpress CSV layout.
+
+    Attributes:
+      users / items: population sizes (each row is one exposure of an item to a user).
+      click_rate: target mean true click propensity of an exposure (before noisy clicks).
+      conversion_rate: target mean of the true conversion propensity of a genuine click, over exposures.
+      noisy_click_share: share of all clicks that are noise (accidental or bot clicks that never convert).
+      signal: scale of the user x item affinity in the true logits (0: labels independent of the features).
+    """
+
+    users: int = 2000
+    items: int = 500
+    click_rate: float = 0.1
+    conversion_rate: float = 0.15
+    noisy_click_share: float = 0.3
+    signal: float = 1.5
+
+    def validate(self) -> None:
+        _check(self.users > 0, "simulation.funnel.users", self.users, "must be > 0")
+        _check(self.items > 0, "simulation.funnel.items", self.items, "must be > 0")
+        _check(0.0 < self.click_rate < 1.0, "simulation.funnel.click_rate", self.click_rate, "must be in (0, 1)")
+        _check(0.0 < self.conversion_rate < 1.0, "simulation.funnel.conversion_rate", self.conversion_rate,
+               "must be in (0, 1)")
+        _check(0.0 <= self.noisy_click_share < 1.0, "simulation.funnel.noisy_click_share",
+               self.noisy_click_share, "must be in [0, 1)")
+        _check(self.click_rate / (1.0 - self.noisy_click_share) < 1.0, "simulation.funnel.noisy_click_share",
+               self.noisy_click_share, "with click_rate gives a total click rate >= 1")
+        _check(self.signal >= 0, "simulation.funnel.signal", self.signal, "must be >= 0")
+
+
+@dataclasses.dataclass
 class SimulationConfig:
-    """Criteo-shaped click-log simulator (``tfrec.simulation.criteo``).
+    """Criteo-shaped click-log simulator (``tfrec.simulation.criteo``), or the funnel (``kind: funnel``).
 
     Attributes:
       rows: number of rows to write.
@@ -39,6 +71,8 @@ class SimulationConfig:
       vocab_scale: multiplies the per-field vocabulary sizes (1.0 = the simulator's defaults).
       interaction_strength: scale of the second-order terms of the true logit (0 = a purely additive logit).
       output: path of the train.txt to write (the sidecar of true probabilities goes beside it).
+      kind: ``criteo`` (click logs) or ``funnel`` (click -> conversion, AliExpress CSV layout; see ``funnel``).
+      funnel: the funnel simulator's settings (``kind: funnel``; it uses ``rows``, ``seed`` and ``output`` too).
     """
 
     rows: int = 200_000
@@ -47,8 +81,12 @@ class SimulationConfig:
     vocab_scale: float = 1.0
     interaction_strength: float = 1.0
     output: str = ""
+    kind: str = "criteo"
+    funnel: FunnelConfig = dataclasses.field(default_factory=FunnelConfig)
 
     def validate(self) -> None:
+        _check(self.kind in ("criteo", "funnel"), "simulation.kind", self.kind, "must be criteo or funnel")
+        self.funnel.validate()
         _check(self.rows > 0, "simulation.rows", self.rows, "must be > 0")
         _check(0.0 < self.positive_rate < 1.0, "simulation.positive_rate", self.positive_rate, "must be in (0, 1)")
         _check(self.vocab_scale > 0, "simulation.vocab_scale", self.vocab_scale, "must be > 0")
@@ -63,7 +101,8 @@ class PrepareConfig:
     Attributes:
       inputs: input files or glob patterns, split 7:2:1 by a deterministic hash of the row.
       train / valid / test: separate input files per split (used instead of ``inputs`` when given).
-      input_format: ``auto`` (sniff each file), ``kaggle`` (TSV) or ``x1`` (criteo_x1 CSV with header).
+      input_format: ``auto`` (sniff each file), ``kaggle`` (TSV) or ``x1`` (criteo_x1 CSV with header); the
+        multi-task formats ``aliexpress`` and ``aliccp`` (CSV with header) run ``pipelines.multitask``.
       output: output directory of the prepared dataset.
       beta_pos: weight of positive samples (KDD 2024 Eq. 15); 1.0 keeps the data as it is.
       min_count: categorical values seen fewer times on the train split map to the OOV index.
@@ -93,8 +132,8 @@ class PrepareConfig:
     def validate(self) -> None:
         _check(0.0 < self.beta_pos <= 1.0, "prepare.beta_pos", self.beta_pos, "must be in (0, 1]")
         _check(self.min_count >= 1, "prepare.min_count", self.min_count, "must be >= 1")
-        _check(self.input_format in ("auto", "kaggle", "x1"), "prepare.input_format", self.input_format,
-               "must be one of auto, kaggle, x1")
+        _check(self.input_format in ("auto", "kaggle", "x1", "aliexpress", "aliccp"), "prepare.input_format",
+               self.input_format, "must be one of auto, kaggle, x1, aliexpress, aliccp")
         _check(len(self.split_ratios) == 3 and all(r >= 0 for r in self.split_ratios)
                and abs(sum(self.split_ratios) - 1.0) < 1e-6,
                "prepare.split_ratios", self.split_ratios, "must be 3 non-negative shares summing to 1")
@@ -147,6 +186,22 @@ class ModelConfig:
       net_l2: L2 coefficient on the dense kernels.
       batch_norm: batch normalisation in the DNN.
       head: ``binary`` (one logit) or ``jrc`` (two logits, non-click and click, as the ``jrc`` loss needs).
+
+    Multi-task models (``name`` one of :data:`MULTITASK_MODELS`; ``tfrec.models.multitask``; they compute their
+    own loss, per-task BCE + ``pwiser_lambda`` * PWiseR, and use ``embedding_dim``, ``embedding_l2``,
+    ``dropout``, ``batch_norm`` and ``net_l2`` too):
+      tasks: output tasks, distinct names of ``ctr``, ``cvr``, ``ctcvr`` (ESMM: always ``[ctr, cvr]``).
+      task: the task of ``single_task``.
+      tower_units: hidden sizes of each task's tower.
+      bottom_units: the shared MLP of ``shared_bottom`` and ``esmm`` (``[]`` for the paper's ESMM).
+      num_experts / expert_units: MMoE's experts (``expert_units`` also sizes PLE's experts).
+      num_levels / num_shared_experts / num_task_experts: PLE's CGC levels and experts per level.
+      pwiser_tasks: tasks whose logit gets the PWiseR terms (empty: BCE only).
+      pwiser_lambda / pwiser_m1 / pwiser_m2: PWiseR's weight and margins (conversions over click-only samples
+        by ``m1``, over no-click samples by ``m2``).
+      pwiser_space: ``probability`` or ``logit`` (the score the hinge compares).
+      pwiser_pairing: ``replica`` (pairs within each replica's slice) or ``global`` (all-gathered: the global
+        batch's pairs; 2 replicas equal 1 device).
     """
 
     name: str = "dcn_v2"
@@ -160,8 +215,63 @@ class ModelConfig:
     net_l2: float = 0.0
     batch_norm: bool = False
     head: str = "binary"
+    tasks: List[str] = dataclasses.field(default_factory=lambda: ["ctr", "cvr"])
+    task: str = "ctr"
+    tower_units: List[int] = dataclasses.field(default_factory=lambda: [64])
+    bottom_units: List[int] = dataclasses.field(default_factory=lambda: [128])
+    num_experts: int = 4
+    expert_units: List[int] = dataclasses.field(default_factory=lambda: [64])
+    num_levels: int = 2
+    num_shared_experts: int = 2
+    num_task_experts: int = 2
+    pwiser_tasks: List[str] = dataclasses.field(default_factory=list)
+    pwiser_lambda: float = 0.1
+    pwiser_m1: float = 0.1
+    pwiser_m2: float = 0.2
+    pwiser_space: str = "probability"
+    pwiser_pairing: str = "replica"
+
+    @property
+    def multitask(self) -> bool:
+        """True for the multi-task models (labels ``[batch, 2]``, their own loss)."""
+        return self.name in MULTITASK_MODELS
+
+    def output_tasks(self) -> List[str]:
+        """The tasks the configured multi-task model outputs."""
+        if self.name == "esmm":
+            return ["ctr", "cvr", "ctcvr"]
+        return [self.task] if self.name == "single_task" else list(self.tasks)
+
+    def _validate_multitask(self) -> None:
+        tasks = ("ctr", "cvr", "ctcvr")
+        _check(bool(self.tasks) and all(t in tasks for t in self.tasks) and len(set(self.tasks)) == len(self.tasks),
+               "model.tasks", self.tasks, "must be distinct names of ctr, cvr, ctcvr")
+        _check(self.name != "esmm" or self.tasks == ["ctr", "cvr"], "model.tasks", self.tasks,
+               "must be [ctr, cvr] for esmm (its ctcvr output is ctr * cvr)")
+        _check(self.task in tasks, "model.task", self.task, "must be one of ctr, cvr, ctcvr")
+        for key in ("tower_units", "bottom_units", "expert_units"):
+            _check(all(u > 0 for u in getattr(self, key)), f"model.{key}", getattr(self, key),
+                   "must be positive sizes")
+        _check(self.num_experts >= 1, "model.num_experts", self.num_experts, "must be >= 1")
+        _check(self.num_levels >= 1, "model.num_levels", self.num_levels, "must be >= 1")
+        _check(self.num_shared_experts >= 0, "model.num_shared_experts", self.num_shared_experts, "must be >= 0")
+        _check(self.num_task_experts >= 0, "model.num_task_experts", self.num_task_experts, "must be >= 0")
+        _check(self.num_shared_experts + self.num_task_experts >= 1, "model.num_task_experts",
+               self.num_task_experts, "PLE needs at least one expert per gate (shared + task experts >= 1)")
+        _check(len(set(self.pwiser_tasks)) == len(self.pwiser_tasks)
+               and all(t in self.output_tasks() for t in self.pwiser_tasks), "model.pwiser_tasks",
+               self.pwiser_tasks, f"must be distinct outputs of {self.name} {self.output_tasks()}")
+        _check(self.pwiser_lambda >= 0, "model.pwiser_lambda", self.pwiser_lambda, "must be >= 0")
+        _check(self.pwiser_m1 >= 0, "model.pwiser_m1", self.pwiser_m1, "must be >= 0")
+        _check(self.pwiser_m2 >= 0, "model.pwiser_m2", self.pwiser_m2, "must be >= 0")
+        _check(self.pwiser_space in ("probability", "logit"), "model.pwiser_space", self.pwiser_space,
+               "must be probability or logit")
+        _check(self.pwiser_pairing in ("replica", "global"), "model.pwiser_pairing", self.pwiser_pairing,
+               "must be replica or global")
 
     def validate(self) -> None:
+        if self.multitask:
+            self._validate_multitask()
         _check(self.structure in ("parallel", "stacked"), "model.structure", self.structure,
                "must be parallel or stacked")
         _check(self.head in ("binary", "jrc"), "model.head", self.head, "must be binary or jrc")
@@ -251,8 +361,7 @@ class TrainConfig:
         _check(self.replicas >= 1, "train.replicas", self.replicas, "must be >= 1")
         _check(self.save_every_steps >= 0, "train.save_every_steps", self.save_every_steps, "must be >= 0")
         _check(self.verbose in (0, 1, 2), "train.verbose", self.verbose, "must be 0, 1 or 2")
-        _check(self.monitor in ("val_auc", "val_weighted_auc"), "train.monitor", self.monitor,
-               "must be val_auc or val_weighted_auc")
+        _check(self.monitor in MONITORS, "train.monitor", self.monitor, f"must be one of {', '.join(MONITORS)}")
         _check(self.log_every_seconds >= 0, "train.log_every_seconds", self.log_every_seconds, "must be >= 0")
 
 
@@ -273,9 +382,23 @@ class RunConfig:
         # JRC's loss reads the two logits only the JRC head produces.
         _check(self.loss.name != "jrc" or self.model.head == "jrc", "model.head", self.model.head,
                "must be jrc when loss.name is jrc (the JRC loss reads the two logits of the JRC head)")
+        # Multi-task models compute their own loss (per-task BCE + model.pwiser_*) and report per-task AUCs.
+        _check(not self.model.multitask or self.loss.name == "weighted_bce", "loss.name", self.loss.name,
+               "must stay weighted_bce for a multi-task model (its loss is per-task BCE + model.pwiser_lambda * "
+               "PWiseR; set model.pwiser_tasks)")
+        task_monitor = self.train.monitor[len("val_"):-len("_auc")] if self.train.monitor in MONITORS[2:] else None
+        _check(task_monitor is None or (self.model.multitask and task_monitor in self.model.output_tasks()),
+               "train.monitor", self.train.monitor, "must name an output task of a multi-task model")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+#: The multi-task model names (``tfrec.models.multitask``).
+MULTITASK_MODELS = ("shared_bottom", "mmoe", "ple", "esmm", "single_task")
+#: Validation metrics ``train.monitor`` may name (``val_<task>_auc``: multi-task models; for them
+#: ``val_weighted_auc`` reads as ``val_auc``, the first task's AUC in its space).
+MONITORS = ("val_auc", "val_weighted_auc", "val_ctr_auc", "val_cvr_auc", "val_ctcvr_auc")
 
 
 # ----------------------------------------------------------------------------------------------- loading

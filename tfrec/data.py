@@ -3,7 +3,8 @@
 Reads ``<dir>/<split>-SSSSS-of-NNNNN.tfrecord.gz``: shards are interleaved, records are batched first and then
 parsed with one ``tf.io.parse_example`` per batch (much faster than parsing records one by one), the batch size
 per replica comes from the strategy's ``InputContext``, and the pipeline ends with a prefetch. Each element is
-``(features, label, weight)``, the form Keras ``fit`` takes as ``(x, y, sample_weight)``. The order is
+``(features, label, weight)``, the form Keras ``fit`` takes as ``(x, y, sample_weight)``; for a multi-task dataset
+(``schema.json`` of kind ``multitask``) ``label`` is ``[batch, 2]`` = (click, conversion). The order is
 deterministic for a given seed (parallel reads and parses keep their order), so a seed reproduces a run.
 """
 
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from tfrec.features import PointwiseSchema
+from tfrec.features import MultiTaskSchema, PointwiseSchema, load_any_schema
 
 SPLITS = ("train", "valid", "test")
 
@@ -43,13 +44,13 @@ def split_files(data_dir: str, split: str) -> List[str]:
     return files
 
 
-def load_schema(data_dir: str) -> PointwiseSchema:
-    """Reads ``schema.json`` of a prepared dataset."""
+def load_schema(data_dir: str):
+    """Reads ``schema.json`` of a prepared dataset (a ``PointwiseSchema`` or a ``MultiTaskSchema``)."""
     _require_dir(data_dir)
     path = os.path.join(data_dir, "schema.json")
     if not os.path.exists(path):
         raise DatasetError(f"schema.json not found in {data_dir} (is it a prepared dataset directory?)")
-    return PointwiseSchema.load(path)
+    return load_any_schema(path)
 
 
 def load_stats(data_dir: str) -> Dict[str, object]:
@@ -63,9 +64,13 @@ def load_stats(data_dir: str) -> Dict[str, object]:
 
 
 def parse_batch(serialized: tf.Tensor, schema: PointwiseSchema):
-    """Parses a ``[batch]`` string tensor into ``(features, label, weight)``."""
+    """Parses a ``[batch]`` string tensor into ``(features, label, weight)``; a multi-task schema's label is
+    ``[batch, 2]`` = (click, conversion)."""
     parsed = tf.io.parse_example(serialized, schema.parse_spec(with_label=True))
-    label = parsed.pop(schema.label)
+    if isinstance(schema, MultiTaskSchema):
+        label = tf.stack([parsed.pop(name) for name in schema.labels], axis=1)
+    else:
+        label = parsed.pop(schema.label)
     weight = parsed.pop(schema.weight)
     return parsed, label, weight
 

@@ -116,3 +116,84 @@ CRITEO = PointwiseSchema(name="criteo", dense=CRITEO_DENSE, categorical=CRITEO_C
 #: "" to this token, so "missing" is a category with its own embedding when it is frequent enough (as in
 #: FuxiCTR, which fills missing categorical values before building its vocabularies).
 MISSING_TOKEN = "__MISSING__"
+
+
+# ----------------------------------------------------------------------------------------------- multi-task
+
+CLICK = "click"
+CONVERSION = "conversion"
+MULTITASK_LABELS: Tuple[str, str] = (CLICK, CONVERSION)
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiTaskSchema:
+    """Schema of a multi-task (click, conversion) dataset: AliExpress, Ali-CCP, the funnel simulator.
+
+    Labels travel as float features ``click`` and ``conversion`` (1.0 / 0.0; a conversion implies a click);
+    the reader stacks them into ``y = [batch, 2]`` = (click, conversion). ``weight`` keeps the point-wise
+    convention on the click task: ``beta_pos`` for click positives, 1 for non-clicks (KDD 2024 Eq. 15).
+
+    Attributes:
+      name: dataset family name (``aliexpress``, ``aliccp``).
+      dense / categorical: as in :class:`PointwiseSchema`.
+      labels: the two label feature names, (click, conversion).
+      weight: name of the sample-weight feature.
+    """
+
+    name: str
+    dense: Tuple[str, ...]
+    categorical: Tuple[str, ...]
+    labels: Tuple[str, str] = MULTITASK_LABELS
+    weight: str = WEIGHT
+
+    @property
+    def feature_names(self) -> Tuple[str, ...]:
+        """Model input feature names, dense first, in schema order."""
+        return self.dense + self.categorical
+
+    def parse_spec(self, with_label: bool = True) -> Dict[str, object]:
+        """The ``tf.io.parse_example`` spec (see :meth:`PointwiseSchema.parse_spec`); labels are ``click`` and
+        ``conversion``."""
+        import tensorflow as tf
+
+        spec = PointwiseSchema(self.name, self.dense, self.categorical).parse_spec(with_label=False)
+        if with_label:
+            for name in self.labels:
+                spec[name] = tf.io.FixedLenFeature([], tf.float32)
+            spec[self.weight] = tf.io.FixedLenFeature([], tf.float32, default_value=1.0)
+        return spec
+
+    def to_json(self) -> Dict[str, object]:
+        """A JSON-serializable description (``schema.json``); ``kind`` is ``multitask``."""
+        base = PointwiseSchema(self.name, self.dense, self.categorical).to_json()
+        encoding = dict(base["encoding"])  # type: ignore[arg-type]
+        encoding.pop("label")
+        encoding["labels"] = "float_list each, click and conversion 1.0 / 0.0 (a conversion implies a click)"
+        encoding["weight"] = "float_list, beta_pos for click positives and 1.0 for non-clicks (KDD 2024 Eq. 15)"
+        return {"kind": "multitask", "name": self.name, "dense": list(self.dense),
+                "categorical": list(self.categorical), "labels": list(self.labels), "weight": self.weight,
+                "encoding": encoding}
+
+    @classmethod
+    def from_json(cls, obj: Dict[str, object]) -> "MultiTaskSchema":
+        """Inverse of :meth:`to_json`."""
+        return cls(name=str(obj["name"]), dense=tuple(obj["dense"]),  # type: ignore[arg-type]
+                   categorical=tuple(obj["categorical"]),  # type: ignore[arg-type]
+                   labels=tuple(obj.get("labels", MULTITASK_LABELS)),  # type: ignore[arg-type]
+                   weight=str(obj.get("weight", WEIGHT)))
+
+
+def load_any_schema(path: str):
+    """Reads a ``schema.json``: a :class:`MultiTaskSchema` when its ``kind`` is ``multitask``, else a
+    :class:`PointwiseSchema`."""
+    with open(path, "r", encoding="utf-8") as f:
+        obj = json.load(f)
+    return MultiTaskSchema.from_json(obj) if obj.get("kind") == "multitask" else PointwiseSchema.from_json(obj)
+
+
+ALIEXPRESS_CATEGORICAL: Tuple[str, ...] = tuple(f"categorical_{i}" for i in range(1, 17))
+ALIEXPRESS_DENSE: Tuple[str, ...] = tuple(f"numerical_{i}" for i in range(1, 64))
+#: The AliExpress CSV header: ``search_id`` (the session id, not a model feature), 16 categorical and 63
+#: numerical features, then the two labels.
+ALIEXPRESS_COLUMNS: List[str] = ["search_id", *ALIEXPRESS_CATEGORICAL, *ALIEXPRESS_DENSE, CLICK, CONVERSION]
+ALIEXPRESS = MultiTaskSchema(name="aliexpress", dense=ALIEXPRESS_DENSE, categorical=ALIEXPRESS_CATEGORICAL)

@@ -67,6 +67,14 @@ def build_model(cfg: RunConfig) -> keras.Model:
     return models.build(cfg.model, schema, vocabularies, transform)
 
 
+def monitored_metric(cfg: RunConfig) -> str:
+    """The Keras log name of ``cfg.train.monitor``: multi-task models report no weighted AUC, so for them
+    ``val_weighted_auc`` reads as ``val_auc`` (the first task's AUC in its space; equal when beta_pos = 1)."""
+    if cfg.model.multitask and cfg.train.monitor == "val_weighted_auc":
+        return "val_auc"
+    return cfg.train.monitor
+
+
 def _example_batch(cfg: RunConfig, schema):
     ds = data_lib.make_dataset(data_lib.split_files(cfg.data.dir, "train")[:1], schema, 2, training=False)
     features, _, _ = next(iter(ds))
@@ -112,7 +120,10 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
         model = build_model(cfg)
         optimizer = keras.optimizers.Adam(learning_rate=t.learning_rate,
                                           global_clipnorm=t.clip_norm if t.clip_norm > 0 else None)
-        model.compile(optimizer=optimizer, loss=losses.get(cfg.loss.name, **cfg.loss.params))
+        # Multi-task models compute their own loss (per-task BCE + PWiseR, from the model config).
+        loss = None if cfg.model.multitask else losses.get(cfg.loss.name, **cfg.loss.params)
+        model.compile(optimizer=optimizer, loss=loss)
+    monitor = monitored_metric(cfg)
 
     # Keras needs the number of steps of a distributed dataset: one epoch is one pass over the train split
     # (the last partial batch dropped); the train dataset repeats so an epoch never runs dry.
@@ -137,11 +148,11 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
                                          save_freq=t.save_every_steps or "epoch", delete_checkpoint=True),
         guard,
         throughput,
-        keras.callbacks.ModelCheckpoint(best, monitor=t.monitor, mode="max", save_best_only=True,
+        keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode="max", save_best_only=True,
                                         save_weights_only=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=t.monitor, mode="max", factor=t.plateau_factor,
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=t.plateau_factor,
                                           patience=t.plateau_patience, min_delta=0.0, verbose=0),
-        keras.callbacks.EarlyStopping(monitor=t.monitor, mode="max", patience=t.early_stop_patience,
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=t.early_stop_patience,
                                       min_delta=0.0),
         keras.callbacks.TensorBoard(os.path.join(t.model_dir, "logs"), update_freq="epoch", profile_batch=0),
         keras.callbacks.CSVLogger(os.path.join(t.model_dir, "history.csv"), append=True),
@@ -165,7 +176,7 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
     if tf.io.gfile.exists(best + ".index"):
         model.load_weights(best).expect_partial()
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    monitored = hist.get(t.monitor, [])
+    monitored = hist.get(monitor, [])
     summary = {
         "epochs_run": len(hist.get("loss", [])),
         "best_epoch": (int(max(range(len(monitored)), key=monitored.__getitem__)) + 1) if monitored else None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import functools
 import operator
-from typing import Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
 
@@ -190,7 +190,11 @@ class SplitCountFn(beam.CombineFn):
 
 
 class ReasonCountFn(beam.CombineFn):
-    """Dead-letter records (dicts with a ``reason``) per reason; outputs a dict with every known reason."""
+    """Dead-letter records (dicts with a ``reason``) per reason; outputs a dict with every known reason
+    (``reasons``: the Criteo parser's by default)."""
+
+    def __init__(self, reasons: Iterable[str] = REASONS):
+        self.reasons = tuple(reasons)
 
     def create_accumulator(self) -> collections.Counter:
         return collections.Counter()
@@ -211,7 +215,7 @@ class ReasonCountFn(beam.CombineFn):
         return out
 
     def extract_output(self, acc: collections.Counter) -> Dict[str, int]:
-        out = {r: 0 for r in REASONS}
+        out = {r: 0 for r in self.reasons}
         out.update(acc)
         return out
 
@@ -240,10 +244,15 @@ class RowsInFn(beam.CombineFn):
 
 class TrainStatsFn(beam.CombineFn):
     """Train rows -> ``((rows, positives), vocabularies, transform params)``: SplitCountFn, VocabCombineFn and
-    ScaleCombineFn over the same rows (a tuple combiner whose ``add_inputs`` stays batched)."""
+    ScaleCombineFn over the same rows (a tuple combiner whose ``add_inputs`` stays batched).
 
-    def __init__(self, min_count: int, kind: str):
-        self.fns = (SplitCountFn(), VocabCombineFn(min_count), ScaleCombineFn(kind))
+    ``count_fn`` (default :class:`SplitCountFn`), ``categorical`` and ``dense`` (default Criteo's fields) let
+    other row types (rows with ``categorical`` and ``dense`` lists) reuse it."""
+
+    def __init__(self, min_count: int, kind: str, count_fn: beam.CombineFn = None,
+                 categorical: Iterable[str] = CRITEO_CATEGORICAL, dense: Iterable[str] = CRITEO_DENSE):
+        self.fns = (count_fn or SplitCountFn(), VocabCombineFn(min_count, categorical),
+                    ScaleCombineFn(kind, dense))
 
     def create_accumulator(self) -> list:
         return [fn.create_accumulator() for fn in self.fns]
@@ -270,14 +279,18 @@ class PipelineStatsFn(beam.CombineFn):
     """All the statistics of one run over keyed inputs ``(key, value)``; accumulator: key -> sub-accumulator.
 
     Keys: ``train`` (rows: counts, vocabularies, transform), ``valid`` / ``test`` (rows: counts) and
-    ``deadletter`` (dead-letter dicts: counts per reason). The output maps each key to its sub-combiner's output.
+    ``deadletter`` (dead-letter dicts: counts per reason). ``count_fn`` makes the per-split counter (default
+    :class:`SplitCountFn`); ``categorical`` / ``dense`` / ``reasons`` default to Criteo's. The output maps each
+    key to its sub-combiner's output.
     ``ParseRows`` pre-aggregates one accumulator per bundle with it (no per-element Beam edge) and
     :class:`MergeAccumulatorsFn` merges the bundles' accumulators.
     """
 
-    def __init__(self, min_count: int, kind: str):
-        self.fns = {"train": TrainStatsFn(min_count, kind), "valid": SplitCountFn(), "test": SplitCountFn(),
-                    "deadletter": ReasonCountFn()}
+    def __init__(self, min_count: int, kind: str, count_fn: Callable[[], beam.CombineFn] = SplitCountFn,
+                 categorical: Iterable[str] = CRITEO_CATEGORICAL, dense: Iterable[str] = CRITEO_DENSE,
+                 reasons: Iterable[str] = REASONS):
+        self.fns = {"train": TrainStatsFn(min_count, kind, count_fn(), categorical, dense), "valid": count_fn(),
+                    "test": count_fn(), "deadletter": ReasonCountFn(reasons)}
 
     def create_accumulator(self) -> dict:
         return {key: fn.create_accumulator() for key, fn in self.fns.items()}

@@ -34,10 +34,22 @@ def to_example(row: Tuple[int, Sequence[Optional[float]], Sequence[bytes]], beta
     feature = example.features.feature
     feature[LABEL].float_list.value.append(1.0 if label else 0.0)
     feature[WEIGHT].float_list.value.append(beta_pos if label else 1.0)
-    for name, x in zip(CRITEO_DENSE, dense):
+    add_features(feature, CRITEO_DENSE, dense, CRITEO_CATEGORICAL, categorical)
+    return example.SerializeToString(deterministic=True)
+
+
+def new_example():
+    """An empty ``tf.train.Example``."""
+    return _example_class()()
+
+
+def add_features(feature, dense_names: Sequence[str], dense: Sequence[Optional[float]],
+                 categorical_names: Sequence[str], categorical: Sequence[bytes]) -> None:
+    """Adds raw values to an Example's feature map: each dense value as a float_list (absent when ``None``),
+    each categorical value as a bytes_list (absent when empty)."""
+    for name, x in zip(dense_names, dense):
         if x is not None:
             feature[name].float_list.value.append(x)
-    for name, v in zip(CRITEO_CATEGORICAL, categorical):
+    for name, v in zip(categorical_names, categorical):
         if v:
             feature[name].bytes_list.value.append(v)
-    return example.SerializeToString(deterministic=True)

@@ -66,10 +66,10 @@ def read_json(path: str) -> Dict[str, object]:
         return json.loads(f.read().decode("utf-8"))
 
 
-def delete_owned(output: str) -> None:
-    """Removes the files a previous run wrote under ``output`` (only the pipeline's own names)."""
+def delete_owned(output: str, patterns: Iterable[str] = OWNED_PATTERNS) -> None:
+    """Removes the files a previous run wrote under ``output`` (only the pipeline's own names, ``patterns``)."""
     stale: List[str] = []
-    for pattern in OWNED_PATTERNS:
+    for pattern in patterns:
         stale.extend(match(join(output, *pattern.split("/"))))
     if stale:
         FileSystems.delete(stale)

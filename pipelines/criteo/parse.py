@@ -114,6 +114,11 @@ def _check_common(line: bytes) -> Union[Rejection, None]:
     return None
 
 
+#: Public names of the checks every tfrec CSV parser shares (``pipelines.multitask.parse``).
+check_line = _check_common
+FLOAT_RE = _FLOAT_RE
+
+
 def _field_count(fields: List[bytes], sep: str) -> Union[Rejection, List[bytes]]:
     n = len(fields)
     if n < MIN_FIELDS or n > NUM_FIELDS:

@@ -6,7 +6,7 @@ import os
 from typing import Callable, Dict, List
 
 from tfrec.config import ModelConfig
-from tfrec.features import PointwiseSchema
+from tfrec.features import MultiTaskSchema, PointwiseSchema
 from tfrec.models.base import RankingModel
 from tfrec.models.ctr import DCNv2
 from tfrec.models.multitask import ESMM, MMoE, PLE, MultiTaskModel, SharedBottom, SingleTask
@@ -28,6 +28,9 @@ def load_vocabularies(data_dir: str, fields) -> Dict[str, List[str]]:
 
 
 def _build_dcn_v2(cfg: ModelConfig, schema: PointwiseSchema, vocabularies, transform) -> RankingModel:
+    if isinstance(schema, MultiTaskSchema):
+        raise ValueError(f"model 'dcn_v2' is single-task; the dataset {schema.name!r} is multi-task (labels click, "
+                         "conversion): use one of shared_bottom, mmoe, ple, esmm, single_task")
     return DCNv2(dense=schema.dense, categorical=schema.categorical, vocabularies=vocabularies,
                  transform=transform, embedding_dim=cfg.embedding_dim, embedding_l2=cfg.embedding_l2,
                  structure=cfg.structure, num_cross_layers=cfg.num_cross_layers,
@@ -35,7 +38,40 @@ def _build_dcn_v2(cfg: ModelConfig, schema: PointwiseSchema, vocabularies, trans
                  net_l2=cfg.net_l2, batch_norm=cfg.batch_norm, head=cfg.head, name="dcn_v2")
 
 
-_BUILDERS: Dict[str, Callable[..., RankingModel]] = {"dcn_v2": _build_dcn_v2}
+def _multitask_args(cfg: ModelConfig, schema, vocabularies, transform) -> Dict[str, object]:
+    return dict(dense=schema.dense, categorical=schema.categorical, vocabularies=vocabularies,
+                transform=transform, embedding_dim=cfg.embedding_dim, embedding_l2=cfg.embedding_l2,
+                tower_units=cfg.tower_units, dropout=cfg.dropout, batch_norm=cfg.batch_norm, net_l2=cfg.net_l2,
+                pwiser_tasks=cfg.pwiser_tasks, pwiser_lambda=cfg.pwiser_lambda, pwiser_m1=cfg.pwiser_m1,
+                pwiser_m2=cfg.pwiser_m2, pwiser_space=cfg.pwiser_space, pwiser_pairing=cfg.pwiser_pairing,
+                name=cfg.name)
+
+
+def _multitask_builder(cls, task_arg: bool = True, **fields: str) -> Callable[..., RankingModel]:
+    """A builder of the multi-task model ``cls``; ``fields`` maps its own arguments to ``ModelConfig`` keys."""
+
+    def build_fn(cfg: ModelConfig, schema, vocabularies, transform) -> RankingModel:
+        if not isinstance(schema, MultiTaskSchema):
+            raise ValueError(f"model {cfg.name!r} needs a multi-task dataset (labels click, conversion); the "
+                             f"dataset's schema {schema.name!r} has one label")
+        args = _multitask_args(cfg, schema, vocabularies, transform)
+        if task_arg:
+            args["tasks"] = cfg.tasks
+        args.update({arg: getattr(cfg, key) for arg, key in fields.items()})
+        return cls(**args)
+
+    return build_fn
+
+
+_BUILDERS: Dict[str, Callable[..., RankingModel]] = {
+    "dcn_v2": _build_dcn_v2,
+    "shared_bottom": _multitask_builder(SharedBottom, bottom_units="bottom_units"),
+    "mmoe": _multitask_builder(MMoE, num_experts="num_experts", expert_units="expert_units"),
+    "ple": _multitask_builder(PLE, num_levels="num_levels", num_shared_experts="num_shared_experts",
+                              num_task_experts="num_task_experts", expert_units="expert_units"),
+    "esmm": _multitask_builder(ESMM, task_arg=False, bottom_units="bottom_units"),
+    "single_task": _multitask_builder(SingleTask, task_arg=False, task="task"),
+}
 
 
 def names() -> List[str]:

@@ -1,0 +1,321 @@
+"""The multi-task Beam pipeline: AliExpress / Ali-CCP CSV -> GZIP TFRecords of tf.Example + side files.
+
+It follows the Criteo pipeline's conventions and reuses its pieces (:mod:`pipelines.criteo`): the chunked byte
+reader, the hash split and shard (:class:`pipelines.criteo.pipeline.HashSplitter`), the batched TFRecord sink,
+the vocabulary / numeric-transform / reason CombineFns, the file helpers and the runner options. What differs is
+the row: two labels (click, conversion) and the column roles of the CSV layout (:mod:`pipelines.multitask.parse`,
+read from the header).
+
+Layout of ``<output>/`` (as the Criteo pipeline's): ``<split>-SSSSS-of-NNNNN.tfrecord.gz`` (raw feature values,
+``click``, ``conversion``, ``weight`` = ``beta_pos`` on click positives), ``deadletter/deadletter-00000-of-00001
+.jsonl`` (``source``, ``reason`` of :data:`pipelines.multitask.parse.REASONS`, ``message``, ``row``),
+``vocab/<feature>.txt`` (train split, count >= ``min_count``), ``transform.json`` (fitted on train),
+``schema.json`` (:class:`tfrec.features.MultiTaskSchema`, ``kind: multitask``) and ``stats.json`` (rows in /
+written per split / rejected by reason, clicks, conversions, click rate, conversions per click, effective click
+rate after ``beta_pos``, vocabulary sizes). The run checks ``rows_in == sum(rows_written) + rows_rejected``;
+header lines are not rows.
+
+Every input file must have the same layout (the same header); an Ali-CCP file must start with its header.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, Iterable, List, Optional
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.value_provider import StaticValueProvider
+from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipelines.criteo import files
+from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
+from pipelines.criteo.parse import raw_text, strip_eol
+from pipelines.criteo.example import add_features, new_example
+from pipelines.criteo.pipeline import (DEADLETTER, SHARD_TEMPLATE, SPLITS, STATS, HashSplitter, InputPlan,
+                                       _temp_directory, num_shards, pipeline_options, plan_inputs)
+from pipelines.criteo.read import ReadLines
+from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
+from pipelines.multitask.parse import (FORMATS, REASONS, Layout, LayoutError, Row, file_layout, is_header,
+                                       parse_line)
+from tfrec.config import PrepareConfig
+from tfrec.features import CLICK, CONVERSION, WEIGHT
+
+COUNTS_FILE = "_counts.json"
+OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
+                  "deadletter/deadletter-*-of-*.jsonl", "vocab/*.txt", "schema.json", "transform.json",
+                  "stats.json", COUNTS_FILE)
+STATS_ROWS = 256
+
+
+def to_example(row: Row, layout: Layout, beta_pos: float = 1.0) -> bytes:
+    """Serializes a parsed row: ``click``, ``conversion`` (float 0/1), ``weight`` (``beta_pos`` when clicked,
+    else 1.0; KDD 2024 Eq. 15 on the click task), then the raw dense and categorical values (absent when
+    missing), under the layout's feature names. Deterministic bytes."""
+    example = new_example()
+    feature = example.features.feature
+    feature[CLICK].float_list.value.append(float(row.click))
+    feature[CONVERSION].float_list.value.append(float(row.conversion))
+    feature[WEIGHT].float_list.value.append(beta_pos if row.click else 1.0)
+    add_features(feature, [n for _, n in layout.dense], row.dense, [n for _, n in layout.categorical],
+                 row.categorical)
+    return example.SerializeToString(deterministic=True)
+
+
+class LabelCountFn(beam.CombineFn):
+    """Rows, clicks and conversions of a PCollection of :class:`Row`; outputs ``(rows, clicks, conversions)``."""
+
+    def create_accumulator(self) -> list:
+        return [0, 0, 0]
+
+    def add_input(self, acc: list, row: Row) -> list:
+        return self.add_inputs(acc, [row])
+
+    def add_inputs(self, acc: list, rows: Iterable[Row]) -> list:
+        for row in rows:
+            acc[0] += 1
+            acc[1] += row.click
+            acc[2] += row.conversion
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[list]) -> list:
+        return [sum(column) for column in zip(*accs)]
+
+    def extract_output(self, acc: list) -> tuple:
+        return tuple(acc)
+
+
+def plan_layout(cfg: PrepareConfig, plan: InputPlan) -> Layout:
+    """The layout shared by every input file (read from each file's first line).
+
+    Raises:
+      LayoutError: a file whose header does not fit ``cfg.input_format``, or files with different headers.
+    """
+    layout: Optional[Layout] = None
+    first_file = ""
+    for paths in plan.files.values():
+        for path in paths:
+            with FileSystems.open(path) as f:
+                first = f.readline()
+            this, _ = file_layout(cfg.input_format, first, path)
+            if layout is None:
+                layout, first_file = this, path
+            elif this.columns != layout.columns:
+                raise LayoutError(f"prepare: {path} has another header than {first_file} ({len(this.columns)} vs "
+                                  f"{len(layout.columns)} columns); every input must have the same layout")
+    assert layout is not None
+    return layout
+
+
+def _stats_fn(cfg: PrepareConfig, layout: Layout) -> PipelineStatsFn:
+    schema = layout.schema()
+    return PipelineStatsFn(cfg.min_count, cfg.numeric_transform, LabelCountFn, schema.categorical, schema.dense,
+                           REASONS)
+
+
+class ParseRows(beam.DoFn):
+    """(file, [line, ...]) -> batches ``((split, shard), [serialized tf.Example, ...])``, dead-letter dicts on
+    ``deadletter`` and one statistics accumulator per bundle on ``stats`` (as the Criteo pipeline's ParseRows:
+    header lines produce nothing; the split is fixed or by the row's hash, the shard by the hash)."""
+
+    def __init__(self, layout: dict, split: Optional[str], cfg: PrepareConfig, shards: int):
+        self.layout_json, self.split, self.cfg, self.shards = layout, split, cfg, shards
+
+    def setup(self):
+        self.layout = Layout.from_json(self.layout_json)
+        self.splitter = HashSplitter(self.cfg.split_ratios, self.cfg.split_salt, self.shards)
+        self.stats = _stats_fn(self.cfg, self.layout)
+
+    def start_bundle(self):
+        self.acc = self.stats.create_accumulator()
+
+    def process(self, element):
+        file_name, lines = element
+        layout, splitter, beta_pos = self.layout, self.splitter, self.cfg.beta_pos
+        acc, fns = self.acc, self.stats.fns
+        out: Dict[tuple, list] = {}
+        for start in range(0, len(lines), STATS_ROWS):
+            rows: Dict[str, list] = {k: [] for k in acc}
+            for line in lines[start:start + STATS_ROWS]:
+                if is_header(line, layout):
+                    continue
+                raw = strip_eol(line)
+                parsed = parse_line(raw, layout)
+                if type(parsed) is Row:
+                    h = splitter.hash(raw)
+                    split = self.split or splitter.split_of(h)
+                    rows[split].append(parsed)
+                    out.setdefault((split, splitter.shard_of(h)), []).append(to_example(parsed, layout, beta_pos))
+                else:
+                    record = {"source": file_name, "reason": parsed.reason, "message": parsed.message,
+                              "row": raw_text(raw)}
+                    rows[DEADLETTER].append(record)
+                    yield TaggedOutput(DEADLETTER, record)
+            for k, batch in rows.items():
+                if batch:
+                    acc[k] = fns[k].add_inputs(acc[k], batch)
+        yield from out.items()
+
+    def finish_bundle(self):
+        acc, self.acc = self.stats.compact(self.acc), None
+        yield TaggedOutput(STATS, WindowedValue(acc, GlobalWindow().max_timestamp(), [GlobalWindow()]))
+
+
+def build(p: beam.Pipeline, cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, object]:
+    """Adds the whole pipeline to ``p``; returns the PCollections ``lines``, ``examples``, ``deadletter`` and
+    ``written`` (as :func:`pipelines.criteo.pipeline.build`)."""
+    out, shards = cfg.output, num_shards(cfg)
+    all_lines, examples, dead, bundle_stats = [], [], [], []
+    for group, paths in plan.files.items():
+        name = group or "inputs"
+        lines = p | f"Read[{name}]" >> ReadLines(paths)
+        parsed = lines | f"Parse[{name}]" >> beam.ParDo(ParseRows(layout.to_json(), group or None, cfg, shards)
+                                                       ).with_outputs(DEADLETTER, STATS, main="examples")
+        all_lines.append(lines)
+        dead.append(parsed[DEADLETTER])
+        bundle_stats.append(parsed[STATS])
+        examples.append(parsed["examples"])
+    examples.append(p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)]))
+    result: Dict[str, object] = {"lines": all_lines | "AllLines" >> beam.Flatten(),
+                                 "deadletter": dead | "AllDead" >> beam.Flatten(),
+                                 "examples": examples | "AllExamples" >> beam.Flatten()}
+    temp_dir = _temp_directory(p, out)
+    result["written"] = result["examples"] | "WriteExamples" >> fileio.WriteToFiles(
+        path=out, destination=batch_destination, file_naming=ShardNaming(shards),
+        temp_directory=StaticValueProvider(str, temp_dir), sink=TFRecordBatchSink, shards=1, max_writers_per_bundle=0)
+    dead_files = (result["deadletter"]
+                  | "DeadJson" >> beam.Map(json.dumps).with_output_types(str)
+                  | "WriteDead" >> beam.io.WriteToText(files.join(out, DEADLETTER, DEADLETTER),
+                                                       file_name_suffix=".jsonl", num_shards=1,
+                                                       shard_name_template=SHARD_TEMPLATE))
+    layout_json = layout.to_json()
+    rows_in = result["lines"] | "RowsIn" >> beam.CombineGlobally(RowsInFn(_HeaderlessCount(layout_json)))
+    stats = (bundle_stats | "AllBundleStats" >> beam.Flatten()
+             | "Stats" >> beam.CombineGlobally(MergeAccumulatorsFn(_stats_fn(cfg, layout))))
+    _ = (p | "Once" >> beam.Create([None])
+         | "WriteSideFiles" >> beam.Map(_write_side_files, out, temp_dir, layout_json, AsSingleton(rows_in),
+                                        AsSingleton(stats), AsList(result["written"]), AsList(dead_files)))
+    return result
+
+
+class _HeaderlessCount:
+    """``(file, lines) -> rows among the lines``: every line but the layout's header lines."""
+
+    def __init__(self, layout_json: dict):
+        self.layout_json = layout_json
+        self.layout = None
+
+    def __call__(self, file_name: str, lines: List[bytes]) -> int:
+        if self.layout is None:
+            self.layout = Layout.from_json(self.layout_json)
+        return len(lines) - sum(is_header(line, self.layout) for line in lines)
+
+    def __getstate__(self):
+        return {"layout_json": self.layout_json}
+
+    def __setstate__(self, state):
+        self.layout_json, self.layout = state["layout_json"], None
+
+
+def _write_side_files(_, out, temp_dir, layout_json, rows_in, stats, written, dead_files):
+    """The last pipeline step: vocabularies, transform.json and the raw counts (``_counts.json``)."""
+    try:
+        FileSystems.delete([temp_dir])
+    except BeamIOError:
+        pass
+    counts, vocabs, transform = stats["train"]
+    sizes = {}
+    for field in Layout.from_json(layout_json).schema().categorical:
+        tokens = [t for t, _ in vocabs[field]]
+        sizes[field] = len(tokens)
+        files.write_bytes(files.join(out, "vocab", f"{field}.txt"), "".join(t + "\n" for t in tokens).encode("utf-8"))
+    files.write_json(files.join(out, "transform.json"), transform)
+    shard_files: Dict[str, List[str]] = {s: [] for s in SPLITS}
+    for r in written:
+        shard_files[r.destination[0]].append(r.file_name)
+    files.write_json(files.join(out, COUNTS_FILE), {
+        "rows_in": rows_in, "splits": {"train": list(counts), "valid": list(stats["valid"]),
+                                       "test": list(stats["test"])},
+        "rejected_by_reason": stats[DEADLETTER], "vocabulary_sizes": sizes,
+        "files": {s: sorted(fs) for s, fs in shard_files.items()},
+        "deadletter_files": sorted(files.relative(f, out) for f in dead_files)})
+
+
+def _ratio(a: int, b: int) -> Optional[float]:
+    return a / b if b else None
+
+
+def finalize(cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, object]:
+    """After the run: checks the row accounting, writes ``stats.json`` and ``schema.json``, returns the stats.
+
+    Raises:
+      RuntimeError: ``rows_in != sum(rows_written) + rows_rejected``.
+    """
+    out = cfg.output
+    counts_path = files.join(out, COUNTS_FILE)
+    counts = files.read_json(counts_path)
+    rows, clicks, convs = ({s: int(counts["splits"][s][i]) for s in SPLITS} for i in range(3))
+    rejected = int(sum(counts["rejected_by_reason"].values()))
+    rows_in = int(counts["rows_in"])
+    if rows_in != sum(rows.values()) + rejected:
+        raise RuntimeError(f"prepare: row accounting failed: rows_in={rows_in} != rows_written "
+                           f"{sum(rows.values())} {rows} + rows_rejected {rejected}; see {counts_path}")
+    click_rate = {s: _ratio(clicks[s], rows[s]) for s in SPLITS}
+    b = cfg.beta_pos
+    hash_mode = plan.mode == "hash"
+    stats = {
+        "rows_in": rows_in, "rows_written": rows, "rows_rejected": rejected,
+        "rejected_by_reason": counts["rejected_by_reason"],
+        "clicks": clicks, "conversions": convs, "click_rate": click_rate,
+        "conversion_rate": {s: _ratio(convs[s], clicks[s]) for s in SPLITS},
+        "ctcvr_rate": {s: _ratio(convs[s], rows[s]) for s in SPLITS},
+        "effective_click_rate": {s: None if r is None else b * r / (b * r + 1.0 - r) for s, r in click_rate.items()},
+        "beta_pos": b, "min_count": cfg.min_count, "vocabulary_sizes": counts["vocabulary_sizes"],
+        "numeric_transform": cfg.numeric_transform,
+        "split": {"mode": plan.mode, "ratios": list(cfg.split_ratios) if hash_mode else None,
+                  "salt": cfg.split_salt if hash_mode else None,
+                  **({} if hash_mode else {"inputs": {s: plan.files.get(s, []) for s in SPLITS}})},
+        "files": counts["files"], "deadletter_files": counts["deadletter_files"], "num_shards": num_shards(cfg),
+        "input_format": cfg.input_format, "columns": list(layout.columns),
+        "inputs": [f for fs in plan.files.values() for f in fs],
+    }
+    files.write_json(files.join(out, "schema.json"), layout.schema().to_json())
+    files.write_json(files.join(out, "stats.json"), stats)
+    FileSystems.delete([counts_path])
+    return stats
+
+
+def run(cfg: PrepareConfig) -> Dict[str, object]:
+    """Runs the multi-task pipeline (``cfg.input_format`` ``aliexpress`` or ``aliccp``) on ``cfg.runner``,
+    waits, checks the counts, returns the stats.
+
+    Raises:
+      tfrec.config.ConfigError: an invalid config.
+      ValueError: another input format, no inputs, an empty ``output``, or a header that does not fit
+        (:class:`LayoutError`).
+      FileNotFoundError: an input pattern that matches nothing.
+      RuntimeError: the run failed or the row accounting does not add up.
+    """
+    cfg.validate()
+    if cfg.input_format not in FORMATS:
+        raise ValueError(f"`prepare.input_format` must be one of {FORMATS} for the multi-task pipeline. "
+                         f"Received: prepare.input_format={cfg.input_format!r}")
+    if not cfg.output:
+        raise ValueError("prepare.output is empty; set it to the output directory of the prepared dataset")
+    plan = plan_inputs(cfg)
+    layout = plan_layout(cfg, plan)
+    if "://" not in cfg.output:
+        cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
+    files.delete_owned(cfg.output, OWNED_PATTERNS)
+    p = beam.Pipeline(options=pipeline_options(cfg))
+    build(p, cfg, plan, layout)
+    state = p.run().wait_until_finish()
+    if state not in (None, beam.runners.runner.PipelineState.DONE):
+        raise RuntimeError(f"prepare: the {cfg.runner} run ended in state {state}")
+    return finalize(cfg, plan, layout)

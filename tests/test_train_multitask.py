@@ -1,0 +1,200 @@
+"""Multi-task training end to end: simulate a funnel -> prepare (Beam) -> train under 2 replicas -> evaluate per
+task, for every architecture; PWiseR's global pairing (2 replicas == 1 device); the per-task metrics against a
+hand count; config validation."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec.cli import main
+from tfrec.config import ConfigError, load_config
+from tfrec.devices import make_strategy
+from tfrec.evaluate import evaluate, predict_split, train_and_evaluate
+from tfrec.metrics import auc, logloss, multitask_report
+from tfrec.models import MMoE
+from tfrec.train import build_model, train
+
+SMALL = ["model.embedding_dim=4", "model.tower_units=[8]", "model.expert_units=[8]", "model.bottom_units=[8]",
+         "model.num_experts=2", "model.num_shared_experts=1", "model.num_task_experts=1", "model.dropout=0",
+         "data.batch_size=64", "data.eval_batch_size=256", "data.shuffle_buffer=0", "train.epochs=1",
+         "train.steps_per_epoch=2", "train.log_every_seconds=0", "train.replicas=2"]
+
+
+#: Funnel columns kept for the Ali-CCP-layout copy (a narrow dataset keeps the graphs small and the tests fast).
+NARROW = {"click": "click", "conversion": "purchase", "categorical_1": "101", "categorical_2": "205",
+          "categorical_3": "121", "categorical_4": "206", "numerical_1": "D101_1", "numerical_5": "D205_1"}
+
+
+@pytest.fixture(scope="module")
+def funnel_dataset(tmp_path_factory):
+    """A simulated funnel (2400 exposures) copied into the Ali-CCP layout (user, item, segment, category ids
+    and one dense feature each of user and item) and prepared by the CLI's Beam pipeline."""
+    root = tmp_path_factory.mktemp("funnel_data")
+    raw, data = str(root / "raw" / "aliexpress.csv"), str(root / "data")
+    assert main(["simulate", "--kind", "funnel", "--out", raw, "--rows", "2400", "--seed", "3",
+                 "--noisy-click-share", "0.3", "--set", "simulation.funnel.users=200",
+                 "--set", "simulation.funnel.items=50", "--set", "simulation.funnel.click_rate=0.25",
+                 "--set", "simulation.funnel.conversion_rate=0.3"]) == 0
+    with open(raw) as f:
+        header = f.readline().rstrip("\n").split(",")
+        keep = [header.index(c) for c in ("click", "conversion")] + [
+            header.index(c) for c in NARROW if c not in ("click", "conversion")]
+        lines = [",".join(NARROW[header[i]] for i in keep)]
+        lines += [",".join(fields[i] for i in keep) for fields in (line.rstrip("\n").split(",") for line in f)]
+    narrow = str(root / "raw" / "aliccp.csv")
+    with open(narrow, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    assert main(["prepare", "--input", narrow, "--out", data, "--format", "aliccp", "--min-count", "2",
+                 "--beta-pos", "0.5", "--runner", "DirectRunner"]) == 0
+    return data
+
+
+def test_cli_train_evaluate_mmoe_with_pwiser(funnel_dataset, tmp_path, capsys):
+    model_dir = str(tmp_path / "mmoe")
+    sets = [a for s in SMALL + ["model.name=mmoe", "model.pwiser_tasks=[ctr, cvr]", "model.pwiser_pairing=global"]
+            for a in ("--set", s)]
+    assert main(["train", "--data", funnel_dataset, "--model-dir", model_dir, *sets]) == 0
+    assert main(["evaluate", "--data", funnel_dataset, "--model-dir", model_dir, "--split", "test", *sets]) == 0
+    out = capsys.readouterr().out
+    assert "ctr_auc" in out and "cvr_auc" in out and "ctcvr_logloss" in out
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        report = json.load(f)["test"]
+    assert report["tasks"] == ["ctr", "cvr", "ctcvr"] and report["cvr_rows"] == report["clicks"]
+    with open(os.path.join(model_dir, "history.csv")) as f:
+        header = f.readline()
+    assert "ctr_pwiser_loss" in header and "cvr_pwiser_loss" in header and "val_cvr_auc" in header
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("shared_bottom", ["model.pwiser_tasks=[ctr]"]),
+    ("ple", ["model.pwiser_tasks=[cvr]", "model.pwiser_space=logit"]),
+    ("esmm", ["model.pwiser_tasks=[ctcvr]", "train.monitor=val_ctcvr_auc"]),
+    ("single_task", ["model.task=cvr", "model.pwiser_tasks=[cvr]"]),
+])
+def test_train_and_evaluate_each_architecture(funnel_dataset, tmp_path, name, extra):
+    # One replica here (the CLI test and the pairing test cover 2 replicas): each traced graph costs seconds.
+    cfg = load_config(None, [f"data.dir={funnel_dataset}", f"train.model_dir={tmp_path / name}",
+                             f"model.name={name}", *SMALL, "train.replicas=1", *extra])
+    if name == "esmm":  # the protocol entry point: train, then evaluate the best weights per split
+        out = train_and_evaluate(cfg, splits=("test",))
+        assert out["summary"]["train_steps"] == 2 and set(out["metrics"]) == {"test"}
+        report = out["metrics"]["test"]
+        from tfrec.train import load_trained_model
+
+        model = load_trained_model(cfg)
+    else:
+        result = train(cfg)
+        assert result.summary["replicas"] == 1 and result.summary["train_steps"] == 2
+        assert all(np.isfinite(v[0]) for k, v in result.history.items() if k.endswith("_loss"))
+        report, model = evaluate(cfg, "test", model=result.model), result.model
+    tasks = {"esmm": ["ctr", "cvr", "ctcvr"], "single_task": ["cvr"]}.get(name, ["ctr", "cvr", "ctcvr"])
+    assert report["tasks"] == tasks
+    if name != "esmm":
+        return
+    # The report is the exact NumPy metric of each task in its own space.
+    p, y, w = predict_split(model, funnel_dataset, "test", 256, outputs=tuple(model.output_tasks()))
+    clicked = y[:, 0] == 1
+    assert report["cvr_auc"] == pytest.approx(auc(y[clicked, 1], p["cvr"][clicked]))
+    assert report["cvr_logloss"] == pytest.approx(logloss(y[clicked, 1], p["cvr"][clicked]))
+    if "ctr" in p:
+        assert report["ctr_auc"] == pytest.approx(auc(y[:, 0], p["ctr"]))
+        assert report["ctr_weighted_logloss"] == pytest.approx(logloss(y[:, 0], p["ctr"], w))
+        ctcvr = p.get("ctcvr", p["ctr"].astype(np.float64) * p["cvr"])
+        assert report["ctcvr_auc"] == pytest.approx(auc(y[:, 0] * y[:, 1], ctcvr))
+
+
+def test_models_need_matching_datasets(funnel_dataset, tiny_dataset):
+    with pytest.raises(ValueError, match="multi-task"):
+        build_model(load_config(None, [f"data.dir={funnel_dataset}", "model.name=dcn_v2"]))
+    with pytest.raises(ValueError, match="needs a multi-task dataset"):
+        build_model(load_config(None, [f"data.dir={tiny_dataset}", "model.name=mmoe"]))
+
+
+def test_multitask_report_by_hand():
+    y = np.array([[0, 0], [1, 0], [1, 1], [0, 0], [1, 1], [1, 0]])
+    p = {"ctr": np.array([0.1, 0.6, 0.9, 0.4, 0.7, 0.3]), "cvr": np.array([0.9, 0.2, 0.8, 0.1, 0.3, 0.5])}
+    r = multitask_report(y, p, weights=np.where(y[:, 0] == 1, 0.5, 1.0))
+    assert r["tasks"] == ["ctr", "cvr", "ctcvr"] and r["cvr_rows"] == 4 and r["ctcvr_rows"] == 6
+    assert r["ctr_auc"] == pytest.approx(7 / 8)  # positives .6 .9 .7 .3 over negatives .1 .4: 7 of 8 pairs
+    assert r["cvr_auc"] == pytest.approx(3 / 4)  # clicked: conv .8 .3 over non-conv .2 .5: 3 of 4 pairs
+    ctcvr = p["ctr"] * p["cvr"]  # .09 .12 .72 .04 .21 .15: conversions .72, .21 above all 4 others
+    assert r["ctcvr_auc"] == pytest.approx(1.0) and r["ctcvr_logloss"] == pytest.approx(
+        -np.mean(np.log(np.where(y[:, 1] == 1, ctcvr, 1 - ctcvr))))
+    assert r["conversion_rate"] == pytest.approx(0.5) and r["click_rate"] == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="conversion without a click"):
+        multitask_report(np.array([[0, 1]]), {"ctr": np.array([0.5])})
+
+
+FEATS = dict(dense=["d0"], categorical=["c0"], vocabularies={"c0": ["a", "b", "c"]},
+             transform={"kind": "log_minmax", "scale": {"d0": 3.0}}, embedding_dim=4, embedding_l2=0.0,
+             tower_units=[8], num_experts=2, expert_units=[8], pwiser_tasks=("ctr", "cvr"), pwiser_lambda=5.0,
+             pwiser_m1=0.5, pwiser_m2=1.0)
+
+
+def _batch(n=16):
+    rng = np.random.default_rng(4)
+    x = {"d0": rng.normal(size=n).astype(np.float32), "c0": rng.choice(["a", "b", "c"], n)}
+    # Conversions only in the first replica's half, so its pairs differ from the global batch's (with replica
+    # pairing the second replica has no pair at all). Both halves have 4 clicks: the click-space CVR BCE is a
+    # mean over each replica's clicked rows, which equals the global mean only for equal click counts.
+    click = np.array([1, 1, 0, 0, 1, 0, 1, 0] + [1, 0, 0, 1, 0, 1, 1, 0], np.float32)
+    conv = np.array([1, 0, 0, 0, 1, 0, 0, 0] + [0] * 8, np.float32)
+    return {k: tf.constant(v) for k, v in x.items()}, np.stack([click, conv], axis=1)
+
+
+def _one_step(replicas, pairing, init):
+    x, y = _batch()
+    strategy = make_strategy(replicas)
+    with strategy.scope():
+        model = MMoE(**FEATS, pwiser_pairing=pairing)
+        model(x)
+        model.set_weights(init)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+    ds = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((x, y)))
+    model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+    return model.get_weights()
+
+
+def test_pwiser_global_pairing_two_replicas_equal_one_device():
+    x, _ = _batch()
+    keras.utils.set_random_seed(1)
+    model = MMoE(**FEATS)
+    model(x)
+    init = model.get_weights()
+    one = _one_step(1, "global", init)
+    two_global = _one_step(2, "global", init)
+    assert max(np.abs(a - b).max() for a, b in zip(one, init)) > 1e-3  # the step moved the weights
+    for a, b in zip(one, two_global):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["model.name=mmoe", "model.tasks=[ctr, ltv]"], "model.tasks"),
+    (["model.name=esmm", "model.tasks=[ctr]"], "model.tasks"),
+    (["model.name=mmoe", "model.pwiser_tasks=[ctcvr]"], "model.pwiser_tasks"),
+    (["model.name=single_task", "model.task=ctr", "model.pwiser_tasks=[cvr]"], "model.pwiser_tasks"),
+    (["model.name=ple", "model.num_levels=0"], "model.num_levels"),
+    (["model.name=ple", "model.num_shared_experts=0", "model.num_task_experts=0"], "model.num_task_experts"),
+    (["model.name=mmoe", "model.pwiser_lambda=-1"], "model.pwiser_lambda"),
+    (["model.name=mmoe", "model.pwiser_m2=-0.1"], "model.pwiser_m2"),
+    (["model.name=mmoe", "model.pwiser_space=rank"], "model.pwiser_space"),
+    (["model.name=mmoe", "model.pwiser_pairing=all"], "model.pwiser_pairing"),
+    (["model.name=mmoe", "model.tower_units=[0]"], "model.tower_units"),
+    (["model.name=mmoe", "loss.name=rank_net"], "loss.name"),
+    (["model.name=single_task", "model.task=ctr", "train.monitor=val_cvr_auc"], "train.monitor"),
+    (["train.monitor=val_ctr_auc"], "train.monitor"),
+])
+def test_config_validation(overrides, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_config(None, overrides)
+
+
+def test_config_names_match_the_model_registry():
+    from tfrec import models
+    from tfrec.config import MULTITASK_MODELS
+
+    assert set(MULTITASK_MODELS) <= set(models.names())
