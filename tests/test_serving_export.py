@@ -3,9 +3,6 @@ API (Predict on serving_default and predict_raw, Classify, Regress, GetModelMeta
 does; a new export swaps in under a stream of requests; a malformed request is refused and the server keeps
 serving; `tfrec serve` + `tfrec predict` work on the same export."""
 
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,12 +16,12 @@ from export.signatures import SignatureSet
 from serving.client import PredictionClient, PredictionError
 from serving.manager import ModelSource
 from serving.server import ModelServer
+from serving_models import start_serve
 from tfrec.cli import main
 from tfrec.config import load_config
 from tfrec.features import CRITEO
 from tfrec.train import best_weights_path, build_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["model.dnn_hidden_units=[8]", "model.num_cross_layers=1", "model.embedding_dim=4"]
 ROWS = [{"I1": 5, "I2": -1, "C1": "00000003", "C2": "deadbeef"},
         {"I2": 100, "I7": 3, "C3": "00000001", "C9": "ffffffff"},
@@ -113,12 +110,8 @@ def test_malformed_example_is_invalid_argument_and_the_server_keeps_serving(serv
 def test_cli_serve_and_predict_on_the_export(served, tmp_path, capsys):
     """`tfrec serve` (its own process) on the `tfrec export` base path, `tfrec predict` from a TSV of raw rows."""
     model, base, _, _ = served
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "tfrec.cli", "serve", "--model-name", "ctr", "--base-path", base,
-                             "--port", "0", "--poll-seconds", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc, line = start_serve(base, "--poll-seconds", "0")
     try:
-        line = proc.stdout.readline()
         assert line.startswith("serving ctr (versions [1]) on 127.0.0.1:"), line + proc.stderr.read()
         address = line.split(" on ")[1].strip()
         rows = ROWS[:2]
