@@ -2,7 +2,8 @@
 
 Measured side by side in one run, on the same batch of serialized tf.Examples (Criteo-shaped: 13 dense and 26
 categorical raw features) and the same SavedModel (DCN V2 at its default size: embedding 10, 3 full-rank cross
-layers, DNN 500-500-500, parsing the examples inside its ``serving_default`` signature):
+layers, DNN 500-500-500, written by ``export.export_model`` as TF Serving gets it: ``serving_default`` parses the
+examples with the dataset's schema, warmup records replayed at load):
 
 1. in-process:  ``loaded.signatures["serving_default"](examples=...)`` -> p50 / p99 latency, requests/s
 2. gRPC:        ``PredictionService.Predict`` to ``tfrec serve`` in its own process on 127.0.0.1 -> the same
@@ -33,34 +34,37 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench.common import print_json  # noqa: E402
+from export import export_model  # noqa: E402
+from export.signatures import PREDICT_METHOD  # noqa: E402
 from tfrec.features import CRITEO  # noqa: E402
 from tfrec.models import DCNv2  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def build_savedmodel(path: str, vocab_size: int = 1000) -> None:
-    """A DCN V2 SavedModel (default size) with a ``serving_default`` that parses serialized tf.Examples."""
+class _BenchDCN(DCNv2):
+    """DCN V2 plus one extra serving signature (``export.signatures``' extension point) for the payload path."""
+
+    def extra_serving_signatures(self):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
+        def payload_only(examples):
+            # Same request and response sizes as serving_default, no model: isolates the serving path's cost.
+            n = tf.shape(examples)[0]
+            return {"ctr": tf.zeros([n]), "ctr_logit": tf.zeros([n])}
+
+        return {"payload_only": (payload_only, PREDICT_METHOD)}
+
+
+def build_savedmodel(base_path: str, vocab_size: int = 1000) -> str:
+    """Exports a DCN V2 (default size) with :func:`export.export_model`, the real export path (its four
+    signatures, warmup records, version 1) plus ``payload_only``; returns the version directory."""
     rng = np.random.default_rng(0)
     vocab = {c: [f"{i:08x}" for i in range(vocab_size)] for c in CRITEO.categorical}
     transform = {"kind": "log_minmax", "scale": {d: 5.0 for d in CRITEO.dense}, "missing_value": 0.0}
-    model = DCNv2(CRITEO.dense, CRITEO.categorical, vocab, transform)
-    spec = CRITEO.parse_spec(with_label=False)
+    model = _BenchDCN(CRITEO.dense, CRITEO.categorical, vocab, transform)
     model({**{d: tf.constant(rng.random(2, np.float32)) for d in CRITEO.dense},
            **{c: tf.constant(["00000001", ""]) for c in CRITEO.categorical}})
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve(examples):
-        out = model(tf.io.parse_example(examples, spec), training=False)
-        return {"ctr": out["probability"], "ctr_logit": out["logit"]}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def payload_only(examples):
-        # Same request and response sizes as serving_default, no model: isolates the serving path's cost.
-        n = tf.shape(examples)[0]
-        return {"ctr": tf.zeros([n]), "ctr_logit": tf.zeros([n])}
-
-    tf.saved_model.save(model, path, signatures={"serving_default": serve, "payload_only": payload_only})
+    return export_model(model, base_path, CRITEO, examples=make_batch(16, vocab_size), model_name="ctr").path
 
 
 def make_batch(rows: int, vocab_size: int = 1000):
@@ -199,11 +203,12 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="tfrec_bench_serving_")
     base = os.path.join(work, "ctr")
     t = time.perf_counter()
-    build_savedmodel(os.path.join(base, "1"))
-    print(f"built DCN V2 SavedModel in {time.perf_counter() - t:.1f} s: {base}/1", flush=True)
+    version_dir = build_savedmodel(base)
+    print(f"exported DCN V2 SavedModel (export.export_model) in {time.perf_counter() - t:.1f} s: {version_dir}",
+          flush=True)
     examples = make_batch(args.rows)
 
-    loaded = tf.saved_model.load(os.path.join(base, "1"))
+    loaded = tf.saved_model.load(version_dir)
     fn, empty_fn = loaded.signatures["serving_default"], loaded.signatures["payload_only"]
     arr = np.array(examples, dtype=object)
     in_process = lambda: {k: v.numpy() for k, v in fn(examples=tf.constant(arr)).items()}  # noqa: E731

@@ -26,8 +26,8 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
                                      regression_pb2)
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
+from export.signatures import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_DEFAULT
+
 Example = Union[bytes, "tf.train.Example"]  # noqa: F821
 
 
@@ -135,7 +135,7 @@ class PredictionClient:
         """
         sigs = self.metadata(model, version)
         want = {"classify": CLASSIFY_METHOD, "regress": REGRESS_METHOD}.get(method)
-        names = sorted(sigs, key=lambda n: (n != "serving_default", n))
+        names = sorted(sigs, key=lambda n: (n != SERVING_DEFAULT, n))
         for name in names:
             sig = sigs[name]
             if want is not None and sig.method_name != want:

@@ -12,14 +12,11 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
+# The signature and method names and the warmup file layout are export's (one source for writer and reader).
+from export.signatures import CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD  # noqa: F401 - re-exported
+from export.signatures import SERVING_DEFAULT as DEFAULT_SIGNATURE
+from export.warmup import MAX_WARMUP_RECORDS, read_records, warmup_path
 from serving.errors import from_exception, invalid, not_found
-
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warmup records
-DEFAULT_SIGNATURE = "serving_default"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 def read_signature_defs(path: str):
@@ -124,16 +121,10 @@ class LoadedModel:
         Raises:
           ServingError: a warmup request failed (TF Serving then refuses to load the version).
         """
-        import tensorflow as tf
-        from tensorflow_serving.apis import prediction_log_pb2
-
-        path = os.path.join(self.path, WARMUP_FILE)
+        path = warmup_path(self.path)
         if not os.path.exists(path):
             return 0
-        n = 0
-        for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):
-            log = prediction_log_pb2.PredictionLog()
-            log.ParseFromString(record.numpy())
+        records = read_records(path, limit=MAX_WARMUP_RECORDS)
+        for log in records:
             handle(self, log)
-            n += 1
-        return n
+        return len(records)

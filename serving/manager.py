@@ -17,6 +17,7 @@ import os
 import threading
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from export.versions import list_versions
 from serving.errors import ServingError, from_exception, invalid, not_found
 from serving.loader import LoadedModel, is_ready
 
@@ -109,13 +110,17 @@ def read_model_config(path: str) -> List[ModelSource]:
 
 
 def scan_versions(base_path: str) -> List[int]:
-    """The complete integer version directories under ``base_path`` (none when it does not exist)."""
+    """The complete integer version directories under ``base_path`` (none when it does not exist).
+
+    The version names are :func:`export.versions.list_versions`' (the names an export publishes); a version
+    counts once its graph file exists.
+    """
     try:
-        names = os.listdir(base_path)
-    except OSError:
+        versions = list_versions(base_path)
+    except Exception:  # noqa: BLE001 - an unreadable base path has no version now; the next poll looks again
+        log.warning("cannot list the versions under %s", base_path, exc_info=True)
         return []
-    return sorted(int(n) for n in names
-                  if n.isdigit() and n.isascii() and is_ready(os.path.join(base_path, n)))
+    return [v for v in versions if is_ready(os.path.join(base_path, str(v)))]
 
 
 @dataclasses.dataclass

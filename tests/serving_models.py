@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = {"classification": "tensorflow/serving/classify", "regression": "tensorflow/serving/regress"}
 
 
@@ -139,3 +142,17 @@ def save_v1_model(path: str, scale: float) -> str:
             "regression": sigs.regression_signature_def(serialized, p)})
         builder.save()
     return path
+
+
+def start_serve(base_path: str, *args: str):
+    """``tfrec serve --model-name ctr --base-path BASE --port 0 ARGS`` in its own process.
+
+    Returns:
+      ``(process, first line it printed)``; the line is ``serving ctr (versions [...]) on HOST:PORT`` once it
+      serves. The caller stops the process.
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "tfrec.cli", "serve", "--model-name", "ctr", "--base-path",
+                             base_path, "--port", "0", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline()

@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 
 import grpc
@@ -11,20 +9,14 @@ import numpy as np
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.client import PredictionClient
-from serving_models import example, predict_request, save_model
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from serving_models import example, predict_request, save_model, start_serve
 
 
 def test_serve_prints_its_port_and_stops_gracefully_on_sigterm(tmp_path):
     base = str(tmp_path / "ctr")
     save_model(os.path.join(base, "1"), 2.0)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "tfrec.cli", "serve", "--model-name", "ctr", "--base-path", base,
-                             "--port", "0", "--grace", "10"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc, line = start_serve(base, "--grace", "10")
     try:
-        line = proc.stdout.readline()
         assert line.startswith("serving ctr (versions [1]) on 127.0.0.1:"), line + proc.stderr.read()
         address = line.split(" on ")[1].strip()
         with PredictionClient(address) as client:

@@ -198,6 +198,9 @@ def _cmd_predict(args) -> int:
     print("\t".join(["row"] + names))
     for i in range(len(examples)):
         print("\t".join([str(i)] + [f"{float(outputs[k][i]):.6f}" for k in names]))
+    return 0
+
+
 def _cmd_export(args) -> int:
     cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
     if not cfg.train.model_dir:
@@ -373,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="send at most this many rows")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call in seconds (default 10)")
     p.set_defaults(fn=_cmd_predict)
+
     p = sub.add_parser("export", help="export a trained model as the next SavedModel version for TF Serving")
     p.add_argument("--data", help="prepared dataset directory (schema; warmup rows)")
     p.add_argument("--model-dir", dest="model_dir", help="model directory of a finished `tfrec train`")

@@ -20,7 +20,7 @@ out = ['''# Bazel targets of tfrec: one py_library per package, one py_test per 
 
 package(default_visibility = ["//visibility:public"])
 ''']
-deps = {"tfrec": [], "pipelines": [":tfrec"], "export": [":tfrec"], "serving": [":tfrec"]}
+deps = {"tfrec": [], "pipelines": [":tfrec"], "export": [":tfrec"], "serving": [":tfrec", ":export"]}
 data = {"tfrec": sorted(glob.glob("tfrec/configs/*.yaml"))}
 for pkg in ("tfrec", "pipelines", "export", "serving"):
     s = f'py_library(\n    name = "{pkg}",\n    srcs = {lst(files(pkg))},\n'
@@ -41,7 +41,7 @@ out.append('''py_library(
 ''' % lst(sorted(p for p in glob.glob("tests/*.py") if not os.path.basename(p).startswith("test_"))))
 for t in sorted(glob.glob("tests/test_*.py")):
     name = os.path.basename(t)[:-3]
-    extra_deps = [":test_support", ":tfrec", ":pipelines"]
+    extra_deps = [":test_support", ":tfrec", ":pipelines", ":export", ":serving"]
     size = "large" if name in LARGE else "medium"
     s = (f'py_test(\n    name = "{name}",\n    size = "{size}",\n    srcs = [\n        "{t}",\n'
          f'        "tests/pytest_main.py",\n    ],\n    args = ["{t}"],\n    main = "tests/pytest_main.py",\n')
