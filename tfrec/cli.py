@@ -233,6 +233,24 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_pipeline_run(args) -> int:
+    import shlex
+
+    from pipelines.tfx import load_pipeline_config, run_pipeline
+
+    cfg = load_pipeline_config(args.config, list(args.overrides))
+    extra = [a for text in args.beam_pipeline_args for a in shlex.split(text)] + list(args.beam_args)
+    if extra:
+        cfg.pipeline.beam_args = list(cfg.pipeline.beam_args) + extra
+    _configure_replicas(cfg.train.replicas)
+    result = run_pipeline(cfg, resume=args.resume)
+    pushed = result.outputs.get("pusher", {}).get("pushed_model")
+    if pushed is not None:
+        print("pushed version " + str(pushed.properties["version"]) if pushed.properties.get("pushed")
+              else "nothing pushed: " + str(pushed.properties.get("reason", "")))
+    return 0
+
+
 def _configure_replicas(replicas: int) -> None:
     # First TensorFlow work of the process: split the CPU into logical devices for MirroredStrategy.
     from tfrec.devices import configure_cpu_replicas
@@ -388,6 +406,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reload the export in a fresh process and compare it with the Keras model")
     _common(p)
     p.set_defaults(fn=_cmd_export)
+    p = sub.add_parser("pipeline", help="run the whole flow as a pipeline of components (caching, resume)")
+    psub = p.add_subparsers(dest="pipeline_command", metavar="PIPELINE_COMMAND", parser_class=_Parser)
+    psub.required = True
+    p = psub.add_parser("run", help="ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Trainer, Evaluator, "
+                                    "Pusher, each cached on its inputs and parameters")
+    p.add_argument("--config", required=True, help="pipeline YAML (sections: pipeline, validator, evaluator, "
+                                                   "prepare, data, model, loss, train)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.epochs=1 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the pipeline's last unfinished run")
+    p.add_argument("--beam_pipeline_args", action="append", default=[], metavar="'ARGS'",
+                   help="Beam options for ExampleGen as one string, e.g. "
+                        "--beam_pipeline_args='--runner=FlinkRunner --flink_master=host:8081' (repeatable)")
+    p.add_argument("beam_args", nargs="*", help="after --: more Beam pipeline options")
+    p.set_defaults(fn=_cmd_pipeline_run)
     return parser
 
 

@@ -105,3 +105,33 @@ def _mirrored(devices, cross_ops):
             return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_ops)
         finally:
             tf.distribute.MirroredStrategy._collective_key_base = previous
+
+
+def task_info() -> tuple:
+    """``(task type, task index, number of workers)`` from ``TF_CONFIG`` (``("", 0, 1)`` when it is unset)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    cluster = tf_config.get("cluster", {})
+    task = tf_config.get("task", {})
+    workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    return str(task.get("type", "")), int(task.get("index", 0)), max(workers, 1)
+
+
+def is_chief() -> bool:
+    """Whether this process writes the exports: the ``chief`` task, or worker 0 of a cluster without a chief, or a
+    single process (no ``TF_CONFIG``)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    kind, index, _ = task_info()
+    if not kind:
+        return True
+    if kind == "chief":
+        return True
+    return kind == "worker" and index == 0 and not tf_config.get("cluster", {}).get("chief")
+
+
+def worker_dir(path: str) -> str:
+    """``path`` on the chief; a per-worker temporary directory beside it on the other workers (which must still
+    write their checkpoints and exports, as MultiWorkerMirroredStrategy's save ops are collective)."""
+    if is_chief():
+        return path
+    kind, index, _ = task_info()
+    return os.path.join(os.path.dirname(path.rstrip("/")) or ".", f".{kind}-{index}-tmp", os.path.basename(path))

@@ -1,0 +1,84 @@
+"""Evaluator: metrics of the candidate SavedModel on the evaluation split, thresholds, blessing.
+
+The candidate is blessed when its AUC >= ``evaluator.min_auc``, its logloss <= ``evaluator.max_logloss`` (when
+set) and, if a model was blessed before, its AUC >= that model's AUC on the same split - ``max_auc_drop``. Both
+models are scored here through their ``serving_default`` signature (serialized tf.Examples in, as TF Serving
+would), so the comparison does not depend on how either was built. ``evaluation.json`` holds the metrics, the
+thresholds and the reasons; ``BLESSED`` or ``NOT_BLESSED`` marks the outcome (TFX's file names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+import numpy as np
+
+from pipelines.tfx.artifacts import ModelBlessing
+from pipelines.tfx.components import write_json
+
+NAME = "evaluator"
+INPUTS = ("examples", "model", "baseline_model")
+BATCH = 4096
+
+
+def parameters(cfg):
+    return dataclasses.asdict(cfg.evaluator)
+
+
+def score(saved_model_dir: str, files):
+    """``(labels, probabilities, weights)`` of the records in ``files`` from the SavedModel's serving_default."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+    probs, labels, weights = [], [], []
+    spec = {"label": tf.io.FixedLenFeature([], tf.float32),
+            "weight": tf.io.FixedLenFeature([], tf.float32, default_value=1.0)}
+    for batch in tf.data.TFRecordDataset(list(files), compression_type="GZIP").batch(BATCH):
+        out = fn(examples=batch)
+        key = sorted(k for k in out if not k.endswith("_logit"))[0]
+        probs.append(out[key].numpy().reshape(-1))
+        parsed = tf.io.parse_example(batch, spec)
+        labels.append(parsed["label"].numpy())
+        weights.append(parsed["weight"].numpy())
+    return np.concatenate(labels), np.concatenate(probs), np.concatenate(weights)
+
+
+def metrics_of(saved_model_dir: str, files):
+    from tfrec.metrics import binary_report
+
+    return {k: float(v) for k, v in binary_report(*score(saved_model_dir, files)).items()
+            if isinstance(v, (int, float, np.floating, np.integer))}
+
+
+def execute(ctx, inputs, params):
+    files = sorted(glob.glob(os.path.join(inputs["examples"].path(ctx.root), f"{params['split']}-*.tfrecord.gz")))
+    model = inputs["model"]
+    serving = os.path.join(model.path(ctx.root), model.properties["serving_model_dir"])
+    metrics = metrics_of(serving, files)
+    reasons = []
+    if metrics["auc"] < params["min_auc"]:
+        reasons.append(f"AUC {metrics['auc']:.5f} < evaluator.min_auc {params['min_auc']}")
+    if params["max_logloss"] and metrics["logloss"] > params["max_logloss"]:
+        reasons.append(f"logloss {metrics['logloss']:.5f} > evaluator.max_logloss {params['max_logloss']}")
+    baseline = inputs.get("baseline_model")
+    baseline_metrics = None
+    if baseline is not None:
+        baseline_metrics = metrics_of(os.path.join(baseline.path(ctx.root), baseline.properties["serving_model_dir"]),
+                                      files)
+        floor = baseline_metrics["auc"] - params["max_auc_drop"]
+        if metrics["auc"] < floor:
+            reasons.append(f"AUC {metrics['auc']:.5f} is below the blessed model's {baseline_metrics['auc']:.5f}"
+                           f" - max_auc_drop {params['max_auc_drop']} ({baseline.uri})")
+    blessed = not reasons
+    write_json(os.path.join(ctx.output_dir, "evaluation.json"), {
+        "blessed": blessed, "reasons": reasons, "metrics": metrics, "baseline_metrics": baseline_metrics,
+        "baseline_model": baseline.uri if baseline is not None else None, "thresholds": params})
+    open(os.path.join(ctx.output_dir, "BLESSED" if blessed else "NOT_BLESSED"), "w").close()
+    ctx.printer(f"      AUC {metrics['auc']:.5f}" + (f" (blessed model {baseline_metrics['auc']:.5f})"
+                                                    if baseline_metrics else "")
+                + ("; blessed" if blessed else "; not blessed: " + "; ".join(reasons)))
+    return {"blessing": ModelBlessing(uri=ctx.relative(ctx.output_dir), properties={
+        "blessed": blessed, "reasons": reasons, "metrics": metrics, "model_uri": model.uri,
+        "model_fingerprint": model.fingerprint})}

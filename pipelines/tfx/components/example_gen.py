@@ -1,0 +1,71 @@
+"""ExampleGen: the dataset family's Beam pipeline, raw logs -> a prepared dataset (an ``Examples`` artifact).
+
+The family (``pipeline.family``) picks the pipeline through :data:`FAMILIES`; other families (multi-task,
+hybrid samples) plug in with :func:`register_family`. ``pipeline.beam_args`` are appended to the family's own
+Beam arguments, so the same component runs on the DirectRunner, Flink, Spark or Dataflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from typing import Callable, Dict
+
+from pipelines.tfx.artifacts import Examples
+from pipelines.tfx.components import ComponentError
+
+NAME = "example_gen"
+INPUTS = ()
+
+#: family name -> fn(cfg: PipelineConfig, output_dir: str) -> stats dict (the dataset's stats.json).
+FAMILIES: Dict[str, Callable] = {}
+
+
+def register_family(name: str, fn: Callable) -> None:
+    """Registers the pipeline of a dataset family: ``fn(cfg, output_dir) -> stats``."""
+    FAMILIES[name] = fn
+
+
+def _criteo(cfg, output_dir: str) -> Dict[str, object]:
+    from pipelines.criteo import run
+
+    prepare = dataclasses.replace(cfg.prepare, output=output_dir,
+                                  beam_args=list(cfg.prepare.beam_args) + list(cfg.pipeline.beam_args))
+    return run(prepare)
+
+
+register_family("criteo", _criteo)
+
+
+def _input_fingerprints(cfg) -> Dict[str, list]:
+    """Every matched input file with its size and modification time (the external inputs of the run)."""
+    out = {}
+    for group in ("inputs", "train", "valid", "test"):
+        for pattern in getattr(cfg.prepare, group):
+            if "://" in pattern:
+                out[pattern] = [pattern]  # remote files: the pattern itself identifies the input
+                continue
+            for path in sorted(glob.glob(pattern)):
+                st = os.stat(path)
+                out.setdefault(pattern, []).append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def parameters(cfg) -> Dict[str, object]:
+    prepare = dataclasses.asdict(cfg.prepare)
+    prepare.pop("output")
+    return {"family": cfg.pipeline.family, "prepare": prepare, "beam_args": list(cfg.pipeline.beam_args),
+            "input_files": _input_fingerprints(cfg)}
+
+
+def execute(ctx, inputs, params):
+    fn = FAMILIES.get(params["family"])
+    if fn is None:
+        raise ComponentError(f"`pipeline.family` {params['family']!r} has no ExampleGen; known: {sorted(FAMILIES)}")
+    out = os.path.join(ctx.output_dir, "examples")
+    stats = fn(ctx.cfg, out)
+    ctx.printer(f"      rows written {stats.get('rows_written')}; rejected {stats.get('rows_rejected')}")
+    return {"examples": Examples(uri=ctx.relative(out), properties={
+        "family": params["family"], "rows_written": stats.get("rows_written"),
+        "rows_rejected": stats.get("rows_rejected"), "positive_rate": stats.get("positive_rate")})}

@@ -1,0 +1,37 @@
+"""SchemaGen: the schema inferred from the train split's statistics.
+
+``schema.json``: ``{"positive_rate": p, "features": {name: {"kind", "presence", "min", "max"}}}`` (``min`` /
+``max`` for numeric features: the train split's range). ExampleValidator checks later data against it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pipelines.tfx.artifacts import Schema
+from pipelines.tfx.components import read_json, write_json
+
+NAME = "schema_gen"
+INPUTS = ("statistics",)
+
+
+def parameters(cfg):
+    return {"split": "train"}
+
+
+def infer_schema(train_stats) -> dict:
+    """A schema from one split's statistics (see the module docstring)."""
+    features = {}
+    for name, f in train_stats["features"].items():
+        entry = {"kind": f["kind"], "presence": f["presence"]}
+        if "percentiles" in f:
+            entry["min"], entry["max"] = f["percentiles"][0], f["percentiles"][-1]
+        features[name] = entry
+    return {"positive_rate": train_stats["positive_rate"], "features": features}
+
+
+def execute(ctx, inputs, params):
+    stats = read_json(os.path.join(inputs["statistics"].path(ctx.root), "statistics.json"))
+    schema = infer_schema(stats[params["split"]])
+    write_json(os.path.join(ctx.output_dir, "schema.json"), schema)
+    return {"schema": Schema(uri=ctx.relative(ctx.output_dir), properties={"features": len(schema["features"])})}

@@ -1,0 +1,83 @@
+"""StatisticsGen: per split row counts, positive rate and per feature presence, range and percentiles.
+
+Statistics are computed from the written TFRecords (what training reads), not from the raw logs. The pass is
+in-process (one record at a time, O(rows x features)); it reads every split file of the ``Examples`` artifact.
+
+``statistics.json``: ``{split: {"rows", "positives", "positive_rate", "features": {name: {"kind"
+("float" | "bytes" | "int"), "present", "presence", "percentiles" (numeric: 101 values, 0..100), "distinct"
+(bytes: distinct values, capped at 100000)}}}}``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Dict
+
+import numpy as np
+
+from pipelines.tfx.artifacts import Statistics
+from pipelines.tfx.components import write_json
+
+NAME = "statistics_gen"
+INPUTS = ("examples",)
+LABEL = "label"
+DISTINCT_CAP = 100_000
+
+
+def parameters(cfg) -> Dict[str, object]:
+    return {"label": LABEL}
+
+
+def split_statistics(files) -> Dict[str, object]:
+    """The statistics of the tf.Example records in ``files`` (GZIP TFRecords)."""
+    import tensorflow as tf
+
+    rows = 0
+    positives = 0.0
+    kinds: Dict[str, str] = {}
+    present: Dict[str, int] = {}
+    values: Dict[str, list] = {}
+    distinct: Dict[str, set] = {}
+    for record in tf.data.TFRecordDataset(list(files), compression_type="GZIP").as_numpy_iterator():
+        ex = tf.train.Example.FromString(record)
+        rows += 1
+        for name, feat in ex.features.feature.items():
+            kind = feat.WhichOneof("kind")
+            vals = getattr(feat, kind).value if kind else []
+            if name == LABEL:
+                positives += float(vals[0]) if len(vals) else 0.0
+                continue
+            kinds.setdefault(name, {"float_list": "float", "int64_list": "int", "bytes_list": "bytes"}.get(kind, "none"))
+            if not len(vals):
+                continue
+            present[name] = present.get(name, 0) + 1
+            if kind == "bytes_list":
+                s = distinct.setdefault(name, set())
+                if len(s) < DISTINCT_CAP:
+                    s.update(vals)
+            else:
+                values.setdefault(name, []).extend(vals)
+    features = {}
+    for name, kind in sorted(kinds.items()):
+        f = {"kind": kind, "present": present.get(name, 0), "presence": present.get(name, 0) / rows if rows else 0.0}
+        if name in values:
+            f["percentiles"] = [float(v) for v in np.percentile(np.asarray(values[name], np.float64),
+                                                                np.arange(101))]
+        if name in distinct:
+            f["distinct"] = len(distinct[name])
+        features[name] = f
+    return {"rows": rows, "positives": positives, "positive_rate": positives / rows if rows else None,
+            "features": features}
+
+
+def execute(ctx, inputs, params):
+    data_dir = inputs["examples"].path(ctx.root)
+    stats = {}
+    for split in ("train", "valid", "test"):
+        files = sorted(glob.glob(os.path.join(data_dir, f"{split}-*.tfrecord.gz")))
+        stats[split] = split_statistics(files)
+    path = os.path.join(ctx.output_dir, "statistics.json")
+    write_json(path, stats)
+    return {"statistics": Statistics(uri=ctx.relative(ctx.output_dir), properties={
+        "rows": {s: stats[s]["rows"] for s in stats}, "positive_rate": {s: stats[s]["positive_rate"] for s in stats}})}

@@ -1,0 +1,159 @@
+"""The pipeline config: typed dataclass sections read from YAML, validated, overridable with ``--set``.
+
+Sections: ``pipeline`` (root, metadata store, dataset family, serving base path, Beam args, Trainer module),
+``validator`` (anomaly thresholds), ``evaluator`` (blessing thresholds), and tfrec's own ``prepare``, ``data``,
+``model``, ``loss``, ``train`` (see :mod:`tfrec.config`), which ExampleGen and the Trainer read.
+
+Example (``configs/pipeline_criteo.yaml``)::
+
+    pipeline: {name: criteo, root: runs/pipeline, serving_base_path: runs/serving/ctr}
+    prepare: {inputs: [data/raw/train.txt], beta_pos: 0.5}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from tfrec.config import (ConfigError, DataConfig, LossConfig, ModelConfig, PrepareConfig, TrainConfig, _apply,
+                          _check, parse_override)
+
+
+@dataclasses.dataclass
+class PipelineSection:
+    """Where the pipeline runs and what it pushes to.
+
+    Attributes:
+      name: pipeline name (runs are grouped by it in the metadata store).
+      root: pipeline root; artifacts go to ``<root>/<component>/<run id>/``.
+      metadata_path: SQLite metadata store (default ``<root>/metadata.sqlite``).
+      family: dataset family ExampleGen dispatches on (``pipelines.tfx.components.example_gen.FAMILIES``).
+      serving_base_path: TF Serving base path the Pusher publishes versions to.
+      beam_args: Beam pipeline arguments for ExampleGen (``--runner=FlinkRunner --flink_master=...``).
+      trainer_module: a module file defining ``run_fn(fn_args)`` (default: ``tfrec/trainer_module.py``).
+      train_steps: total training steps (0: one pass over the train split per epoch).
+      eval_steps: validation steps per epoch (0: the whole valid split).
+      custom_config: extra mapping handed to ``run_fn`` as ``fn_args.custom_config["user"]``.
+    """
+
+    name: str = "tfrec"
+    root: str = ""
+    metadata_path: str = ""
+    family: str = "criteo"
+    serving_base_path: str = ""
+    beam_args: List[str] = dataclasses.field(default_factory=list)
+    trainer_module: str = ""
+    train_steps: int = 0
+    eval_steps: int = 0
+    custom_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        _check(bool(self.root), "pipeline.root", self.root, "must be set (the pipeline root directory)")
+        _check(bool(self.name), "pipeline.name", self.name, "must not be empty")
+        _check(self.train_steps >= 0, "pipeline.train_steps", self.train_steps, "must be >= 0")
+        _check(self.eval_steps >= 0, "pipeline.eval_steps", self.eval_steps, "must be >= 0")
+        _check(not self.trainer_module or os.path.isfile(self.trainer_module), "pipeline.trainer_module",
+               self.trainer_module, "must be an existing Python file")
+
+
+@dataclasses.dataclass
+class ValidatorConfig:
+    """ExampleValidator thresholds.
+
+    Attributes:
+      positive_rate_drift: largest relative change of the train positive rate against the schema's,
+        ``|p - p_ref| / p_ref``, before it is an anomaly.
+      max_out_of_range_fraction: largest share of a numeric feature's present values outside the schema's range.
+      min_presence_ratio: a feature whose presence falls below this share of the schema's presence is missing.
+      allow_anomalies: report anomalies but carry on (the override).
+      schema_path: a curated schema.json to validate against (default: the schema of the last complete run,
+        or of this run's data on the first run).
+    """
+
+    positive_rate_drift: float = 0.3
+    max_out_of_range_fraction: float = 0.01
+    min_presence_ratio: float = 0.5
+    allow_anomalies: bool = False
+    schema_path: str = ""
+
+    def validate(self) -> None:
+        _check(self.positive_rate_drift > 0, "validator.positive_rate_drift", self.positive_rate_drift, "must be > 0")
+        _check(0 <= self.max_out_of_range_fraction < 1, "validator.max_out_of_range_fraction",
+               self.max_out_of_range_fraction, "must be in [0, 1)")
+        _check(0 < self.min_presence_ratio <= 1, "validator.min_presence_ratio", self.min_presence_ratio,
+               "must be in (0, 1]")
+
+
+@dataclasses.dataclass
+class EvaluatorConfig:
+    """Evaluator thresholds; a model is blessed only if it passes all of them.
+
+    Attributes:
+      split: the evaluation split.
+      min_auc: absolute lower bound on the AUC.
+      max_logloss: absolute upper bound on the logloss (0 disables).
+      max_auc_drop: against the last blessed model: the candidate's AUC must be >= baseline AUC - max_auc_drop.
+    """
+
+    split: str = "test"
+    min_auc: float = 0.5
+    max_logloss: float = 0.0
+    max_auc_drop: float = 0.0
+
+    def validate(self) -> None:
+        _check(self.split in ("train", "valid", "test"), "evaluator.split", self.split, "must be train, valid or test")
+        _check(0 <= self.min_auc <= 1, "evaluator.min_auc", self.min_auc, "must be in [0, 1]")
+        _check(self.max_logloss >= 0, "evaluator.max_logloss", self.max_logloss, "must be >= 0")
+        _check(self.max_auc_drop >= 0, "evaluator.max_auc_drop", self.max_auc_drop, "must be >= 0")
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """The whole pipeline config."""
+
+    pipeline: PipelineSection = dataclasses.field(default_factory=PipelineSection)
+    validator: ValidatorConfig = dataclasses.field(default_factory=ValidatorConfig)
+    evaluator: EvaluatorConfig = dataclasses.field(default_factory=EvaluatorConfig)
+    prepare: PrepareConfig = dataclasses.field(default_factory=PrepareConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate()
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def metadata_path(self) -> str:
+        return self.pipeline.metadata_path or os.path.join(self.pipeline.root, "metadata.sqlite")
+
+
+def load_pipeline_config(path: Optional[str], overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Reads and validates a pipeline config (file, then ``section.key=value`` overrides in order).
+
+    Raises:
+      ConfigError: a missing file, a YAML error, an unknown key, a wrong type or an out-of-range value.
+    """
+    cfg = PipelineConfig()
+    if path:
+        if not os.path.exists(path):
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"cannot read config {path}: {' '.join(str(e).split())}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+        _apply(cfg, data, "")
+    for text in overrides:
+        _apply(cfg, parse_override(text), "")
+    cfg.validate()
+    return cfg

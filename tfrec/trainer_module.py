@@ -1,0 +1,97 @@
+"""tfrec's Trainer module: ``run_fn(fn_args)`` with the attribute names of TFX's ``FnArgs``.
+
+The pipeline's Trainer component loads a module file by path and calls its ``run_fn``; this module is the
+default one and a user can hand the same file to a TFX ``Trainer(module_file=...)``: it reads only ``FnArgs``
+attributes that TFX also sets (``train_files``, ``eval_files``, ``train_steps``, ``eval_steps``,
+``serving_model_dir``, ``model_run_dir``, ``custom_config``).
+
+``custom_config`` carries tfrec's config sections (``data``, ``model``, ``loss``, ``train`` as mappings, as in a
+``tfrec train`` YAML); ``data.dir`` and ``train.model_dir`` come from ``train_files`` and ``model_run_dir``.
+The training run is :func:`tfrec.train.train` (checkpoints and ``BackupAndRestore`` in ``model_run_dir``, so a
+killed Trainer resumes where it was); the export is :func:`export.export_model` into ``serving_model_dir``,
+written by the chief only (other workers of a MultiWorkerMirroredStrategy cluster write to a temporary
+directory, see :func:`tfrec.devices.worker_dir`). ``eval_steps`` is accepted; tfrec validates on the whole
+valid split every epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from typing import Any, Dict, List, Optional
+
+from tfrec.config import RunConfig, _apply
+
+
+@dataclasses.dataclass
+class FnArgs:
+    """The Trainer's arguments, with TFX's ``FnArgs`` attribute names.
+
+    Attributes:
+      train_files: train split files (``<dataset>/train-*.tfrecord.gz``; the dataset directory is their parent).
+      eval_files: validation split files.
+      train_steps: total training steps (0: ``train.epochs`` passes over the train split).
+      eval_steps: validation steps (0: the whole split).
+      serving_model_dir: where the SavedModel goes.
+      model_run_dir: checkpoints, logs, history.
+      custom_config: tfrec config sections (``data``, ``model``, ``loss``, ``train``) and ``user`` extras.
+      schema_path: the pipeline's schema.json (optional).
+      transform_output: unused by tfrec (the model owns its preprocessing); kept for TFX compatibility.
+    """
+
+    train_files: List[str]
+    eval_files: List[str]
+    train_steps: int
+    eval_steps: int
+    serving_model_dir: str
+    model_run_dir: str
+    custom_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    schema_path: Optional[str] = None
+    transform_output: Optional[str] = None
+
+
+def run_config(fn_args) -> RunConfig:
+    """The :class:`tfrec.config.RunConfig` of a Trainer call.
+
+    Raises:
+      ValueError: no train files, or train files outside one prepared dataset directory.
+    """
+    files = [str(f) for f in fn_args.train_files]
+    if not files:
+        raise ValueError("fn_args.train_files is empty")
+    dirs = {os.path.dirname(f) for f in files}
+    if len(dirs) != 1:
+        raise ValueError(f"fn_args.train_files must lie in one dataset directory. Received directories: {sorted(dirs)}")
+    cfg = RunConfig()
+    sections = {k: v for k, v in (fn_args.custom_config or {}).items() if k in ("data", "model", "loss", "train")}
+    _apply(cfg, sections, "")
+    cfg.data.dir = dirs.pop()
+    cfg.train.model_dir = fn_args.model_run_dir
+    if fn_args.train_steps:
+        cfg.train.steps_per_epoch = max(1, -(-int(fn_args.train_steps) // cfg.train.epochs))
+    cfg.validate()
+    return cfg
+
+
+def run_fn(fn_args, extra_callbacks: Optional[list] = None) -> None:
+    """Trains and exports; see the module docstring."""
+    from export import export_model
+    from tfrec import devices
+    from tfrec.data import load_schema
+    from tfrec.train import train
+
+    cfg = run_config(fn_args)
+    cfg.train.model_dir = devices.worker_dir(cfg.train.model_dir)
+    result = train(cfg, extra_callbacks=extra_callbacks)
+    target = devices.worker_dir(fn_args.serving_model_dir)
+    base = target.rstrip("/") + ".export"
+    if os.path.exists(base):
+        shutil.rmtree(base)  # a killed attempt's staging
+    exported = export_model(result.model, base, load_schema(cfg.data.dir), data_dir=cfg.data.dir)
+    if os.path.exists(target):
+        shutil.rmtree(target)
+    os.rename(exported.path, target)
+    shutil.rmtree(base, ignore_errors=True)
+    if not devices.is_chief():
+        shutil.rmtree(os.path.dirname(target), ignore_errors=True)
