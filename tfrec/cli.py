@@ -151,6 +151,38 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_simulate_cascade(args) -> int:
+    from tfrec.simulation.cascade import simulate_cascade
+
+    cfg = _load(args, {"out": "cascade.output", "requests": "cascade.requests", "seed": "cascade.seed"})
+    if not cfg.cascade.output:
+        raise _UsageError("no output directory given (--out or cascade.output)")
+    m = simulate_cascade(cfg.cascade)
+    acc = m["ranking_pairwise_accuracy"]
+    print(f"wrote {m['requests']:,} requests to {cfg.cascade.output} (requests.jsonl, items.jsonl, meta.json)\n"
+          + _format_table([("impressions per request", m["impressions_per_request"]["mean"]),
+                           ("click rate", m["click_rate"]), ("purchases per click", m["purchase_per_click"]),
+                           ("ranking order accuracy, head items", acc["q0"]),
+                           ("ranking order accuracy, tail items", acc["q4"]),
+                           ("all-scenario clicks differ", m["all_scenario_clicks_differ"])]))
+    return 0
+
+
+def _cmd_prepare_hybrid(args) -> int:
+    from pipelines.hybrid_samples import run
+
+    cfg = _load(args, {"input": "hybrid.inputs", "items": "hybrid.items", "out": "hybrid.output",
+                       "runner": "hybrid.runner"})
+    if args.beam_args:
+        cfg.hybrid.beam_args = list(cfg.hybrid.beam_args) + list(args.beam_args)
+    stats = run(cfg.hybrid)
+    rows = [("requests in", stats["requests_in"]), ("requests rejected", stats["requests_rejected"])]
+    rows += [(f"requests {s}", stats["requests_written"][s]) for s in ("train", "valid", "test")]
+    rows += [(f"items {t} (train)", n) for t, n in stats["items_per_sample_type"]["train"].items()]
+    print(f"prepared {cfg.hybrid.output}\n" + _format_table(rows))
+    return 0
+
+
 def _configure_replicas(replicas: int) -> None:
     # First TensorFlow work of the process: split the CPU into logical devices for MirroredStrategy.
     from tfrec.devices import configure_cpu_replicas
@@ -254,6 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="CSV path (default <model_dir>/calibration_<split>.csv)")
     _common(p)
     p.set_defaults(fn=_cmd_calibration)
+
+    p = sub.add_parser("simulate-cascade", help="write recommendation-cascade logs (retrieval -> exposure -> "
+                                                "clicks, purchases) for HCCP pre-ranking data")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--requests", type=int)
+    p.add_argument("--seed", type=int)
+    _common(p)
+    p.set_defaults(fn=_cmd_simulate_cascade)
+
+    p = sub.add_parser("prepare-hybrid", help="cascade logs -> HCCP hybrid samples, one ExampleListWithContext "
+                                              "per request (Apache Beam)")
+    p.add_argument("--input", nargs="+", help="request log files or globs (requests.jsonl)")
+    p.add_argument("--items", nargs="+", help="item table files or globs (items.jsonl)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--runner", help="Beam runner (default DirectRunner)")
+    p.add_argument("beam_args", nargs="*", help="after --: extra Beam pipeline options")
+    _common(p)
+    p.set_defaults(fn=_cmd_prepare_hybrid)
     return parser
 
 
