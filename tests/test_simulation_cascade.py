@@ -102,3 +102,22 @@ def test_config_validation_and_overrides():
         load_config(None, ["cascade.scenarios=1"])
     with pytest.raises(ValueError, match="output"):
         cascade.simulate_cascade(dataclasses.replace(CascadeConfig(), output=""))
+
+
+def test_cli(tmp_path, capsys):
+    from tfrec.cli import main
+
+    out = str(tmp_path / "logs")
+    rc = main(["simulate-cascade", "--out", out, "--requests", "30", "--set", "cascade.items=600",
+               "--set", "cascade.retrieved=100", "--set", "cascade.ranked=30"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "wrote 30 requests" in printed and "ranking order accuracy, tail items" in printed
+    assert len(_read(os.path.join(out, "requests.jsonl"))) == 30
+    assert main(["simulate-cascade"]) == 2
+    assert "no output directory" in capsys.readouterr().err
+    assert main(["prepare-hybrid", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tfrec prepare-hybrid: error: give the request logs") and "\n" not in err
+    assert main(["prepare-hybrid", "--input", str(tmp_path / "none.jsonl"), "--items", "x", "--out", "y"]) == 2
+    assert "no file matches" in capsys.readouterr().err

@@ -175,6 +175,11 @@ def _cmd_prepare_hybrid(args) -> int:
                        "runner": "hybrid.runner"})
     if args.beam_args:
         cfg.hybrid.beam_args = list(cfg.hybrid.beam_args) + list(args.beam_args)
+    if not cfg.hybrid.inputs or not cfg.hybrid.items:
+        raise _UsageError("give the request logs (--input or hybrid.inputs) and the item table (--items or "
+                          "hybrid.items)")
+    if not cfg.hybrid.output:
+        raise _UsageError("no output directory given (--out or hybrid.output)")
     stats = run(cfg.hybrid)
     rows = [("requests in", stats["requests_in"]), ("requests rejected", stats["requests_rejected"])]
     rows += [(f"requests {s}", stats["requests_written"][s]) for s in ("train", "valid", "test")]

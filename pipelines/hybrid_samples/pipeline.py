@@ -45,6 +45,7 @@ from pipelines.criteo.parse import raw_text, strip_eol
 from pipelines.criteo.pipeline import HashSplitter, pipeline_options
 from pipelines.criteo.read import ReadLines
 from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
+from pipelines.hybrid_samples.encode import EntryCache
 from pipelines.hybrid_samples.samples import build_list, to_example_list
 from pipelines.hybrid_samples.validate import Rejection, parse_item, parse_request
 from tfrec.config import HybridSamplesConfig, PrepareConfig
@@ -142,8 +143,9 @@ class BuildLists(beam.DoFn):
         self._table_id = None
 
     def _pool(self, table):
-        if self._table_id != id(table):  # the side input's sorted ids, computed once per worker
+        if self._table_id != id(table):  # the side input's sorted ids and encoded entries, once per worker
             self._table_id, self._ids = id(table), sorted(table["items"])
+            self._cache = EntryCache(table["items"], self.schema.item_categorical, self.schema.item_dense)
         return self._ids
 
     def split_of(self, req: dict, h: int) -> str:
@@ -175,7 +177,8 @@ class BuildLists(beam.DoFn):
             rng = np.random.default_rng([cfg.seed, h])
             cols = build_list(req, pool, items, schema, cfg.chunk_boundaries, rates, n3, cfg.pool_samples, rng,
                               category_slot)
-            out.setdefault((split, self.splitter.shard_of(h)), []).append(to_example_list(req, cols, items, schema))
+            out.setdefault((split, self.splitter.shard_of(h)), []).append(
+                to_example_list(req, cols, items, schema, self._cache))
             s = stats[split]
             s["requests"] += 1
             s["items"] += len(cols["item"])

@@ -31,10 +31,12 @@ request's retrieved items (so pool negatives are never retrieved candidates).
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from pipelines.hybrid_samples import encode
+from pipelines.hybrid_samples.encode import EntryCache
 from tfrec.features import NO_ORDER, SAMPLE_N1, SAMPLE_N2, SAMPLE_N3, SAMPLE_N5, ListwiseSchema
 
 
@@ -196,50 +198,36 @@ def build_list(req: dict, item_ids: Sequence[str], item_index: Dict[str, int], s
     return cols
 
 
-_PROTOS = None
-
-
-def _protos():
-    global _PROTOS
-    if _PROTOS is None:
-        from tensorflow.core.example import example_pb2
-        from tensorflow_serving.apis import input_pb2
-
-        _PROTOS = (example_pb2.Example, input_pb2.ExampleListWithContext)
-    return _PROTOS
-
-
-def to_example_list(req: dict, cols: Dict[str, list], items: Dict[str, tuple], schema: ListwiseSchema) -> bytes:
-    """Serializes one request's list as an ``ExampleListWithContext`` (deterministic bytes).
+def to_example_list(req: dict, cols: Dict[str, list], items: Dict[str, tuple], schema: ListwiseSchema,
+                    cache: Optional[EntryCache] = None) -> bytes:
+    """Serializes one request's list as an ``ExampleListWithContext`` (deterministic bytes; encoded on the wire by
+    :mod:`pipelines.hybrid_samples.encode`, which says why).
 
     Context: ``request_id``, ``scenario``, the ``user`` fields, ``day``, ``num_retrieved`` (``N^p``),
     ``num_ranked`` (``N^r``), ``num_exposed``, and the all-scenario positives. Examples: the item features from the
     item table (``items[id]`` in ``item_categorical + item_dense`` order) and ``cols``' order and label fields.
+
+    Args:
+      cache: the encoded entries to reuse across requests (one per worker); a fresh one when omitted.
     """
-    example_cls, list_cls = _protos()
-    out = list_cls()
-    ctx = out.context.features.feature
+    cache = cache or EntryCache(items, schema.item_categorical, schema.item_dense)
     values = {"request_id": req["request_id"], "scenario": req["scenario"], **req["user"]}
-    for name in schema.context_categorical:
-        ctx[name].bytes_list.value.append(values[name].encode("utf-8"))
     ints = {"day": req["day"], "num_retrieved": len(req["retrieved"]), "num_ranked": len(req["ranking"]),
             "num_exposed": len(req["exposed"])}
-    for name in schema.context_int:
-        ctx[name].int64_list.value.append(int(ints[name]))
-    for name in schema.context_sequences:
-        ctx[name].bytes_list.value.extend(x.encode("utf-8") for x in req.get(name, []))
-    n_cat = len(schema.item_categorical)
+    context = [(n, encode.map_entry(n, encode.bytes_feature([values[n].encode("utf-8")])))
+               for n in schema.context_categorical]
+    context += [(n, cache.int64(n, int(ints[n]))) for n in schema.context_int]
+    context += [(n, encode.map_entry(n, encode.bytes_feature([x.encode("utf-8") for x in req.get(n, [])])))
+                for n in schema.context_sequences]
+    int_fields, label_fields = schema.order_fields(), schema.label_fields()
+    keys = list(schema.item_categorical + schema.item_dense + int_fields + label_fields)
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # protobuf's deterministic order: keys ascending
+    parts = []
+    int64, float32 = cache.int64, cache.float32
     for j, item in enumerate(cols["item"]):
-        ex = example_cls()
-        f = ex.features.feature
-        features = items[item]
-        for k, name in enumerate(schema.item_categorical):
-            f[name].bytes_list.value.append(features[k].encode("utf-8"))
-        for k, name in enumerate(schema.item_dense):
-            f[name].float_list.value.append(features[n_cat + k])
-        for name in schema.order_fields():
-            f[name].int64_list.value.append(cols[name][j])
-        for name in schema.label_fields():
-            f[name].float_list.value.append(cols[name][j])
-        out.examples.append(ex)
-    return out.SerializeToString(deterministic=True)
+        entries = [e for _, e in cache.item(item)]
+        entries += [int64(n, cols[n][j]) for n in int_fields]
+        entries += [float32(n, cols[n][j]) for n in label_fields]
+        parts.append(encode.field(0x0A, encode.example([entries[i] for i in order])))
+    parts.append(encode.field(0x12, encode.example([e for _, e in sorted(context, key=lambda kv: kv[0])])))
+    return b"".join(parts)
