@@ -181,42 +181,11 @@ def test_config_validation():
     assert cfg.hybrid.chunk_boundaries == [100]
 
 
-def _proto_example_list(req, cols, items, schema):
-    """The same ExampleListWithContext built with the protobuf classes (the oracle of the wire encoder)."""
-    from tensorflow.core.example import example_pb2
-    from tensorflow_serving.apis import input_pb2
-
-    out = input_pb2.ExampleListWithContext()
-    ctx = out.context.features.feature
-    values = {"request_id": req["request_id"], "scenario": req["scenario"], **req["user"]}
-    for name in schema.context_categorical:
-        ctx[name].bytes_list.value.append(values[name].encode())
-    ints = {"day": req["day"], "num_retrieved": len(req["retrieved"]), "num_ranked": len(req["ranking"]),
-            "num_exposed": len(req["exposed"])}
-    for name in schema.context_int:
-        ctx[name].int64_list.value.append(ints[name])
-    for name in schema.context_sequences:
-        ctx[name].bytes_list.value.extend(x.encode() for x in req.get(name, []))
-    for j, item in enumerate(cols["item"]):
-        ex = example_pb2.Example()
-        f = ex.features.feature
-        for k, name in enumerate(schema.item_categorical):
-            f[name].bytes_list.value.append(items[item][k].encode())
-        for k, name in enumerate(schema.item_dense):
-            f[name].float_list.value.append(items[item][len(schema.item_categorical) + k])
-        for name in schema.order_fields():
-            f[name].int64_list.value.append(cols[name][j])
-        for name in schema.label_fields():
-            f[name].float_list.value.append(cols[name][j])
-        out.examples.append(ex)
-    return out
-
-
 def test_wire_encoding_parses_to_the_protobuf_message():
     from tensorflow_serving.apis import input_pb2
 
     from pipelines.hybrid_samples.encode import EntryCache
-    from pipelines.hybrid_samples.samples import to_example_list
+    from pipelines.hybrid_samples.samples import to_example_list, to_example_list_reference
 
     table = {**_table(), "i7": ("i7", "c\u00e9", 1e-3)}  # a non-ASCII category, a small float
     cache = EntryCache(table, HCCP.item_categorical, HCCP.item_dense)
@@ -224,7 +193,7 @@ def test_wire_encoding_parses_to_the_protobuf_message():
         req = {**_request(), "purchases": purchases, "all_scenario_purchases": []}
         cols = build_list(req, sorted(table), table, HCCP, [3], [0.7, 0.4], 5, 4, np.random.default_rng(seed), 1)
         got = to_example_list(req, cols, table, HCCP, cache)
-        want = _proto_example_list(req, cols, table, HCCP)
+        want = to_example_list_reference(req, cols, table, HCCP)
         assert input_pb2.ExampleListWithContext.FromString(got) == want
         assert to_example_list(req, cols, table, HCCP) == got  # deterministic, with or without the cache
         ctx = input_pb2.ExampleListWithContext.FromString(got).context.features.feature

@@ -171,3 +171,28 @@ def test_deterministic_rerun(prepared, tmp_path):
     assert stats2["requests_written"] == stats["requests_written"]
     for split in ("train", "valid", "test"):
         assert _lists(cfg.output, split) == _lists(again.output, split)
+
+
+def test_split_by_day_and_by_hash():
+    from pipelines.hybrid_samples.pipeline import BuildLists
+
+    fn = BuildLists(HybridSamplesConfig(split_by="day", valid_days=[2], test_days=[3]), HCCP, 2)
+    fn.setup()
+    assert [fn.split_of({"day": d}, 0) for d in range(5)] == ["train", "train", "valid", "test", "train"]
+    fn = BuildLists(HybridSamplesConfig(split_ratios=[0.5, 0.25, 0.25]), HCCP, 2)
+    fn.setup()
+    splits = [fn.split_of({"day": 0}, fn.splitter.hash(f"r{i}".encode())) for i in range(4000)]
+    for split, share in (("train", 0.5), ("valid", 0.25), ("test", 0.25)):
+        assert abs(splits.count(split) / 4000 - share) < 5 * (share * (1 - share) / 4000) ** 0.5
+
+
+def test_ranking_scores_must_be_numbers():
+    from pipelines.hybrid_samples.validate import parse_request
+
+    items = {f"i{k}": (f"i{k}", "c0", 1.0) for k in range(5)}
+    req = {"request_id": "r", "day": 0, "scenario": "s0", "user": {"user_id": "u", "user_segment": "g"},
+           "retrieved": ["i0", "i1", "i2"], "ranking": ["i1", "i0"], "ranking_scores": [0.3, "x"],
+           "exposed": ["i1"], "clicks": [], "purchases": []}
+    assert parse_request(json.dumps(req).encode(), ("user_id", "user_segment"), items).reason == "bad_type"
+    req["ranking_scores"] = [0.3, 0.1]
+    assert parse_request(json.dumps(req).encode(), ("user_id", "user_segment"), items)["ranking"] == ["i1", "i0"]

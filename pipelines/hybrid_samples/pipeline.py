@@ -55,7 +55,6 @@ SPLITS = ("train", "valid", "test")
 DEADLETTER = "deadletter"
 STATS = "stats"
 COUNTS_FILE = "_counts.json"
-USER_FIELDS = ("user_id", "user_segment")
 OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
                   "deadletter/deadletter-*-of-*.jsonl", "schema.json", "stats.json", COUNTS_FILE)
 _TYPE_NAMES = {v: k for k, v in SAMPLE_TYPES.items()}
@@ -128,6 +127,11 @@ class ItemTableFn(beam.CombineFn):
         return {"items": acc[0], "duplicates": acc[1]}
 
 
+def user_fields(schema: ListwiseSchema):
+    """The context features read from a request's ``user`` object: all but ``request_id`` and ``scenario``."""
+    return tuple(n for n in schema.context_categorical if n not in ("request_id", "scenario"))
+
+
 class BuildLists(beam.DoFn):
     """(file, [line, ...]) -> batches ``((split, shard), [serialized ExampleListWithContext, ...])``, dead-letter
     dicts (``deadletter``) and one statistics dict per chunk (``stats``)."""
@@ -140,6 +144,7 @@ class BuildLists(beam.DoFn):
     def setup(self):
         self.splitter = HashSplitter(self.cfg.split_ratios, self.cfg.split_salt, self.num_shards)
         self.valid_days, self.test_days = set(self.cfg.valid_days), set(self.cfg.test_days)
+        self.user_fields = user_fields(self.schema)
         self._table_id = None
 
     def _pool(self, table):
@@ -163,7 +168,7 @@ class BuildLists(beam.DoFn):
         stats: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         for line in lines:
             raw = strip_eol(line)
-            req = parse_request(raw, USER_FIELDS, items)
+            req = parse_request(raw, self.user_fields, items)
             if isinstance(req, Rejection):
                 stats[DEADLETTER][req.reason] += 1
                 yield TaggedOutput(DEADLETTER, {"source": "requests", "file": file_name, "reason": req.reason,

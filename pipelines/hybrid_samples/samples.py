@@ -231,3 +231,37 @@ def to_example_list(req: dict, cols: Dict[str, list], items: Dict[str, tuple], s
         parts.append(encode.field(0x0A, encode.example([entries[i] for i in order])))
     parts.append(encode.field(0x12, encode.example([e for _, e in sorted(context, key=lambda kv: kv[0])])))
     return b"".join(parts)
+
+
+def to_example_list_reference(req: dict, cols: Dict[str, list], items: Dict[str, tuple],
+                              schema: ListwiseSchema):
+    """The same list built with the protobuf classes (``ExampleListWithContext`` message): the oracle of
+    :func:`to_example_list` in the tests and its baseline in ``bench/bench_hybrid_encode.py``."""
+    from tensorflow.core.example import example_pb2
+    from tensorflow_serving.apis import input_pb2
+
+    out = input_pb2.ExampleListWithContext()
+    ctx = out.context.features.feature
+    values = {"request_id": req["request_id"], "scenario": req["scenario"], **req["user"]}
+    for name in schema.context_categorical:
+        ctx[name].bytes_list.value.append(values[name].encode("utf-8"))
+    ints = {"day": req["day"], "num_retrieved": len(req["retrieved"]), "num_ranked": len(req["ranking"]),
+            "num_exposed": len(req["exposed"])}
+    for name in schema.context_int:
+        ctx[name].int64_list.value.append(ints[name])
+    for name in schema.context_sequences:
+        ctx[name].bytes_list.value.extend(x.encode("utf-8") for x in req.get(name, []))
+    n_cat = len(schema.item_categorical)
+    for j, item in enumerate(cols["item"]):
+        ex = example_pb2.Example()
+        f = ex.features.feature
+        for k, name in enumerate(schema.item_categorical):
+            f[name].bytes_list.value.append(items[item][k].encode("utf-8"))
+        for k, name in enumerate(schema.item_dense):
+            f[name].float_list.value.append(items[item][n_cat + k])
+        for name in schema.order_fields():
+            f[name].int64_list.value.append(cols[name][j])
+        for name in schema.label_fields():
+            f[name].float_list.value.append(cols[name][j])
+        out.examples.append(ex)
+    return out

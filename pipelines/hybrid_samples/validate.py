@@ -97,6 +97,8 @@ def parse_request(line: bytes, user_fields: Sequence[str], items: Dict[str, tupl
     scores = obj.get("ranking_scores")
     if scores is not None and (not isinstance(scores, list) or len(scores) != len(ranking)):
         return Rejection("inconsistent_lengths", "`ranking_scores` must be a list aligned with `ranking`")
+    if scores is not None and any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in scores):
+        return Rejection("bad_type", "`ranking_scores` must be a list of numbers")
     if len(ranking) > len(retrieved):
         return Rejection("inconsistent_lengths",
                          f"`ranking` has {len(ranking)} items but `retrieved` only {len(retrieved)}")
