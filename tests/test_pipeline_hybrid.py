@@ -46,6 +46,7 @@ def _malformed(good: dict):
         ("purchase_without_click",
          variant(purchases=[x for x in good["exposed"] if x not in good["clicks"]][:1])),
         ("unknown_item", variant(retrieved=good["retrieved"] + ["i_unknown"])),
+        ("unknown_item", variant(click_history=["i_unknown"])),
     ]
 
 
@@ -130,6 +131,8 @@ def test_written_record_parses_with_the_listwise_spec(prepared):
     schema = ListwiseSchema.from_json(json.load(open(os.path.join(cfg.output, "schema.json"))))
     assert schema == HCCP
     by_id = {r["request_id"]: r for r in records}
+    with open(cfg.items[0], encoding="utf-8") as fh:
+        items = {x["item_id"]: x["category"] for x in map(json.loads, fh) if isinstance(x["item_id"], str)}
     serialized = _lists(cfg.output, "train")[:4]
     list_size = 64
     f = schema.parse(tf.constant(serialized), list_size=list_size)
@@ -153,6 +156,10 @@ def test_written_record_parses_with_the_listwise_spec(prepared):
         assert sorted(expected_rc) == expected_rc
         assert [x.decode() for x in tf.sparse.to_dense(f["all_scenario_clicks"]).numpy()[b] if x] == \
             req["all_scenario_clicks"]
+        history = [x.decode() for x in tf.sparse.to_dense(f["click_history"]).numpy()[b] if x]
+        assert history == req["click_history"]
+        categories = [x.decode() for x in tf.sparse.to_dense(f["click_history_category"]).numpy()[b] if x]
+        assert categories == [items[x] for x in req["click_history"]]
         assert int(f["num_ranked"][b]) == len(req["ranking"]) and int(f["num_exposed"][b]) == len(req["exposed"])
         clicks = f["click"][b].numpy()[:n]
         assert {x for x, c in zip(ids, clicks) if c == 1.0} == set(req["clicks"])

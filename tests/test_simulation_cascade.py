@@ -62,6 +62,7 @@ def test_cascade_structure(sim):
         assert set(r["purchases"]) <= set(r["all_scenario_purchases"])
         assert r["ranking_scores"] == sorted(r["ranking_scores"], reverse=True)
         assert r["scenario"] in ("s0", "s1") and 0 <= r["day"] < 4
+        assert len(r["click_history"]) <= cascade.HISTORY
         ids.add(r["request_id"])
     assert len(ids) == len(records)
     # two scenarios: in-scenario and all-scenario clicks differ for a good share of requests
@@ -121,3 +122,13 @@ def test_cli(tmp_path, capsys):
     assert err.startswith("tfrec prepare-hybrid: error: give the request logs") and "\n" not in err
     assert main(["prepare-hybrid", "--input", str(tmp_path / "none.jsonl"), "--items", "x", "--out", "y"]) == 2
     assert "no file matches" in capsys.readouterr().err
+
+
+def test_click_history_is_the_users_earlier_clicks(sim):
+    _, _, records, _ = sim
+    seen = {}
+    for r in records:
+        past = seen.setdefault(r["user"]["user_id"], [])
+        assert r["click_history"] == past[-cascade.HISTORY:]
+        past.extend(r["clicks"])
+    assert sum(bool(r["click_history"]) for r in records) > len(records) / 2

@@ -198,6 +198,16 @@ def build_list(req: dict, item_ids: Sequence[str], item_index: Dict[str, int], s
     return cols
 
 
+def context_sequences(req: dict, items: Dict[str, tuple], schema: ListwiseSchema) -> Dict[str, List[str]]:
+    """The context's list features: the request's own lists, and ``click_history_category`` (the category of each
+    ``click_history`` item, from the item table, aligned with it)."""
+    out = {n: list(req.get(n, [])) for n in schema.context_sequences}
+    if "click_history_category" in out:
+        slot = schema.item_categorical.index("category")
+        out["click_history_category"] = [items[x][slot] for x in req.get("click_history", [])]
+    return out
+
+
 def to_example_list(req: dict, cols: Dict[str, list], items: Dict[str, tuple], schema: ListwiseSchema,
                     cache: Optional[EntryCache] = None) -> bytes:
     """Serializes one request's list as an ``ExampleListWithContext`` (deterministic bytes; encoded on the wire by
@@ -217,7 +227,8 @@ def to_example_list(req: dict, cols: Dict[str, list], items: Dict[str, tuple], s
     context = [(n, encode.map_entry(n, encode.bytes_feature([values[n].encode("utf-8")])))
                for n in schema.context_categorical]
     context += [(n, cache.int64(n, int(ints[n]))) for n in schema.context_int]
-    context += [(n, encode.map_entry(n, encode.bytes_feature([x.encode("utf-8") for x in req.get(n, [])])))
+    sequences = context_sequences(req, items, schema)
+    context += [(n, encode.map_entry(n, encode.bytes_feature([x.encode("utf-8") for x in sequences[n]])))
                 for n in schema.context_sequences]
     int_fields, label_fields = schema.order_fields(), schema.label_fields()
     keys = list(schema.item_categorical + schema.item_dense + int_fields + label_fields)
@@ -249,8 +260,9 @@ def to_example_list_reference(req: dict, cols: Dict[str, list], items: Dict[str,
             "num_exposed": len(req["exposed"])}
     for name in schema.context_int:
         ctx[name].int64_list.value.append(ints[name])
+    sequences = context_sequences(req, items, schema)
     for name in schema.context_sequences:
-        ctx[name].bytes_list.value.extend(x.encode("utf-8") for x in req.get(name, []))
+        ctx[name].bytes_list.value.extend(x.encode("utf-8") for x in sequences[name])
     n_cat = len(schema.item_categorical)
     for j, item in enumerate(cols["item"]):
         ex = example_pb2.Example()

@@ -26,7 +26,7 @@ REASONS: Dict[str, str] = {
 
 #: Required list fields of a request, in the order they are checked.
 LIST_FIELDS = ("retrieved", "ranking", "exposed", "clicks", "purchases")
-OPTIONAL_LISTS = ("all_scenario_clicks", "all_scenario_purchases")
+OPTIONAL_LISTS = ("all_scenario_clicks", "all_scenario_purchases", "click_history")
 
 
 class Rejection(NamedTuple):
@@ -112,7 +112,7 @@ def parse_request(line: bytes, user_fields: Sequence[str], items: Dict[str, tupl
         for x in values:
             if x not in allowed:
                 return Rejection(reason, message.format(json.dumps(x)))
-    for x in retrieved:
+    for x in retrieved + obj["click_history"]:
         if x not in items:
             return Rejection("unknown_item", f"item {json.dumps(x)} is not in the item table")
     return obj

@@ -25,6 +25,9 @@ Files under ``cfg.output``
 * ``purchases`` (list of item ids): purchased items (a subset of ``clicks``).
 * ``all_scenario_clicks`` / ``all_scenario_purchases`` (lists of item ids, optional): the user's clicks /
   purchases on the same day in every scenario (for the all-scenario hit rates ASH / ASPH of HCCP 4.1.2).
+* ``click_history`` (list of item ids, optional): the user's clicks in earlier requests (every scenario), oldest
+  first, at most :data:`HISTORY` items (for user-behaviour and cross features, e.g. the share of an item's
+  category in the user's click sequence).
 
 ``items.jsonl``: the item pool, one JSON object per item: ``item_id`` (string), ``category`` (string),
 ``price`` (number > 0). Every item of ``requests.jsonl`` appears here.
@@ -76,6 +79,8 @@ BLOCK = 256
 REQUESTS_FILE = "requests.jsonl"
 ITEMS_FILE = "items.jsonl"
 META_FILE = "meta.json"
+#: Longest ``click_history``.
+HISTORY = 20
 
 
 @dataclasses.dataclass
@@ -205,6 +210,17 @@ def add_all_scenario(records: List[Dict[str, object]]) -> None:
         r["all_scenario_purchases"] = list(buys[key])
 
 
+def add_click_history(records: List[Dict[str, object]]) -> None:
+    """Sets ``click_history``: the user's clicks in earlier requests (records are in time order), the last
+    :data:`HISTORY`, oldest first."""
+    history: Dict[str, List[str]] = {}
+    for r in records:
+        past = history.setdefault(r["user"]["user_id"], [])
+        r["click_history"] = past[-HISTORY:]
+        past.extend(r["clicks"])
+        del past[:-HISTORY]
+
+
 def _pairwise_accuracy(scores: np.ndarray, truth: np.ndarray) -> tuple:
     """(concordant pairs, pairs) of ``scores`` against ``truth`` over all pairs of a 1-D set."""
     if len(scores) < 2:
@@ -287,6 +303,7 @@ def simulate_cascade(cfg: CascadeConfig) -> Dict[str, object]:
     for block in range((cfg.requests + BLOCK - 1) // BLOCK):
         records.extend(simulate_block(cfg, world, block))
     add_all_scenario(records)
+    add_click_history(records)
     _write_jsonl(os.path.join(cfg.output, REQUESTS_FILE), records)
     _write_jsonl(os.path.join(cfg.output, ITEMS_FILE), (
         {"item_id": f"i{i}", "category": f"c{world.item_category[i]}", "price": float(world.item_price[i])}
