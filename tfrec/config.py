@@ -369,6 +369,82 @@ class HybridSamplesConfig:
 
 
 @dataclasses.dataclass
+class PrerankingConfig:
+    """HCCP's Three-Tower pre-ranking model, loss variant and list sizes (``tfrec.models.preranking``).
+
+    Attributes:
+      variant: ``hccp`` (full), ``base``, ``base_listnet``, ``base_listmle``, ``wo_up``, ``wo_prc``, ``wo_neg`` or
+        ``wo_margin`` (HCCP 4.1.3; the terms each turns on are in ``tfrec.hccp_variants``).
+      tasks: the Cxr estimation tasks (labels of the list-wise dataset).
+      task_weights: ``lambda_t`` per task (HCCP 4.1.4: click 0.98, purchase 0.2, diversity 0.1).
+      global_weight: ``lambda_c`` of the global consistency loss (0.05).
+      alpha: local consistency weight (0.05). neg_weight: Eq. 6's ``beta``, the contrastive weight (0.5).
+      margin / temperature: Margin InfoNCE's ``m`` (0.9) and ``tau`` (0.1).
+      beta_init / beta_scale: Algorithm 1's blend coefficient at the start (9999) and its per-step factor.
+      in_batch_rate: N4 sampling rate (0.05).
+      hash_bins / embedding_dim / embedding_l2: hashed feature embeddings.
+      num_experts / expert_units: the user tower's MMoE (8 experts).
+      item_units / cross_units: hidden sizes of the item and cross-feature towers.
+      output_dim: user / item embedding size.
+      train_list_size / eval_list_size: items per list after padding (train lists ~42 items; valid / test lists
+        keep every candidate, ~510).
+      hit_ks / consistency_ks / octile_k: K of the hit rates, of MAP / NDCG and of the octile split.
+    """
+
+    variant: str = "hccp"
+    tasks: List[str] = dataclasses.field(default_factory=lambda: ["click", "purchase", "diversity"])
+    task_weights: List[float] = dataclasses.field(default_factory=lambda: [0.98, 0.2, 0.1])
+    global_weight: float = 0.05
+    alpha: float = 0.05
+    neg_weight: float = 0.5
+    margin: float = 0.9
+    temperature: float = 0.1
+    beta_init: float = 9999.0
+    beta_scale: float = 0.999
+    in_batch_rate: float = 0.05
+    hash_bins: int = 20000
+    embedding_dim: int = 16
+    embedding_l2: float = 0.0
+    num_experts: int = 8
+    expert_units: List[int] = dataclasses.field(default_factory=lambda: [64])
+    item_units: List[int] = dataclasses.field(default_factory=lambda: [64])
+    cross_units: List[int] = dataclasses.field(default_factory=lambda: [32])
+    output_dim: int = 32
+    train_list_size: int = 48
+    eval_list_size: int = 512
+    hit_ks: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100, 200])
+    consistency_ks: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
+    octile_k: int = 100
+
+    def validate(self) -> None:
+        from tfrec.hccp_variants import VARIANTS  # pure Python, no TensorFlow
+
+        _check(self.variant in VARIANTS, "preranking.variant", self.variant, f"must be one of {list(VARIANTS)}")
+        _check(len(self.tasks) > 0 and len(set(self.tasks)) == len(self.tasks) and "global" not in self.tasks,
+               "preranking.tasks", self.tasks, "must be distinct task names other than 'global'")
+        _check(len(self.task_weights) == len(self.tasks) and all(w >= 0 for w in self.task_weights),
+               "preranking.task_weights", self.task_weights, "must be one weight >= 0 per task")
+        for key in ("global_weight", "alpha", "neg_weight", "margin", "beta_init", "embedding_l2"):
+            _check(getattr(self, key) >= 0, f"preranking.{key}", getattr(self, key), "must be >= 0")
+        _check(self.temperature > 0, "preranking.temperature", self.temperature, "must be > 0")
+        _check(0 < self.beta_scale <= 1, "preranking.beta_scale", self.beta_scale, "must be in (0, 1]")
+        _check(0 <= self.in_batch_rate <= 1, "preranking.in_batch_rate", self.in_batch_rate, "must be in [0, 1]")
+        for key in ("hash_bins", "embedding_dim", "num_experts", "output_dim", "train_list_size", "eval_list_size",
+                    "octile_k"):
+            _check(getattr(self, key) > 0, f"preranking.{key}", getattr(self, key), "must be > 0")
+        for key in ("hit_ks", "consistency_ks", "expert_units"):
+            _check(len(getattr(self, key)) > 0 and all(k > 0 for k in getattr(self, key)), f"preranking.{key}",
+                   getattr(self, key), "must be a non-empty list of values > 0")
+
+    def model_kwargs(self) -> Dict[str, Any]:
+        """The :class:`tfrec.models.preranking.ThreeTower` arguments of this section."""
+        keys = ("variant", "tasks", "task_weights", "global_weight", "alpha", "neg_weight", "margin", "temperature",
+                "beta_init", "beta_scale", "in_batch_rate", "hash_bins", "embedding_dim", "embedding_l2",
+                "num_experts", "expert_units", "item_units", "cross_units", "output_dim")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclasses.dataclass
 class RunConfig:
     """Everything one tfrec command needs; each command reads the sections it uses."""
 
@@ -380,6 +456,7 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     cascade: CascadeConfig = dataclasses.field(default_factory=CascadeConfig)
     hybrid: HybridSamplesConfig = dataclasses.field(default_factory=HybridSamplesConfig)
+    preranking: PrerankingConfig = dataclasses.field(default_factory=PrerankingConfig)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
