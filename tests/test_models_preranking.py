@@ -132,8 +132,10 @@ def _oracle(model, x, y, out):
     hard = valid & np.isin(st, (2, 3))
     easy = valid & (st == 5)
     m, tau = model.margin, model.temperature
-    terms = {"global": _list_mle_np(o["logit_global"], np.where(valid, y["rc_position"].numpy(), -1))}
-    total = model.global_weight * terms["global"]
+    terms, total = {}, 0.0
+    if "logit_global" in o:  # the global task exists only in the variants with Eq. 3
+        terms["global"] = _list_mle_np(o["logit_global"], np.where(valid, y["rc_position"].numpy(), -1))
+        total = model.global_weight * terms["global"]
     for t, w in zip(model.tasks, model.task_weights):
         lab = y[t].numpy()
         z = o[f"logit_{t}"]
@@ -210,6 +212,7 @@ def test_variants_turn_components_off(variant):
     model._sample_in_batch = True
     total, terms = model.task_loss_terms(y, out)
     assert {k.rsplit("_", 1)[0] if k != "global" else k for k in terms} == EXPECTED[variant]
+    assert ("user_global" in out) == ("global" in EXPECTED[variant])
     _, full = _oracle(model, x, y, out)
     # Eq. 6 from the variant's own terms
     expected = model.global_weight * float(terms["global"]) if "global" in terms else 0.0

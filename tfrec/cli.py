@@ -92,8 +92,14 @@ def _cmd_train(args) -> int:
                        "epochs": "train.epochs"})
     _configure_replicas(cfg.train.replicas)
     from tfrec.train import train
+    from tfrec.train_preranking import is_listwise, train_preranking
 
-    result = train(cfg)
+    listwise = bool(cfg.data.dir) and is_listwise(cfg.data.dir)  # a hybrid-sample dataset: HCCP pre-ranking
+    result = train_preranking(cfg) if listwise else train(cfg)
+    if listwise:
+        print(f"trained {result.summary['epochs_run']} epoch(s); best val_auc {result.summary['best_val_auc']:.5f} "
+              f"at epoch {result.summary['best_epoch']}; weights in {result.best_weights}")
+        return 0
     print(f"trained {result.summary['epochs_run']} epoch(s); best {cfg.train.monitor} "
           f"{result.summary['best_' + cfg.train.monitor]:.5f} at epoch {result.summary['best_epoch']}; "
           f"{result.summary['train_examples_per_second']:,.0f} examples/s; weights in {result.best_weights}")
@@ -106,6 +112,12 @@ def _cmd_evaluate(args) -> int:
 
     if not cfg.train.model_dir:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
+    from tfrec.train_preranking import evaluate_preranking, is_listwise
+
+    if cfg.data.dir and is_listwise(cfg.data.dir):  # HCCP pre-ranking report
+        report = evaluate_preranking(cfg, split=args.split, output=args.out)
+        print(_format_table([(k, v) for k, v in report.items() if not isinstance(v, list)]))
+        return 0
     report = evaluate(cfg, split=args.split, output=args.out)
     print(_format_table([(k, report[k]) for k in ("auc", "logloss", "weighted_auc", "weighted_logloss", "rows",
                                                   "positive_rate", "effective_positive_rate")]))

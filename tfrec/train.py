@@ -129,19 +129,38 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
     valid_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "valid", schema, cfg.data.eval_batch_size,
                                             False, cycle_length=cfg.data.cycle_length)
 
+    return fit_with_recovery(cfg, model, train_ds, valid_ds, steps_per_epoch, validation_steps, replicas, printer,
+                             extra_callbacks)
+
+
+def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, steps_per_epoch: int,
+                      validation_steps: int, replicas: int, printer: Callable[[str], None] = print,
+                      extra_callbacks: Optional[list] = None, monitor: Optional[str] = None,
+                      examples_per_batch: Optional[int] = None) -> TrainResult:
+    """Keras ``fit`` of a compiled model with the driver's callbacks (module docstring), then the summary.
+
+    Shared by every training entry (``train`` here, ``tfrec.train_preranking``). ``monitor`` overrides
+    ``cfg.train.monitor``; ``examples_per_batch`` is what the throughput counts per global batch (default
+    ``cfg.data.batch_size``: rows, or requests for list-wise data).
+
+    Raises:
+      TrainingError: the loss became NaN.
+    """
+    t = cfg.train
+    monitor = monitor or t.monitor
     guard = NaNGuard()
-    throughput = Throughput(cfg.data.batch_size)
+    throughput = Throughput(examples_per_batch or cfg.data.batch_size)
     best = best_weights_path(t.model_dir)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(t.model_dir, "backup"),
                                          save_freq=t.save_every_steps or "epoch", delete_checkpoint=True),
         guard,
         throughput,
-        keras.callbacks.ModelCheckpoint(best, monitor=t.monitor, mode="max", save_best_only=True,
+        keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode="max", save_best_only=True,
                                         save_weights_only=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=t.monitor, mode="max", factor=t.plateau_factor,
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=t.plateau_factor,
                                           patience=t.plateau_patience, min_delta=0.0, verbose=0),
-        keras.callbacks.EarlyStopping(monitor=t.monitor, mode="max", patience=t.early_stop_patience,
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=t.early_stop_patience,
                                       min_delta=0.0),
         keras.callbacks.TensorBoard(os.path.join(t.model_dir, "logs"), update_freq="epoch", profile_batch=0),
         keras.callbacks.CSVLogger(os.path.join(t.model_dir, "history.csv"), append=True),
@@ -165,11 +184,11 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
     if tf.io.gfile.exists(best + ".index"):
         model.load_weights(best).expect_partial()
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    monitored = hist.get(t.monitor, [])
+    monitored = hist.get(monitor, [])
     summary = {
         "epochs_run": len(hist.get("loss", [])),
         "best_epoch": (int(max(range(len(monitored)), key=monitored.__getitem__)) + 1) if monitored else None,
-        "best_" + t.monitor: max(monitored) if monitored else None,
+        "best_" + monitor: max(monitored) if monitored else None,
         "replicas": replicas,
         "global_batch_size": cfg.data.batch_size,
         "train_steps": throughput.steps,

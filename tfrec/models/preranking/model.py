@@ -68,7 +68,8 @@ GLOBAL = "global"
 def impression_bce(labels: tf.Tensor, logits: tf.Tensor, impressions: tf.Tensor) -> tf.Tensor:
     """Eq. 1: ``-1/|U| sum_u sum_{j in R^t_u} [l log y + (1 - l) log(1 - y)]``, ``|U|`` = rows of ``logits``."""
     per = tf.nn.sigmoid_cross_entropy_with_logits(tf.where(impressions, labels, tf.zeros_like(labels)), logits)
-    return tf.reduce_sum(tf.where(impressions, per, tf.zeros_like(per))) / tf.cast(tf.shape(logits)[0], logits.dtype)
+    total = tf.reduce_sum(tf.where(impressions, per, tf.zeros_like(per)))
+    return tf.math.divide_no_nan(total, tf.cast(tf.shape(logits)[0], logits.dtype))  # 0 for an empty replica
 
 
 def list_net_impressions(labels: tf.Tensor, logits: tf.Tensor, impressions: tf.Tensor) -> tf.Tensor:
@@ -79,7 +80,7 @@ def list_net_impressions(labels: tf.Tensor, logits: tf.Tensor, impressions: tf.T
     target = tf.where(impressions, labels, tf.zeros_like(labels))
     target = tf.math.divide_no_nan(target, tf.reduce_sum(target, axis=1, keepdims=True))
     per = tf.reduce_sum(tf.where(target > 0, -target * log_p, tf.zeros_like(log_p)), axis=1)
-    return tf.reduce_sum(per) / tf.cast(tf.shape(logits)[0], logits.dtype)
+    return tf.math.divide_no_nan(tf.reduce_sum(per), tf.cast(tf.shape(logits)[0], logits.dtype))
 
 
 @keras.saving.register_keras_serializable(package="tfrec")
@@ -125,7 +126,8 @@ class ThreeTower(RankingModel):
         self.global_weight, self.alpha, self.neg_weight = float(global_weight), float(alpha), float(neg_weight)
         self.margin, self.temperature = float(margin), float(temperature)
         self.beta_init, self.beta_scale, self.in_batch_rate = float(beta_init), float(beta_scale), float(in_batch_rate)
-        self.all_tasks = [GLOBAL] + self.tasks
+        # The global consistency task is a task of the MMoE (HCCP 4.4.3) that only the variants with Eq. 3 have.
+        self.all_tasks = ([GLOBAL] if self.switches.global_consistency else []) + self.tasks
         emb = (self.hash_bins, self.embedding_dim, self.embedding_l2)
         self.user_tower = UserTower(self.all_tasks, *emb, self.num_experts, self.expert_units, self.output_dim,
                                     name="user_tower")
@@ -144,7 +146,8 @@ class ThreeTower(RankingModel):
     # ------------------------------------------------------------------------------------------ towers and scores
 
     def user_embedding(self, context: Mapping[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
-        """``{task: [B, output_dim]}`` user embeddings (the global task included) from the context features."""
+        """``{task: [B, output_dim]}`` user embeddings (the global task's too, where the variant has Eq. 3) from the
+        context features."""
         return self.user_tower(context, training=training)
 
     def item_embedding(self, items: Mapping[str, tf.Tensor], training=None) -> tf.Tensor:
