@@ -15,6 +15,7 @@ weights and records it in ``<model_dir>/preranking_metrics.json`` under the spli
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Callable, Dict, Optional
@@ -24,7 +25,7 @@ import tf_keras as keras
 
 from tfrec import data as data_lib
 from tfrec import devices
-from tfrec.config import RunConfig, dump_config
+from tfrec.config import RunConfig, dump_config, load_config
 from tfrec.evaluate_preranking import collect, preranking_report
 from tfrec.features import ListwiseSchema
 from tfrec.listwise_data import distributed_listwise_dataset, make_listwise_dataset
@@ -110,10 +111,14 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
 
 
 def load_trained_preranking(cfg: RunConfig) -> ThreeTower:
-    """The model of a finished run with its best weights (no strategy needed)."""
+    """The model of a finished run with its best weights (no strategy needed). The architecture is the run's own
+    (the ``preranking`` section of ``<model_dir>/config.yaml``), whatever ``cfg.preranking`` says."""
     path = best_weights_path(cfg.train.model_dir)
     if not tf.io.gfile.exists(path + ".index"):
         raise FileNotFoundError(f"no trained weights at {path} (run `tfrec train` with this model_dir first)")
+    run_config = os.path.join(cfg.train.model_dir, "config.yaml")
+    if os.path.exists(run_config):
+        cfg = dataclasses.replace(cfg, preranking=load_config(run_config).preranking)
     model = build_preranking_model(cfg, load_listwise_schema(cfg.data.dir))
     model.load_weights(path).expect_partial()
     return model
