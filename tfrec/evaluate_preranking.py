@@ -36,11 +36,12 @@ _KEEP = ("example_mask", "sample_type", "rank", "click", "purchase", "item_id", 
 def collect(model, dataset, tasks: Sequence[str]) -> Dict[str, np.ndarray]:
     """Scores and fields of every request of ``dataset`` (``(features, labels)`` batches of one list size)."""
     predict = tf.function(lambda x: {t: model(x, training=False)[t] for t in tasks}, reduce_retracing=True)
+    keep = tuple(dict.fromkeys(_KEEP + tuple(tasks)))  # every task's labels too (AUC per task)
     parts: Dict[str, list] = {}
     width = {}
     for features, _ in dataset:
         out = predict(features)
-        row = {**{f"score_{t}": out[t].numpy() for t in tasks}, **{k: features[k].numpy() for k in _KEEP}}
+        row = {**{f"score_{t}": out[t].numpy() for t in tasks}, **{k: features[k].numpy() for k in keep}}
         for k, v in row.items():
             parts.setdefault(k, []).append(v)
             if v.ndim == 2:
