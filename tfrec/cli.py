@@ -106,8 +106,14 @@ def _cmd_train(args) -> int:
                        "epochs": "train.epochs"})
     _configure_replicas(cfg.train.replicas)
     from tfrec.train import train
+    from tfrec.train_preranking import is_listwise, train_preranking
 
-    result = train(cfg)
+    listwise = bool(cfg.data.dir) and is_listwise(cfg.data.dir)  # a hybrid-sample dataset: HCCP pre-ranking
+    result = train_preranking(cfg) if listwise else train(cfg)
+    if listwise:
+        print(f"trained {result.summary['epochs_run']} epoch(s); best val_auc {result.summary['best_val_auc']:.5f} "
+              f"at epoch {result.summary['best_epoch']}; weights in {result.best_weights}")
+        return 0
     print(f"trained {result.summary['epochs_run']} epoch(s); best {cfg.train.monitor} "
           f"{result.summary['best_' + cfg.train.monitor]:.5f} at epoch {result.summary['best_epoch']}; "
           f"{result.summary['train_examples_per_second']:,.0f} examples/s; weights in {result.best_weights}")
@@ -120,6 +126,12 @@ def _cmd_evaluate(args) -> int:
 
     if not cfg.train.model_dir:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
+    from tfrec.train_preranking import evaluate_preranking, is_listwise
+
+    if cfg.data.dir and is_listwise(cfg.data.dir):  # HCCP pre-ranking report
+        report = evaluate_preranking(cfg, split=args.split, output=args.out)
+        print(_format_table([(k, v) for k, v in report.items() if not isinstance(v, list)]))
+        return 0
     report = evaluate(cfg, split=args.split, output=args.out)
     if "tasks" in report:  # a multi-task model: each task in its own space
         keys = [f"{t}_{m}" for t in report["tasks"] for m in ("auc", "logloss", "rows")]
@@ -248,6 +260,40 @@ def _cmd_pipeline_run(args) -> int:
     if pushed is not None:
         print("pushed version " + str(pushed.properties["version"]) if pushed.properties.get("pushed")
               else "nothing pushed: " + str(pushed.properties.get("reason", "")))
+def _cmd_simulate_cascade(args) -> int:
+    from tfrec.simulation.cascade import simulate_cascade
+
+    cfg = _load(args, {"out": "cascade.output", "requests": "cascade.requests", "seed": "cascade.seed"})
+    if not cfg.cascade.output:
+        raise _UsageError("no output directory given (--out or cascade.output)")
+    m = simulate_cascade(cfg.cascade)
+    acc = m["ranking_pairwise_accuracy"]
+    print(f"wrote {m['requests']:,} requests to {cfg.cascade.output} (requests.jsonl, items.jsonl, meta.json)\n"
+          + _format_table([("impressions per request", m["impressions_per_request"]["mean"]),
+                           ("click rate", m["click_rate"]), ("purchases per click", m["purchase_per_click"]),
+                           ("ranking order accuracy, head items", acc["q0"]),
+                           ("ranking order accuracy, tail items", acc["q4"]),
+                           ("all-scenario clicks differ", m["all_scenario_clicks_differ"])]))
+    return 0
+
+
+def _cmd_prepare_hybrid(args) -> int:
+    from pipelines.hybrid_samples import run
+
+    cfg = _load(args, {"input": "hybrid.inputs", "items": "hybrid.items", "out": "hybrid.output",
+                       "runner": "hybrid.runner"})
+    if args.beam_args:
+        cfg.hybrid.beam_args = list(cfg.hybrid.beam_args) + list(args.beam_args)
+    if not cfg.hybrid.inputs or not cfg.hybrid.items:
+        raise _UsageError("give the request logs (--input or hybrid.inputs) and the item table (--items or "
+                          "hybrid.items)")
+    if not cfg.hybrid.output:
+        raise _UsageError("no output directory given (--out or hybrid.output)")
+    stats = run(cfg.hybrid)
+    rows = [("requests in", stats["requests_in"]), ("requests rejected", stats["requests_rejected"])]
+    rows += [(f"requests {s}", stats["requests_written"][s]) for s in ("train", "valid", "test")]
+    rows += [(f"items {t} (train)", n) for t, n in stats["items_per_sample_type"]["train"].items()]
+    print(f"prepared {cfg.hybrid.output}\n" + _format_table(rows))
     return 0
 
 
@@ -421,6 +467,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "--beam_pipeline_args='--runner=FlinkRunner --flink_master=host:8081' (repeatable)")
     p.add_argument("beam_args", nargs="*", help="after --: more Beam pipeline options")
     p.set_defaults(fn=_cmd_pipeline_run)
+    p = sub.add_parser("simulate-cascade", help="write recommendation-cascade logs (retrieval -> exposure -> "
+                                                "clicks, purchases) for HCCP pre-ranking data")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--requests", type=int)
+    p.add_argument("--seed", type=int)
+    _common(p)
+    p.set_defaults(fn=_cmd_simulate_cascade)
+
+    p = sub.add_parser("prepare-hybrid", help="cascade logs -> HCCP hybrid samples, one ExampleListWithContext "
+                                              "per request (Apache Beam)")
+    p.add_argument("--input", nargs="+", help="request log files or globs (requests.jsonl)")
+    p.add_argument("--items", nargs="+", help="item table files or globs (items.jsonl)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--runner", help="Beam runner (default DirectRunner)")
+    p.add_argument("beam_args", nargs="*", help="after --: extra Beam pipeline options")
+    _common(p)
+    p.set_defaults(fn=_cmd_prepare_hybrid)
     return parser
 
 

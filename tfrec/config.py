@@ -366,6 +366,194 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class CascadeConfig:
+    """Recommendation-cascade simulator (``tfrec.simulation.cascade``; HCCP's retrieval -> exposure funnel).
+
+    Attributes:
+      requests: number of requests (log records) to write.
+      users / items / categories: sizes of the simulated world.
+      scenarios: number of scenarios (>= 2, so in-scenario and all-scenario positives differ).
+      days: requests are spread evenly over this many days.
+      retrieved: ``N^p``, candidates retrieved per request (pre-ranking input).
+      ranked: ``N^r``, candidates delivered by pre-ranking to ranking.
+      exposed_min / exposed_max: impressions per request, uniform in this range (re-ranking output).
+      popularity_exponent: Zipf exponent of item popularity (long tail).
+      ranking_noise_head / ranking_noise_tail: noise sd of the ranking scorer on the most / least popular items.
+      seed: random seed; the output is a deterministic function of all fields.
+      output: output directory (``requests.jsonl``, ``items.jsonl``, ``meta.json``).
+    """
+
+    requests: int = 4000
+    users: int = 1000
+    items: int = 5000
+    categories: int = 20
+    scenarios: int = 2
+    days: int = 4
+    retrieved: int = 500
+    ranked: int = 200
+    exposed_min: int = 8
+    exposed_max: int = 12
+    popularity_exponent: float = 1.1
+    ranking_noise_head: float = 0.3
+    ranking_noise_tail: float = 1.5
+    seed: int = 2024
+    output: str = ""
+
+    def validate(self) -> None:
+        for key in ("requests", "users", "categories", "days"):
+            _check(getattr(self, key) > 0, f"cascade.{key}", getattr(self, key), "must be > 0")
+        _check(self.scenarios >= 2, "cascade.scenarios", self.scenarios, "must be >= 2")
+        _check(self.exposed_min >= 1, "cascade.exposed_min", self.exposed_min, "must be >= 1")
+        _check(self.exposed_max >= self.exposed_min, "cascade.exposed_max", self.exposed_max,
+               "must be >= cascade.exposed_min")
+        _check(self.ranked >= self.exposed_max, "cascade.ranked", self.ranked, "must be >= cascade.exposed_max")
+        _check(self.retrieved > self.ranked, "cascade.retrieved", self.retrieved, "must be > cascade.ranked")
+        _check(self.items > self.retrieved, "cascade.items", self.items,
+               "must be > cascade.retrieved (the pool needs items that were not retrieved)")
+        _check(self.popularity_exponent > 0, "cascade.popularity_exponent", self.popularity_exponent, "must be > 0")
+        _check(self.ranking_noise_head >= 0, "cascade.ranking_noise_head", self.ranking_noise_head, "must be >= 0")
+        _check(self.ranking_noise_tail >= 0, "cascade.ranking_noise_tail", self.ranking_noise_tail, "must be >= 0")
+
+
+@dataclasses.dataclass
+class HybridSamplesConfig:
+    """HCCP hybrid sample construction (``pipelines.hybrid_samples``; HCCP section 3.2).
+
+    Attributes:
+      inputs: request log files or globs (JSON lines, see ``tfrec.simulation.cascade``).
+      items: item table files or globs (JSON lines).
+      output: output directory.
+      chunk_boundaries: ranking orders where chunks 2..m start (Eq. 2's ``N_1^r < ... < N_{m-1}^r``); chunk ``j``
+        holds ranks ``[N_{j-1}^r, N_j^r)`` with ``N_0^r = 1``, the last chunk all ranks from ``N_{m-1}^r``.
+      chunk_rates: ``s_1 .. s_m``, the sample rate of each chunk (one more than ``chunk_boundaries``).
+      preranking_samples: N3 items sampled uniformly per request from the retrieved items that did not enter
+        ranking.
+      pool_samples: N5 items sampled per request from the item table minus the request's retrieved items.
+      full_eval_lists: valid and test requests keep every ranking and pre-ranking candidate (rates 1), so that
+        hit@K, MAP@K and NDCG@K are measured on the whole candidate set.
+      split_by: ``hash`` (of the request id, ``split_ratios`` and ``split_salt``) or ``day``.
+      split_ratios: train, valid, test shares of the hash split.
+      split_salt: salt of the split hash and of the per-request sampling seeds.
+      valid_days / test_days: days of the valid / test splits when ``split_by`` is ``day``.
+      seed: seed of the per-request sampling (with the request id).
+      num_shards: output shards per split (0 means 1).
+      runner: Beam runner name.
+      beam_args: extra Beam pipeline arguments.
+    """
+
+    inputs: List[str] = dataclasses.field(default_factory=list)
+    items: List[str] = dataclasses.field(default_factory=list)
+    output: str = ""
+    chunk_boundaries: List[int] = dataclasses.field(default_factory=lambda: [10, 20, 40, 70, 110, 150])
+    chunk_rates: List[float] = dataclasses.field(
+        default_factory=lambda: [0.5, 0.125, 0.1, 0.05, 0.025, 0.01, 0.005])
+    preranking_samples: int = 15
+    pool_samples: int = 10
+    full_eval_lists: bool = True
+    split_by: str = "hash"
+    split_ratios: List[float] = dataclasses.field(default_factory=lambda: [0.7, 0.2, 0.1])
+    split_salt: str = "tfrec"
+    valid_days: List[int] = dataclasses.field(default_factory=list)
+    test_days: List[int] = dataclasses.field(default_factory=list)
+    seed: int = 2024
+    num_shards: int = 2
+    runner: str = "DirectRunner"
+    beam_args: List[str] = dataclasses.field(default_factory=list)
+
+    def validate(self) -> None:
+        b, r = self.chunk_boundaries, self.chunk_rates
+        _check(all(x >= 2 for x in b) and all(x < y for x, y in zip(b, b[1:])), "hybrid.chunk_boundaries", b,
+               "must be strictly increasing ranks >= 2")
+        _check(len(r) == len(b) + 1, "hybrid.chunk_rates", r, "must have one rate more than chunk_boundaries")
+        _check(all(0.0 <= x <= 1.0 for x in r), "hybrid.chunk_rates", r, "must be rates in [0, 1]")
+        _check(self.preranking_samples >= 0, "hybrid.preranking_samples", self.preranking_samples, "must be >= 0")
+        _check(self.pool_samples >= 0, "hybrid.pool_samples", self.pool_samples, "must be >= 0")
+        _check(self.split_by in ("hash", "day"), "hybrid.split_by", self.split_by, "must be hash or day")
+        _check(len(self.split_ratios) == 3 and all(x >= 0 for x in self.split_ratios)
+               and abs(sum(self.split_ratios) - 1.0) < 1e-6,
+               "hybrid.split_ratios", self.split_ratios, "must be 3 non-negative shares summing to 1")
+        _check(not set(self.valid_days) & set(self.test_days), "hybrid.test_days", self.test_days,
+               "must not share days with hybrid.valid_days")
+        _check(self.num_shards >= 0, "hybrid.num_shards", self.num_shards, "must be >= 0")
+
+
+@dataclasses.dataclass
+class PrerankingConfig:
+    """HCCP's Three-Tower pre-ranking model, loss variant and list sizes (``tfrec.models.preranking``).
+
+    Attributes:
+      variant: ``hccp`` (full), ``base``, ``base_listnet``, ``base_listmle``, ``wo_up``, ``wo_prc``, ``wo_neg`` or
+        ``wo_margin`` (HCCP 4.1.3; the terms each turns on are in ``tfrec.hccp_variants``).
+      tasks: the Cxr estimation tasks (labels of the list-wise dataset).
+      task_weights: ``lambda_t`` per task (HCCP 4.1.4: click 0.98, purchase 0.2, diversity 0.1).
+      global_weight: ``lambda_c`` of the global consistency loss (0.05).
+      alpha: local consistency weight (0.05). neg_weight: Eq. 6's ``beta``, the contrastive weight (0.5).
+      margin / temperature: Margin InfoNCE's ``m`` (0.9) and ``tau`` (0.1).
+      beta_init / beta_scale: Algorithm 1's blend coefficient at the start (9999) and its per-step factor.
+      in_batch_rate: N4 sampling rate (0.05).
+      hash_bins / embedding_dim / embedding_l2: hashed feature embeddings.
+      num_experts / expert_units: the user tower's MMoE (8 experts).
+      item_units / cross_units: hidden sizes of the item and cross-feature towers.
+      output_dim: user / item embedding size.
+      train_list_size / eval_list_size: items per list after padding (train lists ~42 items; valid / test lists
+        keep every candidate, ~510).
+      hit_ks / consistency_ks / octile_k: K of the hit rates, of MAP / NDCG and of the octile split.
+    """
+
+    variant: str = "hccp"
+    tasks: List[str] = dataclasses.field(default_factory=lambda: ["click", "purchase", "diversity"])
+    task_weights: List[float] = dataclasses.field(default_factory=lambda: [0.98, 0.2, 0.1])
+    global_weight: float = 0.05
+    alpha: float = 0.05
+    neg_weight: float = 0.5
+    margin: float = 0.9
+    temperature: float = 0.1
+    beta_init: float = 9999.0
+    beta_scale: float = 0.999
+    in_batch_rate: float = 0.05
+    hash_bins: int = 20000
+    embedding_dim: int = 16
+    embedding_l2: float = 0.0
+    num_experts: int = 8
+    expert_units: List[int] = dataclasses.field(default_factory=lambda: [64])
+    item_units: List[int] = dataclasses.field(default_factory=lambda: [64])
+    cross_units: List[int] = dataclasses.field(default_factory=lambda: [32])
+    output_dim: int = 32
+    train_list_size: int = 48
+    eval_list_size: int = 512
+    hit_ks: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100, 200])
+    consistency_ks: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
+    octile_k: int = 100
+
+    def validate(self) -> None:
+        from tfrec.hccp_variants import VARIANTS  # pure Python, no TensorFlow
+
+        _check(self.variant in VARIANTS, "preranking.variant", self.variant, f"must be one of {list(VARIANTS)}")
+        _check(len(self.tasks) > 0 and len(set(self.tasks)) == len(self.tasks) and "global" not in self.tasks,
+               "preranking.tasks", self.tasks, "must be distinct task names other than 'global'")
+        _check(len(self.task_weights) == len(self.tasks) and all(w >= 0 for w in self.task_weights),
+               "preranking.task_weights", self.task_weights, "must be one weight >= 0 per task")
+        for key in ("global_weight", "alpha", "neg_weight", "margin", "beta_init", "embedding_l2"):
+            _check(getattr(self, key) >= 0, f"preranking.{key}", getattr(self, key), "must be >= 0")
+        _check(self.temperature > 0, "preranking.temperature", self.temperature, "must be > 0")
+        _check(0 < self.beta_scale <= 1, "preranking.beta_scale", self.beta_scale, "must be in (0, 1]")
+        _check(0 <= self.in_batch_rate <= 1, "preranking.in_batch_rate", self.in_batch_rate, "must be in [0, 1]")
+        for key in ("hash_bins", "embedding_dim", "num_experts", "output_dim", "train_list_size", "eval_list_size",
+                    "octile_k"):
+            _check(getattr(self, key) > 0, f"preranking.{key}", getattr(self, key), "must be > 0")
+        for key in ("hit_ks", "consistency_ks", "expert_units"):
+            _check(len(getattr(self, key)) > 0 and all(k > 0 for k in getattr(self, key)), f"preranking.{key}",
+                   getattr(self, key), "must be a non-empty list of values > 0")
+
+    def model_kwargs(self) -> Dict[str, Any]:
+        """The :class:`tfrec.models.preranking.ThreeTower` arguments of this section."""
+        keys = ("variant", "tasks", "task_weights", "global_weight", "alpha", "neg_weight", "margin", "temperature",
+                "beta_init", "beta_scale", "in_batch_rate", "hash_bins", "embedding_dim", "embedding_l2",
+                "num_experts", "expert_units", "item_units", "cross_units", "output_dim")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclasses.dataclass
 class RunConfig:
     """Everything one tfrec command needs; each command reads the sections it uses."""
 
@@ -375,6 +563,9 @@ class RunConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    cascade: CascadeConfig = dataclasses.field(default_factory=CascadeConfig)
+    hybrid: HybridSamplesConfig = dataclasses.field(default_factory=HybridSamplesConfig)
+    preranking: PrerankingConfig = dataclasses.field(default_factory=PrerankingConfig)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):

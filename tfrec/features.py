@@ -197,3 +197,140 @@ ALIEXPRESS_DENSE: Tuple[str, ...] = tuple(f"numerical_{i}" for i in range(1, 64)
 #: numerical features, then the two labels.
 ALIEXPRESS_COLUMNS: List[str] = ["search_id", *ALIEXPRESS_CATEGORICAL, *ALIEXPRESS_DENSE, CLICK, CONVERSION]
 ALIEXPRESS = MultiTaskSchema(name="aliexpress", dense=ALIEXPRESS_DENSE, categorical=ALIEXPRESS_CATEGORICAL)
+# ----------------------------------------------------------------------------------------------- list-wise (HCCP)
+
+#: HCCP sample types (section 3.2), stored per item in ``sample_type``: N1 impression, N2 unexposed ranking
+#: sequence, N3 pre-ranking sequence, N5 pool negative. N4 (in-batch negatives) is built inside the model from
+#: other requests' impressions, so it never appears on disk.
+SAMPLE_N1, SAMPLE_N2, SAMPLE_N3, SAMPLE_N5 = 1, 2, 3, 5
+SAMPLE_TYPES: Dict[str, int] = {"N1": SAMPLE_N1, "N2": SAMPLE_N2, "N3": SAMPLE_N3, "N5": SAMPLE_N5}
+#: Value of an order feature (``rank``, ``*_position``, ``preranking_order``, ``display_position``) for an item that
+#: has no such order (and of every int feature on padded slots).
+NO_ORDER = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class ListwiseSchema:
+    """Schema of a list-wise dataset: one ``ExampleListWithContext`` per request.
+
+    Context (one ``tf.Example``): ``context_categorical`` (bytes, one value), ``context_int`` (int64, one value),
+    ``context_sequences`` (bytes, any number of values). Examples (one ``tf.Example`` per item):
+    ``item_categorical`` (bytes), ``item_dense`` (float), the int64 order fields :meth:`order_fields` and the
+    float labels :meth:`label_fields`. The encoding of every field is in :meth:`to_json` (``schema.json``).
+
+    Attributes:
+      name: dataset family name.
+      context_categorical / context_int / context_sequences: context feature names.
+      item_categorical / item_dense: per-item feature names (from the item table).
+      tasks: the Cxr estimation tasks; each has a label ``<task>``, a raw arranged order ``rt_<task>`` and its
+        position ``rt_<task>_position``.
+    """
+
+    name: str
+    context_categorical: Tuple[str, ...]
+    context_int: Tuple[str, ...]
+    context_sequences: Tuple[str, ...]
+    item_categorical: Tuple[str, ...]
+    item_dense: Tuple[str, ...]
+    tasks: Tuple[str, ...]
+
+    def order_fields(self) -> Tuple[str, ...]:
+        """Per-item int64 fields: sample type, orders and arranged orders (raw and as positions)."""
+        per_task = tuple(f for t in self.tasks for f in (f"rt_{t}", f"rt_{t}_position"))
+        return ("sample_type", "preranking_order", "rank", "display_position", "rc", "rc_position") + per_task
+
+    def label_fields(self) -> Tuple[str, ...]:
+        """Per-item float labels: ``exposure`` and one per task."""
+        return ("exposure",) + self.tasks
+
+    def context_feature_spec(self) -> Dict[str, object]:
+        """Parse spec of the context ``tf.Example``."""
+        import tensorflow as tf  # local: the Beam workers import this module without TensorFlow.
+
+        spec: Dict[str, object] = {n: tf.io.FixedLenFeature([], tf.string, default_value=MISSING_CATEGORICAL)
+                                   for n in self.context_categorical}
+        spec.update({n: tf.io.FixedLenFeature([], tf.int64, default_value=0) for n in self.context_int})
+        spec.update({n: tf.io.VarLenFeature(tf.string) for n in self.context_sequences})
+        return spec
+
+    def example_feature_spec(self) -> Dict[str, object]:
+        """Parse spec of each item ``tf.Example``; the defaults fill padded slots (labels -1 = padding)."""
+        import tensorflow as tf
+
+        spec: Dict[str, object] = {n: tf.io.FixedLenFeature([], tf.string, default_value=MISSING_CATEGORICAL)
+                                   for n in self.item_categorical}
+        spec.update({n: tf.io.FixedLenFeature([], tf.float32, default_value=0.0) for n in self.item_dense})
+        spec.update({n: tf.io.FixedLenFeature([], tf.int64, default_value=NO_ORDER) for n in self.order_fields()})
+        spec.update({n: tf.io.FixedLenFeature([], tf.float32, default_value=-1.0) for n in self.label_fields()})
+        return spec
+
+    def parse(self, serialized, list_size=None, mask_feature_name: str = "example_mask"):
+        """Parses a batch of serialized ``ExampleListWithContext`` with ``tfr.data.parse_from_example_list``.
+
+        Args:
+          serialized: ``[batch]`` string tensor.
+          list_size: pad / truncate every list to this many items (None: the longest list of the batch).
+          mask_feature_name: name of the returned ``[batch, list_size]`` bool mask (False on padded slots).
+
+        Returns:
+          dict: context features ``[batch]`` (sequences as ``tf.SparseTensor`` ``[batch, None]``), item features
+          ``[batch, list_size]``, and the mask.
+        """
+        import tensorflow_ranking as tfr
+
+        return tfr.data.parse_from_example_list(
+            serialized, list_size=list_size, context_feature_spec=self.context_feature_spec(),
+            example_feature_spec=self.example_feature_spec(), mask_feature_name=mask_feature_name)
+
+    def to_json(self) -> Dict[str, object]:
+        """A JSON-serializable description (written as ``schema.json`` beside the TFRecords)."""
+        return {
+            "name": self.name,
+            "format": "tensorflow_serving.ExampleListWithContext, one per request",
+            "context_categorical": list(self.context_categorical),
+            "context_int": list(self.context_int),
+            "context_sequences": list(self.context_sequences),
+            "item_categorical": list(self.item_categorical),
+            "item_dense": list(self.item_dense),
+            "tasks": list(self.tasks),
+            "order_fields": list(self.order_fields()),
+            "label_fields": list(self.label_fields()),
+            "sample_types": dict(SAMPLE_TYPES),
+            "no_order": NO_ORDER,
+            "encoding": {
+                "sample_type": "int64: 1 N1 impression, 2 N2 unexposed ranking, 3 N3 pre-ranking, 5 N5 pool",
+                "preranking_order": "int64: 0-based position in the retrieved list (pre-ranking order); -1 for N5",
+                "rank": "int64: ranking order r (1-based); -1 for N3 and N5",
+                "display_position": "int64: 0-based position in the exposure list; -1 if unexposed",
+                "rc": "int64: r^c = r - (e + l^clk) * N^r (negative for impressions); 0 where rank is -1",
+                "rc_position": "int64: 0-based position in R^c (ascending r^c), the list_mle label of Eq. 3; -1 "
+                               "for N3 and N5",
+                "rt_<task>": "int64: r^t = r - (e + l^t) * N^r for impressions; 0 for unexposed items",
+                "rt_<task>_position": "int64: 0-based position in R^t (impressions, ascending r^t), the list_mle "
+                                      "label of Eq. 4; -1 for unexposed items",
+                "labels": "float: 1.0 / 0.0; task labels are 0.0 on unexposed items; -1.0 only on padded slots",
+                "diversity": "float: 1.0 for an impression whose category appears at no earlier display position "
+                             "of the request's exposure list",
+                "order of the items in a list": "R^c order (N1 and N2 by rc_position), then N3 by "
+                                                "preranking_order, then N5",
+                "padding": "parse with a list_size: int fields -1, labels -1.0, strings '', floats 0.0",
+            },
+        }
+
+    @classmethod
+    def from_json(cls, obj: Dict[str, object]) -> "ListwiseSchema":
+        """Inverse of :meth:`to_json`."""
+        keys = ("context_categorical", "context_int", "context_sequences", "item_categorical", "item_dense", "tasks")
+        return cls(name=str(obj["name"]), **{k: tuple(obj[k]) for k in keys})  # type: ignore[arg-type]
+
+
+#: The HCCP pre-ranking schema written by ``pipelines.hybrid_samples`` (tasks: click, purchase, diversity).
+HCCP = ListwiseSchema(
+    name="hccp",
+    context_categorical=("request_id", "user_id", "user_segment", "scenario"),
+    context_int=("day", "num_retrieved", "num_ranked", "num_exposed"),
+    context_sequences=("all_scenario_clicks", "all_scenario_purchases", "click_history", "click_history_category"),
+    item_categorical=("item_id", "category"),
+    item_dense=("price",),
+    tasks=("click", "purchase", "diversity"),
+)

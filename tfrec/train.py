@@ -140,8 +140,27 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
     valid_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "valid", schema, cfg.data.eval_batch_size,
                                             False, cycle_length=cfg.data.cycle_length)
 
+    return fit_with_recovery(cfg, model, train_ds, valid_ds, steps_per_epoch, validation_steps, replicas, printer,
+                             extra_callbacks)
+
+
+def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, steps_per_epoch: int,
+                      validation_steps: int, replicas: int, printer: Callable[[str], None] = print,
+                      extra_callbacks: Optional[list] = None, monitor: Optional[str] = None,
+                      examples_per_batch: Optional[int] = None) -> TrainResult:
+    """Keras ``fit`` of a compiled model with the driver's callbacks (module docstring), then the summary.
+
+    Shared by every training entry (``train`` here, ``tfrec.train_preranking``). ``monitor`` overrides
+    ``cfg.train.monitor``; ``examples_per_batch`` is what the throughput counts per global batch (default
+    ``cfg.data.batch_size``: rows, or requests for list-wise data).
+
+    Raises:
+      TrainingError: the loss became NaN.
+    """
+    t = cfg.train
+    monitor = monitor or t.monitor
     guard = NaNGuard()
-    throughput = Throughput(cfg.data.batch_size)
+    throughput = Throughput(examples_per_batch or cfg.data.batch_size)
     best = best_weights_path(t.model_dir)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(t.model_dir, "backup"),
@@ -180,7 +199,7 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
     summary = {
         "epochs_run": len(hist.get("loss", [])),
         "best_epoch": (int(max(range(len(monitored)), key=monitored.__getitem__)) + 1) if monitored else None,
-        "best_" + t.monitor: max(monitored) if monitored else None,
+        "best_" + monitor: max(monitored) if monitored else None,
         "replicas": replicas,
         "global_batch_size": cfg.data.batch_size,
         "train_steps": throughput.steps,

@@ -115,10 +115,19 @@ class RankingModel(keras.Model):
                                           self.diagnostic_variables())
         else:
             self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
-        if isinstance(self.loss, Loss):
-            self.loss.on_train_step_end()
+        self.on_train_step_end()
         logs = self.compute_metrics(x, y, y_pred, sample_weight)
         return {**logs, **diagnostics} if diagnostics else logs
+
+    def on_train_step_end(self) -> None:
+        """Runs after each optimizer step (replica context): the compiled tfrec loss's state update. Models that
+        own their losses override it to update their losses' state."""
+        if isinstance(self.loss, Loss):
+            self.loss.on_train_step_end()
+
+    def loss_count(self, y) -> tf.Tensor:
+        """The weight of the replica's batch in the loss trackers: its number of valid samples (label >= 0)."""
+        return tf.reduce_sum(tf.cast(tf.reshape(y, [-1]) >= 0, tf.float32))
 
     def task_loss(self, y: tf.Tensor, y_pred: Dict[str, tf.Tensor], sample_weight) -> tf.Tensor:
         """The loss of one replica's batch (override for multi-output losses)."""
@@ -140,7 +149,7 @@ class RankingModel(keras.Model):
         total = task + reg
         # Weighted by the replica's number of valid samples: an evaluation batch can leave a replica empty, and
         # its (zero) loss must not count as a batch.
-        n = tf.reduce_sum(tf.cast(tf.reshape(y, [-1]) >= 0, task.dtype))
+        n = tf.cast(self.loss_count(y), task.dtype)
         self.loss_tracker.update_state(task, sample_weight=n)
         self.regularization_tracker.update_state(reg, sample_weight=n)
         self.total_loss_tracker.update_state(total, sample_weight=n)

@@ -1,0 +1,319 @@
+"""The HCCP hybrid-sample Beam pipeline: cascade request logs -> one ExampleListWithContext per request.
+
+Inputs: request logs and an item table, JSON lines in the format of ``tfrec.simulation.cascade``.
+
+Layout of ``<output>/`` (``N`` = ``num_shards``):
+
+* ``train-SSSSS-of-NNNNN.tfrecord.gz``, ``valid-...``, ``test-...``: serialized
+  ``tensorflow_serving.ExampleListWithContext``, one per request (``tfrec.features.HCCP``; built by
+  :mod:`pipelines.hybrid_samples.samples`). The split is a keyed hash of ``request_id`` (``split_by: hash``) or the
+  request's day (``split_by: day``), the shard the same hash modulo ``N``. With ``full_eval_lists`` valid and test
+  lists keep every ranking candidate (all rates 1) and every pre-ranking candidate.
+* ``deadletter/deadletter-00000-of-00001.jsonl``: one JSON object per rejected line: ``source`` (``requests`` or
+  ``items``), ``file``, ``reason`` (a code of :data:`pipelines.hybrid_samples.validate.REASONS`), ``message``,
+  ``row`` (the raw line, undecodable bytes as ``\\xNN``).
+* ``schema.json``: ``tfrec.features.HCCP.to_json()``; ``stats.json``: requests in / written per split / rejected by
+  reason (``requests_in == sum(requests_written) + requests_rejected`` is checked), items per sample type and
+  split, label rates on impressions, list sizes, item-table counts.
+
+Each request's sampling uses ``default_rng([seed, h])`` with ``h`` the keyed hash of its id, so the output is the
+same on every run and runner. The item table is a side input (id -> features, and the sorted ids as the pool).
+The TFRecord writing and the split hash reuse the Criteo pipeline's pieces (:mod:`pipelines.criteo.tfrecord`,
+:class:`pipelines.criteo.pipeline.HashSplitter`, :class:`pipelines.criteo.read.ReadLines`).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import uuid
+from typing import Dict, List
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.value_provider import StaticValueProvider
+from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+
+from pipelines.criteo import files
+from pipelines.criteo.combiners import RowsInFn
+from pipelines.criteo.parse import raw_text, strip_eol
+from pipelines.criteo.pipeline import HashSplitter, pipeline_options
+from pipelines.criteo.read import ReadLines
+from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
+from pipelines.hybrid_samples.encode import EntryCache
+from pipelines.hybrid_samples.samples import build_list, to_example_list
+from pipelines.hybrid_samples.validate import Rejection, parse_item, parse_request
+from tfrec.config import HybridSamplesConfig, PrepareConfig
+from tfrec.features import HCCP, SAMPLE_TYPES, ListwiseSchema
+
+SPLITS = ("train", "valid", "test")
+DEADLETTER = "deadletter"
+STATS = "stats"
+COUNTS_FILE = "_counts.json"
+OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
+                  "deadletter/deadletter-*-of-*.jsonl", "schema.json", "stats.json", COUNTS_FILE)
+_TYPE_NAMES = {v: k for k, v in SAMPLE_TYPES.items()}
+
+
+class CountsFn(beam.CombineFn):
+    """Sums ``{key: Counter}`` dicts (the per-chunk statistics)."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, element):
+        for k, counter in element.items():
+            acc.setdefault(k, collections.Counter()).update(counter)
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = {}
+        for acc in accs:
+            self.add_input(out, acc)
+        return out
+
+    def extract_output(self, acc):
+        return {k: dict(v) for k, v in acc.items()}
+
+
+class ParseItems(beam.DoFn):
+    """(file, [line, ...]) -> ``(item_id, features)``; malformed lines to the dead letter."""
+
+    def __init__(self, schema: ListwiseSchema):
+        self.schema = schema
+
+    def process(self, element):
+        file_name, lines = element
+        for line in lines:
+            raw = strip_eol(line)
+            parsed = parse_item(raw, self.schema.item_categorical, self.schema.item_dense)
+            if isinstance(parsed, Rejection):
+                yield TaggedOutput(DEADLETTER, {"source": "items", "file": file_name, "reason": parsed.reason,
+                                                "message": parsed.message, "row": raw_text(raw)})
+            else:
+                yield parsed
+
+
+class ItemTableFn(beam.CombineFn):
+    """``(item_id, features)`` -> ``{"items": id -> features, "duplicates": n}``; of duplicate ids the smallest
+    features tuple wins (deterministic whatever the element order)."""
+
+    def create_accumulator(self):
+        return [{}, 0]
+
+    def add_input(self, acc, element):
+        item, features = element
+        old = acc[0].get(item)
+        if old is not None:
+            acc[1] += 1
+            features = min(old, features)
+        acc[0][item] = features
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for table, dup in accs:
+            out[1] += dup
+            for item, features in table.items():
+                self.add_input(out, (item, features))
+        return out
+
+    def extract_output(self, acc):
+        return {"items": acc[0], "duplicates": acc[1]}
+
+
+def user_fields(schema: ListwiseSchema):
+    """The context features read from a request's ``user`` object: all but ``request_id`` and ``scenario``."""
+    return tuple(n for n in schema.context_categorical if n not in ("request_id", "scenario"))
+
+
+class BuildLists(beam.DoFn):
+    """(file, [line, ...]) -> batches ``((split, shard), [serialized ExampleListWithContext, ...])``, dead-letter
+    dicts (``deadletter``) and one statistics dict per chunk (``stats``)."""
+
+    def __init__(self, cfg: HybridSamplesConfig, schema: ListwiseSchema, num_shards: int):
+        self.cfg = cfg
+        self.schema = schema
+        self.num_shards = num_shards
+
+    def setup(self):
+        self.splitter = HashSplitter(self.cfg.split_ratios, self.cfg.split_salt, self.num_shards)
+        self.valid_days, self.test_days = set(self.cfg.valid_days), set(self.cfg.test_days)
+        self.user_fields = user_fields(self.schema)
+        self._table_id = None
+
+    def _pool(self, table):
+        if self._table_id != id(table):  # the side input's sorted ids and encoded entries, once per worker
+            self._table_id, self._ids = id(table), sorted(table["items"])
+            self._cache = EntryCache(table["items"], self.schema.item_categorical, self.schema.item_dense)
+        return self._ids
+
+    def split_of(self, req: dict, h: int) -> str:
+        if self.cfg.split_by == "day":
+            day = req["day"]
+            return "test" if day in self.test_days else ("valid" if day in self.valid_days else "train")
+        return self.splitter.split_of(h)
+
+    def process(self, element, table):
+        file_name, lines = element
+        cfg, schema = self.cfg, self.schema
+        items, pool = table["items"], self._pool(table)
+        category_slot = schema.item_categorical.index("category")
+        out: Dict[tuple, list] = {}
+        stats: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        for line in lines:
+            raw = strip_eol(line)
+            req = parse_request(raw, self.user_fields, items)
+            if isinstance(req, Rejection):
+                stats[DEADLETTER][req.reason] += 1
+                yield TaggedOutput(DEADLETTER, {"source": "requests", "file": file_name, "reason": req.reason,
+                                                "message": req.message, "row": raw_text(raw)})
+                continue
+            h = self.splitter.hash(req["request_id"].encode("utf-8"))
+            split = self.split_of(req, h)
+            full = cfg.full_eval_lists and split != "train"
+            rates = [1.0] * len(cfg.chunk_rates) if full else cfg.chunk_rates
+            n3 = len(req["retrieved"]) if full else cfg.preranking_samples
+            rng = np.random.default_rng([cfg.seed, h])
+            cols = build_list(req, pool, items, schema, cfg.chunk_boundaries, rates, n3, cfg.pool_samples, rng,
+                              category_slot)
+            out.setdefault((split, self.splitter.shard_of(h)), []).append(
+                to_example_list(req, cols, items, schema, self._cache))
+            s = stats[split]
+            s["requests"] += 1
+            s["items"] += len(cols["item"])
+            for t in cols["sample_type"]:
+                s[_TYPE_NAMES[t]] += 1
+            for name in schema.label_fields():
+                s[f"positives_{name}"] += int(sum(cols[name]))
+        yield from out.items()
+        yield TaggedOutput(STATS, dict(stats))
+
+
+def _temp_directory(p: beam.Pipeline, out: str) -> str:
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    base = p.options.view_as(GoogleCloudOptions).temp_location or out
+    return files.join(base, f".temp-tfrecords-{uuid.uuid4().hex}")
+
+
+def build(p: beam.Pipeline, cfg: HybridSamplesConfig, schema: ListwiseSchema = HCCP) -> Dict[str, object]:
+    """Adds the pipeline to ``p``; returns the main PCollections (``lines``, ``lists``, ``deadletter``, ``written``)."""
+    out = cfg.output
+    shards = cfg.num_shards or 1
+    request_files = files.match_inputs(cfg.inputs, "hybrid.inputs")
+    item_files = files.match_inputs(cfg.items, "hybrid.items")
+    item_lines = p | "ReadItems" >> ReadLines(item_files)
+    item_rows = (item_lines
+                 | "ParseItems" >> beam.ParDo(ParseItems(schema)).with_outputs(DEADLETTER, main="items"))
+    table = item_rows["items"] | "ItemTable" >> beam.CombineGlobally(ItemTableFn())
+    lines = p | "ReadRequests" >> ReadLines(request_files)
+    built = lines | "BuildLists" >> beam.ParDo(BuildLists(cfg, schema, shards), AsSingleton(table)).with_outputs(
+        DEADLETTER, STATS, main="lists")
+    lists = ((built["lists"], p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)]))
+             | "AllLists" >> beam.Flatten())
+    dead = (built[DEADLETTER], item_rows[DEADLETTER]) | "AllDead" >> beam.Flatten()
+    temp_dir = _temp_directory(p, out)
+    written = lists | "WriteLists" >> fileio.WriteToFiles(
+        path=out, destination=batch_destination, file_naming=ShardNaming(shards),
+        temp_directory=StaticValueProvider(str, temp_dir), sink=TFRecordBatchSink, shards=1, max_writers_per_bundle=0)
+    dead_files = (dead | "DeadJson" >> beam.Map(json.dumps).with_output_types(str)
+                  | "WriteDead" >> beam.io.WriteToText(files.join(out, DEADLETTER, DEADLETTER),
+                                                       file_name_suffix=".jsonl", num_shards=1,
+                                                       shard_name_template="-SSSSS-of-NNNNN"))
+    rows_in = lines | "RequestsIn" >> beam.CombineGlobally(RowsInFn(lambda _, chunk: len(chunk)))
+    items_in = item_lines | "ItemsIn" >> beam.CombineGlobally(RowsInFn(lambda _, chunk: len(chunk)))
+    stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
+    item_dead = item_rows[DEADLETTER] | "ItemsRejected" >> beam.combiners.Count.Globally()
+    _ = (p | "Once" >> beam.Create([None])
+         | "WriteCounts" >> beam.Map(
+             _write_counts, out, temp_dir, AsSingleton(rows_in), AsSingleton(items_in), AsSingleton(item_dead),
+             AsSingleton(stats), AsSingleton(table), AsList(written), AsList(dead_files)))
+    return {"lines": lines, "lists": lists, "deadletter": dead, "written": written}
+
+
+def _write_counts(_, out, temp_dir, rows_in, items_in, items_rejected, stats, table, written, dead_files):
+    try:
+        FileSystems.delete([temp_dir])
+    except BeamIOError:
+        pass
+    shard_files = {s: sorted(r.file_name for r in written if r.destination[0] == s) for s in SPLITS}
+    files.write_json(files.join(out, COUNTS_FILE), {
+        "requests_in": rows_in, "stats": stats, "items_in": items_in, "items_rejected": items_rejected,
+        "items_in_table": len(table["items"]), "items_duplicate": table["duplicates"], "files": shard_files,
+        "deadletter_files": sorted(files.relative(f, out) for f in dead_files)})
+
+
+def _as_prepare(cfg: HybridSamplesConfig) -> PrepareConfig:
+    return PrepareConfig(runner=cfg.runner, beam_args=list(cfg.beam_args))
+
+
+def finalize(cfg: HybridSamplesConfig, schema: ListwiseSchema = HCCP) -> Dict[str, object]:
+    """Checks ``requests_in == sum(requests_written) + requests_rejected``; writes stats.json and schema.json.
+
+    Raises:
+      RuntimeError: the accounting does not add up.
+    """
+    out = cfg.output
+    counts_path = files.join(out, COUNTS_FILE)
+    counts = files.read_json(counts_path)
+    st = counts["stats"]
+    reasons = dict(sorted(st.get(DEADLETTER, {}).items()))
+    written = {s: int(st.get(s, {}).get("requests", 0)) for s in SPLITS}
+    rejected = sum(reasons.values())
+    if counts["requests_in"] != sum(written.values()) + rejected:
+        raise RuntimeError(f"prepare-hybrid: request accounting failed: requests_in={counts['requests_in']} != "
+                           f"written {written} + rejected {rejected}; see {counts_path}")
+    per_type, rates, sizes = {}, {}, {}
+    for s in SPLITS:
+        c = st.get(s, {})
+        per_type[s] = {t: int(c.get(t, 0)) for t in SAMPLE_TYPES}
+        n1 = per_type[s]["N1"]
+        rates[s] = {name: (c.get(f"positives_{name}", 0) / n1 if n1 else None) for name in schema.tasks}
+        sizes[s] = c.get("items", 0) / written[s] if written[s] else None
+    stats = {
+        "requests_in": counts["requests_in"], "requests_written": written, "requests_rejected": rejected,
+        "rejected_by_reason": reasons, "items_per_sample_type": per_type,
+        "label_rate_on_impressions": rates, "mean_list_size": sizes,
+        "items_in": counts["items_in"], "items_rejected": counts["items_rejected"],
+        "items_in_table": counts["items_in_table"], "items_duplicate": counts["items_duplicate"],
+        "config": dataclasses.asdict(cfg), "files": counts["files"], "deadletter_files": counts["deadletter_files"],
+    }
+    files.write_json(files.join(out, "schema.json"), schema.to_json())
+    files.write_json(files.join(out, "stats.json"), stats)
+    FileSystems.delete([counts_path])
+    return stats
+
+
+def run(cfg: HybridSamplesConfig) -> Dict[str, object]:
+    """Validates ``cfg``, runs the pipeline on ``cfg.runner``, checks the accounting, returns the stats.
+
+    Raises:
+      tfrec.config.ConfigError: an invalid config.
+      ValueError: no inputs, no item table, or no output.
+      FileNotFoundError: an input pattern that matches nothing.
+      RuntimeError: the run failed or the request accounting does not add up.
+    """
+    cfg.validate()
+    if not cfg.inputs or not cfg.items:
+        raise ValueError("prepare-hybrid: give the request logs (hybrid.inputs) and the item table (hybrid.items)")
+    if not cfg.output:
+        raise ValueError("prepare-hybrid: hybrid.output is empty; set it to the output directory")
+    if "://" not in cfg.output:
+        cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
+    stale: List[str] = []
+    for pattern in OWNED_PATTERNS:
+        stale.extend(files.match(files.join(cfg.output, *pattern.split("/"))))
+    if stale:
+        FileSystems.delete(stale)
+    p = beam.Pipeline(options=pipeline_options(_as_prepare(cfg)))
+    build(p, cfg)
+    state = p.run().wait_until_finish()
+    if state not in (None, beam.runners.runner.PipelineState.DONE):
+        raise RuntimeError(f"prepare-hybrid: the {cfg.runner} run ended in state {state}")
+    return finalize(cfg)
