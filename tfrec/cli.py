@@ -1,4 +1,4 @@
-"""The ``tfrec`` command: demo, simulate, prepare, train, evaluate, calibration.
+"""The ``tfrec`` command: demo, simulate, prepare, train, evaluate, calibration, experiment.
 
 Every command takes ``--config FILE.yaml`` and repeated ``--set section.key=value`` overrides (see
 ``tfrec.config``); its own flags are shorthands for config keys. Bad input exits non-zero with one line on
@@ -123,7 +123,7 @@ def _cmd_calibration(args) -> int:
     from tfrec.train import load_trained_model
 
     model = load_trained_model(cfg)
-    p, y, w = predict_split(model, cfg.data.dir, args.split, cfg.data.eval_batch_size)
+    p, y, w = predict_split(model, cfg.data.dir, args.split, cfg.data.eval_batch_size, cfg.data.beta_pos)
     if args.unweighted:
         w = None
     rows = calibration_by_bucket(y, p, w, num_buckets=args.buckets)
@@ -148,6 +148,32 @@ def _cmd_demo(args) -> int:
                 base_yaml=DEMO_CONFIG)
     _configure_replicas(cfg.train.replicas)
     run_demo(cfg, os.path.abspath(args.out))
+    return 0
+
+
+def _cmd_experiment(args) -> int:
+    from tfrec.experiments import Options, names, run_protocol, seeds_of
+    from tfrec.experiments.quick import QUICK_CONFIG, prepare_quick_data
+
+    cfg = _load(args, {}, base_yaml=QUICK_CONFIG if args.quick else None)
+    if args.seeds < 1:
+        raise _UsageError(f"--seeds must be >= 1. Received: --seeds={args.seeds}")
+    if args.beta_pos is not None and not 0.0 < args.beta_pos <= 1.0:
+        raise _UsageError(f"--beta-pos must be in (0, 1]. Received: --beta-pos={args.beta_pos}")
+    if args.buckets < 1:
+        raise _UsageError(f"--buckets must be >= 1. Received: --buckets={args.buckets}")
+    data = args.data
+    if not data and not args.quick:
+        raise _UsageError("no dataset given (--data DIR, a `tfrec prepare` output; or --quick to simulate one)")
+    _configure_replicas(cfg.train.replicas)
+    if not data:
+        data = prepare_quick_data(cfg, args.out)
+    values = tuple(float(v) for v in args.values.split(",")) if args.values else None
+    opts = Options(beta_pos=0.1 if args.beta_pos is None else args.beta_pos, values=values, quick=args.quick,
+                   buckets=args.buckets)
+    only = [s for s in args.settings.split(",") if s] if args.settings else None
+    for name in (names() if args.protocol == "all" else [args.protocol]):
+        run_protocol(name, data, seeds_of(args.seeds), args.out, cfg, opts, only=only)
     return 0
 
 
@@ -254,6 +280,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="CSV path (default <model_dir>/calibration_<split>.csv)")
     _common(p)
     p.set_defaults(fn=_cmd_calibration)
+
+    from tfrec.experiments.protocols import names as protocol_names
+
+    p = sub.add_parser("experiment", help="a KDD 2024 experiment protocol over settings and seeds: tables, plots, "
+                                          "run record (resumable)")
+    p.add_argument("protocol", choices=protocol_names() + ["all"], help="the protocol to run (all: every one)")
+    p.add_argument("--data", help="prepared dataset directory (omit with --quick to simulate one)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 2020, 2021, ... (default 5, the paper's 2020-2024)")
+    p.add_argument("--out", required=True, help="experiment directory (cells, runs, one report folder per protocol)")
+    p.add_argument("--quick", action="store_true",
+                   help="simulated data, small model, thinned sweeps (tfrec/configs/experiment_quick.yaml)")
+    p.add_argument("--beta-pos", dest="beta_pos", type=float,
+                   help="beta_pos of every protocol but sparsity (default 0.1)")
+    p.add_argument("--values", help="comma-separated values of the protocol's sweep (beta_pos, alpha, gamma, keep "
+                                    "ratio) instead of the paper's")
+    p.add_argument("--settings", help="comma-separated setting names to run (default: all of the protocol's)")
+    p.add_argument("--buckets", type=int, default=45, help="pCTR buckets of the calibration plot (default 45)")
+    _common(p)
+    p.set_defaults(fn=_cmd_experiment)
     return parser
 
 

@@ -14,11 +14,12 @@ from tfrec.config import RunConfig
 from tfrec.metrics import binary_report
 
 
-def predict_split(model, data_dir: str, split: str, batch_size: int):
-    """Probabilities, labels and weights of every example of ``split`` (in file order)."""
+def predict_split(model, data_dir: str, split: str, batch_size: int, beta_pos=None):
+    """Probabilities, labels and weights of every example of ``split`` (in file order); ``beta_pos`` overrides
+    the weights as ``data.beta_pos`` does."""
     schema = data_lib.load_schema(data_dir)
     ds = data_lib.make_dataset(data_lib.split_files(data_dir, split), schema, batch_size, training=False,
-                               cycle_length=1)
+                               cycle_length=1, beta_pos=beta_pos)
 
     @tf.function(reduce_retracing=True)
     def predict(features):
@@ -47,7 +48,7 @@ def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[s
         from tfrec.train import load_trained_model
 
         model = load_trained_model(cfg)
-    p, y, w = predict_split(model, cfg.data.dir, split, cfg.data.eval_batch_size)
+    p, y, w = predict_split(model, cfg.data.dir, split, cfg.data.eval_batch_size, cfg.data.beta_pos)
     report = binary_report(y, p, w)
     report["split"] = split
     path = output or os.path.join(cfg.train.model_dir, "metrics.json")
