@@ -18,7 +18,7 @@ SEED = 2020
 SETTINGS = {
     "sparsity": ["bce_beta0.1", "combined_pair_beta0.1"],
     "alpha": ["bce", "alpha0.5"],
-    "losses": ["bce", "jrc"],
+    "losses": ["bce", "combined_pair"],
     "focal": ["bce", "focal_gamma2"],
     "negative-sampling": ["keep1", "keep0.5"],
     "contrastive": ["bce", "combined_contrastive"],
@@ -99,8 +99,8 @@ def test_cells_apply_their_settings(experiment):
     assert dense["test"]["effective_positive_rate"] == pytest.approx(rate)
     assert sparse["test"]["effective_positive_rate"] == pytest.approx(0.1 * rate / (0.1 * rate + 1 - rate))
     assert sparse["config"]["data"]["beta_pos"] == 0.1 and dense["config"]["data"]["beta_pos"] == 1.0
-    jrc = store.cell_result(Cell("losses", "jrc", SEED))["run"]["config"]
-    assert jrc["model"]["head"] == "jrc" and jrc["loss"]["params"]["pairing"] == "global"
+    jrc = protocols.get("losses").settings(Options())[2]
+    assert jrc.name == "jrc" and "model.head=jrc" in jrc.overrides and "loss.params.pairing=global" in jrc.overrides
     kept = store.cell_result(Cell("negative-sampling", "keep0.5", SEED))["run"]
     full = store.cell_result(Cell("negative-sampling", "keep1", SEED))["run"]
     assert kept["train"]["train_steps"] < full["train"]["train_steps"]  # fewer negatives, fewer steps
@@ -111,8 +111,9 @@ def test_cells_apply_their_settings(experiment):
 
 def test_shared_runs_are_reused_and_reruns_compute_nothing(experiment, tiny_dataset, base_cfg):
     out, summaries = experiment
-    # alpha's two settings are the BCE and Combined-Pair (alpha 0.5) runs of the sparsity protocol.
-    assert summaries["alpha"]["computed"] == 0 and summaries["alpha"]["reused"] == 2
+    # alpha's and losses' two settings are the BCE and Combined-Pair (alpha 0.5) runs of the sparsity protocol.
+    for name in ("alpha", "losses"):
+        assert summaries[name]["computed"] == 0 and summaries[name]["reused"] == 2
     assert summaries["findings"]["computed"] == 1  # bce_dense; bce and combined_pair were trained before
     again = run_protocol("sparsity", tiny_dataset, [SEED], out, base_cfg, Options(buckets=4),
                          only=SETTINGS["sparsity"], printer=lambda _: None)

@@ -190,7 +190,7 @@ def _losses(opts: Options) -> List[Setting]:
     out = [_bce(opts)]
     for loss in ("combined_pair", "jrc", "combined_list", "rcr"):
         out.append(Setting(loss, {"method": LOSS_NAMES[loss], "beta_pos": opts.beta_pos},
-                           loss_overrides(loss, opts.beta_pos), baseline="bce"))
+                           loss_overrides(loss, opts.beta_pos, alpha=0.5), baseline="bce"))
     return out
 
 

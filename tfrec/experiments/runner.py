@@ -132,14 +132,23 @@ def curve_summary(rows: List[Dict[str, float]]) -> Dict[str, Optional[float]]:
 def _evaluate(model, cfg: RunConfig, buckets: int) -> Dict[str, object]:
     from sklearn.isotonic import IsotonicRegression
 
-    from tfrec.evaluate import predict_split
+    import tensorflow as tf
+
+    from tfrec import data as data_lib
     from tfrec.metrics import binary_report
     from tfrec.metrics.calibration import calibration_by_bucket
 
+    # One function traced once for both splits (``tfrec.evaluate.predict_split`` traces per call).
+    predict = tf.function(lambda features: model(features, training=False)["probability"],
+                          input_signature=[model.input_signature()])
+    schema = data_lib.load_schema(cfg.data.dir)
     out: Dict[str, object] = {}
     preds = {}
     for split in ("valid", "test"):
-        p, y, w = predict_split(model, cfg.data.dir, split, cfg.data.eval_batch_size, cfg.data.beta_pos)
+        ds = data_lib.make_dataset(data_lib.split_files(cfg.data.dir, split), schema, cfg.data.eval_batch_size,
+                                   training=False, cycle_length=1, beta_pos=cfg.data.beta_pos)
+        parts = [(predict(f).numpy(), y.numpy(), w.numpy()) for f, y, w in ds]
+        p, y, w = (np.concatenate([part[i] for part in parts]) for i in range(3))
         preds[split] = (p, y, w)
         report = binary_report(y, p, w)
         neg = y == 0
