@@ -108,9 +108,10 @@ def markdown(findings: Sequence[Dict[str, Any]], beta_pos: float, seeds: int) ->
         parts, diffs = [], []
         for m in f["measured"]:
             names = [k for k in m if k not in ("metric", "n", "mean_diff", "std_diff", "t", "p") and "ratio" not in k]
-            parts.append(f"{m['metric']}: " + ", ".join(f"{k} {_v(m[k])}" for k in names))
+            sci = "grad" in m["metric"]
+            parts.append(f"{m['metric']}: " + ", ".join(f"{k} {_v(m[k], sci)}" for k in names))
             p = m["p"]
-            diffs.append(f"{_v(m['mean_diff'])} (p {'n/a' if p is None or not math.isfinite(p) else f'{p:.3g}'})")
+            diffs.append(f"{_v(m['mean_diff'], sci)} (p {'n/a' if p is None or not math.isfinite(p) else f'{p:.3g}'})")
         holds = {True: "yes", False: "no", None: "n/a"}[f["holds"]]
         lines.append(f"| {f['finding']} | {f['statement']} | {'; '.join(parts)} | {'; '.join(diffs)} | {holds} |")
     f3 = next(f for f in findings if f["finding"] == 3)

@@ -73,7 +73,9 @@ def plot_metrics(protocol: Protocol, settings, rows, path: str) -> str:
             ms = [by_name[s.name].get(f"{key}_mean", math.nan) for _, s in points]
             sd = [by_name[s.name].get(f"{key}_std", math.nan) for _, s in points]
             sd = [0.0 if v is None or math.isnan(v) else v for v in sd]
-            ax.errorbar(xs, ms, yerr=sd, marker="o", capsize=3, label=method)
+            # Settings without a swept parameter are categories: markers only, no line between them.
+            ax.errorbar(xs, ms, yerr=sd, marker="o", capsize=3, label=method,
+                        linestyle="-" if protocol.x else "none")
         ax.set_ylabel(METRICS[key].label)
         ax.legend(fontsize=8)
     return _finish(fig, axes, protocol, settings, path)
@@ -93,7 +95,7 @@ def plot_lift(protocol: Protocol, settings, rows, path: str) -> Optional[str]:
             points = [(x, s) for x, s in points if s.baseline]
             if points:
                 ax.plot([x for x, _ in points], [by_name[s.name].get(f"{key}_ratio", math.nan) for _, s in points],
-                        marker="o", label=method)
+                        marker="o", label=method, linestyle="-" if protocol.x else "none")
         ax.axhline(0.0, color="grey", lw=0.8)
         kind = "AUC lift ratio" if METRICS[key].ratio == "lift" else "BCE drop ratio"
         ax.set_ylabel(f"{kind} ({METRICS[key].label})")
