@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "pyyaml>=5.4",
     "scikit-learn>=1.2",
     "matplotlib>=3.6",
+    "scipy>=1.9",  # the paired t-test of tfrec experiment (scikit-learn installs it too)
 ]
 
 TEST_REQUIRES = ["pytest>=7", "pytest-timeout>=2"]

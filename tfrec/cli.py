@@ -1,4 +1,5 @@
-"""The ``tfrec`` command: demo, simulate, prepare, train, evaluate, calibration, export.
+"""The ``tfrec`` command: demo, simulate, simulate-cascade, prepare, prepare-hybrid, train, evaluate, calibration,
+export, serve, predict, experiment, pipeline run.
 
 Every command takes ``--config FILE.yaml`` and repeated ``--set section.key=value`` overrides (see
 ``tfrec.config``); its own flags are shorthands for config keys. Bad input exits non-zero with one line on
@@ -114,8 +115,9 @@ def _cmd_train(args) -> int:
         print(f"trained {result.summary['epochs_run']} epoch(s); best val_auc {result.summary['best_val_auc']:.5f} "
               f"at epoch {result.summary['best_epoch']}; weights in {result.best_weights}")
         return 0
-    print(f"trained {result.summary['epochs_run']} epoch(s); best {cfg.train.monitor} "
-          f"{result.summary['best_' + cfg.train.monitor]:.5f} at epoch {result.summary['best_epoch']}; "
+    monitor = result.summary["monitor"]
+    print(f"trained {result.summary['epochs_run']} epoch(s); best {monitor} "
+          f"{result.summary['best_' + monitor]:.5f} at epoch {result.summary['best_epoch']}; "
           f"{result.summary['train_examples_per_second']:,.0f} examples/s; weights in {result.best_weights}")
     return 0
 
@@ -153,7 +155,8 @@ def _cmd_calibration(args) -> int:
     from tfrec.train import load_trained_model
 
     model = load_trained_model(cfg)
-    p, y, w = predict_split(model, cfg.data.dir, args.split, cfg.data.eval_batch_size)
+    p, y, w = predict_split(model, cfg.data.dir, args.split, cfg.data.eval_batch_size,
+                            beta_pos=cfg.data.beta_pos)
     if args.unweighted:
         w = None
     rows = calibration_by_bucket(y, p, w, num_buckets=args.buckets)
@@ -260,6 +263,9 @@ def _cmd_pipeline_run(args) -> int:
     if pushed is not None:
         print("pushed version " + str(pushed.properties["version"]) if pushed.properties.get("pushed")
               else "nothing pushed: " + str(pushed.properties.get("reason", "")))
+    return 0
+
+
 def _cmd_simulate_cascade(args) -> int:
     from tfrec.simulation.cascade import simulate_cascade
 
@@ -294,6 +300,32 @@ def _cmd_prepare_hybrid(args) -> int:
     rows += [(f"requests {s}", stats["requests_written"][s]) for s in ("train", "valid", "test")]
     rows += [(f"items {t} (train)", n) for t, n in stats["items_per_sample_type"]["train"].items()]
     print(f"prepared {cfg.hybrid.output}\n" + _format_table(rows))
+    return 0
+
+
+def _cmd_experiment(args) -> int:
+    from tfrec.experiments import Options, names, run_protocol, seeds_of
+    from tfrec.experiments.quick import QUICK_CONFIG, prepare_quick_data
+
+    cfg = _load(args, {}, base_yaml=QUICK_CONFIG if args.quick else None)
+    if args.seeds < 1:
+        raise _UsageError(f"--seeds must be >= 1. Received: --seeds={args.seeds}")
+    if args.beta_pos is not None and not 0.0 < args.beta_pos <= 1.0:
+        raise _UsageError(f"--beta-pos must be in (0, 1]. Received: --beta-pos={args.beta_pos}")
+    if args.buckets < 1:
+        raise _UsageError(f"--buckets must be >= 1. Received: --buckets={args.buckets}")
+    data = args.data
+    if not data and not args.quick:
+        raise _UsageError("no dataset given (--data DIR, a `tfrec prepare` output; or --quick to simulate one)")
+    _configure_replicas(cfg.train.replicas)
+    if not data:
+        data = prepare_quick_data(cfg, args.out)
+    values = tuple(float(v) for v in args.values.split(",")) if args.values else None
+    opts = Options(beta_pos=0.1 if args.beta_pos is None else args.beta_pos, values=values, quick=args.quick,
+                   buckets=args.buckets)
+    only = [s for s in args.settings.split(",") if s] if args.settings else None
+    for name in (names() if args.protocol == "all" else [args.protocol]):
+        run_protocol(name, data, seeds_of(args.seeds), args.out, cfg, opts, only=only)
     return 0
 
 
@@ -484,6 +516,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("beam_args", nargs="*", help="after --: extra Beam pipeline options")
     _common(p)
     p.set_defaults(fn=_cmd_prepare_hybrid)
+
+    from tfrec.experiments.protocols import names as protocol_names
+
+    p = sub.add_parser("experiment", help="a KDD 2024 experiment protocol over settings and seeds: tables, plots, "
+                                          "run record (resumable)")
+    p.add_argument("protocol", choices=protocol_names() + ["all"], help="the protocol to run (all: every one)")
+    p.add_argument("--data", help="prepared dataset directory (omit with --quick to simulate one)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 2020, 2021, ... (default 5, the paper's 2020-2024)")
+    p.add_argument("--out", required=True, help="experiment directory (cells, runs, one report folder per protocol)")
+    p.add_argument("--quick", action="store_true",
+                   help="simulated data, small model, thinned sweeps (tfrec/configs/experiment_quick.yaml)")
+    p.add_argument("--beta-pos", dest="beta_pos", type=float,
+                   help="beta_pos of every protocol but sparsity (default 0.1)")
+    p.add_argument("--values", help="comma-separated values of the protocol's sweep (beta_pos, alpha, gamma, keep "
+                                    "ratio) instead of the paper's")
+    p.add_argument("--settings", help="comma-separated setting names to run (default: all of the protocol's)")
+    p.add_argument("--buckets", type=int, default=45, help="pCTR buckets of the calibration plot (default 45)")
+    _common(p)
+    p.set_defaults(fn=_cmd_experiment)
     return parser
 
 

@@ -155,6 +155,10 @@ class DataConfig:
       eval_batch_size: global evaluation batch size.
       shuffle_buffer: examples in the shuffle buffer (0 disables shuffling).
       cycle_length: shards read in parallel by the interleave.
+      beta_pos: when set, the reader weights positives by it and negatives by 1 (KDD 2024 Eq. 15) in training and
+        evaluation, instead of the ``weight`` written at prepare time (one prepared dataset, many sparsities).
+      negative_keep_ratio: training reads each negative with this probability (seeded by ``train.seed``; 1.0
+        reads all). Validation and evaluation read every row.
     """
 
     dir: str = ""
@@ -162,12 +166,18 @@ class DataConfig:
     eval_batch_size: int = 16384
     shuffle_buffer: int = 100_000
     cycle_length: int = 4
+    beta_pos: Optional[float] = None
+    negative_keep_ratio: float = 1.0
 
     def validate(self) -> None:
         _check(self.batch_size > 0, "data.batch_size", self.batch_size, "must be > 0")
         _check(self.eval_batch_size > 0, "data.eval_batch_size", self.eval_batch_size, "must be > 0")
         _check(self.shuffle_buffer >= 0, "data.shuffle_buffer", self.shuffle_buffer, "must be >= 0")
         _check(self.cycle_length > 0, "data.cycle_length", self.cycle_length, "must be > 0")
+        _check(self.beta_pos is None or 0.0 < self.beta_pos <= 1.0, "data.beta_pos", self.beta_pos,
+               "must be in (0, 1] (or null for the prepared weights)")
+        _check(0.0 < self.negative_keep_ratio <= 1.0, "data.negative_keep_ratio", self.negative_keep_ratio,
+               "must be in (0, 1]")
 
 
 @dataclasses.dataclass

@@ -75,9 +75,20 @@ def parse_batch(serialized: tf.Tensor, schema: PointwiseSchema):
     return parsed, label, weight
 
 
+def reweight(label: tf.Tensor, beta_pos: float) -> tf.Tensor:
+    """The KDD 2024 Eq. 15 sample weight of a batch: ``beta_pos`` where ``label == 1``, 1 elsewhere.
+
+    Used by the reader when ``data.beta_pos`` overrides the weights written at prepare time (a sparsity sweep
+    reads one prepared dataset at several beta_pos).
+    """
+    beta = tf.constant(float(beta_pos), label.dtype)
+    return tf.where(tf.equal(label, 1.0), beta * tf.ones_like(label), tf.ones_like(label))
+
+
 def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: int, training: bool,
                  input_context: Optional[tf.distribute.InputContext] = None, shuffle_buffer: int = 0,
-                 cycle_length: int = 4, seed: Optional[int] = None, repeat: bool = False) -> tf.data.Dataset:
+                 cycle_length: int = 4, seed: Optional[int] = None, repeat: bool = False,
+                 beta_pos: Optional[float] = None, negative_keep_ratio: float = 1.0) -> tf.data.Dataset:
     """Builds the input pipeline of one input worker.
 
     Args:
@@ -91,10 +102,18 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
       cycle_length: shards read concurrently.
       seed: shuffle seed (file order and example order).
       repeat: repeat forever (when steps per epoch are fixed).
+      beta_pos: when given, the weight becomes ``beta_pos`` for positives and 1 for negatives (:func:`reweight`),
+        replacing the ``weight`` feature written at prepare time.
+      negative_keep_ratio: keep each negative with this probability (negative sampling; 1.0 keeps all). The
+        draw is a seeded hash of the serialized record and ``seed``, so a record is kept or dropped the same way
+        in every epoch and every run with the same seed.
 
     Returns:
       A dataset of ``(features dict of [b] tensors, label [b], weight [b])`` with ``b`` the per-replica batch.
     """
+    if not 0.0 < float(negative_keep_ratio) <= 1.0:
+        raise ValueError(f"`negative_keep_ratio` must be in (0, 1]. Received: negative_keep_ratio="
+                         f"{negative_keep_ratio}")
     batch = global_batch_size
     ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None:
@@ -106,23 +125,46 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
     ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
                        cycle_length=max(1, min(cycle_length, len(files))),
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if negative_keep_ratio < 1.0:
+        ds = ds.filter(_negative_filter(schema, float(negative_keep_ratio), 0 if seed is None else int(seed)))
     if training and shuffle_buffer > 0:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch, drop_remainder=training)
     ds = ds.map(lambda s: parse_batch(s, schema), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if beta_pos is not None:
+        ds = ds.map(lambda f, y, w: (f, y, reweight(y, beta_pos)), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _negative_filter(schema: PointwiseSchema, keep_ratio: float, seed: int):
+    """Predicate on one serialized record: positives always pass, a negative passes with ``keep_ratio``.
+
+    The uniform draw is ``fingerprint(seed, record) / 2^63`` (stateless, so epochs and restarts agree).
+    """
+    spec = {schema.label: tf.io.FixedLenFeature([], tf.float32)}
+    salt = tf.constant(str(seed))
+
+    def keep(serialized):
+        label = tf.io.parse_single_example(serialized, spec)[schema.label]
+        h = tf.strings.to_hash_bucket_fast(tf.strings.join([salt, serialized], separator=":"), 2 ** 62)
+        u = tf.cast(h, tf.float64) / float(2 ** 62)
+        return tf.logical_or(tf.not_equal(label, 0.0), u < keep_ratio)
+
+    return keep
 
 
 def distributed_dataset(strategy: tf.distribute.Strategy, data_dir: str, split: str, schema: PointwiseSchema,
                         global_batch_size: int, training: bool, shuffle_buffer: int = 0, cycle_length: int = 4,
-                        seed: Optional[int] = None, repeat: bool = False):
+                        seed: Optional[int] = None, repeat: bool = False, beta_pos: Optional[float] = None,
+                        negative_keep_ratio: float = 1.0):
     """``make_dataset`` for every input worker of ``strategy`` (``distribute_datasets_from_function``)."""
     files = split_files(data_dir, split)
 
     def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         return make_dataset(files, schema, global_batch_size, training, ctx, shuffle_buffer, cycle_length, seed,
-                            repeat)
+                            repeat, beta_pos, negative_keep_ratio)
 
     return strategy.distribute_datasets_from_function(fn)

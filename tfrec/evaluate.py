@@ -17,8 +17,9 @@ from tfrec.metrics import binary_report, multitask_report
 from tfrec.metrics.multitask import TASKS
 
 
-def predict_split(model, data_dir: str, split: str, batch_size: int, outputs=("probability",)):
-    """Probabilities, labels and weights of every example of ``split`` (in file order).
+def predict_split(model, data_dir: str, split: str, batch_size: int, outputs=("probability",), beta_pos=None):
+    """Probabilities, labels and weights of every example of ``split`` (in file order); ``beta_pos`` overrides
+    the weights as ``data.beta_pos`` does.
 
     With the default ``outputs`` the probabilities are one ``[n]`` array; otherwise a dict output name ->
     ``[n]`` of the named model outputs (e.g. ``("ctr", "cvr")``). Labels are ``[n]``, or ``[n, 2]`` for a
@@ -26,7 +27,7 @@ def predict_split(model, data_dir: str, split: str, batch_size: int, outputs=("p
     """
     schema = data_lib.load_schema(data_dir)
     ds = data_lib.make_dataset(data_lib.split_files(data_dir, split), schema, batch_size, training=False,
-                               cycle_length=1)
+                               cycle_length=1, beta_pos=beta_pos)
     names = tuple(outputs)
 
     @tf.function(reduce_retracing=True)
@@ -46,10 +47,10 @@ def predict_split(model, data_dir: str, split: str, batch_size: int, outputs=("p
     return (p["probability"] if names == ("probability",) else p), np.concatenate(labels), np.concatenate(weights)
 
 
-def evaluate_multitask(model, data_dir: str, split: str, batch_size: int) -> Dict[str, object]:
+def evaluate_multitask(model, data_dir: str, split: str, batch_size: int, beta_pos=None) -> Dict[str, object]:
     """:func:`tfrec.metrics.multitask_report` of ``model``'s task outputs on ``split`` of a multi-task dataset."""
     tasks = model.output_tasks() if hasattr(model, "output_tasks") else [t for t in TASKS if t in model.tasks]
-    p, y, w = predict_split(model, data_dir, split, batch_size, outputs=tuple(tasks))
+    p, y, w = predict_split(model, data_dir, split, batch_size, outputs=tuple(tasks), beta_pos=beta_pos)
     return multitask_report(y, p, w)
 
 
@@ -68,9 +69,9 @@ def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[s
 
         model = load_trained_model(cfg)
     if isinstance(data_lib.load_schema(cfg.data.dir), MultiTaskSchema):
-        report = evaluate_multitask(model, cfg.data.dir, split, cfg.data.eval_batch_size)
+        report = evaluate_multitask(model, cfg.data.dir, split, cfg.data.eval_batch_size, cfg.data.beta_pos)
     else:
-        p, y, w = predict_split(model, cfg.data.dir, split, cfg.data.eval_batch_size)
+        p, y, w = predict_split(model, cfg.data.dir, split, cfg.data.eval_batch_size, beta_pos=cfg.data.beta_pos)
         report = binary_report(y, p, w)
     report["split"] = split
     path = output or os.path.join(cfg.train.model_dir, "metrics.json")

@@ -128,7 +128,11 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
     # Keras needs the number of steps of a distributed dataset: one epoch is one pass over the train split
     # (the last partial batch dropped); the train dataset repeats so an epoch never runs dry.
     rows = data_lib.load_stats(cfg.data.dir).get("rows_written", {})
-    steps_per_epoch = t.steps_per_epoch or int(rows.get("train", 0)) // cfg.data.batch_size
+    train_rows = int(rows.get("train", 0))
+    if cfg.data.negative_keep_ratio < 1.0:  # the expected rows left after negative sampling
+        rate = float((data_lib.load_stats(cfg.data.dir).get("positive_rate") or {}).get("train") or 0.0)
+        train_rows = int(train_rows * (rate + (1.0 - rate) * cfg.data.negative_keep_ratio))
+    steps_per_epoch = t.steps_per_epoch or train_rows // cfg.data.batch_size
     if steps_per_epoch <= 0:
         raise data_lib.DatasetError(f"the train split of {cfg.data.dir} has {rows.get('train', 0)} rows, fewer than "
                                     f"one batch of {cfg.data.batch_size}; lower data.batch_size")
@@ -136,12 +140,14 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
     if validation_steps <= 0:
         raise data_lib.DatasetError(f"the valid split of {cfg.data.dir} is empty; early stopping needs it")
     train_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "train", schema, cfg.data.batch_size, True,
-                                            cfg.data.shuffle_buffer, cfg.data.cycle_length, t.seed, repeat=True)
+                                            cfg.data.shuffle_buffer, cfg.data.cycle_length, t.seed, repeat=True,
+                                            beta_pos=cfg.data.beta_pos,
+                                            negative_keep_ratio=cfg.data.negative_keep_ratio)
     valid_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "valid", schema, cfg.data.eval_batch_size,
-                                            False, cycle_length=cfg.data.cycle_length)
+                                            False, cycle_length=cfg.data.cycle_length, beta_pos=cfg.data.beta_pos)
 
     return fit_with_recovery(cfg, model, train_ds, valid_ds, steps_per_epoch, validation_steps, replicas, printer,
-                             extra_callbacks)
+                             extra_callbacks, monitor=monitor)
 
 
 def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, steps_per_epoch: int,
@@ -199,6 +205,7 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
     summary = {
         "epochs_run": len(hist.get("loss", [])),
         "best_epoch": (int(max(range(len(monitored)), key=monitored.__getitem__)) + 1) if monitored else None,
+        "monitor": monitor,
         "best_" + monitor: max(monitored) if monitored else None,
         "replicas": replicas,
         "global_batch_size": cfg.data.batch_size,

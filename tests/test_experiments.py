@@ -1,0 +1,151 @@
+"""`tfrec experiment`: every protocol end to end on a tiny dataset (one seed, one epoch, two settings), the files
+it writes, table numbers equal to the cells' metrics, resumability, and the findings report."""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from tfrec.config import load_config
+from tfrec.experiments import Options, protocols, run_protocol
+from tfrec.experiments.store import Cell, Store
+
+SEED = 2020
+# Two settings per protocol (the findings need their three); tiny model, one epoch.
+SETTINGS = {
+    "sparsity": ["bce_beta0.1", "combined_pair_beta0.1"],
+    "alpha": ["bce", "alpha0.5"],
+    "losses": ["bce", "combined_pair"],
+    "focal": ["bce", "focal_gamma2"],
+    "negative-sampling": ["keep1", "keep0.5"],
+    "contrastive": ["bce", "combined_contrastive"],
+    "findings": ["bce", "combined_pair", "bce_dense"],
+}
+PLOTS = ("metrics.png", "lift.png", "grad_neg_epoch1.png", "grad_boxplot.png", "train_bce.png",
+         "calibration_bias.png")
+
+
+@pytest.fixture(scope="module")
+def base_cfg():
+    return load_config(None, ["model.dnn_hidden_units=[16, 8]", "model.num_cross_layers=1", "model.embedding_dim=4",
+                              "data.batch_size=64", "data.eval_batch_size=128", "data.shuffle_buffer=0",
+                              "train.epochs=1", "train.replicas=1", "train.log_every_seconds=0",
+                              "train.save_every_steps=0"])
+
+
+@pytest.fixture(scope="module")
+def experiment(tiny_dataset, base_cfg, tmp_path_factory):
+    """Runs every protocol once into one output directory; returns (out dir, {protocol: summary})."""
+    out = str(tmp_path_factory.mktemp("experiment"))
+    summaries = {}
+    for name in protocols.names():
+        if name in SETTINGS:
+            summaries[name] = run_protocol(name, tiny_dataset, [SEED], out, base_cfg, Options(buckets=4),
+                                           only=SETTINGS[name], printer=lambda _: None)
+    return out, summaries
+
+
+def _csv_rows(path):
+    with open(path, newline="") as f:
+        return {r["setting"]: r for r in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_protocol_end_to_end(experiment, name):
+    out, summaries = experiment
+    protocol = protocols.get(name)
+    report = os.path.join(out, name)
+    for f in ("results.csv", "results.md", "run_record.json", *PLOTS):
+        assert os.path.getsize(os.path.join(report, f)) > 0, f
+    assert summaries[name]["cells"] == len(SETTINGS[name])
+    rows = _csv_rows(os.path.join(report, "results.csv"))
+    assert list(rows) == SETTINGS[name]
+    store = Store(out)
+    md = open(os.path.join(report, "results.md")).read()
+    for setting in SETTINGS[name]:
+        cell = store.cell_result(Cell(name, setting, SEED))
+        assert cell["status"] in ("computed", "reused")
+        run = cell["run"]
+        assert run["train"]["epochs_run"] == 1
+        for key in protocol.metrics:
+            value = protocols.metric_value(run, protocols.METRICS[key])
+            assert value is not None and math.isfinite(value), (setting, key)
+            assert float(rows[setting][f"{key}_mean"]) == value  # one seed: the mean is the run's number
+            assert rows[setting][f"{key}_std"] == ""  # undefined with one seed, never 0
+            assert f"{value:.5f}" in md or f"{value:.2e}" in md
+        if cell["baseline"]:
+            base = store.cell_result(Cell(name, cell["baseline"], SEED))["run"]
+            for key in protocol.metrics:
+                m = protocols.METRICS[key]
+                diff = protocols.metric_value(run, m) - protocols.metric_value(base, m)
+                assert float(rows[setting][f"{key}_diff"]) == pytest.approx(diff, rel=1e-12, abs=1e-15)
+                assert rows[setting][f"{key}_p"] == ""  # no test with one seed
+    record = json.load(open(os.path.join(report, "run_record.json")))
+    assert record["seeds"] == [SEED] and record["data_stats"]["rows_written"]["train"] == 512
+    assert record["versions"]["tensorflow"] and record["wall_seconds"] > 0
+    assert record["base_config"]["model"]["dnn_hidden_units"] == [16, 8]
+
+
+def test_cells_apply_their_settings(experiment):
+    out, _ = experiment
+    store = Store(out)
+    sparse = store.cell_result(Cell("findings", "bce", SEED))["run"]
+    dense = store.cell_result(Cell("findings", "bce_dense", SEED))["run"]
+    # The reader re-weights positives by the cell's beta_pos (the tiny dataset was written with 0.5).
+    rate = dense["test"]["positive_rate"]
+    assert dense["test"]["effective_positive_rate"] == pytest.approx(rate)
+    assert sparse["test"]["effective_positive_rate"] == pytest.approx(0.1 * rate / (0.1 * rate + 1 - rate))
+    assert sparse["config"]["data"]["beta_pos"] == 0.1 and dense["config"]["data"]["beta_pos"] == 1.0
+    jrc = protocols.get("losses").settings(Options())[2]
+    assert jrc.name == "jrc" and "model.head=jrc" in jrc.overrides and "loss.params.pairing=global" in jrc.overrides
+    kept = store.cell_result(Cell("negative-sampling", "keep0.5", SEED))["run"]
+    full = store.cell_result(Cell("negative-sampling", "keep1", SEED))["run"]
+    assert kept["train"]["train_steps"] < full["train"]["train_steps"]  # fewer negatives, fewer steps
+    assert kept["calibrated"]["weighted_logloss"] > 0
+    # Eq. 15 training BCE of the BCE method equals the loss it optimised (the logged training loss).
+    assert sparse["train_bce"]["epoch1"] == pytest.approx(sparse["history"]["loss"][0], rel=1e-4)
+
+
+def test_shared_runs_are_reused_and_reruns_compute_nothing(experiment, tiny_dataset, base_cfg):
+    out, summaries = experiment
+    # alpha's and losses' two settings are the BCE and Combined-Pair (alpha 0.5) runs of the sparsity protocol.
+    for name in ("alpha", "losses"):
+        assert summaries[name]["computed"] == 0 and summaries[name]["reused"] == 2
+    assert summaries["findings"]["computed"] == 1  # bce_dense; bce and combined_pair were trained before
+    again = run_protocol("sparsity", tiny_dataset, [SEED], out, base_cfg, Options(buckets=4),
+                         only=SETTINGS["sparsity"], printer=lambda _: None)
+    assert again["computed"] == 0 and again["reused"] == 0 and again["skipped"] == 2
+    # A lost cell file is rebuilt from its finished run, without training.
+    os.remove(Store(out).cell_path(Cell("sparsity", "bce_beta0.1", SEED)))
+    again = run_protocol("sparsity", tiny_dataset, [SEED], out, base_cfg, Options(buckets=4),
+                         only=SETTINGS["sparsity"], printer=lambda _: None)
+    assert again["computed"] == 0 and again["reused"] == 1 and again["skipped"] == 1
+    record = json.load(open(os.path.join(out, "sparsity", "run_record.json")))
+    assert len(record["previous_runs"]) == 2
+
+
+def test_findings_report(experiment):
+    out, _ = experiment
+    findings = json.load(open(os.path.join(out, "findings", "findings.json")))["findings"]
+    assert [f["finding"] for f in findings] == [1, 2, 3, 4]
+    store = Store(out)
+    bce = store.cell_result(Cell("findings", "bce", SEED))["run"]
+    cp = store.cell_result(Cell("findings", "combined_pair", SEED))["run"]
+    f1 = findings[0]["measured"][0]
+    assert f1["mean_diff"] == pytest.approx(cp["valid"]["weighted_logloss"] - bce["valid"]["weighted_logloss"])
+    assert findings[0]["holds"] == (f1["mean_diff"] < 0)
+    f4 = findings[3]["measured"][0]
+    grad = cp["gradients"]["grad_neg_mean_epoch1"] - bce["gradients"]["grad_neg_mean_epoch1"]
+    assert f4["mean_diff"] == pytest.approx(grad) and findings[3]["holds"] == (grad > 0)
+    md = open(os.path.join(out, "findings", "findings.md")).read()
+    assert "| 4 |" in md and ("| yes |" in md or "| no |" in md)
+
+
+def test_unknown_setting_is_a_clear_error(tiny_dataset, base_cfg, tmp_path):
+    with pytest.raises(ValueError, match="has no setting 'nope'"):
+        run_protocol("losses", tiny_dataset, [SEED], str(tmp_path), base_cfg, only=["nope"], printer=lambda _: None)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        protocols.get("nope")

@@ -1,0 +1,214 @@
+"""PNG plots of a protocol's results (matplotlib, Agg backend: no display needed).
+
+* ``metrics.png``: AUC and BCE (mean ± std over seeds) against the protocol's swept parameter (beta_pos, alpha,
+  gamma, keep ratio) or per setting, one line per method (Fig. 4, 5, 7);
+* ``lift.png``: AUC lift ratio and BCE drop ratio against the baseline (Fig. 4's right axes);
+* ``grad_neg_epoch1.png``: per-batch mean |dL/dz| over negatives in the first epoch, mean over seeds (Fig. 2);
+* ``grad_boxplot.png``: the distribution over first-epoch batches of that value, per setting (Fig. 7 left);
+* ``train_bce.png``: training BCE (Eq. 15) along training steps, mean over seeds (Fig. 1a, 6);
+* ``calibration_bias.png``: bias per pCTR bucket of equal positive weight on test, mean over seeds (Fig. 8).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from tfrec.experiments.protocols import METRICS, Protocol, Setting
+from tfrec.experiments.runner import TRAIN_BCE_CSV, read_csv
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _runs_of(results: Mapping[Any, Dict[str, Any]], setting: str) -> List[Dict[str, Any]]:
+    return [r for c, r in sorted(results.items(), key=lambda kv: kv[0].seed) if r and c.setting == setting]
+
+
+def _series(protocol: Protocol, settings: Sequence[Setting]):
+    """method -> [(x, setting)], x the swept parameter or the setting's position."""
+    out: Dict[str, list] = {}
+    for i, s in enumerate(settings):
+        x = s.params.get(protocol.x, i) if protocol.x else i
+        out.setdefault(s.params.get("method", s.name), []).append((x, s))
+    return out
+
+
+def _finish(fig, ax_list, protocol: Protocol, settings, path: str) -> str:
+    for ax in ax_list:
+        if protocol.x:
+            ax.set_xlabel(protocol.x)
+            if protocol.x in ("beta_pos", "alpha", "keep_ratio"):
+                ax.invert_xaxis()  # the paper's axes go from dense / BCE-heavy to sparse / ranking-heavy
+        else:
+            ax.set_xticks(range(len(settings)))
+            ax.set_xticklabels([s.name for s in settings], rotation=30, ha="right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(protocol.title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
+def plot_metrics(protocol: Protocol, settings, rows, path: str) -> str:
+    plt = _plt()
+    keys = [k for k in protocol.metrics if k.startswith("auc")][:1] + \
+        [k for k in protocol.metrics if "logloss" in k][:1]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4))
+    axes = np.atleast_1d(axes)
+    by_name = {r["setting"]: r for r in rows}
+    for ax, key in zip(axes, keys):
+        for method, points in _series(protocol, settings).items():
+            xs = [x for x, _ in points]
+            ms = [by_name[s.name].get(f"{key}_mean", math.nan) for _, s in points]
+            sd = [by_name[s.name].get(f"{key}_std", math.nan) for _, s in points]
+            sd = [0.0 if v is None or math.isnan(v) else v for v in sd]
+            # Settings without a swept parameter are categories: markers only, no line between them.
+            ax.errorbar(xs, ms, yerr=sd, marker="o", capsize=3, label=method,
+                        linestyle="-" if protocol.x else "none")
+        ax.set_ylabel(METRICS[key].label)
+        ax.legend(fontsize=8)
+    return _finish(fig, axes, protocol, settings, path)
+
+
+def plot_lift(protocol: Protocol, settings, rows, path: str) -> Optional[str]:
+    plt = _plt()
+    keys = [k for k in protocol.metrics if METRICS[k].ratio]
+    with_base = [s for s in settings if s.baseline]
+    if not keys or not with_base:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4))
+    axes = np.atleast_1d(axes)
+    by_name = {r["setting"]: r for r in rows}
+    for ax, key in zip(axes, keys):
+        for method, points in _series(protocol, settings).items():
+            points = [(x, s) for x, s in points if s.baseline]
+            if points:
+                ax.plot([x for x, _ in points], [by_name[s.name].get(f"{key}_ratio", math.nan) for _, s in points],
+                        marker="o", label=method, linestyle="-" if protocol.x else "none")
+        ax.axhline(0.0, color="grey", lw=0.8)
+        kind = "AUC lift ratio" if METRICS[key].ratio == "lift" else "BCE drop ratio"
+        ax.set_ylabel(f"{kind} ({METRICS[key].label})")
+        ax.legend(fontsize=8)
+    return _finish(fig, axes, protocol, settings, path)
+
+
+def _mean_curve(curves: List[List[float]]) -> np.ndarray:
+    n = min(len(c) for c in curves)
+    return np.nanmean(np.asarray([c[:n] for c in curves], dtype=np.float64), axis=0)
+
+
+def _first_epoch_grads(run_dir: str) -> List[float]:
+    rows = read_csv(os.path.join(run_dir, "gradient_diagnostics.csv"))
+    return [r["grad_neg_mean"] for r in rows if r.get("epoch") == 0]
+
+
+def plot_curves(protocol: Protocol, settings, results, path: str, kind: str) -> Optional[str]:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    drawn = 0
+    for s in settings:
+        curves = []
+        for r in _runs_of(results, s.name):
+            if kind == "grad":
+                curves.append(_first_epoch_grads(r["run_dir"]))
+            else:
+                curves.append([row["train_bce"] for row in read_csv(os.path.join(r["run_dir"], TRAIN_BCE_CSV))])
+        curves = [c for c in curves if c]
+        if curves:
+            ax.plot(_mean_curve(curves), label=s.name, lw=1.2)
+            drawn += 1
+    if not drawn:
+        _plt().close(fig)
+        return None
+    if kind == "grad":
+        ax.set_yscale("log")
+        ax.set_xlabel("batch (first epoch)")
+        ax.set_ylabel("mean |dL/dz| over negatives")
+    else:
+        ax.set_xlabel("logged interval (training steps)")
+        ax.set_ylabel("training BCE (Eq. 15)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    ax.set_title(protocol.title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_grad_boxplot(protocol: Protocol, settings, results, rows, path: str) -> Optional[str]:
+    plt = _plt()
+    data, labels = [], []
+    for s in settings:
+        values = [v for r in _runs_of(results, s.name) for v in _first_epoch_grads(r["run_dir"])]
+        if values:
+            data.append(values)
+            labels.append(s.name)
+    if not data:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(data) + 2), 4.2))
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, len(labels) + 1))
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("mean |dL/dz| over negatives, per batch (epoch 1)")
+    auc_key = next((k for k in protocol.metrics if k.startswith("auc")), None)
+    if auc_key:
+        by_name = {r["setting"]: r for r in rows}
+        twin = ax.twinx()
+        twin.plot(range(1, len(labels) + 1), [by_name[n].get(f"{auc_key}_mean", math.nan) for n in labels],
+                  color="tab:red", marker="o")
+        twin.set_ylabel(METRICS[auc_key].label, color="tab:red")
+    ax.set_title(protocol.title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_calibration(protocol: Protocol, settings, results, path: str) -> Optional[str]:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    drawn = 0
+    for s in settings:
+        curves = [[b["bias"] for b in r["run"].get("calibration", [])] for r in _runs_of(results, s.name)]
+        curves = [c for c in curves if c]
+        if curves:
+            ax.plot(_mean_curve(curves), marker=".", label=s.name, lw=1.0)
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("pCTR bucket (equal positive weight, test)")
+    ax.set_ylabel("bias = sum w(p - y) / sum w y")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    ax.set_title(protocol.title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_all(protocol: Protocol, settings, results, rows, out_dir: str) -> List[str]:
+    """Every plot of the module docstring that has data; returns the written paths."""
+    paths = [
+        plot_metrics(protocol, settings, rows, os.path.join(out_dir, "metrics.png")),
+        plot_lift(protocol, settings, rows, os.path.join(out_dir, "lift.png")),
+        plot_curves(protocol, settings, results, os.path.join(out_dir, "grad_neg_epoch1.png"), "grad"),
+        plot_grad_boxplot(protocol, settings, results, rows, os.path.join(out_dir, "grad_boxplot.png")),
+        plot_curves(protocol, settings, results, os.path.join(out_dir, "train_bce.png"), "bce"),
+        plot_calibration(protocol, settings, results, os.path.join(out_dir, "calibration_bias.png")),
+    ]
+    return [p for p in paths if p]
