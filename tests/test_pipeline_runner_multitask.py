@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 
 import pytest
+import tensorflow as tf
 
+from export import warmup
 from multitask_files import ALIEXPRESS_HEADER, aliexpress_lines, write
 from pipelines.tfx.components import ComponentError, Context, read_json
 from pipelines.tfx.components import evaluator, example_gen, example_validator, schema_gen, statistics_gen
 from pipelines.tfx.config import load_pipeline_config
+from tfrec.data import load_schema
 
 CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "pipeline_aliexpress.yaml")
 
@@ -33,6 +36,12 @@ def test_aliexpress_example_gen_statistics_schema_validator(tmp_path):
     assert examples.properties["family"] == "multitask"
     assert examples.properties["rows_written"] == {"train": 5, "valid": 5, "test": 5}
     assert examples.properties["rows_rejected"] == 2
+
+    # The Trainer's export reads warm-up records from this dataset: both labels and the weight are dropped.
+    data_dir = examples.path(root)
+    warm = [tf.train.Example.FromString(r) for r in warmup.dataset_examples(data_dir, load_schema(data_dir), 3)]
+    assert len(warm) == 3 and all({"click", "conversion", "weight"}.isdisjoint(e.features.feature) for e in warm)
+    assert all("categorical_1" in e.features.feature for e in warm)
 
     statistics = _execute(statistics_gen, cfg, root, {"examples": examples})["statistics"]
     stats = read_json(os.path.join(statistics.path(root), "statistics.json"))
