@@ -85,7 +85,7 @@ def serialize_rows(rows: Iterable[Mapping[str, object]], schema: PointwiseSchema
 def dataset_examples(data_dir: str, schema: PointwiseSchema, count: int = 16,
                      splits: Sequence[str] = ("valid", "test", "train")) -> List[bytes]:
     """The first ``count`` records of a prepared dataset (first existing split of ``splits``), serialized, with
-    the label and weight features removed.
+    the label(s) and weight features removed.
 
     Raises:
       FileNotFoundError: no split has records.
@@ -98,7 +98,8 @@ def dataset_examples(data_dir: str, schema: PointwiseSchema, count: int = 16,
         out = []
         for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count):
             example = tf.train.Example.FromString(record.numpy())
-            for key in (schema.label, schema.weight):
+            labels = getattr(schema, "labels", None) or (schema.label,)  # a MultiTaskSchema has two labels
+            for key in (*labels, schema.weight):
                 if key in example.features.feature:
                     del example.features.feature[key]
             out.append(example.SerializeToString())

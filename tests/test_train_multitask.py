@@ -135,19 +135,22 @@ FEATS = dict(dense=["d0"], categorical=["c0"], vocabularies={"c0": ["a", "b", "c
              pwiser_m1=0.5, pwiser_m2=1.0)
 
 
-def _batch(n=16):
+def _batch(n=16, equal_clicks=True):
     rng = np.random.default_rng(4)
     x = {"d0": rng.normal(size=n).astype(np.float32), "c0": rng.choice(["a", "b", "c"], n)}
     # Conversions only in the first replica's half, so its pairs differ from the global batch's (with replica
-    # pairing the second replica has no pair at all). Both halves have 4 clicks: the click-space CVR BCE is a
-    # mean over each replica's clicked rows, which equals the global mean only for equal click counts.
-    click = np.array([1, 1, 0, 0, 1, 0, 1, 0] + [1, 0, 0, 1, 0, 1, 1, 0], np.float32)
+    # pairing the second replica has no pair at all). Both halves have 4 clicks, or (``equal_clicks=False``)
+    # 6 and 2: the click-space CVR BCE must divide by the global number of clicked rows.
+    second = [1, 0, 0, 1, 0, 1, 1, 0] if equal_clicks else [1, 0, 0, 0, 0, 0, 1, 0]
+    click = np.array([1, 1, 0, 0, 1, 0, 1, 0] + second, np.float32)
+    if not equal_clicks:
+        click[2] = click[3] = 1.0
     conv = np.array([1, 0, 0, 0, 1, 0, 0, 0] + [0] * 8, np.float32)
     return {k: tf.constant(v) for k, v in x.items()}, np.stack([click, conv], axis=1)
 
 
-def _one_step(replicas, pairing, init):
-    x, y = _batch()
+def _one_step(replicas, pairing, init, equal_clicks=True, history=None):
+    x, y = _batch(equal_clicks=equal_clicks)
     strategy = make_strategy(replicas)
     with strategy.scope():
         model = MMoE(**FEATS, pwiser_pairing=pairing)
@@ -155,7 +158,9 @@ def _one_step(replicas, pairing, init):
         model.set_weights(init)
         model.compile(optimizer=keras.optimizers.SGD(0.5))
     ds = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((x, y)))
-    model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+    hist = model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0).history
+    if history is not None:
+        history.update({k: v[0] for k, v in hist.items()})
     return model.get_weights()
 
 
@@ -170,6 +175,24 @@ def test_pwiser_global_pairing_two_replicas_equal_one_device():
     assert max(np.abs(a - b).max() for a, b in zip(one, init)) > 1e-3  # the step moved the weights
     for a, b in zip(one, two_global):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_click_space_cvr_bce_two_replicas_equal_one_device_with_unequal_click_counts():
+    x, y = _batch(equal_clicks=False)
+    assert y[:8, 0].sum() == 6 and y[8:, 0].sum() == 2  # the replicas' halves
+    keras.utils.set_random_seed(1)
+    model = MMoE(**FEATS)
+    model(x)
+    init = model.get_weights()
+    logs_one, logs_two = {}, {}
+    one = _one_step(1, "global", init, equal_clicks=False, history=logs_one)
+    two = _one_step(2, "global", init, equal_clicks=False, history=logs_two)
+    assert max(np.abs(a - b).max() for a, b in zip(one, init)) > 1e-3
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The reported losses are the global batch's too (the CVR BCE: over the 8 clicked rows of both halves).
+    for key in ("loss", "ctr_bce_loss", "cvr_bce_loss", "ctr_pwiser_loss", "cvr_pwiser_loss"):
+        assert logs_two[key] == pytest.approx(logs_one[key], rel=1e-5), key
 
 
 @pytest.mark.parametrize("overrides, needle", [

@@ -123,6 +123,10 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
         # Multi-task models compute their own loss (per-task BCE + PWiseR, from the model config).
         loss = None if cfg.model.multitask else losses.get(cfg.loss.name, **cfg.loss.params)
         model.compile(optimizer=optimizer, loss=loss)
+        # Variables made before fit: created inside the first traced train step (the optimizer's slots, built
+        # lazily by its first apply_gradients), they make tf.function trace that step twice.
+        model(_example_batch(cfg, schema), training=False)
+        optimizer.build(model.trainable_variables)
     monitor = monitored_metric(cfg)
 
     # Keras needs the number of steps of a distributed dataset: one epoch is one pass over the train split

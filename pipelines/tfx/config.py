@@ -96,14 +96,20 @@ class EvaluatorConfig:
       min_auc: absolute lower bound on the AUC.
       max_logloss: absolute upper bound on the logloss (0 disables).
       max_auc_drop: against the last blessed model: the candidate's AUC must be >= baseline AUC - max_auc_drop.
+      task: the exported task whose probability is scored (``ctr``; a multi-task model also has ``ctcvr``, ...).
+      label: the label feature it is scored against (default: the family's label of ``task``, e.g. ``click``
+        for ``ctr`` and ``conversion`` for ``ctcvr`` in the multi-task family).
     """
 
     split: str = "test"
     min_auc: float = 0.5
     max_logloss: float = 0.0
     max_auc_drop: float = 0.0
+    task: str = "ctr"
+    label: str = ""
 
     def validate(self) -> None:
+        _check(bool(self.task), "evaluator.task", self.task, "must not be empty")
         _check(self.split in ("train", "valid", "test"), "evaluator.split", self.split, "must be train, valid or test")
         _check(0 <= self.min_auc <= 1, "evaluator.min_auc", self.min_auc, "must be in [0, 1]")
         _check(self.max_logloss >= 0, "evaluator.max_logloss", self.max_logloss, "must be >= 0")

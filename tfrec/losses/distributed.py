@@ -17,6 +17,10 @@ its pairs or lists only span what the replica sees. tfrec's pairwise and list-wi
 
 Outside a replica context (eager calls, the default strategy, or one replica) both modes compute on the batch as
 given.
+
+A point-wise mean over a data-dependent subset of rows (the click-space CVR BCE: a mean over the clicked rows)
+has a different count on each replica, so the mean of the replicas' means is not the global mean.
+:func:`global_mean` divides each replica's sum by the global count instead (one scalar all-reduce).
 """
 
 from __future__ import annotations
@@ -56,3 +60,34 @@ def gather(tensors: Sequence[tf.Tensor], pairing: str) -> Tuple[tf.Tensor, ...]:
     # gradients into one tensor (``array_ops.identity(grads)``) and fails when their shapes differ ([b] labels
     # beside [b, 2] logits or [b, d] embeddings).
     return tuple(None if t is None else ctx.all_gather(t, axis=0) for t in tensors)
+
+
+def global_mean(total: tf.Tensor, count: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+    """A replica's share of the global-batch mean ``sum_r total_r / sum_r count_r``.
+
+    The gradient is that of ``R * total / sum_r count_r``: after the model's division by ``R`` and the summing of
+    the replicas' gradients it is exactly the gradient of the global mean, whatever the replicas' counts. The
+    value is ``total * sum_r weight_r / (sum_r count_r * weight)``, so that the weighted mean of the replicas'
+    values with weights ``weight_r`` (the weighting of the models' loss trackers, the replica's number of valid
+    samples) is the global mean too, also with an empty replica. The two agree when the replicas hold equal
+    slices (``weight_r = sum_r weight_r / R``). Outside a replica context or with one replica:
+    ``total / count`` (0 for ``count == 0``).
+
+    Args:
+      total: scalar, the replica's sum of per-example losses (differentiable).
+      count: scalar, the replica's number of rows in the mean (no gradient).
+      weight: scalar, the replica's tracker weight (no gradient).
+
+    Returns:
+      Scalar; 0 when no replica has a row in the mean.
+    """
+    ctx = tf.distribute.get_replica_context()
+    count = tf.stop_gradient(tf.cast(count, total.dtype))
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tf.math.divide_no_nan(total, count)
+    weight = tf.stop_gradient(tf.cast(weight, total.dtype))
+    sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack([count, weight]))
+    g_count, g_weight = tf.stop_gradient(sums[0]), tf.stop_gradient(sums[1])
+    for_grad = tf.math.divide_no_nan(float(ctx.num_replicas_in_sync) * total, g_count)
+    shown = tf.math.divide_no_nan(total * g_weight, g_count * weight)
+    return for_grad + tf.stop_gradient(shown - for_grad)

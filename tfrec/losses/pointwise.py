@@ -30,6 +30,16 @@ def weighted_bce(labels: tf.Tensor, logits: tf.Tensor, weights: Optional[tf.Tens
     Returns:
       Scalar loss; 0 for a batch with no valid sample.
     """
+    total, n = weighted_bce_sum(labels, logits, weights, beta_pos)
+    return tf.math.divide_no_nan(total, n)
+
+
+def weighted_bce_sum(labels: tf.Tensor, logits: tf.Tensor, weights: Optional[tf.Tensor] = None,
+                     beta_pos: Optional[float] = None):
+    """``(sum, N)`` of :func:`weighted_bce` (KDD 2024 Eq. 15): the sum of its per-example terms over the valid
+    samples and their number ``N`` (float), for a caller that normalises itself (e.g. by a global count,
+    :func:`tfrec.losses.distributed.global_mean`). Args as :func:`weighted_bce`."""
+    logits = tf.convert_to_tensor(logits)
     labels = tf.reshape(tf.cast(labels, logits.dtype), [-1])
     logits = tf.reshape(logits, [-1])
     valid = tf.cast(labels >= 0, logits.dtype)
@@ -39,8 +49,7 @@ def weighted_bce(labels: tf.Tensor, logits: tf.Tensor, weights: Optional[tf.Tens
         w = w * beta_pos
     # -log(sigma(z)) = softplus(-z), -log(1 - sigma(z)) = softplus(z): stable for huge |z|.
     per_example = y * w * tf.nn.softplus(-logits) + (1.0 - y) * tf.nn.softplus(logits)
-    n = tf.reduce_sum(valid)
-    return tf.math.divide_no_nan(tf.reduce_sum(per_example * valid), n)
+    return tf.reduce_sum(per_example * valid), tf.reduce_sum(valid)
 
 
 def _prepare(labels: tf.Tensor, logits: tf.Tensor, weights: Optional[tf.Tensor]):

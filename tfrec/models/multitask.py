@@ -24,6 +24,10 @@ one overridable place, :meth:`MultiTaskModel.task_loss_terms`:
   with ``pwiser_pairing="global"`` over the global batch (labels and logits all-gathered across replicas, see
   :mod:`tfrec.losses.distributed`, so a 2-replica step equals the 1-device step).
 
+Each BCE term is a mean over the global batch's rows of its space: under a distribution strategy every replica
+divides its sum by the count all-reduced across replicas (:func:`tfrec.losses.distributed.global_mean`), so a
+2-replica step equals the 1-device step also when the replicas hold different numbers of clicks.
+
 ``loss = sum of the BCE terms + pwiser_lambda * sum of the PWiseR terms``. Compile with ``loss=None`` (or no
 loss): :meth:`MultiTaskModel.compile` creates a ``<component>_loss`` tracker per component. Metrics: ``<t>_auc``
 per task (CTR and CTCVR over exposures, CVR over clicked samples) and ``auc`` / ``logloss`` of the first task in
@@ -39,9 +43,9 @@ import tf_keras as keras
 
 from tfrec.layers import CGC, MLP, Experts, FeatureEmbedding, Gate
 from tfrec.layers.experts import mix
-from tfrec.losses.distributed import check_pairing, gather
+from tfrec.losses.distributed import check_pairing, gather, global_mean
 from tfrec.losses.pairwise import check_margin, check_space, pwiser_terms
-from tfrec.losses.pointwise import weighted_bce
+from tfrec.losses.pointwise import weighted_bce_sum
 from tfrec.models.base import RankingModel
 
 TASKS = ("ctr", "cvr", "ctcvr")
@@ -179,9 +183,11 @@ class MultiTaskModel(RankingModel):
     def task_loss_terms(self, y, y_pred, sample_weight):
         """``(loss, {component: term})``: per-task BCE plus ``pwiser_lambda`` times the PWiseR terms."""
         terms: Dict[str, tf.Tensor] = {}
+        n = tf.reduce_sum(tf.cast(tf.reshape(y, [-1]) >= 0, tf.float32))  # the loss trackers' weight (base)
         for t in self.loss_tasks():
             weights = sample_weight if t == "ctr" else None
-            terms[f"{t}_bce"] = weighted_bce(self.task_labels(t, y), y_pred[f"{t}_logit"], weights)
+            total, count = weighted_bce_sum(self.task_labels(t, y), y_pred[f"{t}_logit"], weights)
+            terms[f"{t}_bce"] = global_mean(total, count, n)
         click, conv, pad = self.split_labels(y)
         click = tf.where(pad, -tf.ones_like(click), click)
         for t in self.pwiser_tasks:

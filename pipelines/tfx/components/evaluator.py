@@ -5,6 +5,9 @@ set) and, if a model was blessed before, its AUC >= that model's AUC on the same
 models are scored here through their ``serving_default`` signature (serialized tf.Examples in, as TF Serving
 would), so the comparison does not depend on how either was built. ``evaluation.json`` holds the metrics, the
 thresholds and the reasons; ``BLESSED`` or ``NOT_BLESSED`` marks the outcome (TFX's file names).
+
+The metrics are those of the exported task ``evaluator.task`` (output ``<task>``, default ``ctr``: the CTR AUC of
+a multi-task model) against ``evaluator.label`` (default: the family's label of that task).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import os
 import numpy as np
 
 from pipelines.tfx.artifacts import ModelBlessing
-from pipelines.tfx.components import write_json
+from pipelines.tfx.components import ComponentError, write_json
+from pipelines.tfx.components.example_gen import TASK_LABELS
 
 NAME = "evaluator"
 INPUTS = ("examples", "model", "baseline_model")
@@ -24,31 +28,45 @@ BATCH = 4096
 
 
 def parameters(cfg):
-    return dataclasses.asdict(cfg.evaluator)
+    params = dataclasses.asdict(cfg.evaluator)
+    if not params["label"]:
+        task_labels = TASK_LABELS.get(cfg.pipeline.family, {"ctr": "label"})
+        if params["task"] not in task_labels:
+            raise ComponentError(f"evaluator.task {params['task']!r} has no default label in the "
+                                 f"{cfg.pipeline.family!r} family (known: {sorted(task_labels)}); set evaluator.label")
+        params["label"] = task_labels[params["task"]]
+    return params
 
 
-def score(saved_model_dir: str, files):
-    """``(labels, probabilities, weights)`` of the records in ``files`` from the SavedModel's serving_default."""
+def score(saved_model_dir: str, files, task: str = "ctr", label: str = "label"):
+    """``(labels, probabilities, weights)`` of the records in ``files``: output ``task`` of the SavedModel's
+    serving_default against the float feature ``label``.
+
+    Raises:
+      ComponentError: the signature has no output ``task``.
+    """
     import tensorflow as tf
 
     fn = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+    if task not in fn.structured_outputs:
+        raise ComponentError(f"the model {saved_model_dir} has no output {task!r} (evaluator.task); outputs: "
+                             f"{sorted(fn.structured_outputs)}")
     probs, labels, weights = [], [], []
-    spec = {"label": tf.io.FixedLenFeature([], tf.float32),
+    spec = {label: tf.io.FixedLenFeature([], tf.float32),
             "weight": tf.io.FixedLenFeature([], tf.float32, default_value=1.0)}
     for batch in tf.data.TFRecordDataset(list(files), compression_type="GZIP").batch(BATCH):
         out = fn(examples=batch)
-        key = sorted(k for k in out if not k.endswith("_logit"))[0]
-        probs.append(out[key].numpy().reshape(-1))
+        probs.append(out[task].numpy().reshape(-1))
         parsed = tf.io.parse_example(batch, spec)
-        labels.append(parsed["label"].numpy())
+        labels.append(parsed[label].numpy())
         weights.append(parsed["weight"].numpy())
     return np.concatenate(labels), np.concatenate(probs), np.concatenate(weights)
 
 
-def metrics_of(saved_model_dir: str, files):
+def metrics_of(saved_model_dir: str, files, task: str = "ctr", label: str = "label"):
     from tfrec.metrics import binary_report
 
-    return {k: float(v) for k, v in binary_report(*score(saved_model_dir, files)).items()
+    return {k: float(v) for k, v in binary_report(*score(saved_model_dir, files, task, label)).items()
             if isinstance(v, (int, float, np.floating, np.integer))}
 
 
@@ -56,7 +74,7 @@ def execute(ctx, inputs, params):
     files = sorted(glob.glob(os.path.join(inputs["examples"].path(ctx.root), f"{params['split']}-*.tfrecord.gz")))
     model = inputs["model"]
     serving = os.path.join(model.path(ctx.root), model.properties["serving_model_dir"])
-    metrics = metrics_of(serving, files)
+    metrics = metrics_of(serving, files, params["task"], params["label"])
     reasons = []
     if metrics["auc"] < params["min_auc"]:
         reasons.append(f"AUC {metrics['auc']:.5f} < evaluator.min_auc {params['min_auc']}")
@@ -66,7 +84,7 @@ def execute(ctx, inputs, params):
     baseline_metrics = None
     if baseline is not None:
         baseline_metrics = metrics_of(os.path.join(baseline.path(ctx.root), baseline.properties["serving_model_dir"]),
-                                      files)
+                                      files, params["task"], params["label"])
         floor = baseline_metrics["auc"] - params["max_auc_drop"]
         if metrics["auc"] < floor:
             reasons.append(f"AUC {metrics['auc']:.5f} is below the blessed model's {baseline_metrics['auc']:.5f}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from pipelines.tfx.artifacts import Examples
 from pipelines.tfx.components import ComponentError
@@ -20,11 +20,30 @@ INPUTS = ()
 
 #: family name -> fn(cfg: PipelineConfig, output_dir: str) -> stats dict (the dataset's stats.json).
 FAMILIES: Dict[str, Callable] = {}
+#: family name -> its label features (StatisticsGen counts them; the first is the family's main label).
+LABELS: Dict[str, Tuple[str, ...]] = {}
+#: family name -> {exported task: label feature} (the Evaluator's default label of a task).
+TASK_LABELS: Dict[str, Dict[str, str]] = {}
 
 
-def register_family(name: str, fn: Callable) -> None:
-    """Registers the pipeline of a dataset family: ``fn(cfg, output_dir) -> stats``."""
+def register_family(name: str, fn: Callable, labels: Sequence[str] = ("label",),
+                    task_labels: Optional[Dict[str, str]] = None) -> None:
+    """Registers the pipeline of a dataset family.
+
+    Args:
+      name: the ``pipeline.family`` value.
+      fn: ``fn(cfg, output_dir) -> stats`` writes the prepared dataset.
+      labels: the label features of the written records, main label first.
+      task_labels: exported task name -> the label it is evaluated against (default ``{"ctr": labels[0]}``).
+    """
     FAMILIES[name] = fn
+    LABELS[name] = tuple(labels)
+    TASK_LABELS[name] = dict(task_labels or {"ctr": labels[0]})
+
+
+def labels_of(family: str) -> Tuple[str, ...]:
+    """The label features of ``family`` (``("label",)`` for an unknown family)."""
+    return LABELS.get(family, ("label",))
 
 
 def _criteo(cfg, output_dir: str) -> Dict[str, object]:
@@ -35,7 +54,21 @@ def _criteo(cfg, output_dir: str) -> Dict[str, object]:
     return run(prepare)
 
 
+def _multitask(cfg, output_dir: str) -> Dict[str, object]:
+    from pipelines.multitask import run
+
+    prepare = dataclasses.replace(cfg.prepare, output=output_dir,
+                                  beam_args=list(cfg.prepare.beam_args) + list(cfg.pipeline.beam_args))
+    stats = run(prepare)
+    # The Examples artifact's positive rate is the main (click) label's, as for the single-label families.
+    stats.setdefault("positive_rate", stats.get("click_rate"))
+    return stats
+
+
 register_family("criteo", _criteo)
+# AliExpress / Ali-CCP (``prepare.input_format`` aliexpress or aliccp): two labels; CTR on click, CTCVR on conversion.
+register_family("multitask", _multitask, labels=("click", "conversion"),
+                task_labels={"ctr": "click", "ctcvr": "conversion"})
 
 
 def _input_fingerprints(cfg) -> Dict[str, list]:

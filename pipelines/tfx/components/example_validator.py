@@ -7,7 +7,8 @@ Anomalies (each a line of ``anomalies.txt`` and an entry of ``anomalies.json``):
 * ``new_feature``: a feature the schema does not know;
 * ``out_of_range``: more than ``max_out_of_range_fraction`` of a numeric feature's values outside the schema's
   ``[min, max]`` (estimated from the split's percentiles, so to 1%);
-* ``positive_rate_drift``: ``|p - p_ref| / p_ref > positive_rate_drift`` on the train split.
+* ``positive_rate_drift``: ``|p - p_ref| / p_ref > positive_rate_drift`` on the train split, for each label of
+  the schema (``label_rates``; the main label's ``positive_rate`` for a schema without them).
 
 The reference schema is ``validator.schema_path`` when given, else the schema of the last complete run of the
 pipeline, else this run's own (so the first run checks only that the data is not empty). With anomalies the
@@ -68,11 +69,16 @@ def find_anomalies(stats: Dict, schema: Dict, params: Dict) -> List[Dict]:
                 out.append({"kind": "out_of_range", "split": split, "feature": name, "fraction": frac,
                             "message": f"about {frac:.0%} of {name} values in {split} are outside the schema "
                                        f"range [{r['min']:g}, {r['max']:g}]"})
-    p_ref, p = schema.get("positive_rate"), stats.get("train", {}).get("positive_rate")
-    if p_ref and p is not None and abs(p - p_ref) / p_ref > params["positive_rate_drift"]:
-        out.append({"kind": "positive_rate_drift", "split": "train", "value": p, "reference": p_ref,
-                    "message": f"train positive rate {p:.4f} differs from the schema's {p_ref:.4f} by "
-                               f"{abs(p - p_ref) / p_ref:.0%} (threshold {params['positive_rate_drift']:.0%})"})
+    train = stats.get("train", {})
+    refs = schema.get("label_rates") or {None: schema.get("positive_rate")}
+    for label, p_ref in refs.items():
+        p = train.get("positive_rate") if label is None else train.get("labels", {}).get(label, {}).get("positive_rate")
+        if p_ref and p is not None and abs(p - p_ref) / p_ref > params["positive_rate_drift"]:
+            what = "positive rate" if label is None else f"{label} rate"
+            out.append({"kind": "positive_rate_drift", "split": "train", "value": p, "reference": p_ref,
+                        **({} if label is None else {"label": label}),
+                        "message": f"train {what} {p:.4f} differs from the schema's {p_ref:.4f} by "
+                                   f"{abs(p - p_ref) / p_ref:.0%} (threshold {params['positive_rate_drift']:.0%})"})
     return out
 
 

@@ -1,6 +1,7 @@
 """SchemaGen: the schema inferred from the train split's statistics.
 
-``schema.json``: ``{"positive_rate": p, "features": {name: {"kind", "presence", "min", "max"}}}`` (``min`` /
+``schema.json``: ``{"positive_rate": p, "label_rates": {label: p}, "features": {name: {"kind", "presence", "min",
+"max"}}}`` (``positive_rate``: the main label's; ``label_rates``: every label's; ``min`` /
 ``max`` for numeric features: the train split's range). ExampleValidator checks later data against it.
 """
 
@@ -27,7 +28,8 @@ def infer_schema(train_stats) -> dict:
         if "percentiles" in f:
             entry["min"], entry["max"] = f["percentiles"][0], f["percentiles"][-1]
         features[name] = entry
-    return {"positive_rate": train_stats["positive_rate"], "features": features}
+    label_rates = {k: v["positive_rate"] for k, v in train_stats.get("labels", {}).items()}
+    return {"positive_rate": train_stats["positive_rate"], "label_rates": label_rates, "features": features}
 
 
 def execute(ctx, inputs, params):

@@ -1,9 +1,13 @@
-"""StatisticsGen: per split row counts, positive rate and per feature presence, range and percentiles.
+"""StatisticsGen: per split row counts, positive rate per label and per feature presence, range and percentiles.
 
 Statistics are computed from the written TFRecords (what training reads), not from the raw logs. The pass is
 in-process (one record at a time, O(rows x features)); it reads every split file of the ``Examples`` artifact.
 
-``statistics.json``: ``{split: {"rows", "positives", "positive_rate", "features": {name: {"kind"
+The labels are the family's (``example_gen.labels_of``: ``label`` for Criteo, ``click`` and ``conversion`` for
+the multi-task family); ``positives`` / ``positive_rate`` are the first label's, ``labels`` has each label's.
+
+``statistics.json``: ``{split: {"rows", "positives", "positive_rate", "labels": {label: {"positives",
+"positive_rate"}}, "features": {name: {"kind"
 ("float" | "bytes" | "int"), "present", "presence", "percentiles" (numeric: 101 values, 0..100), "distinct"
 (bytes: distinct values, capped at 100000)}}}}``.
 """
@@ -12,12 +16,13 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Dict
+from typing import Dict, Sequence
 
 import numpy as np
 
 from pipelines.tfx.artifacts import Statistics
 from pipelines.tfx.components import write_json
+from pipelines.tfx.components.example_gen import labels_of
 
 NAME = "statistics_gen"
 INPUTS = ("examples",)
@@ -26,15 +31,17 @@ DISTINCT_CAP = 100_000
 
 
 def parameters(cfg) -> Dict[str, object]:
-    return {"label": LABEL}
+    labels = labels_of(cfg.pipeline.family)
+    return {"label": LABEL} if labels == (LABEL,) else {"labels": list(labels)}
 
 
-def split_statistics(files) -> Dict[str, object]:
-    """The statistics of the tf.Example records in ``files`` (GZIP TFRecords)."""
+def split_statistics(files, labels: Sequence[str] = (LABEL,)) -> Dict[str, object]:
+    """The statistics of the tf.Example records in ``files`` (GZIP TFRecords); ``labels``: the label features,
+    main label first (counted, not described as features)."""
     import tensorflow as tf
 
     rows = 0
-    positives = 0.0
+    positives = {name: 0.0 for name in labels}
     kinds: Dict[str, str] = {}
     present: Dict[str, int] = {}
     values: Dict[str, list] = {}
@@ -45,8 +52,8 @@ def split_statistics(files) -> Dict[str, object]:
         for name, feat in ex.features.feature.items():
             kind = feat.WhichOneof("kind")
             vals = getattr(feat, kind).value if kind else []
-            if name == LABEL:
-                positives += float(vals[0]) if len(vals) else 0.0
+            if name in positives:
+                positives[name] += float(vals[0]) if len(vals) else 0.0
                 continue
             kinds.setdefault(name, {"float_list": "float", "int64_list": "int", "bytes_list": "bytes"}.get(kind, "none"))
             if not len(vals):
@@ -67,7 +74,9 @@ def split_statistics(files) -> Dict[str, object]:
         if name in distinct:
             f["distinct"] = len(distinct[name])
         features[name] = f
-    return {"rows": rows, "positives": positives, "positive_rate": positives / rows if rows else None,
+    per_label = {name: {"positives": p, "positive_rate": p / rows if rows else None} for name, p in positives.items()}
+    main = per_label[labels[0]]
+    return {"rows": rows, "positives": main["positives"], "positive_rate": main["positive_rate"], "labels": per_label,
             "features": features}
 
 
@@ -76,7 +85,7 @@ def execute(ctx, inputs, params):
     stats = {}
     for split in ("train", "valid", "test"):
         files = sorted(glob.glob(os.path.join(data_dir, f"{split}-*.tfrecord.gz")))
-        stats[split] = split_statistics(files)
+        stats[split] = split_statistics(files, params.get("labels", [LABEL]))
     path = os.path.join(ctx.output_dir, "statistics.json")
     write_json(path, stats)
     return {"statistics": Statistics(uri=ctx.relative(ctx.output_dir), properties={
