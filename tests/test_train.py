@@ -106,3 +106,11 @@ def test_resume_after_kill_mid_epoch(tiny_dataset, tmp_path):
     assert state["start_iterations"] == 22
     assert state["first_epoch_in_this_run"] == 3
     assert state["steps_per_epoch_in_this_run"] == [2, 8]
+
+
+def test_first_train_step_traced_once(tiny_dataset, tmp_path):
+    """The model and the optimizer's slots exist before ``fit``, so the train function is traced once (slots made
+    inside the first traced step make tf.function trace it a second time)."""
+    cfg = _cfg(tiny_dataset, str(tmp_path), "train.epochs=1", "train.replicas=2", "train.steps_per_epoch=2")
+    result = train(cfg)
+    assert result.model.train_function.experimental_get_tracing_count() == 1
