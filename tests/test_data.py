@@ -44,6 +44,28 @@ def test_per_replica_batch_from_input_context(tiny_dataset):
     assert len(per_replica) == 2 and all(int(t.shape[0]) == 32 for t in per_replica)
 
 
+@pytest.mark.parametrize("copies", [1, 2])
+def test_input_pipelines_split_the_records_disjointly(tiny_dataset, copies):
+    # 1 file for 2 workers: records are sharded; 2 files (the same one twice): files are. Either way the two
+    # workers' records partition the input.
+    files = data_lib.split_files(tiny_dataset, "train") * copies
+
+    def rows(pipeline):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2)
+        out = []
+        for features, _, _ in data_lib.make_dataset(files, CRITEO, 64, training=False, input_context=ctx):
+            out += [(c1, i1) for c1, i1 in zip(features["C3"].numpy(), np.nan_to_num(features["I1"].numpy(), nan=-9))]
+        return out
+
+    a, b = rows(0), rows(1)
+    assert len(a) + len(b) == 512 * copies and len(a) > 0 and len(b) > 0
+    whole = [(c1, i1) for f, _, _ in data_lib.make_dataset(files, CRITEO, 64, training=False)
+             for c1, i1 in zip(f["C3"].numpy(), np.nan_to_num(f["I1"].numpy(), nan=-9))]
+    assert sorted(a + b) == sorted(whole)
+    if copies == 1:
+        assert abs(len(a) - len(b)) <= 1  # every other record
+
+
 def test_missing_dataset_errors_name_the_path(tmp_path):
     with pytest.raises(data_lib.DatasetError, match=str(tmp_path / "nowhere")):
         data_lib.split_files(str(tmp_path / "nowhere"), "train")

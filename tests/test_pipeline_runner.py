@@ -186,3 +186,22 @@ def test_drifted_data_stops_the_run_at_validation_with_a_report(base, tmp_path):
     ran = [c for c, in db.execute("SELECT component FROM executions WHERE run_id = ?", (run_id,))]
     assert "trainer" not in ran and ran[-1] == "example_validator"
     assert list_versions(serving) == list_versions(base["serving"])
+
+
+def test_two_local_trainer_workers_train_under_multi_worker_strategy_and_only_the_chief_exports(base, tmp_path):
+    # max_auc_drop 1: blessed whatever the few steps give, so the run ends with a push of the chief's export.
+    path, root, serving = _fork(base, tmp_path, {"pipeline": {"workers": 2, "train_steps": 4},
+                                                 "evaluator": {"max_auc_drop": 1.0, "min_auc": 0.0}})
+    before = list_versions(serving)
+    result = run_pipeline(load_pipeline_config(path))
+    assert result.executed == ["trainer", "evaluator", "pusher"]
+    model = result.outputs["trainer"]["model"]
+    out = model.path(root)
+    logs = [open(os.path.join(out, f"worker-{i}.log")).read() for i in range(2)]
+    summary = json.load(open(os.path.join(out, "model_run_dir", "train_summary.json")))["summary"]
+    assert summary["replicas"] == 2, logs[0][-2000:]  # one replica per worker process, in sync
+    assert os.path.exists(os.path.join(out, "serving_model_dir", "saved_model.pb"))
+    # Worker 1 wrote its collective checkpoints and export to a temporary directory and removed its export.
+    assert not os.path.exists(os.path.join(out, ".worker-1-tmp", "serving_model_dir")), logs[1][-2000:]
+    pushed = result.outputs["pusher"]["pushed_model"].properties
+    assert pushed["pushed"] and list_versions(serving) == before + [pushed["version"]]

@@ -605,7 +605,8 @@ MONITORS = ("val_auc", "val_weighted_auc", "val_ctr_auc", "val_cvr_auc", "val_ct
 # ----------------------------------------------------------------------------------------------- loading
 
 
-def _check(ok: bool, key: str, value: Any, message: str) -> None:
+def check(ok: bool, key: str, value: Any, message: str) -> None:
+    """Raises ``ConfigError("`key` message. Received: key=value")`` unless ``ok`` (the one-line config error)."""
     if not ok:
         raise ConfigError(f"`{key}` {message}. Received: {key}={value!r}")
 
@@ -653,7 +654,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"`{key}` has an unsupported type {tp!r}")
 
 
-def _apply(section: Any, values: Dict[str, Any], prefix: str) -> None:
+def apply_values(section: Any, values: Dict[str, Any], prefix: str) -> None:
+    """Sets a config dataclass's fields from a (nested) mapping, type-checked; ``prefix`` names it in errors.
+
+    Raises:
+      ConfigError: an unknown key or a value of the wrong type.
+    """
     hints = typing.get_type_hints(type(section))
     names = {f.name for f in dataclasses.fields(section)}
     for key, value in values.items():
@@ -732,3 +738,8 @@ def dump_config(cfg: RunConfig, path: str) -> None:
     """Writes ``cfg`` as YAML that :func:`load_config` reads back to an equal config."""
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+
+
+# Internal short names (the module's validators call these).
+_check = check
+_apply = apply_values

@@ -116,15 +116,22 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
                          f"{negative_keep_ratio}")
     batch = global_batch_size
     ds = tf.data.Dataset.from_tensor_slices(files)
+    pipelines, pipeline_id = 1, 0
     if input_context is not None:
         batch = input_context.get_per_replica_batch_size(global_batch_size)
-        if input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    # Shard by file when every input pipeline (worker) gets at least one; otherwise by record (every worker
+    # reads all files and keeps every n-th record), as tf.data's AutoShardPolicy FILE and DATA do.
+    by_file = pipelines > 1 and len(files) >= pipelines
+    if by_file:
+        ds = ds.shard(pipelines, pipeline_id)
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
                        cycle_length=max(1, min(cycle_length, len(files))),
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if pipelines > 1 and not by_file:
+        ds = ds.shard(pipelines, pipeline_id)
     if negative_keep_ratio < 1.0:
         ds = ds.filter(_negative_filter(schema, float(negative_keep_ratio), 0 if seed is None else int(seed)))
     if training and shuffle_buffer > 0:

@@ -144,8 +144,13 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
                                             cfg.data.shuffle_buffer, cfg.data.cycle_length, t.seed, repeat=True,
                                             beta_pos=cfg.data.beta_pos,
                                             negative_keep_ratio=cfg.data.negative_keep_ratio)
+    # Under MultiWorkerMirroredStrategy a worker whose validation shard runs dry first would leave the others
+    # waiting in a collective, so there the split repeats and every worker runs the same validation_steps (one
+    # pass over the split in all; a shorter shard wraps around).
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     valid_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "valid", schema, cfg.data.eval_batch_size,
-                                            False, cycle_length=cfg.data.cycle_length, beta_pos=cfg.data.beta_pos)
+                                            False, cycle_length=cfg.data.cycle_length, beta_pos=cfg.data.beta_pos,
+                                            repeat=multi_worker)
 
     return fit_with_recovery(cfg, model, train_ds, valid_ds, steps_per_epoch, validation_steps, replicas, printer,
                              extra_callbacks, monitor=monitor)

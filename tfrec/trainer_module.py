@@ -21,7 +21,7 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional
 
-from tfrec.config import RunConfig, _apply
+from tfrec.config import RunConfig, apply_values
 
 
 @dataclasses.dataclass
@@ -65,7 +65,7 @@ def run_config(fn_args) -> RunConfig:
         raise ValueError(f"fn_args.train_files must lie in one dataset directory. Received directories: {sorted(dirs)}")
     cfg = RunConfig()
     sections = {k: v for k, v in (fn_args.custom_config or {}).items() if k in ("data", "model", "loss", "train")}
-    _apply(cfg, sections, "")
+    apply_values(cfg, sections, "")
     cfg.data.dir = dirs.pop()
     cfg.train.model_dir = fn_args.model_run_dir
     if fn_args.train_steps:

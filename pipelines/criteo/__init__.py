@@ -13,7 +13,7 @@ Names are imported lazily, so ``pipelines.criteo.parse`` (and ``to_example``) lo
 See :mod:`pipelines.criteo.pipeline` for the output layout.
 """
 
-import importlib
+from pipelines.lazy import lazy_exports
 
 _EXPORTS = {
     "run": "pipeline", "build": "pipeline", "finalize": "pipeline", "pipeline_options": "pipeline",
@@ -22,17 +22,4 @@ _EXPORTS = {
     "parse_line": "parse", "Row": "parse", "Rejection": "parse", "REASONS": "parse",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

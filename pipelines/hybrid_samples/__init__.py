@@ -14,7 +14,7 @@ Names are imported lazily, so the per-request functions load without Apache Beam
 reading of the paper.
 """
 
-import importlib
+from pipelines.lazy import lazy_exports
 
 _EXPORTS = {
     "run": "pipeline", "build": "pipeline", "finalize": "pipeline", "SPLITS": "pipeline",
@@ -23,17 +23,4 @@ _EXPORTS = {
     "parse_request": "validate", "parse_item": "validate", "REASONS": "validate", "Rejection": "validate",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

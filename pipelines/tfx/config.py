@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from tfrec.config import (ConfigError, DataConfig, LossConfig, ModelConfig, PrepareConfig, TrainConfig, _apply,
-                          _check, parse_override)
+from tfrec.config import (ConfigError, DataConfig, LossConfig, ModelConfig, PrepareConfig, TrainConfig,
+                          apply_values, check, parse_override)
 
 
 @dataclasses.dataclass
@@ -37,6 +37,8 @@ class PipelineSection:
       train_steps: total training steps (0: one pass over the train split per epoch).
       eval_steps: validation steps per epoch (0: the whole valid split).
       custom_config: extra mapping handed to ``run_fn`` as ``fn_args.custom_config["user"]``.
+      workers: Trainer processes; > 1 runs ``run_fn`` in that many local processes on loopback ports under
+        MultiWorkerMirroredStrategy (each with its own ``TF_CONFIG``; worker 0 is the chief and exports).
     """
 
     name: str = "tfrec"
@@ -49,13 +51,15 @@ class PipelineSection:
     train_steps: int = 0
     eval_steps: int = 0
     custom_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    workers: int = 1
 
     def validate(self) -> None:
-        _check(bool(self.root), "pipeline.root", self.root, "must be set (the pipeline root directory)")
-        _check(bool(self.name), "pipeline.name", self.name, "must not be empty")
-        _check(self.train_steps >= 0, "pipeline.train_steps", self.train_steps, "must be >= 0")
-        _check(self.eval_steps >= 0, "pipeline.eval_steps", self.eval_steps, "must be >= 0")
-        _check(not self.trainer_module or os.path.isfile(self.trainer_module), "pipeline.trainer_module",
+        check(bool(self.root), "pipeline.root", self.root, "must be set (the pipeline root directory)")
+        check(bool(self.name), "pipeline.name", self.name, "must not be empty")
+        check(self.train_steps >= 0, "pipeline.train_steps", self.train_steps, "must be >= 0")
+        check(self.eval_steps >= 0, "pipeline.eval_steps", self.eval_steps, "must be >= 0")
+        check(self.workers >= 1, "pipeline.workers", self.workers, "must be >= 1")
+        check(not self.trainer_module or os.path.isfile(self.trainer_module), "pipeline.trainer_module",
                self.trainer_module, "must be an existing Python file")
 
 
@@ -80,10 +84,10 @@ class ValidatorConfig:
     schema_path: str = ""
 
     def validate(self) -> None:
-        _check(self.positive_rate_drift > 0, "validator.positive_rate_drift", self.positive_rate_drift, "must be > 0")
-        _check(0 <= self.max_out_of_range_fraction < 1, "validator.max_out_of_range_fraction",
+        check(self.positive_rate_drift > 0, "validator.positive_rate_drift", self.positive_rate_drift, "must be > 0")
+        check(0 <= self.max_out_of_range_fraction < 1, "validator.max_out_of_range_fraction",
                self.max_out_of_range_fraction, "must be in [0, 1)")
-        _check(0 < self.min_presence_ratio <= 1, "validator.min_presence_ratio", self.min_presence_ratio,
+        check(0 < self.min_presence_ratio <= 1, "validator.min_presence_ratio", self.min_presence_ratio,
                "must be in (0, 1]")
 
 
@@ -109,11 +113,11 @@ class EvaluatorConfig:
     label: str = ""
 
     def validate(self) -> None:
-        _check(bool(self.task), "evaluator.task", self.task, "must not be empty")
-        _check(self.split in ("train", "valid", "test"), "evaluator.split", self.split, "must be train, valid or test")
-        _check(0 <= self.min_auc <= 1, "evaluator.min_auc", self.min_auc, "must be in [0, 1]")
-        _check(self.max_logloss >= 0, "evaluator.max_logloss", self.max_logloss, "must be >= 0")
-        _check(self.max_auc_drop >= 0, "evaluator.max_auc_drop", self.max_auc_drop, "must be >= 0")
+        check(bool(self.task), "evaluator.task", self.task, "must not be empty")
+        check(self.split in ("train", "valid", "test"), "evaluator.split", self.split, "must be train, valid or test")
+        check(0 <= self.min_auc <= 1, "evaluator.min_auc", self.min_auc, "must be in [0, 1]")
+        check(self.max_logloss >= 0, "evaluator.max_logloss", self.max_logloss, "must be >= 0")
+        check(self.max_auc_drop >= 0, "evaluator.max_auc_drop", self.max_auc_drop, "must be >= 0")
 
 
 @dataclasses.dataclass
@@ -158,8 +162,8 @@ def load_pipeline_config(path: Optional[str], overrides: Sequence[str] = ()) -> 
             raise ConfigError(f"cannot read config {path}: {' '.join(str(e).split())}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
-        _apply(cfg, data, "")
+        apply_values(cfg, data, "")
     for text in overrides:
-        _apply(cfg, parse_override(text), "")
+        apply_values(cfg, parse_override(text), "")
     cfg.validate()
     return cfg

@@ -2,7 +2,9 @@
 
 The default module is ``tfrec/trainer_module.py``. ``fn_args`` is :class:`tfrec.trainer_module.FnArgs`;
 ``custom_config`` carries the ``data``, ``model``, ``loss`` and ``train`` sections of the pipeline config and
-``pipeline.custom_config`` as ``user``. The module file's contents are part of the cache key.
+``pipeline.custom_config`` as ``user``. The module file's contents are part of the cache key. With
+``pipeline.workers`` > 1 the module runs in that many local processes under MultiWorkerMirroredStrategy
+(:mod:`pipelines.tfx.components.trainer_workers`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def parameters(cfg):
     sections["data"].pop("dir")
     sections["train"].pop("model_dir")
     return {"module_file": path, "module_sha256": digest, "train_steps": cfg.pipeline.train_steps,
-            "eval_steps": cfg.pipeline.eval_steps, "custom_config": {**sections, "user": cfg.pipeline.custom_config}}
+            "eval_steps": cfg.pipeline.eval_steps, "workers": cfg.pipeline.workers, "custom_config": {**sections, "user": cfg.pipeline.custom_config}}
 
 
 def load_module(path: str):
@@ -65,7 +67,13 @@ def execute(ctx, inputs, params):
         train_steps=params["train_steps"], eval_steps=params["eval_steps"], serving_model_dir=serving,
         model_run_dir=os.path.join(ctx.output_dir, MODEL_RUN_DIR), custom_config=params["custom_config"],
         schema_path=os.path.join(inputs["schema"].path(ctx.root), "schema.json"))
-    load_module(params["module_file"]).run_fn(fn_args)
+    workers = int(params.get("workers", 1))
+    if workers > 1:
+        from pipelines.tfx.components.trainer_workers import run_workers
+
+        run_workers(fn_args, params["module_file"], workers, ctx.output_dir, printer=ctx.printer)
+    else:
+        load_module(params["module_file"]).run_fn(fn_args)
     if not os.path.exists(os.path.join(serving, "saved_model.pb")):
         raise ComponentError(f"run_fn of {params['module_file']} wrote no SavedModel to {serving}")
     return {"model": Model(uri=ctx.relative(ctx.output_dir),
