@@ -327,6 +327,8 @@ class TrainConfig:
       model_dir: where checkpoints, the backup, TensorBoard logs, the best model and metrics go.
       epochs: maximum number of epochs.
       steps_per_epoch: 0 reads each epoch to the end of the train split.
+      validation_steps: validation batches per epoch (0: the whole valid split; more than the split has reads
+        the whole split).
       learning_rate: Adam learning rate.
       clip_norm: global gradient-norm clip (0 disables).
       plateau_factor / plateau_patience: learning rate x factor after this many epochs without val AUC gain.
@@ -346,6 +348,7 @@ class TrainConfig:
     model_dir: str = ""
     epochs: int = 10
     steps_per_epoch: int = 0
+    validation_steps: int = 0
     learning_rate: float = 1e-3
     clip_norm: float = 10.0
     plateau_factor: float = 0.1
@@ -362,6 +365,7 @@ class TrainConfig:
     def validate(self) -> None:
         _check(self.epochs > 0, "train.epochs", self.epochs, "must be > 0")
         _check(self.steps_per_epoch >= 0, "train.steps_per_epoch", self.steps_per_epoch, "must be >= 0")
+        _check(self.validation_steps >= 0, "train.validation_steps", self.validation_steps, "must be >= 0")
         _check(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "must be > 0")
         _check(self.clip_norm >= 0, "train.clip_norm", self.clip_norm, "must be >= 0")
         _check(0 < self.plateau_factor < 1, "train.plateau_factor", self.plateau_factor, "must be in (0, 1)")

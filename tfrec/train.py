@@ -171,6 +171,8 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
     """
     t = cfg.train
     monitor = monitor or t.monitor
+    if t.validation_steps:
+        validation_steps = min(validation_steps, t.validation_steps)
     if model.built:
         # The optimizer's slots are made before fit: created lazily by the first apply_gradients inside the
         # first traced train step, they make tf.function trace that step twice (measured: 2 tracings, first step

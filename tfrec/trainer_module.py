@@ -10,8 +10,8 @@ attributes that TFX also sets (``train_files``, ``eval_files``, ``train_steps``,
 The training run is :func:`tfrec.train.train` (checkpoints and ``BackupAndRestore`` in ``model_run_dir``, so a
 killed Trainer resumes where it was); the export is :func:`export.export_model` into ``serving_model_dir``,
 written by the chief only (other workers of a MultiWorkerMirroredStrategy cluster write to a temporary
-directory, see :func:`tfrec.devices.worker_dir`). ``eval_steps`` is accepted; tfrec validates on the whole
-valid split every epoch.
+directory, see :func:`tfrec.devices.worker_dir`). ``eval_steps`` (> 0) caps the validation batches per epoch
+(``train.validation_steps``; 0 validates on the whole valid split).
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def run_config(fn_args) -> RunConfig:
     apply_values(cfg, sections, "")
     cfg.data.dir = dirs.pop()
     cfg.train.model_dir = fn_args.model_run_dir
+    if fn_args.eval_steps:
+        cfg.train.validation_steps = int(fn_args.eval_steps)
     if fn_args.train_steps:
         cfg.train.steps_per_epoch = max(1, -(-int(fn_args.train_steps) // cfg.train.epochs))
     cfg.validate()
