@@ -30,7 +30,6 @@ from tensorflow_serving.apis import input_pb2
 
 from export import signatures as sig
 from export import warmup
-from tfrec import data as data_lib
 from tfrec.features import ListwiseSchema
 from tfrec.models.preranking import serving as ps
 
@@ -108,16 +107,7 @@ def dataset_lists(data_dir: str, count: int = 2, splits: Sequence[str] = ("valid
     Raises:
       FileNotFoundError: no split has records.
     """
-    for split in splits:
-        try:
-            files = data_lib.split_files(data_dir, split)
-        except data_lib.DatasetError:
-            continue
-        out = [strip_list(r.numpy()).SerializeToString()
-               for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
-        if out:
-            return out
-    raise FileNotFoundError(f"no records in any of the splits {list(splits)} of {data_dir}")
+    return [strip_list(r).SerializeToString() for r in warmup.first_records(data_dir, count, splits)]
 
 
 def default_list() -> bytes:

@@ -12,7 +12,6 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import input_pb2
 
 import export
@@ -22,6 +21,7 @@ from hccp_files import item_table, write_listwise_dataset
 from serving.client import PredictionClient, PredictionError
 from serving.manager import ModelSource
 from serving.server import ModelServer
+from test_export import _io, _signature_defs as _defs
 from tfrec.cli import main
 from tfrec.config import load_config
 from tfrec.features import HCCP
@@ -55,17 +55,6 @@ def exported(tmp_path_factory):
     with contextlib.redirect_stdout(printed):
         code = main(argv)
     return data, base, (code, printed.getvalue()), load_trained_preranking(cfg)
-
-
-def _defs(path):
-    proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        proto.ParseFromString(f.read())
-    return proto.meta_graphs[0].signature_def
-
-
-def _io(tensors):
-    return {k: (tf.dtypes.as_dtype(v.dtype).name, [d.size for d in v.tensor_shape.dim]) for k, v in tensors.items()}
 
 
 def _keras_scores(model, lists):
