@@ -17,7 +17,7 @@ variant ``hccp`` (the whole Eq. 6, which needs lists) for reference. The layouts
 in the machine's load falls on each alike. Prints samples/s (valid (request, item) pairs per second) and the
 ratios.
 
-Usage: python bench/bench_listwise_training.py [--requests 1500] [--batch 64] [--steps 8] [--rounds 3]
+Usage: python bench/bench_listwise_training.py [--requests 1500] [--batch 64] [--steps 8] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--list-size", dest="list_size", type=int, default=48, help="train list size (padding)")
     ap.add_argument("--batches", type=int, default=8, help="distinct batches held in memory")
     ap.add_argument("--steps", type=int, default=8, help="timed steps per layout per round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
 
     import tensorflow as tf
@@ -123,14 +123,18 @@ def main() -> None:
             fn(iters[name])
     seconds = {name: 0.0 for name in setups}
     steps = {name: 0 for name in setups}
+    per_round = []  # list-wise / point-wise (base) ratio of each round: the spread under a changing load
     for _ in range(args.rounds):
+        this = {}
         for name, (fn, _) in setups.items():
             start = time.perf_counter()
             for _ in range(args.steps):
                 logs = fn(iters[name])
             float(logs["loss"])  # wait for the last step
-            seconds[name] += time.perf_counter() - start
+            this[name] = time.perf_counter() - start
+            seconds[name] += this[name]
             steps[name] += args.steps
+        per_round.append(this["pointwise_base"] / this["listwise_base"])
     rate = {name: steps[name] * per_step / seconds[name] for name in setups}
     print_json("listwise_vs_pointwise_training", {
         "requests_per_batch": args.batch, "list_size": args.list_size, "samples_per_batch": per_step,
@@ -139,6 +143,7 @@ def main() -> None:
         "step_ms": {name: 1e3 * seconds[name] / steps[name] for name in setups},
         "ratio_listwise_over_pointwise_base": rate["listwise_base"] / rate["pointwise_base"],
         "ratio_listwise_hccp_over_pointwise_base": rate["listwise_hccp"] / rate["pointwise_base"],
+        "ratio_listwise_over_pointwise_base_per_round": per_round,
         "load_average": os.getloadavg(),
     })
 
