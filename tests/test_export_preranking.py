@@ -182,3 +182,12 @@ def test_item_table_errors_name_the_line(tmp_path):
         preranking.read_item_table(str(path))
     with pytest.raises(FileNotFoundError):
         preranking.read_item_table(str(tmp_path / "missing.jsonl"))
+
+
+def test_cli_items_only_for_preranking_data(tiny_dataset, tmp_path, capsys):
+    argv = ["export", "--data", tiny_dataset, "--model-dir", str(tmp_path), "--base-path", str(tmp_path / "m"),
+            "--items", str(tmp_path / "items.jsonl")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tfrec export: error: --items is for pre-ranking") and err.count("\n") == 1
+    assert not os.path.exists(tmp_path / "m")
