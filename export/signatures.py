@@ -28,7 +28,8 @@ converted.
 Extension point: a model that defines ``extra_serving_signatures()`` (returning name -> ``(tf.function with an
 input signature, method name)``) gets those signatures too, for example a pre-ranking model's ``user_embedding``,
 ``item_embedding`` and ``score_candidates`` (one serialized ``ExampleListWithContext`` per request). Their names
-must not clash with the four above; their warmup records belong in :func:`export.warmup.build_records`.
+must not clash with the four above; their warmup records belong in :func:`export.warmup.build_records` (the
+pre-ranking model's: :mod:`export.preranking`).
 """
 
 from __future__ import annotations

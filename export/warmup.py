@@ -82,10 +82,8 @@ def serialize_rows(rows: Iterable[Mapping[str, object]], schema: PointwiseSchema
     return [example_from_row(r, schema).SerializeToString() for r in rows]
 
 
-def dataset_examples(data_dir: str, schema: PointwiseSchema, count: int = 16,
-                     splits: Sequence[str] = ("valid", "test", "train")) -> List[bytes]:
-    """The first ``count`` records of a prepared dataset (first existing split of ``splits``), serialized, with
-    the label(s) and weight features removed.
+def first_records(data_dir: str, count: int, splits: Sequence[str] = ("valid", "test", "train")) -> List[bytes]:
+    """The first ``count`` raw records of a prepared dataset's first split of ``splits`` that has any.
 
     Raises:
       FileNotFoundError: no split has records.
@@ -95,17 +93,29 @@ def dataset_examples(data_dir: str, schema: PointwiseSchema, count: int = 16,
             files = data_lib.split_files(data_dir, split)
         except data_lib.DatasetError:
             continue
-        out = []
-        for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count):
-            example = tf.train.Example.FromString(record.numpy())
-            labels = getattr(schema, "labels", None) or (schema.label,)  # a MultiTaskSchema has two labels
-            for key in (*labels, schema.weight):
-                if key in example.features.feature:
-                    del example.features.feature[key]
-            out.append(example.SerializeToString())
+        out = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
         if out:
             return out
     raise FileNotFoundError(f"no records in any of the splits {list(splits)} of {data_dir}")
+
+
+def dataset_examples(data_dir: str, schema: PointwiseSchema, count: int = 16,
+                     splits: Sequence[str] = ("valid", "test", "train")) -> List[bytes]:
+    """The first ``count`` records of a prepared dataset (first existing split of ``splits``), serialized, with
+    the label(s) and weight features removed.
+
+    Raises:
+      FileNotFoundError: no split has records.
+    """
+    out = []
+    for record in first_records(data_dir, count, splits):
+        example = tf.train.Example.FromString(record)
+        labels = getattr(schema, "labels", None) or (schema.label,)  # a MultiTaskSchema has two labels
+        for key in (*labels, schema.weight):
+            if key in example.features.feature:
+                del example.features.feature[key]
+        out.append(example.SerializeToString())
+    return out
 
 
 def raw_inputs(serialized: Sequence[bytes], signature_set: "sig.SignatureSet") -> Dict[str, np.ndarray]:
