@@ -23,6 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from export import preranking
 from export import signatures as sig
 from export import versions, warmup
 from tfrec.features import PointwiseSchema
@@ -128,18 +129,26 @@ def _write_info(export_dir: str, signature_set: sig.SignatureSet, methods: Mappi
 
 def export_model(model, base_path: str, schema: Optional[PointwiseSchema] = None,
                  examples: Optional[Sequence[bytes]] = None, rows: Optional[Sequence[Mapping]] = None,
-                 data_dir: Optional[str] = None, model_name: str = "", warmup_rows: int = 16) -> ExportResult:
+                 data_dir: Optional[str] = None, model_name: str = "", warmup_rows: int = 16,
+                 item_table: Optional[str] = None, warmup_lists: int = 2) -> ExportResult:
     """Exports ``model`` as the next integer version under ``base_path``, atomically.
 
     Args:
-      model: a tfrec model (DCN V2, a multi-task model; built, or buildable from its input signature).
+      model: a tfrec model (DCN V2, a multi-task model, the pre-ranking ThreeTower; built, or buildable from
+        its input signature).
       base_path: the model's TF Serving base path (created if missing).
       schema: the dataset's schema (the parse spec of the signatures); default: read off the model's inputs.
-      examples: serialized ``tf.Example`` rows for the warmup requests (first ``warmup_rows``), or
+        A :class:`tfrec.features.ListwiseSchema` (or a model with ``serving_functions``) takes the pre-ranking
+        path of :mod:`export.preranking`.
+      examples: serialized ``tf.Example`` rows for the warmup requests (first ``warmup_rows``; pre-ranking:
+        serialized ``ExampleListWithContext``, first ``warmup_lists``), or
       rows: raw rows (feature -> value; see :func:`export.warmup.example_from_row`), or
       data_dir: a prepared dataset whose first rows are used. With none of the three, one all-missing example.
       model_name: ``model_spec.name`` in the warmup requests.
       warmup_rows: rows per warmup request (>= 1).
+      item_table: pre-ranking only: an ``items.jsonl`` whose item embeddings go to
+        ``assets.extra/item_embeddings.tfrecord`` (:func:`export.preranking.write_item_embeddings`).
+      warmup_lists: pre-ranking only: example lists in the ``score_candidates`` warmup request.
 
     Returns:
       :class:`ExportResult` (version, path, signatures, tasks, warmup record count, examples).
@@ -151,12 +160,28 @@ def export_model(model, base_path: str, schema: Optional[PointwiseSchema] = None
     if int(warmup_rows) < 1:
         raise ValueError(f"`warmup_rows` must be >= 1. Received: warmup_rows={warmup_rows}")
     _ensure_built(model)
-    signature_set = sig.SignatureSet(model, schema)
-    serialized = _warmup_examples(signature_set.schema, examples, rows, data_dir, int(warmup_rows))
+    signature_set = preranking.make_signature_set(model, schema)
+    listwise = isinstance(signature_set, preranking.PrerankingSignatureSet)
+    if item_table is not None and not listwise:
+        raise ValueError("`item_table` is for pre-ranking models (item embeddings); this model has none")
+    if listwise:
+        serialized = preranking.warmup_lists(examples, data_dir, max(1, int(warmup_lists)))
+        items = preranking.read_item_table(item_table) if item_table is not None else None
+    else:
+        serialized = _warmup_examples(signature_set.schema, examples, rows, data_dir, int(warmup_rows))
     staged = versions.staging_dir(base_path)
     try:
         methods = _write_savedmodel(signature_set, staged)
-        records = warmup.build_records(signature_set, serialized, model_name)
+        if listwise:
+            records = preranking.build_records(signature_set, serialized, model_name, int(warmup_rows))
+            if items is not None:
+                # The exported function itself (reloaded from the staged SavedModel), so the file equals what
+                # the item_embedding signature answers.
+                embed = tf.saved_model.load(staged).signatures[preranking.ps.ITEM_EMBEDDING]
+                preranking.write_item_embeddings(embed, items, os.path.join(staged, warmup.WARMUP_DIR),
+                                                 source=item_table)
+        else:
+            records = warmup.build_records(signature_set, serialized, model_name)
         warmup.write_records(staged, records)
         _write_info(staged, signature_set, methods)
         version = versions.publish(staged, base_path)

@@ -2,8 +2,9 @@
 
 :func:`validate` checks one version directory:
 
-1. ``saved_model_cli show --all`` lists the four stock signatures with their TF Serving method names, and its
-   op list is parsed (step 3 checks it);
+1. ``saved_model_cli show --all`` lists the four stock signatures (and the model's extra ones: a pre-ranking
+   model's ``user_embedding``, ``item_embedding``, ``score_candidates``) with their TF Serving method names, and
+   its op list is parsed (step 3 checks it);
 2. the warmup file parses, has 1 to 1000 PredictionLog records, and every request tensor has exactly the dtype
    of its signature's input;
 3. a fresh interpreter (``python -I``: no ``PYTHONPATH``, no tfrec imported, checked) reloads the SavedModel,
@@ -29,6 +30,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from export import preranking
 from export import signatures as sig
 from export import warmup
 from tfrec.features import PointwiseSchema
@@ -102,6 +104,8 @@ def _keras_outputs(signature_set: sig.SignatureSet, log) -> Dict[str, np.ndarray
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         if name == sig.SERVING_DEFAULT:
             features = signature_set.parse(tf.constant(inputs[sig.EXAMPLES_KEY].tolist(), tf.string))
+        elif name != sig.PREDICT_RAW and hasattr(signature_set, "keras_outputs"):  # a model's extra signature
+            return signature_set.keras_outputs(name, inputs)
         else:
             features = {k: tf.constant(v.tolist() if v.dtype == object else v, signature_set.raw_spec[k].dtype)
                         for k, v in inputs.items()}
@@ -114,16 +118,23 @@ def _keras_outputs(signature_set: sig.SignatureSet, log) -> Dict[str, np.ndarray
     return {sig.OUTPUTS_KEY: p}
 
 
+def _extra_signatures(model) -> Dict[str, tuple]:
+    extra = getattr(model, "extra_serving_signatures", None)
+    return dict(extra()) if callable(extra) else {}
+
+
 def _check_warmup_dtypes(signature_set: sig.SignatureSet, records) -> List[str]:
     problems = []
     raw = {k: s.dtype.as_datatype_enum for k, s in signature_set.raw_spec.items()}
+    extra = {name: {spec.name: spec.dtype.as_datatype_enum for spec in tf.nest.flatten(fn.input_signature)}
+             for name, (fn, _) in _extra_signatures(signature_set.model).items()}
     for i, log in enumerate(records):
         if log.WhichOneof("log_type") != "predict_log":
             continue
         request = log.predict_log.request
         name = request.model_spec.signature_name or sig.SERVING_DEFAULT
         expected = ({sig.EXAMPLES_KEY: tf.string.as_datatype_enum} if name == sig.SERVING_DEFAULT
-                    else raw if name == sig.PREDICT_RAW else None)
+                    else raw if name == sig.PREDICT_RAW else extra.get(name))
         if expected is None:
             continue
         got = {k: v.dtype for k, v in request.inputs.items()}
@@ -204,9 +215,10 @@ def validate(export_dir: str, model, schema: Optional[PointwiseSchema] = None, t
       check).
     """
     report = ValidationReport(export_dir)
-    signature_set = sig.SignatureSet(model, schema)
+    signature_set = preranking.make_signature_set(model, schema)
     expected_methods = {sig.SERVING_DEFAULT: sig.PREDICT_METHOD, sig.PREDICT_RAW: sig.PREDICT_METHOD,
-                        sig.CLASSIFICATION: sig.CLASSIFY_METHOD, sig.REGRESSION: sig.REGRESS_METHOD}
+                        sig.CLASSIFICATION: sig.CLASSIFY_METHOD, sig.REGRESSION: sig.REGRESS_METHOD,
+                        **{name: method for name, (_, method) in _extra_signatures(model).items()}}
     fresh = fresh if fresh is not None else run_fresh_check(export_dir, timeout)
     report.fresh = fresh
 

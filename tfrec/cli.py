@@ -1,5 +1,5 @@
 """The ``tfrec`` command: demo, simulate, simulate-cascade, prepare, prepare-hybrid, train, evaluate, calibration,
-export, serve, predict, experiment, pipeline run.
+export, item-embeddings, serve, predict, experiment, pipeline run.
 
 Every command takes ``--config FILE.yaml`` and repeated ``--set section.key=value`` overrides (see
 ``tfrec.config``); its own flags are shorthands for config keys. Bad input exits non-zero with one line on
@@ -231,13 +231,19 @@ def _cmd_export(args) -> int:
     from export import export_model, validate
     from tfrec import data as data_lib
     from tfrec.train import load_trained_model
+    from tfrec.train_preranking import is_listwise, load_listwise_schema, load_trained_preranking
 
-    schema = data_lib.load_schema(cfg.data.dir)
-    model = load_trained_model(cfg)
+    if cfg.data.dir and is_listwise(cfg.data.dir):  # HCCP pre-ranking: embeddings and score_candidates too
+        schema, model = load_listwise_schema(cfg.data.dir), load_trained_preranking(cfg)
+    elif args.items:
+        raise _UsageError("--items is for pre-ranking (hybrid-sample) datasets only")
+    else:
+        schema, model = data_lib.load_schema(cfg.data.dir), load_trained_model(cfg)
     result = export_model(model, args.base_path, schema, data_dir=cfg.data.dir, model_name=args.model_name,
-                          warmup_rows=args.warmup_rows)
+                          warmup_rows=args.warmup_rows, item_table=args.items)
     print(f"exported version {result.version} to {result.path}: signatures {', '.join(result.signatures)}; "
-          f"tasks {', '.join(result.tasks)}; {result.warmup_records} warmup records")
+          f"tasks {', '.join(result.tasks)}; {result.warmup_records} warmup records"
+          + (f"; item embeddings in {result.path}/assets.extra/item_embeddings.tfrecord" if args.items else ""))
     if args.validate:
         report = validate(result.path, model, schema)
         print(report.format())
@@ -245,6 +251,25 @@ def _cmd_export(args) -> int:
             failed = [name for name, passed, _ in report.checks if not passed]
             print(f"tfrec export: error: validation failed: {', '.join(failed)}", file=sys.stderr)
             return RUN_ERROR
+    return 0
+
+
+def _cmd_item_embeddings(args) -> int:
+    if not args.export_dir or not os.path.isdir(args.export_dir):
+        raise _UsageError(f"export version directory not found: {args.export_dir}")
+    if not args.items or not args.out:
+        raise _UsageError("give the item table (--items items.jsonl) and the output directory (--out)")
+    import tensorflow as tf
+
+    from export.preranking import ITEM_EMBEDDINGS_FILE, read_item_table, write_item_embeddings
+
+    loaded = tf.saved_model.load(args.export_dir)
+    if "item_embedding" not in loaded.signatures:
+        raise _UsageError(f"{args.export_dir} has no item_embedding signature (not a pre-ranking export)")
+    info = write_item_embeddings(loaded.signatures["item_embedding"], read_item_table(args.items), args.out,
+                                 batch_size=args.batch_size, source=args.items)
+    print(f"{info['count']} item embeddings of dim {info['dim']} written to "
+          f"{os.path.join(args.out, ITEM_EMBEDDINGS_FILE)}")
     return 0
 
 
@@ -482,8 +507,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset rows in each warmup request (default 16)")
     p.add_argument("--validate", action="store_true",
                    help="reload the export in a fresh process and compare it with the Keras model")
+    p.add_argument("--items", help="pre-ranking: item table (items.jsonl) whose item embeddings go to the "
+                                   "version's assets.extra/item_embeddings.tfrecord")
     _common(p)
     p.set_defaults(fn=_cmd_export)
+    p = sub.add_parser("item-embeddings", help="pre-ranking: item embeddings of an item table from an export's "
+                                               "item_embedding signature")
+    p.add_argument("--export-dir", dest="export_dir", help="an exported version directory (models/hccp/1)")
+    p.add_argument("--items", help="item table (items.jsonl: item_id, category, price per line)")
+    p.add_argument("--out", help="output directory (item_embeddings.tfrecord, item_embeddings.json)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=4096, help="items per call (default 4096)")
+    p.set_defaults(fn=_cmd_item_embeddings)
     p = sub.add_parser("pipeline", help="run the whole flow as a pipeline of components (caching, resume)")
     psub = p.add_subparsers(dest="pipeline_command", metavar="PIPELINE_COMMAND", parser_class=_Parser)
     psub.required = True

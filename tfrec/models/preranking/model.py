@@ -59,6 +59,7 @@ from tfrec.losses.classes.preranking import EASY_NEGATIVE, HARD_NEGATIVE, POSITI
 from tfrec.losses.consistency import list_mle
 from tfrec.models.base import RankingModel
 from tfrec.models.preranking import negatives
+from tfrec.models.preranking.serving import ServingFunctions
 from tfrec.models.preranking.towers import CONTEXT, HISTORY, CrossTower, ItemTower, UserTower
 from tfrec.hccp_variants import switches
 
@@ -312,6 +313,16 @@ class ThreeTower(RankingModel):
             if k == 0:
                 self.auc_metric.update_state(labels, p)
         return {m.name: m.result() for m in self.metrics}
+
+    # ------------------------------------------------------------------------------------------ serving
+
+    def serving_functions(self) -> ServingFunctions:
+        """The parse and score functions of the serving signatures (:mod:`tfrec.models.preranking.serving`)."""
+        return ServingFunctions(self)
+
+    def extra_serving_signatures(self):
+        """``user_embedding``, ``item_embedding``, ``score_candidates`` (``export.signatures``' extension point)."""
+        return self.serving_functions().signatures()
 
     # ------------------------------------------------------------------------------------------ config
 
