@@ -26,7 +26,7 @@ import numpy as np
 
 from pipelines.tfx.artifacts import ModelBlessing
 from pipelines.tfx.components import ComponentError, write_json
-from pipelines.tfx.components.example_gen import TASK_LABELS, is_listwise
+from pipelines.tfx.components.example_gen import TASK_LABELS, is_listwise_family
 
 NAME = "evaluator"
 INPUTS = ("examples", "model", "baseline_model")
@@ -44,7 +44,7 @@ def parameters(cfg):
             raise ComponentError(f"evaluator.task {params['task']!r} has no default label in the "
                                  f"{cfg.pipeline.family!r} family (known: {sorted(task_labels)}); set evaluator.label")
         params["label"] = task_labels[params["task"]]
-    if is_listwise(cfg.pipeline.family):
+    if is_listwise_family(cfg.pipeline.family):
         params["signature"] = SCORE_CANDIDATES
     return params
 

@@ -3,8 +3,9 @@
 The family (``pipeline.family``) picks the pipeline through :data:`FAMILIES`: ``criteo`` (``pipelines.criteo``,
 section ``prepare``), ``multitask`` (``pipelines.multitask``, section ``prepare``) and ``hybrid`` (the HCCP hybrid
 samples of ``pipelines.hybrid_samples``, section ``hybrid``: cascade request logs and an item table -> one
-``ExampleListWithContext`` per request); other families plug in with :func:`register_family`. ``pipeline.beam_args`` are appended to the family's own
-Beam arguments, so the same component runs on the DirectRunner, Flink, Spark or Dataflow.
+``ExampleListWithContext`` per request); other families plug in with :func:`register_family`.
+``pipeline.beam_args`` are appended to the family's own Beam arguments, so the same component runs on the
+DirectRunner, Flink, Spark or Dataflow.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def register_family(name: str, fn: Callable, labels: Sequence[str] = ("label",),
     (LISTWISE.add if listwise else LISTWISE.discard)(name)
 
 
-def is_listwise(family: str) -> bool:
+def is_listwise_family(family: str) -> bool:
     """Whether ``family`` writes ``ExampleListWithContext`` records."""
     return family in LISTWISE
 
@@ -114,7 +115,7 @@ def _input_fingerprints(cfg, section=None, groups=("inputs", "train", "valid", "
 
 
 def parameters(cfg) -> Dict[str, object]:
-    if is_listwise(cfg.pipeline.family):  # the hybrid samples read their own section (logs and item table)
+    if is_listwise_family(cfg.pipeline.family):  # the hybrid samples read their own section (logs and item table)
         hybrid = dataclasses.asdict(cfg.hybrid)
         hybrid.pop("output")
         return {"family": cfg.pipeline.family, "hybrid": hybrid, "beam_args": list(cfg.pipeline.beam_args),

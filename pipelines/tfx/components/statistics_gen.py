@@ -25,7 +25,7 @@ import numpy as np
 
 from pipelines.tfx.artifacts import Statistics
 from pipelines.tfx.components import write_json
-from pipelines.tfx.components.example_gen import is_listwise, labels_of
+from pipelines.tfx.components.example_gen import is_listwise_family, labels_of
 
 NAME = "statistics_gen"
 INPUTS = ("examples",)
@@ -35,7 +35,7 @@ DISTINCT_CAP = 100_000
 
 def parameters(cfg) -> Dict[str, object]:
     labels = labels_of(cfg.pipeline.family)
-    if is_listwise(cfg.pipeline.family):
+    if is_listwise_family(cfg.pipeline.family):
         return {"labels": list(labels), "records": "ExampleListWithContext"}
     return {"label": LABEL} if labels == (LABEL,) else {"labels": list(labels)}
 
