@@ -23,6 +23,12 @@ def test_fn_args_map_onto_the_run_config(tmp_path):
     assert default.train.steps_per_epoch == 0 and default.train.validation_steps == 0
 
 
+def test_the_preranking_section_travels(tmp_path):
+    files = [str(tmp_path / "train-00000-of-00001.tfrecord.gz")]
+    cfg = run_config(_args(files, custom_config={"preranking": {"output_dim": 4, "eval_list_size": 72}}))
+    assert cfg.preranking.output_dim == 4 and cfg.preranking.eval_list_size == 72
+
+
 def test_fn_args_errors(tmp_path):
     with pytest.raises(ValueError, match="train_files is empty"):
         run_config(_args([]))

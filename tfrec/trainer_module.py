@@ -5,10 +5,13 @@ default one and a user can hand the same file to a TFX ``Trainer(module_file=...
 attributes that TFX also sets (``train_files``, ``eval_files``, ``train_steps``, ``eval_steps``,
 ``serving_model_dir``, ``model_run_dir``, ``custom_config``).
 
-``custom_config`` carries tfrec's config sections (``data``, ``model``, ``loss``, ``train`` as mappings, as in a
-``tfrec train`` YAML); ``data.dir`` and ``train.model_dir`` come from ``train_files`` and ``model_run_dir``.
-The training run is :func:`tfrec.train.train` (checkpoints and ``BackupAndRestore`` in ``model_run_dir``, so a
-killed Trainer resumes where it was); the export is :func:`export.export_model` into ``serving_model_dir``,
+``custom_config`` carries tfrec's config sections (``data``, ``model``, ``loss``, ``train``, ``preranking`` as
+mappings, as in a ``tfrec train`` YAML); ``data.dir`` and ``train.model_dir`` come from ``train_files`` and
+``model_run_dir``. The training run is :func:`tfrec.train.train` (checkpoints and ``BackupAndRestore`` in
+``model_run_dir``, so a killed Trainer resumes where it was), or :func:`tfrec.train_preranking.train_preranking`
+when the dataset is list-wise (hybrid samples: the HCCP Three-Tower model of the ``preranking`` section, exported
+with its ``user_embedding``, ``item_embedding`` and ``score_candidates`` signatures besides the stock ones); the
+export is :func:`export.export_model` into ``serving_model_dir``,
 written by the chief only (other workers of a MultiWorkerMirroredStrategy cluster write to a temporary
 directory, see :func:`tfrec.devices.worker_dir`). ``eval_steps`` (> 0) caps the validation batches per epoch
 (``train.validation_steps``; 0 validates on the whole valid split).
@@ -23,6 +26,9 @@ from typing import Any, Dict, List, Optional
 
 from tfrec.config import RunConfig, apply_values
 
+#: The :class:`tfrec.config.RunConfig` sections ``custom_config`` may carry.
+SECTIONS = ("data", "model", "loss", "train", "preranking")
+
 
 @dataclasses.dataclass
 class FnArgs:
@@ -35,7 +41,8 @@ class FnArgs:
       eval_steps: validation steps (0: the whole split).
       serving_model_dir: where the SavedModel goes.
       model_run_dir: checkpoints, logs, history.
-      custom_config: tfrec config sections (``data``, ``model``, ``loss``, ``train``) and ``user`` extras.
+      custom_config: tfrec config sections (``data``, ``model``, ``loss``, ``train``, ``preranking``) and ``user``
+        extras.
       schema_path: the pipeline's schema.json (optional).
       transform_output: unused by tfrec (the model owns its preprocessing); kept for TFX compatibility.
     """
@@ -64,7 +71,7 @@ def run_config(fn_args) -> RunConfig:
     if len(dirs) != 1:
         raise ValueError(f"fn_args.train_files must lie in one dataset directory. Received directories: {sorted(dirs)}")
     cfg = RunConfig()
-    sections = {k: v for k, v in (fn_args.custom_config or {}).items() if k in ("data", "model", "loss", "train")}
+    sections = {k: v for k, v in (fn_args.custom_config or {}).items() if k in SECTIONS}
     apply_values(cfg, sections, "")
     cfg.data.dir = dirs.pop()
     cfg.train.model_dir = fn_args.model_run_dir
@@ -82,15 +89,21 @@ def run_fn(fn_args, extra_callbacks: Optional[list] = None) -> None:
     from tfrec import devices
     from tfrec.data import load_schema
     from tfrec.train import train
+    from tfrec.train_preranking import is_listwise, load_listwise_schema, train_preranking
 
     cfg = run_config(fn_args)
     cfg.train.model_dir = devices.worker_dir(cfg.train.model_dir)
-    result = train(cfg, extra_callbacks=extra_callbacks)
+    if is_listwise(cfg.data.dir):  # hybrid samples: the HCCP pre-ranking model
+        result = train_preranking(cfg, extra_callbacks=extra_callbacks)
+        schema = load_listwise_schema(cfg.data.dir)
+    else:
+        result = train(cfg, extra_callbacks=extra_callbacks)
+        schema = load_schema(cfg.data.dir)
     target = devices.worker_dir(fn_args.serving_model_dir)
     base = target.rstrip("/") + ".export"
     if os.path.exists(base):
         shutil.rmtree(base)  # a killed attempt's staging
-    exported = export_model(result.model, base, load_schema(cfg.data.dir), data_dir=cfg.data.dir)
+    exported = export_model(result.model, base, schema, data_dir=cfg.data.dir)
     if os.path.exists(target):
         shutil.rmtree(target)
     os.rename(exported.path, target)

@@ -2,7 +2,9 @@
 
 Sections: ``pipeline`` (root, metadata store, dataset family, serving base path, Beam args, Trainer module),
 ``validator`` (anomaly thresholds), ``evaluator`` (blessing thresholds), and tfrec's own ``prepare``, ``data``,
-``model``, ``loss``, ``train`` (see :mod:`tfrec.config`), which ExampleGen and the Trainer read.
+``model``, ``loss``, ``train`` (see :mod:`tfrec.config`), which ExampleGen and the Trainer read; the ``hybrid``
+family reads ``hybrid`` (ExampleGen: :class:`tfrec.config.HybridSamplesConfig`) and ``preranking`` (the Trainer:
+:class:`tfrec.config.PrerankingConfig`) instead of ``prepare`` and ``model``.
 
 Example (``configs/pipeline_criteo.yaml``)::
 
@@ -18,8 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from tfrec.config import (ConfigError, DataConfig, LossConfig, ModelConfig, PrepareConfig, TrainConfig,
-                          apply_values, check, parse_override)
+from tfrec.config import (ConfigError, DataConfig, HybridSamplesConfig, LossConfig, ModelConfig, PrepareConfig,
+                          PrerankingConfig, TrainConfig, apply_values, check, parse_override)
 
 
 @dataclasses.dataclass
@@ -132,6 +134,8 @@ class PipelineConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    hybrid: HybridSamplesConfig = dataclasses.field(default_factory=HybridSamplesConfig)
+    preranking: PrerankingConfig = dataclasses.field(default_factory=PrerankingConfig)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):

@@ -8,6 +8,12 @@ thresholds and the reasons; ``BLESSED`` or ``NOT_BLESSED`` marks the outcome (TF
 
 The metrics are those of the exported task ``evaluator.task`` (output ``<task>``, default ``ctr``: the CTR AUC of
 a multi-task model) against ``evaluator.label`` (default: the family's label of that task).
+
+A list-wise family (``hybrid``) is scored through the SavedModel's ``score_candidates`` signature instead (one
+serialized ``ExampleListWithContext`` per request in, ``[B, L]`` scores per task out, as a pre-ranking server is
+called) on the split's lists, and the metrics are over the impressions (N1 items) only: the AUC and logloss of
+the task's probability (``click``: the click task, the default of the ``hybrid`` config) against its label, the
+impression being the only item whose label was observed.
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ import numpy as np
 
 from pipelines.tfx.artifacts import ModelBlessing
 from pipelines.tfx.components import ComponentError, write_json
-from pipelines.tfx.components.example_gen import TASK_LABELS
+from pipelines.tfx.components.example_gen import TASK_LABELS, is_listwise_family
 
 NAME = "evaluator"
 INPUTS = ("examples", "model", "baseline_model")
 BATCH = 4096
+#: Lists per ``score_candidates`` call (an evaluation list holds every candidate of its request, ~500 items).
+LIST_BATCH = 64
+SCORE_CANDIDATES = "score_candidates"
 
 
 def parameters(cfg):
@@ -35,6 +44,8 @@ def parameters(cfg):
             raise ComponentError(f"evaluator.task {params['task']!r} has no default label in the "
                                  f"{cfg.pipeline.family!r} family (known: {sorted(task_labels)}); set evaluator.label")
         params["label"] = task_labels[params["task"]]
+    if is_listwise_family(cfg.pipeline.family):
+        params["signature"] = SCORE_CANDIDATES
     return params
 
 
@@ -63,10 +74,53 @@ def score(saved_model_dir: str, files, task: str = "ctr", label: str = "label"):
     return np.concatenate(labels), np.concatenate(probs), np.concatenate(weights)
 
 
-def metrics_of(saved_model_dir: str, files, task: str = "ctr", label: str = "label"):
+def score_lists(saved_model_dir: str, files, task: str = "click", label: str = "click"):
+    """``(labels, probabilities, weights)`` of the impressions of the ``ExampleListWithContext`` records in
+    ``files``: output ``task`` of the SavedModel's ``score_candidates`` signature against the item label ``label``
+    (weights 1: list-wise records carry none).
+
+    Raises:
+      ComponentError: the model has no ``score_candidates`` signature or no output ``task``, or its scores do not
+        line up with the lists' items.
+    """
+    import tensorflow as tf
+    import tensorflow_ranking as tfr
+
+    from tfrec.features import NO_ORDER, SAMPLE_N1
+
+    loaded = tf.saved_model.load(saved_model_dir)
+    if SCORE_CANDIDATES not in loaded.signatures:
+        raise ComponentError(f"the model {saved_model_dir} has no {SCORE_CANDIDATES} signature (not a pre-ranking "
+                             f"export); signatures: {sorted(loaded.signatures)}")
+    fn = loaded.signatures[SCORE_CANDIDATES]
+    if task not in fn.structured_outputs:
+        raise ComponentError(f"the model {saved_model_dir} has no output {task!r} (evaluator.task); outputs: "
+                             f"{sorted(fn.structured_outputs)}")
+    spec = {"sample_type": tf.io.FixedLenFeature([], tf.int64, default_value=NO_ORDER),
+            label: tf.io.FixedLenFeature([], tf.float32, default_value=-1.0)}
+    probs, labels = [], []
+    for batch in tf.data.TFRecordDataset(list(files), compression_type="GZIP").batch(LIST_BATCH):
+        out = fn(lists=batch)
+        parsed = tfr.data.parse_from_example_list(batch, list_size=None, example_feature_spec=spec,
+                                                  mask_feature_name="mask")
+        p, mask = out[task].numpy(), parsed["mask"].numpy()
+        if p.shape != mask.shape or not np.array_equal(out["example_mask"].numpy().astype(bool), mask):
+            raise ComponentError(f"{SCORE_CANDIDATES} of {saved_model_dir} returned scores of shape {p.shape} for "
+                                 f"lists of shape {mask.shape}")
+        keep = mask & (parsed["sample_type"].numpy() == SAMPLE_N1)
+        probs.append(p[keep])
+        labels.append(parsed[label].numpy()[keep])
+    y = np.concatenate(labels) if labels else np.zeros(0, np.float32)
+    return y, np.concatenate(probs) if probs else np.zeros(0, np.float32), np.ones_like(y)
+
+
+def metrics_of(saved_model_dir: str, files, task: str = "ctr", label: str = "label", signature: str = ""):
+    """``tfrec.metrics.binary_report`` of :func:`score` (or of :func:`score_lists` when ``signature`` is
+    ``score_candidates``)."""
     from tfrec.metrics import binary_report
 
-    return {k: float(v) for k, v in binary_report(*score(saved_model_dir, files, task, label)).items()
+    scorer = score_lists if signature == SCORE_CANDIDATES else score
+    return {k: float(v) for k, v in binary_report(*scorer(saved_model_dir, files, task, label)).items()
             if isinstance(v, (int, float, np.floating, np.integer))}
 
 
@@ -74,7 +128,8 @@ def execute(ctx, inputs, params):
     files = sorted(glob.glob(os.path.join(inputs["examples"].path(ctx.root), f"{params['split']}-*.tfrecord.gz")))
     model = inputs["model"]
     serving = os.path.join(model.path(ctx.root), model.properties["serving_model_dir"])
-    metrics = metrics_of(serving, files, params["task"], params["label"])
+    signature = params.get("signature", "")
+    metrics = metrics_of(serving, files, params["task"], params["label"], signature)
     reasons = []
     if metrics["auc"] < params["min_auc"]:
         reasons.append(f"AUC {metrics['auc']:.5f} < evaluator.min_auc {params['min_auc']}")
@@ -84,7 +139,7 @@ def execute(ctx, inputs, params):
     baseline_metrics = None
     if baseline is not None:
         baseline_metrics = metrics_of(os.path.join(baseline.path(ctx.root), baseline.properties["serving_model_dir"]),
-                                      files, params["task"], params["label"])
+                                      files, params["task"], params["label"], signature)
         floor = baseline_metrics["auc"] - params["max_auc_drop"]
         if metrics["auc"] < floor:
             reasons.append(f"AUC {metrics['auc']:.5f} is below the blessed model's {baseline_metrics['auc']:.5f}"

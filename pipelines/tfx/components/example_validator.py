@@ -3,12 +3,13 @@
 Anomalies (each a line of ``anomalies.txt`` and an entry of ``anomalies.json``):
 
 * ``missing_feature``: a schema feature whose presence in a split fell below ``min_presence_ratio`` x the
-  schema's presence;
+  schema's presence (of rows; of lists or of items for the context and item features of list-wise records);
 * ``new_feature``: a feature the schema does not know;
 * ``out_of_range``: more than ``max_out_of_range_fraction`` of a numeric feature's values outside the schema's
   ``[min, max]`` (estimated from the split's percentiles, so to 1%);
 * ``positive_rate_drift``: ``|p - p_ref| / p_ref > positive_rate_drift`` on the train split, for each label of
-  the schema (``label_rates``; the main label's ``positive_rate`` for a schema without them).
+  the schema (``label_rates``; the main label's ``positive_rate`` for a schema without them). For list-wise
+  records the rates are those of the impressions (the click rate of impressions, ...).
 
 The reference schema is ``validator.schema_path`` when given, else the schema of the last complete run of the
 pipeline, else this run's own (so the first run checks only that the data is not empty). With anomalies the
@@ -54,8 +55,9 @@ def find_anomalies(stats: Dict, schema: Dict, params: Dict) -> List[Dict]:
         for name, f in ref.items():
             have = s["features"].get(name, {}).get("presence", 0.0)
             if f["presence"] > 0 and have < params["min_presence_ratio"] * f["presence"]:
+                unit = {"context": "lists", "item": "items"}.get(f.get("level"), "rows")
                 out.append({"kind": "missing_feature", "split": split, "feature": name,
-                            "message": f"feature {name} is present in {have:.1%} of {split} rows, "
+                            "message": f"feature {name} is present in {have:.1%} of {split} {unit}, "
                                        f"the schema expects {f['presence']:.1%}"})
         for name in sorted(set(s["features"]) - set(ref)):
             out.append({"kind": "new_feature", "split": split, "feature": name,

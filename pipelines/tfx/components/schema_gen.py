@@ -2,7 +2,8 @@
 
 ``schema.json``: ``{"positive_rate": p, "label_rates": {label: p}, "features": {name: {"kind", "presence", "min",
 "max"}}}`` (``positive_rate``: the main label's; ``label_rates``: every label's; ``min`` /
-``max`` for numeric features: the train split's range). ExampleValidator checks later data against it.
+``max`` for numeric features: the train split's range; ``level``: ``context`` or ``item`` for list-wise records).
+ExampleValidator checks later data against it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def infer_schema(train_stats) -> dict:
     features = {}
     for name, f in train_stats["features"].items():
         entry = {"kind": f["kind"], "presence": f["presence"]}
+        if "level" in f:  # list-wise records: a context (per list) or an item (per item) feature
+            entry["level"] = f["level"]
         if "percentiles" in f:
             entry["min"], entry["max"] = f["percentiles"][0], f["percentiles"][-1]
         features[name] = entry

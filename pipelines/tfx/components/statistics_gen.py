@@ -5,6 +5,9 @@ in-process (one record at a time, O(rows x features)); it reads every split file
 
 The labels are the family's (``example_gen.labels_of``: ``label`` for Criteo, ``click`` and ``conversion`` for
 the multi-task family); ``positives`` / ``positive_rate`` are the first label's, ``labels`` has each label's.
+A list-wise family (``hybrid``: ``ExampleListWithContext`` records) takes
+:func:`pipelines.tfx.components.listwise_stats.split_statistics` instead (same layout; rows are lists, labels are
+counted on impressions, features are the context and per-item features).
 
 ``statistics.json``: ``{split: {"rows", "positives", "positive_rate", "labels": {label: {"positives",
 "positive_rate"}}, "features": {name: {"kind"
@@ -22,7 +25,7 @@ import numpy as np
 
 from pipelines.tfx.artifacts import Statistics
 from pipelines.tfx.components import write_json
-from pipelines.tfx.components.example_gen import labels_of
+from pipelines.tfx.components.example_gen import is_listwise_family, labels_of
 
 NAME = "statistics_gen"
 INPUTS = ("examples",)
@@ -32,6 +35,8 @@ DISTINCT_CAP = 100_000
 
 def parameters(cfg) -> Dict[str, object]:
     labels = labels_of(cfg.pipeline.family)
+    if is_listwise_family(cfg.pipeline.family):
+        return {"labels": list(labels), "records": "ExampleListWithContext"}
     return {"label": LABEL} if labels == (LABEL,) else {"labels": list(labels)}
 
 
@@ -82,10 +87,18 @@ def split_statistics(files, labels: Sequence[str] = (LABEL,)) -> Dict[str, objec
 
 def execute(ctx, inputs, params):
     data_dir = inputs["examples"].path(ctx.root)
+    labels = params.get("labels", [LABEL])
+    listwise = params.get("records") == "ExampleListWithContext"
+    if listwise:
+        from pipelines.tfx.components import listwise_stats
+        from tfrec.train_preranking import load_listwise_schema
+
+        schema = load_listwise_schema(data_dir)
     stats = {}
     for split in ("train", "valid", "test"):
         files = sorted(glob.glob(os.path.join(data_dir, f"{split}-*.tfrecord.gz")))
-        stats[split] = split_statistics(files, params.get("labels", [LABEL]))
+        stats[split] = (listwise_stats.split_statistics(files, schema, labels) if listwise
+                        else split_statistics(files, labels))
     path = os.path.join(ctx.output_dir, "statistics.json")
     write_json(path, stats)
     return {"statistics": Statistics(uri=ctx.relative(ctx.output_dir), properties={
