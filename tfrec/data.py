@@ -85,6 +85,32 @@ def reweight(label: tf.Tensor, beta_pos: float) -> tf.Tensor:
     return tf.where(tf.equal(label, 1.0), beta * tf.ones_like(label), tf.ones_like(label))
 
 
+def sharded_records(files: List[str], input_context: Optional[tf.distribute.InputContext] = None,
+                    training: bool = False, seed: Optional[int] = None, cycle_length: int = 4) -> tf.data.Dataset:
+    """The serialized records of one input pipeline (worker): GZIP shards interleaved, shuffled by file when
+    ``training``.
+
+    With several input pipelines the input is sharded by file when every pipeline gets at least one file, and by
+    record otherwise (every pipeline reads all files and keeps every n-th record), as tf.data's AutoShardPolicy
+    FILE and DATA do, so a worker never gets an empty split.
+    """
+    pipelines, pipeline_id = 1, 0
+    if input_context is not None:
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    by_file = pipelines > 1 and len(files) >= pipelines
+    ds = tf.data.Dataset.from_tensor_slices(list(files))
+    if by_file:
+        ds = ds.shard(pipelines, pipeline_id)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                       cycle_length=max(1, min(cycle_length, len(files))),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if pipelines > 1 and not by_file:
+        ds = ds.shard(pipelines, pipeline_id)
+    return ds
+
+
 def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: int, training: bool,
                  input_context: Optional[tf.distribute.InputContext] = None, shuffle_buffer: int = 0,
                  cycle_length: int = 4, seed: Optional[int] = None, repeat: bool = False,
@@ -115,23 +141,9 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
         raise ValueError(f"`negative_keep_ratio` must be in (0, 1]. Received: negative_keep_ratio="
                          f"{negative_keep_ratio}")
     batch = global_batch_size
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    pipelines, pipeline_id = 1, 0
     if input_context is not None:
         batch = input_context.get_per_replica_batch_size(global_batch_size)
-        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
-    # Shard by file when every input pipeline (worker) gets at least one; otherwise by record (every worker
-    # reads all files and keeps every n-th record), as tf.data's AutoShardPolicy FILE and DATA do.
-    by_file = pipelines > 1 and len(files) >= pipelines
-    if by_file:
-        ds = ds.shard(pipelines, pipeline_id)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-                       cycle_length=max(1, min(cycle_length, len(files))),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if pipelines > 1 and not by_file:
-        ds = ds.shard(pipelines, pipeline_id)
+    ds = sharded_records(files, input_context, training, seed, cycle_length)
     if negative_keep_ratio < 1.0:
         ds = ds.filter(_negative_filter(schema, float(negative_keep_ratio), 0 if seed is None else int(seed)))
     if training and shuffle_buffer > 0:

@@ -14,7 +14,7 @@ from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from tfrec.data import split_files
+from tfrec.data import sharded_records, split_files
 from tfrec.features import ListwiseSchema
 
 MASK = "example_mask"
@@ -50,15 +50,9 @@ def make_listwise_dataset(files, schema: ListwiseSchema, global_batch_size: int,
     if list_size <= 0:
         raise ValueError(f"`list_size` must be > 0. Received: list_size={list_size}")
     batch = global_batch_size
-    ds = tf.data.Dataset.from_tensor_slices(list(files))
     if input_context is not None:
         batch = input_context.get_per_replica_batch_size(global_batch_size)
-        if input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"), cycle_length=len(files),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = sharded_records(files, input_context, training, seed, cycle_length=len(files))
     if training and shuffle_buffer > 0:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:

@@ -103,8 +103,10 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     p = cfg.preranking
     train_ds = distributed_listwise_dataset(strategy, cfg.data.dir, "train", schema, cfg.data.batch_size,
                                             p.train_list_size, True, cfg.data.shuffle_buffer, t.seed, repeat=True)
+    # As in tfrec.train: under MultiWorkerMirroredStrategy validation repeats, so no worker runs dry first.
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     valid_ds = distributed_listwise_dataset(strategy, cfg.data.dir, "valid", schema, cfg.data.eval_batch_size,
-                                            p.eval_list_size, False)
+                                            p.eval_list_size, False, repeat=multi_worker)
     monitor = "val_auc"
     return fit_with_recovery(cfg, model, train_ds, valid_ds, steps, validation_steps, replicas, printer,
                              extra_callbacks, monitor=monitor)
