@@ -330,7 +330,7 @@ def _cmd_prepare_hybrid(args) -> int:
 
 def _cmd_experiment(args) -> int:
     from tfrec.experiments import Options, names, run_protocol, seeds_of
-    from tfrec.experiments.quick import QUICK_CONFIG, prepare_quick_data
+    from tfrec.experiments.quick import QUICK_CONFIG
 
     cfg = _load(args, {}, base_yaml=QUICK_CONFIG if args.quick else None)
     if args.seeds < 1:
@@ -343,15 +343,36 @@ def _cmd_experiment(args) -> int:
     if not data and not args.quick:
         raise _UsageError("no dataset given (--data DIR, a `tfrec prepare` output; or --quick to simulate one)")
     _configure_replicas(cfg.train.replicas)
-    if not data:
-        data = prepare_quick_data(cfg, args.out)
     values = tuple(float(v) for v in args.values.split(",")) if args.values else None
     opts = Options(beta_pos=0.1 if args.beta_pos is None else args.beta_pos, values=values, quick=args.quick,
                    buckets=args.buckets)
     only = [s for s in args.settings.split(",") if s] if args.settings else None
     for name in (names() if args.protocol == "all" else [args.protocol]):
-        run_protocol(name, data, seeds_of(args.seeds), args.out, cfg, opts, only=only)
+        run_cfg, run_data = _experiment_inputs(args, name, cfg, data)
+        if run_data is not None:
+            run_protocol(name, run_data, seeds_of(args.seeds), args.out, run_cfg, opts, only=only)
     return 0
+
+
+def _experiment_inputs(args, name: str, cfg, data: Optional[str]):
+    """The base config and dataset of protocol ``name``: with --quick its own quick config and simulated data;
+    with `all` and --data, (cfg, None) for a protocol whose kind of dataset that is not (it is skipped)."""
+    from tfrec.data import DatasetError, load_schema
+    from tfrec.experiments import get
+    from tfrec.experiments.quick import prepare_quick_data
+
+    protocol = get(name)
+    if data is None:
+        if protocol.quick_config:
+            cfg = _load(args, {}, base_yaml=protocol.quick_config)
+        return cfg, (protocol.prepare_quick or prepare_quick_data)(cfg, args.out)
+    if args.protocol == "all":
+        try:
+            (protocol.check_data or load_schema)(data)
+        except (DatasetError, KeyError, ValueError) as e:
+            print(f"{name}: skipped, {data} is not its kind of dataset ({e})")
+            return cfg, None
+    return cfg, data
 
 
 def _configure_replicas(replicas: int) -> None:
@@ -553,8 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tfrec.experiments.protocols import names as protocol_names
 
-    p = sub.add_parser("experiment", help="a KDD 2024 experiment protocol over settings and seeds: tables, plots, "
-                                          "run record (resumable)")
+    p = sub.add_parser("experiment", help="an experiment protocol (KDD 2024 losses, HCCP pre-ranking) over settings "
+                                          "and seeds: tables, plots, run record (resumable)")
     p.add_argument("protocol", choices=protocol_names() + ["all"], help="the protocol to run (all: every one)")
     p.add_argument("--data", help="prepared dataset directory (omit with --quick to simulate one)")
     p.add_argument("--seeds", type=int, default=5, help="seeds 2020, 2021, ... (default 5, the paper's 2020-2024)")

@@ -5,7 +5,8 @@ import glob
 import os
 
 os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LARGE = ("test_train", "test_demo", "test_pipeline_criteo", "test_losses_fit", "test_train_multitask", "test_experiments")
+LARGE = ("test_train", "test_demo", "test_pipeline_criteo", "test_losses_fit", "test_train_multitask", "test_experiments",
+         "test_experiments_hccp")
 
 
 def files(pkg):

@@ -85,6 +85,10 @@ def _prefixed(printer: Callable[[str], None], prefix: str) -> Callable[[str], No
     return lambda line: printer(f"{prefix} {line.strip()}")
 
 
+def _auc_summary(run: Dict[str, Any]) -> str:
+    return f"test AUC {run['test']['auc']:.5f}, test BCE {run['test']['weighted_logloss']:.5f}"
+
+
 def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, base: RunConfig,
                  opts: registry.Options = registry.Options(), only: Optional[Sequence[str]] = None,
                  printer: Callable[[str], None] = print) -> Dict[str, Any]:
@@ -109,7 +113,7 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
     protocol = registry.get(name)
     data_dir = os.path.abspath(data_dir)
     stats = data_lib.load_stats(data_dir)
-    data_lib.load_schema(data_dir)
+    (protocol.check_data or data_lib.load_schema)(data_dir)
     store = Store(out_dir)
     cells = plan(protocol, base, data_dir, seeds, store, opts, only)
     start = time.perf_counter()
@@ -147,8 +151,7 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
             "protocol": name, "setting": pc.setting.name, "seed": pc.cell.seed, "params": pc.setting.params,
             "baseline": pc.setting.baseline, "fingerprint": pc.fingerprint, "run_dir": store.run_dir(pc.fingerprint),
             "status": status, "run": run})
-        printer(f"{tag} {status}: test AUC {run['test']['auc']:.5f}, test BCE {run['test']['weighted_logloss']:.5f}"
-                f" ({seconds:.0f}s)")
+        printer(f"{tag} {status}: {(protocol.summary or _auc_summary)(run)} ({seconds:.0f}s)")
         record_cells.append({"cell": pc.cell.label(), "fingerprint": pc.fingerprint, "status": status,
                              "seconds": seconds})
 

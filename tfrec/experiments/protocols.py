@@ -103,7 +103,13 @@ class Options:
 @dataclasses.dataclass(frozen=True)
 class Protocol:
     """A named experiment: its settings, the metrics of its table, the x-axis of its plots, and the functions
-    that run a cell and build the report (None: the defaults)."""
+    that run a cell and build the report (None: the defaults).
+
+    A protocol on another kind of dataset also names how to check one (``check_data(data_dir)`` raises;
+    default ``tfrec.data.load_schema``), the progress line of a finished cell (``summary(run)``; default test
+    AUC and BCE), and what ``--quick`` uses: its config YAML and the function that makes its dataset
+    (``prepare_quick(cfg, out_dir, printer) -> data_dir``; defaults: ``tfrec.experiments.quick``).
+    """
 
     name: str
     title: str
@@ -112,6 +118,10 @@ class Protocol:
     x: Optional[str] = None  # a params key plotted on the x axis; None: the settings in order
     run_cell: Optional[Callable[..., Dict[str, Any]]] = None
     report: Optional[Callable[..., List[str]]] = None
+    check_data: Optional[Callable[[str], Any]] = None
+    summary: Optional[Callable[[Dict[str, Any]], str]] = None
+    quick_config: Optional[str] = None
+    prepare_quick: Optional[Callable[..., str]] = None
 
 
 _REGISTRY: Dict[str, Protocol] = {}
@@ -250,3 +260,6 @@ register(Protocol("contrastive", "RQ4 (Table 2): BCE vs Combined-Contrastive", _
 register(Protocol("findings", "Findings 1-4 (Sec. 3)", _findings,
                   metrics=("valid_logloss", "train_bce", "train_bce_last", "grad_neg", "auc", "logloss"),
                   report=_findings_report))
+
+# Protocols of other model families register themselves in their own modules.
+from tfrec.experiments import hccp as _hccp  # noqa: E402,F401  (registers "hccp")

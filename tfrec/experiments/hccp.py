@@ -1,0 +1,141 @@
+"""The HCCP pre-ranking ablation protocol (Zhao et al., WWW 2025, section 4): the variants of Tables 1 and 3.
+
+``tfrec experiment hccp --data DIR`` (a ``tfrec prepare-hybrid`` output) trains the Three-Tower model once per
+variant of :data:`tfrec.hccp_variants.VARIANTS` and seed (``preranking.variant``; everything else equal) and
+evaluates each on the test split with :func:`tfrec.train_preranking.evaluate_preranking`: ISH / ISPH / ASH / ASPH
+at ``preranking.hit_ks``, MAP / NDCG against the ranking stage's top-K at ``preranking.consistency_ks``, AUC on
+impressions, and hit@``octile_k`` per item-popularity octile. The report (:mod:`tfrec.experiments.hccp_report`)
+has the shapes of the paper's tables.
+
+Readings of the paper:
+
+* Tables 1 and 3 give every row as the absolute increase over Base in percentage points ("the table only
+  displays the absolute increase value"), the ablations included, with the full HCCP repeated below them. The
+  report does the same (Δ vs Base, pp, with a paired t-test over seeds), next to the values themselves
+  (mean ± std over seeds), and adds the paired Δ of each w/o row against full HCCP (what each removed part
+  costs: the ablation question of section 4.4.1).
+* Table 1 is the hit-rate table (ISH / ISPH / ASH / ASPH at 4 K), Table 3 the consistency table (MAP / NDCG at
+  3 K; the paper leaves out the tail K for consistency). Table 2 (Taobao) gives AUC: reported here on the
+  test impressions per task.
+* K scales with the simulator's candidate counts (the paper's 10, 100, 1000, 2000 over JD's candidate sets):
+  the ``preranking`` config decides; ``--quick`` uses K = 5, 20, 40, 80 over 200 retrieved items and 5, 20, 40
+  over ``N^r = 80`` ranked ones.
+* Fig. 7 plots ISH / ISPH@100 per item-frequency octile (popular to long-tail); the report plots hit@``octile_k``
+  per octile and variant (absolute, mean over seeds; an octile with no positive in the test lists is left out).
+* COPR and Rethink (Table 1's other G3 rows) are other papers' models and are not part of this protocol.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from tfrec.config import RunConfig
+from tfrec.experiments.protocols import Options, Protocol, Setting, register
+
+#: Variant -> the row name of the paper's tables, in the paper's order (G1, G2, G3 ablations, HCCP).
+VARIANT_LABELS: Dict[str, str] = {
+    "base": "Base", "base_listnet": "Base+ListNet", "base_listmle": "Base+ListMLE", "wo_up": "HCCP(w/o Up)",
+    "wo_prc": "HCCP(w/o PRC)", "wo_neg": "HCCP(w/o Neg)", "wo_margin": "HCCP(w/o Margin)", "hccp": "HCCP",
+}
+GROUPS: Dict[str, str] = {"base": "G1", "base_listnet": "G1", "base_listmle": "G2", "wo_up": "G3", "wo_prc": "G3",
+                          "wo_neg": "G3", "wo_margin": "G3", "hccp": "G3"}
+BASE, FULL = "base", "hccp"
+ABLATIONS = ("wo_up", "wo_prc", "wo_neg", "wo_margin")
+QUICK_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                            "experiment_quick_hccp.yaml")
+
+
+def _settings(opts: Options) -> List[Setting]:
+    return [Setting(v, {"method": label, "group": GROUPS[v]}, (f"preranking.variant={v}",),
+                    baseline=None if v == BASE else BASE) for v, label in VARIANT_LABELS.items()]
+
+
+def check_data(data_dir: str) -> None:
+    """Raises ``DatasetError`` unless ``data_dir`` is a prepared hybrid-sample (list-wise) dataset."""
+    from tfrec.train_preranking import load_listwise_schema
+
+    load_listwise_schema(data_dir)
+
+
+def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = print,
+                        **_: Any) -> Dict[str, Any]:
+    """Trains ``cfg`` (a pre-ranking config) in ``run_dir`` and evaluates its best weights on the test split.
+
+    Returns:
+      ``{"train", "history", "test", "train_seconds", "eval_seconds", "wall_seconds"}``; ``test`` is the
+      :func:`tfrec.evaluate_preranking.preranking_report` (also in ``run_dir/preranking_metrics.json``).
+      A killed run resumes from its backup (same ``run_dir``).
+    """
+    import tf_keras as keras
+
+    from tfrec.train_preranking import evaluate_preranking, train_preranking
+
+    os.makedirs(run_dir, exist_ok=True)
+    cfg.train.model_dir = run_dir
+    start = time.perf_counter()
+    result = train_preranking(cfg, printer=printer)
+    train_seconds = time.perf_counter() - start
+    report = evaluate_preranking(cfg, "test", model=result.model,
+                                 output=os.path.join(run_dir, "preranking_metrics.json"))
+    summary = dict(result.summary)
+    summary.pop("epoch_examples_per_second", None)
+    out = {"train": summary, "history": result.history, "test": report, "train_seconds": train_seconds,
+           "eval_seconds": time.perf_counter() - start - train_seconds, "wall_seconds": time.perf_counter() - start}
+    del result
+    keras.backend.clear_session()
+    gc.collect()
+    return out
+
+
+def cell_summary(run: Dict[str, Any]) -> str:
+    """The progress line of a finished cell: click AUC, the first ISH and the first NDCG of the test split."""
+    test = run["test"]
+    keys = ["AUC_click"] + [next((k for k in test if k.startswith(p)), "") for p in ("ISH@", "NDCG@")]
+    parts = [f"{k} {test[k]:.4f}" for k in keys if isinstance(test.get(k), float) and math.isfinite(test[k])]
+    return ", ".join(parts) or "no finite test metric"
+
+
+def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], None] = print) -> str:
+    """Simulates a small cascade and prepares its hybrid samples under ``out_dir/quick_hccp_data`` (reused when
+    the ``cascade`` and ``hybrid`` settings are unchanged). Returns the prepared dataset directory."""
+    import dataclasses
+
+    from pipelines.hybrid_samples import run as prepare
+    from tfrec.experiments.store import read_json, write_json
+    from tfrec.simulation.cascade import simulate_cascade
+
+    root = os.path.join(os.path.abspath(out_dir), "quick_hccp_data")
+    logs, data_dir = os.path.join(root, "logs"), os.path.join(root, "data")
+    sim = dataclasses.replace(cfg.cascade, output=logs)
+    hyb = dataclasses.replace(cfg.hybrid, inputs=[os.path.join(logs, "requests.jsonl")],
+                              items=[os.path.join(logs, "items.jsonl")], output=data_dir)
+    wanted = {"cascade": dataclasses.asdict(sim), "hybrid": dataclasses.asdict(hyb)}
+    marker = os.path.join(root, "made.json")
+    if read_json(marker) == wanted and os.path.exists(os.path.join(data_dir, "stats.json")):
+        printer(f"quick data: reusing {data_dir}")
+        return data_dir
+    printer(f"quick data: simulating a cascade of {sim.requests:,} requests ({sim.retrieved} retrieved, "
+            f"{sim.ranked} ranked) -> {logs}")
+    meta = simulate_cascade(sim)
+    printer(f"quick data: click rate {meta['click_rate']:.4f}; preparing hybrid samples with Beam ({hyb.runner}) "
+            f"-> {data_dir}")
+    stats = prepare(hyb)
+    printer("quick data: requests " + ", ".join(f"{s} {stats['requests_written'].get(s, 0):,}"
+                                                for s in ("train", "valid", "test")))
+    write_json(marker, wanted)
+    return data_dir
+
+
+def _report(*args, **kwargs):
+    from tfrec.experiments.hccp_report import build_hccp_report
+
+    return build_hccp_report(*args, **kwargs)
+
+
+register(Protocol("hccp", "HCCP (WWW 2025) Tables 1 and 3: pre-ranking variants and ablations", _settings,
+                  metrics=(), run_cell=run_preranking_cell, report=_report, check_data=check_data,
+                  summary=cell_summary, quick_config=QUICK_CONFIG, prepare_quick=prepare_quick_data))
