@@ -70,10 +70,12 @@ def string_tensor(values: Sequence[bytes]) -> bytes:
 
 def numeric_tensor(value) -> Optional[tensor_pb2.TensorProto]:
     """``tf.make_tensor_proto`` of a numeric array, its values in ``tensor_content`` at any size; None for
-    other dtypes (strings, bool, complex, big-endian arrays), which ``tf.make_tensor_proto`` encodes."""
+    other dtypes (strings, bool, complex), which ``tf.make_tensor_proto`` encodes."""
     arr = np.asarray(value)
+    if not arr.dtype.isnative:  # tensor_content is in the host's byte order (tf.make_tensor_proto forgets this)
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     dtype = _NUMPY_DTYPES.get(arr.dtype)
-    if dtype is None or arr.dtype.byteorder == ">":
+    if dtype is None:
         return None
     proto = tensor_pb2.TensorProto(dtype=dtype, tensor_content=np.ascontiguousarray(arr).tobytes())
     for d in arr.shape:
