@@ -232,7 +232,7 @@ def request_tensor(value):
 
     if isinstance(value, tensor_pb2.TensorProto):
         return value
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, bytes) for v in value):
+    if isinstance(value, (list, tuple)) and value and set(map(type, value)) == {bytes}:
         return value
     if isinstance(value, np.ndarray):
         proto = wire.numeric_tensor(value)
