@@ -6,6 +6,9 @@ ModelService.GetModelStatus, with TF Serving's status codes (see ``serving.handl
 limit get RESOURCE_EXHAUSTED from gRPC itself. It binds 127.0.0.1 unless told otherwise, and on SIGTERM stops
 accepting calls, lets the calls in flight finish (up to ``grace`` seconds) and exits.
 
+The gRPC server is ``grpc.aio``'s, on an event loop in its own thread; each call's bytes go to a thread pool
+(``max_workers``) that parses the request, runs the model and serializes the answer, so calls run in parallel.
+
 Example::
 
     server = ModelServer([ModelSource("ctr", "exports/ctr")], port=0).start()

@@ -21,9 +21,10 @@ from __future__ import annotations
 from typing import List, Mapping, Optional, Sequence, Union
 
 import numpy as np
+from google.protobuf.internal.encoder import _VarintBytes as varint  # protobuf's own base-128 varint
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-_NUMPY_DTYPES = {  # numeric dtypes whose values travel as tensor_content (tf.make_tensor_proto's set)
+_NUMPY_DTYPES = {  # values as tensor_content: tf.make_tensor_proto's dtypes and uint16 (TensorFlow reads any)
     np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
     np.dtype(np.float16): types_pb2.DT_HALF, np.dtype(np.int32): types_pb2.DT_INT32,
     np.dtype(np.int64): types_pb2.DT_INT64, np.dtype(np.int16): types_pb2.DT_INT16,
@@ -31,17 +32,6 @@ _NUMPY_DTYPES = {  # numeric dtypes whose values travel as tensor_content (tf.ma
     np.dtype(np.uint16): types_pb2.DT_UINT16, np.dtype(np.uint32): types_pb2.DT_UINT32,
     np.dtype(np.uint64): types_pb2.DT_UINT64,
 }
-
-
-def varint(n: int) -> bytes:
-    """Base-128 varint of a non-negative integer."""
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
 
 # The tag and length of one string_val value (field 8, length-delimited: 0x42), for the lengths of most examples.
 _TABLE = 1 << 14
