@@ -10,7 +10,7 @@ same message); the model spec, the output filter and every other input still go 
 Protobuf concatenation is a merge (https://protobuf.dev/programming-guides/encoding/), so a request is its
 protobuf-encoded header followed by one ``inputs`` map entry per input. Messages (field number, wire type)::
 
-    PredictRequest  { ModelSpec model_spec = 1; map<string, TensorProto> inputs = 2; repeated string output_filter = 3; }
+    PredictRequest  { ModelSpec model_spec = 1; map<string, TensorProto> inputs = 2; repeated string output_filter = 3 }
     inputs entry    { string key = 1; TensorProto value = 2; }
     TensorProto     { DataType dtype = 1 [varint]; TensorShapeProto tensor_shape = 2; repeated bytes string_val = 8; }
     TensorShapeProto { repeated Dim dim = 2; }     Dim { int64 size = 1 [varint]; }
