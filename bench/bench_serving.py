@@ -17,8 +17,8 @@ examples with the dataset's schema, warmup records replayed at load):
                 server ``serving.server`` runs, and the thread-pool ``grpc.server`` side by side
 
 at concurrency 1 and 8 (threads, each with its own request in flight). Target: gRPC p50 - in-process p50
-< 2 ms + payload cost, where the payload cost is the p50 of all the steps of 4 run back to back in the same rounds
-as the payload-only paths (so a change of the machine's load falls on both). Usage:
+< 2 ms + payload cost (the steps of 4, each timed alone; all of them back to back are also timed in the same
+rounds as the payload-only paths, as a check of the load). Usage:
 python bench/bench_serving.py [--rows 4096] [--iters 24]
 """
 
@@ -308,8 +308,12 @@ def main() -> None:
                "payload_steps_timed_alone_ms": serde["total"],
                "transport_floor_p50_ms": {k: {n: r["p50_ms"] for n, r in v.items()} for k, v in floor.items()}}
     for c in (1, 8):
-        # The payload cost of the target: the p50 of the whole (de)serialisation, measured in the same rounds.
-        payload = results[f"payload_serde_c{c}"]["p50_ms"]
+        # The payload cost of the target: the steps timed alone (the issue's definition). The p50 of the whole
+        # round trip's serde in the same rounds as the paths is printed beside it: on an oversubscribed host it
+        # can exceed the gRPC path that contains it (a long CPU burst loses more to other processes than a path
+        # that sleeps on the socket), so it is a load indicator, not the target's basis.
+        payload = serde["total"]
+        interleaved = results[f"payload_serde_c{c}"]["p50_ms"]
         for suffix, ip_key, g_key in (("", "in_process", "grpc"),
                                       ("_payload_only", "in_process_payload_only", "grpc_payload_only")):
             ip, g = results[f"{ip_key}_c{c}"], results[f"{g_key}_c{c}"]
@@ -322,8 +326,8 @@ def main() -> None:
                 "overhead_minus_payload_ms": overhead - payload,
                 "overhead_minus_payload_and_transport_ms": (overhead - payload
                                                             - floor[f"c{c}"]["echo_aio_server"]["p50_ms"]),
+                "payload_serde_in_the_same_rounds_p50_ms": interleaved,
                 "target_ms": 2.0 + payload, "over_target_ms": overhead - 2.0 - payload,
-                "over_target_with_steps_timed_alone_ms": overhead - 2.0 - serde["total"],
                 "target_overhead_below_2ms_plus_payload": overhead < 2.0 + payload}
     print_json("summary", summary)
 
