@@ -6,7 +6,8 @@
   (``tfrec predict``).
 * ``serving.config``: models.config, batching parameters and monitoring config files for TF Serving.
 * ``serving.manager`` (versions and policies), ``serving.loader`` (one loaded version), ``serving.handlers``
-  (request validation and answers), ``serving.errors`` (status codes).
+  (request validation and answers), ``serving.errors`` (status codes), ``serving.wire`` (the client's PredictRequest
+  bytes).
 
 The modules import TensorFlow and gRPC; ``import serving`` alone imports neither.
 """

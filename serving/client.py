@@ -27,6 +27,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      regression_pb2)
 
 from export.signatures import CLASSIFY_METHOD, REGRESS_METHOD, SERVING_DEFAULT
+from serving import wire
 
 Example = Union[bytes, "tf.train.Example"]  # noqa: F821
 
@@ -67,6 +68,10 @@ class PredictionClient:
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes)])
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        # Predict takes the request already serialized (serving.wire); the answer is a PredictResponse.
+        self._predict_bytes = self._channel.unary_unary(
+            "/tensorflow.serving.PredictionService/Predict", request_serializer=None,
+            response_deserializer=predict_pb2.PredictResponse.FromString)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._metadata: Dict[Tuple[str, Optional[int]], Dict[str, object]] = {}
 
@@ -151,11 +156,10 @@ class PredictionClient:
         """Predict; returns ``({output name: ndarray}, ModelSpec of the version that answered)``."""
         import tensorflow as tf
 
-        req = predict_pb2.PredictRequest(output_filter=list(output_filter))
-        self._spec(req.model_spec, model, version, signature)
-        for k, v in inputs.items():
-            _fill_tensor(req.inputs[k], v)
-        resp = self._call("Predict", self._predict.Predict, req, model)
+        header = predict_pb2.PredictRequest(output_filter=list(output_filter))
+        self._spec(header.model_spec, model, version, signature)
+        req = wire.predict_request(header, {k: request_tensor(v) for k, v in inputs.items()})
+        resp = self._call("Predict", self._predict_bytes, req, model)
         return {k: tf.make_ndarray(v) for k, v in resp.outputs.items()}, resp.model_spec
 
     def predict(self, model: str, inputs: Mapping[str, object], signature: Optional[str] = None,
@@ -220,20 +224,23 @@ class PredictionClient:
             return list(pool.map(lambda b: self.predict_examples(model, b, signature), batches))
 
 
-def _fill_tensor(out, value) -> None:
-    """Writes ``value`` (TensorProto, list of bytes, array-like) into the TensorProto ``out`` of a request."""
-    import tensorflow as tf
+def request_tensor(value):
+    """A request input as :func:`serving.wire.predict_request` takes it: a TensorProto as is, a non-empty list of
+    bytes (serialized examples) as is (DT_STRING, written straight to the wire), a numeric array as a TensorProto
+    with ``tensor_content``, anything else as ``tf.make_tensor_proto`` makes it."""
     from tensorflow.core.framework import tensor_pb2
 
     if isinstance(value, tensor_pb2.TensorProto):
-        out.CopyFrom(value)
-    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, bytes) for v in value):
-        # Serialized examples: filled in place, without NumPy or a copy of the message (the hot path).
-        out.dtype = types_pb2.DT_STRING
-        out.tensor_shape.dim.add(size=len(value))
-        out.string_val.extend(value)
-    else:
-        out.CopyFrom(tf.make_tensor_proto(value))
+        return value
+    if isinstance(value, (list, tuple)) and value and set(map(type, value)) == {bytes}:
+        return value
+    if isinstance(value, np.ndarray):
+        proto = wire.numeric_tensor(value)
+        if proto is not None:
+            return proto
+    import tensorflow as tf
+
+    return tf.make_tensor_proto(value)
 
 
 def _serialized(examples: Sequence[Example]) -> List[bytes]:

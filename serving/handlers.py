@@ -96,6 +96,9 @@ def tensor_to_array(name: str, tensor, spec, max_elements: int = DEFAULT_MAX_ELE
         count = len(getattr(tensor, field))
         if count > n:
             raise invalid(f"input {name!r} has {count} values for shape {_shape_text(dims)} ({n} elements)")
+        if count == n and tensor.dtype == types_pb2.DT_STRING:
+            # A batch of serialized examples: tf.make_ndarray's result without its intermediate list.
+            return np.array(tensor.string_val, dtype=object).reshape(dims)
     try:
         return tf.make_ndarray(tensor)
     except Exception as e:  # noqa: BLE001 - a proto that NumPy cannot read is the request's fault
