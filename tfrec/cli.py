@@ -304,10 +304,28 @@ def _cmd_prepare_hybrid(args) -> int:
 
 
 def _cmd_experiment(args) -> int:
-    from tfrec.experiments import Options, names, run_protocol, seeds_of
+    from tfrec.experiments import get, names
     from tfrec.experiments.quick import QUICK_CONFIG, prepare_quick_data
 
-    cfg = _load(args, {}, base_yaml=QUICK_CONFIG if args.quick else None)
+    chosen = names() if args.protocol == "all" else [args.protocol]
+    if args.protocol == "all" and args.data:  # the protocols of the given dataset's family
+        from tfrec import data as data_lib
+        from tfrec.features import MultiTaskSchema
+
+        family = "multitask" if isinstance(data_lib.load_schema(args.data), MultiTaskSchema) else "ctr"
+        chosen = [n for n in chosen if get(n).family == family]
+    if not chosen:
+        raise _UsageError(f"no protocol runs on the dataset {args.data}")
+    for name in chosen:  # each protocol with its own --quick preset (config and dataset)
+        _experiment(argparse.Namespace(**{**vars(args), "protocol": name}), get(name).quick_config or QUICK_CONFIG,
+                    get(name).quick_data or prepare_quick_data)
+    return 0
+
+
+def _experiment(args, quick_config: str, quick_data: Callable[..., str]) -> int:
+    from tfrec.experiments import Options, run_protocol, seeds_of
+
+    cfg = _load(args, {}, base_yaml=quick_config if args.quick else None)
     if args.seeds < 1:
         raise _UsageError(f"--seeds must be >= 1. Received: --seeds={args.seeds}")
     if args.beta_pos is not None and not 0.0 < args.beta_pos <= 1.0:
@@ -319,13 +337,12 @@ def _cmd_experiment(args) -> int:
         raise _UsageError("no dataset given (--data DIR, a `tfrec prepare` output; or --quick to simulate one)")
     _configure_replicas(cfg.train.replicas)
     if not data:
-        data = prepare_quick_data(cfg, args.out)
+        data = quick_data(cfg, args.out)
     values = tuple(float(v) for v in args.values.split(",")) if args.values else None
     opts = Options(beta_pos=0.1 if args.beta_pos is None else args.beta_pos, values=values, quick=args.quick,
                    buckets=args.buckets)
     only = [s for s in args.settings.split(",") if s] if args.settings else None
-    for name in (names() if args.protocol == "all" else [args.protocol]):
-        run_protocol(name, data, seeds_of(args.seeds), args.out, cfg, opts, only=only)
+    run_protocol(args.protocol, data, seeds_of(args.seeds), args.out, cfg, opts, only=only)
     return 0
 
 
@@ -519,8 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tfrec.experiments.protocols import names as protocol_names
 
-    p = sub.add_parser("experiment", help="a KDD 2024 experiment protocol over settings and seeds: tables, plots, "
-                                          "run record (resumable)")
+    p = sub.add_parser("experiment", help="an experiment protocol (KDD 2024, PWiseR) over settings and seeds: "
+                                          "tables, plots, run record (resumable)")
     p.add_argument("protocol", choices=protocol_names() + ["all"], help="the protocol to run (all: every one)")
     p.add_argument("--data", help="prepared dataset directory (omit with --quick to simulate one)")
     p.add_argument("--seeds", type=int, default=5, help="seeds 2020, 2021, ... (default 5, the paper's 2020-2024)")

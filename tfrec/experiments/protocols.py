@@ -81,12 +81,15 @@ class Setting:
       params: what the setting is, for tables and plots (``method``, ``beta_pos``, ``alpha``, ...).
       overrides: ``section.key=value`` config overrides applied to the base config.
       baseline: the setting it is compared with (paired over seeds), or None.
+      dataset: the name of one of the protocol's own datasets (``Protocol.datasets``) the setting trains on;
+        None: the experiment's ``--data``.
     """
 
     name: str
     params: Dict[str, Any]
     overrides: Tuple[str, ...]
     baseline: Optional[str] = None
+    dataset: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +106,15 @@ class Options:
 @dataclasses.dataclass(frozen=True)
 class Protocol:
     """A named experiment: its settings, the metrics of its table, the x-axis of its plots, and the functions
-    that run a cell and build the report (None: the defaults)."""
+    that run a cell and build the report (None: the defaults).
+
+    A protocol of another dataset family (``family``: ``ctr`` for the point-wise Criteo-shaped datasets,
+    ``multitask`` for click / conversion datasets) names its ``--quick`` config (``quick_config``, a YAML path;
+    None: ``tfrec/configs/experiment_quick.yaml``) and the function that makes its ``--quick`` dataset
+    (``quick_data(cfg, out_dir, printer) -> data dir``; None: ``tfrec.experiments.quick.prepare_quick_data``).
+    ``datasets(base, opts, out_dir, printer, names) -> {name: data dir}`` makes those of the protocol's own datasets
+    that the settings to run name by ``Setting.dataset`` (a sweep over simulated data).
+    """
 
     name: str
     title: str
@@ -112,6 +123,10 @@ class Protocol:
     x: Optional[str] = None  # a params key plotted on the x axis; None: the settings in order
     run_cell: Optional[Callable[..., Dict[str, Any]]] = None
     report: Optional[Callable[..., List[str]]] = None
+    family: str = "ctr"
+    quick_config: Optional[str] = None
+    quick_data: Optional[Callable[..., str]] = None
+    datasets: Optional[Callable[..., Dict[str, str]]] = None
 
 
 _REGISTRY: Dict[str, Protocol] = {}
@@ -250,3 +265,6 @@ register(Protocol("contrastive", "RQ4 (Table 2): BCE vs Combined-Contrastive", _
 register(Protocol("findings", "Findings 1-4 (Sec. 3)", _findings,
                   metrics=("valid_logloss", "train_bce", "train_bce_last", "grad_neg", "auc", "logloss"),
                   report=_findings_report))
+
+# Protocols of the other model families register themselves on import.
+from tfrec.experiments import pwiser as _pwiser  # noqa: E402,F401  (PWiseR, multi-task)
