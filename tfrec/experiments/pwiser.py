@@ -91,10 +91,13 @@ def _fmt(value: float) -> str:
 
 
 def noise_dataset(share: float) -> str:
+    """The name of the noise sweep's dataset at noisy-click share ``share`` (``noise0.3``)."""
     return f"noise{_fmt(share)}"
 
 
 def noise_shares(opts: Options) -> tuple:
+    """The noise sweep's shares: ``--values``, else :data:`QUICK` ``["noise"]`` with ``--quick``, else
+    :data:`NOISE_SHARES`."""
     if opts.values is not None:
         return tuple(opts.values)
     return QUICK["noise"] if opts.quick else NOISE_SHARES
