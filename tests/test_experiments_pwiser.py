@@ -97,9 +97,13 @@ def test_cells_apply_their_settings(experiment):
 
 def test_rerun_computes_nothing(experiment):
     out, data, cfg, _ = experiment
+    lines = []
     again = run_protocol("pwiser", data, [SEED], out, cfg, Options(values=(0.0,), buckets=4), only=ONLY,
-                         printer=lambda _: None)
+                         printer=lines.append)
     assert again["computed"] == 0 and again["skipped"] == 6
+    # The sweep's datasets are reused, not simulated and prepared again.
+    assert any(line.startswith("pwiser data: reusing") for line in lines)
+    assert not any("funnel exposures" in line for line in lines)
 
 
 # ------------------------------------------------------------------------------------------------ pure logic

@@ -193,7 +193,8 @@ def prepare_funnel_data(cfg: RunConfig, out_dir: str, share: float, printer: Cal
                                input_format="aliccp" if narrow else "aliexpress")
     wanted = {"simulation": dataclasses.asdict(sim), "prepare": dataclasses.asdict(prep)}
     marker = os.path.join(root, "made.json")
-    if read_json(marker) == wanted and os.path.exists(os.path.join(data_dir, "stats.json")):
+    made = read_json(marker) or {}
+    if {k: made.get(k) for k in wanted} == wanted and os.path.exists(os.path.join(data_dir, "stats.json")):
         printer(f"pwiser data: reusing {data_dir}")
         return data_dir
     os.makedirs(os.path.dirname(raw), exist_ok=True)
