@@ -329,10 +329,8 @@ def _cmd_prepare_hybrid(args) -> int:
 
 
 def _cmd_experiment(args) -> int:
-    from tfrec.experiments import Options, names, run_protocol, seeds_of
-    from tfrec.experiments.quick import QUICK_CONFIG
+    from tfrec.experiments import Options, get, names, run_protocol, seeds_of
 
-    cfg = _load(args, {}, base_yaml=QUICK_CONFIG if args.quick else None)
     if args.seeds < 1:
         raise _UsageError(f"--seeds must be >= 1. Received: --seeds={args.seeds}")
     if args.beta_pos is not None and not 0.0 < args.beta_pos <= 1.0:
@@ -342,37 +340,49 @@ def _cmd_experiment(args) -> int:
     data = args.data
     if not data and not args.quick:
         raise _UsageError("no dataset given (--data DIR, a `tfrec prepare` output; or --quick to simulate one)")
-    _configure_replicas(cfg.train.replicas)
+    chosen = names() if args.protocol == "all" else [args.protocol]
+    configs = {name: _experiment_config(args, get(name)) for name in chosen}
+    # First TensorFlow work of the process: as many logical CPU devices as any chosen protocol's config wants.
+    _configure_replicas(max(cfg.train.replicas for cfg in configs.values()))
     values = tuple(float(v) for v in args.values.split(",")) if args.values else None
     opts = Options(beta_pos=0.1 if args.beta_pos is None else args.beta_pos, values=values, quick=args.quick,
                    buckets=args.buckets)
     only = [s for s in args.settings.split(",") if s] if args.settings else None
-    for name in (names() if args.protocol == "all" else [args.protocol]):
-        run_cfg, run_data = _experiment_inputs(args, name, cfg, data)
+    ran = 0
+    for name in chosen:
+        run_data = _experiment_data(args, get(name), configs[name], data)
         if run_data is not None:
-            run_protocol(name, run_data, seeds_of(args.seeds), args.out, run_cfg, opts, only=only)
+            run_protocol(name, run_data, seeds_of(args.seeds), args.out, configs[name], opts, only=only)
+            ran += 1
+    if not ran:
+        raise _UsageError(f"no protocol runs on the dataset {data}")
     return 0
 
 
-def _experiment_inputs(args, name: str, cfg, data: Optional[str]):
-    """The base config and dataset of protocol ``name``: with --quick its own quick config and simulated data;
-    with `all` and --data, (cfg, None) for a protocol whose kind of dataset that is not (it is skipped)."""
-    from tfrec.data import DatasetError, load_schema
-    from tfrec.experiments import get
+def _experiment_config(args, protocol):
+    """The base config of ``protocol``: with --quick its own quick preset (default the KDD one), then --config
+    and --set."""
+    from tfrec.experiments.quick import QUICK_CONFIG
+
+    return _load(args, {}, base_yaml=(protocol.quick_config or QUICK_CONFIG) if args.quick else None)
+
+
+def _experiment_data(args, protocol, cfg, data: Optional[str]) -> Optional[str]:
+    """The dataset ``protocol`` runs on: with --quick and no --data, its own simulated one; with `all` and --data,
+    None for a protocol whose kind of dataset that is not (it is skipped, with a line saying so)."""
+    from tfrec.data import DatasetError
+    from tfrec.experiments.protocols import check_ctr_data
     from tfrec.experiments.quick import prepare_quick_data
 
-    protocol = get(name)
     if data is None:
-        if protocol.quick_config:
-            cfg = _load(args, {}, base_yaml=protocol.quick_config)
-        return cfg, (protocol.prepare_quick or prepare_quick_data)(cfg, args.out)
+        return (protocol.quick_data or prepare_quick_data)(cfg, args.out)
     if args.protocol == "all":
         try:
-            (protocol.check_data or load_schema)(data)
+            (protocol.check_data or check_ctr_data)(data)
         except (DatasetError, KeyError, ValueError) as e:
-            print(f"{name}: skipped, {data} is not its kind of dataset ({e})")
-            return cfg, None
-    return cfg, data
+            print(f"{protocol.name}: skipped, {data} is not its kind of dataset ({' '.join(str(e).split())})")
+            return None
+    return data
 
 
 def _configure_replicas(replicas: int) -> None:
@@ -574,8 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tfrec.experiments.protocols import names as protocol_names
 
-    p = sub.add_parser("experiment", help="an experiment protocol (KDD 2024 losses, HCCP pre-ranking) over settings "
-                                          "and seeds: tables, plots, run record (resumable)")
+    p = sub.add_parser("experiment", help="an experiment protocol (KDD 2024 losses, PWiseR multi-task, HCCP "
+                                          "pre-ranking) over settings and seeds: tables, plots, run record "
+                                          "(resumable)")
     p.add_argument("protocol", choices=protocol_names() + ["all"], help="the protocol to run (all: every one)")
     p.add_argument("--data", help="prepared dataset directory (omit with --quick to simulate one)")
     p.add_argument("--seeds", type=int, default=5, help="seeds 2020, 2021, ... (default 5, the paper's 2020-2024)")

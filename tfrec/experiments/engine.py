@@ -47,8 +47,9 @@ def cell_config(base: RunConfig, setting: registry.Setting, seed: int, data_dir:
     return load_config(None, overrides, base=copy.deepcopy(base))
 
 
-def plan(protocol: registry.Protocol, base: RunConfig, data_dir: str, seeds: Sequence[int], store: Store,
-         opts: registry.Options, only: Optional[Sequence[str]] = None) -> List[PlannedCell]:
+def selected_settings(protocol: registry.Protocol, opts: registry.Options,
+                      only: Optional[Sequence[str]] = None) -> List[registry.Setting]:
+    """The protocol's settings, or those named in ``only`` (an unknown name is an error)."""
     settings = protocol.settings(opts)
     known = [s.name for s in settings]
     if only:
@@ -56,11 +57,19 @@ def plan(protocol: registry.Protocol, base: RunConfig, data_dir: str, seeds: Seq
         if unknown:
             raise ValueError(f"protocol {protocol.name!r} has no setting {unknown[0]!r}; its settings: {known}")
         settings = [s for s in settings if s.name in only]
+    return settings
+
+
+def plan(protocol: registry.Protocol, base: RunConfig, data_dir: str, seeds: Sequence[int], store: Store,
+         opts: registry.Options, only: Optional[Sequence[str]] = None,
+         datasets: Optional[Dict[str, str]] = None) -> List[PlannedCell]:
+    settings = selected_settings(protocol, opts, only)
     out = []
     for setting in settings:
+        setting_data = (datasets or {})[setting.dataset] if setting.dataset else data_dir
         for seed in seeds:
-            cfg = cell_config(base, setting, seed, data_dir)
-            fp = fingerprint(cfg.to_dict(), data_dir, {"buckets": opts.buckets})
+            cfg = cell_config(base, setting, seed, setting_data)
+            fp = fingerprint(cfg.to_dict(), setting_data, {"buckets": opts.buckets})
             out.append(PlannedCell(Cell(protocol.name, setting.name, seed), setting, cfg, fp))
     return out
 
@@ -81,12 +90,12 @@ def _versions() -> Dict[str, str]:
     return out
 
 
+def _shown(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.5f}"
+
+
 def _prefixed(printer: Callable[[str], None], prefix: str) -> Callable[[str], None]:
     return lambda line: printer(f"{prefix} {line.strip()}")
-
-
-def _auc_summary(run: Dict[str, Any]) -> str:
-    return f"test AUC {run['test']['auc']:.5f}, test BCE {run['test']['weighted_logloss']:.5f}"
 
 
 def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, base: RunConfig,
@@ -113,9 +122,11 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
     protocol = registry.get(name)
     data_dir = os.path.abspath(data_dir)
     stats = data_lib.load_stats(data_dir)
-    (protocol.check_data or data_lib.load_schema)(data_dir)
+    (protocol.check_data or registry.check_ctr_data)(data_dir)
     store = Store(out_dir)
-    cells = plan(protocol, base, data_dir, seeds, store, opts, only)
+    needed = sorted({s.dataset for s in selected_settings(protocol, opts, only) if s.dataset})
+    datasets = protocol.datasets(base, opts, store.out_dir, printer, needed) if needed else {}
+    cells = plan(protocol, base, data_dir, seeds, store, opts, only, datasets)
     start = time.perf_counter()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     run_cell = protocol.run_cell or runner.run_training
@@ -151,7 +162,12 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
             "protocol": name, "setting": pc.setting.name, "seed": pc.cell.seed, "params": pc.setting.params,
             "baseline": pc.setting.baseline, "fingerprint": pc.fingerprint, "run_dir": store.run_dir(pc.fingerprint),
             "status": status, "run": run})
-        printer(f"{tag} {status}: {(protocol.summary or _auc_summary)(run)} ({seconds:.0f}s)")
+        if protocol.summary is not None:
+            shown_text = protocol.summary(run)
+        else:
+            shown = [registry.METRICS[k] for k in protocol.metrics[:2]]
+            shown_text = ", ".join(f"{m.label} {_shown(registry.metric_value(run, m))}" for m in shown)
+        printer(f"{tag} {status}: {shown_text} ({seconds:.0f}s)")
         record_cells.append({"cell": pc.cell.label(), "fingerprint": pc.fingerprint, "status": status,
                              "seconds": seconds})
 
@@ -166,6 +182,7 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
     record = {
         "protocol": name, "title": protocol.title, "options": dataclasses.asdict(opts), "seeds": list(seeds),
         "settings_run": list(only) if only else None, "data_dir": data_dir, "data_stats": stats,
+        "datasets": datasets,
         "base_config": base.to_dict(), "versions": _versions(), "argv": sys.argv, "started": started,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": wall, "compute_seconds": compute_seconds, "counts": counts, "cells": record_cells,

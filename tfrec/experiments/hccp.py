@@ -138,4 +138,5 @@ def _report(*args, **kwargs):
 
 register(Protocol("hccp", "HCCP (WWW 2025) Tables 1 and 3: pre-ranking variants and ablations", _settings,
                   metrics=(), run_cell=run_preranking_cell, report=_report, check_data=check_data,
-                  summary=cell_summary, quick_config=QUICK_CONFIG, prepare_quick=prepare_quick_data))
+                  summary=cell_summary, family="listwise", quick_config=QUICK_CONFIG,
+                  quick_data=prepare_quick_data))

@@ -81,12 +81,15 @@ class Setting:
       params: what the setting is, for tables and plots (``method``, ``beta_pos``, ``alpha``, ...).
       overrides: ``section.key=value`` config overrides applied to the base config.
       baseline: the setting it is compared with (paired over seeds), or None.
+      dataset: the name of one of the protocol's own datasets (``Protocol.datasets``) the setting trains on;
+        None: the experiment's ``--data``.
     """
 
     name: str
     params: Dict[str, Any]
     overrides: Tuple[str, ...]
     baseline: Optional[str] = None
+    dataset: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,9 +109,13 @@ class Protocol:
     that run a cell and build the report (None: the defaults).
 
     A protocol on another kind of dataset also names how to check one (``check_data(data_dir)`` raises;
-    default ``tfrec.data.load_schema``), the progress line of a finished cell (``summary(run)``; default test
-    AUC and BCE), and what ``--quick`` uses: its config YAML and the function that makes its dataset
-    (``prepare_quick(cfg, out_dir, printer) -> data_dir``; defaults: ``tfrec.experiments.quick``).
+    default: a point-wise CTR dataset, :func:`check_ctr_data`), the progress line of a finished cell
+    (``summary(run)``; default: the protocol's first two metrics), its dataset family (``family``: ``ctr``,
+    ``multitask`` or ``listwise``), and what ``--quick`` uses: its config YAML (``quick_config``; None:
+    ``tfrec/configs/experiment_quick.yaml``) and the function that makes its dataset (``quick_data(cfg, out_dir,
+    printer) -> data dir``; None: ``tfrec.experiments.quick.prepare_quick_data``).
+    ``datasets(base, opts, out_dir, printer, names) -> {name: data dir}`` makes those of the protocol's own datasets
+    that the settings to run name by ``Setting.dataset`` (a sweep over simulated data).
     """
 
     name: str
@@ -120,8 +127,30 @@ class Protocol:
     report: Optional[Callable[..., List[str]]] = None
     check_data: Optional[Callable[[str], Any]] = None
     summary: Optional[Callable[[Dict[str, Any]], str]] = None
+    family: str = "ctr"
     quick_config: Optional[str] = None
-    prepare_quick: Optional[Callable[..., str]] = None
+    quick_data: Optional[Callable[..., str]] = None
+    datasets: Optional[Callable[..., Dict[str, str]]] = None
+
+
+def _check_schema(data_dir: str, kind: str, what: str) -> None:
+    from tfrec import data as data_lib
+    from tfrec import features
+
+    schema = data_lib.load_schema(data_dir)
+    if not isinstance(schema, getattr(features, kind)):
+        raise data_lib.DatasetError(f"{data_dir} is not {what} (its schema is a {type(schema).__name__})")
+
+
+def check_ctr_data(data_dir: str) -> None:
+    """Raises ``DatasetError`` unless ``data_dir`` is a prepared point-wise CTR dataset (``tfrec prepare``)."""
+    _check_schema(data_dir, "PointwiseSchema", "a point-wise CTR dataset (a `tfrec prepare` output)")
+
+
+def check_multitask_data(data_dir: str) -> None:
+    """Raises ``DatasetError`` unless ``data_dir`` is a prepared click / conversion dataset."""
+    _check_schema(data_dir, "MultiTaskSchema", "a click / conversion dataset (`tfrec prepare` of AliExpress or "
+                                               "Ali-CCP data)")
 
 
 _REGISTRY: Dict[str, Protocol] = {}
@@ -261,5 +290,6 @@ register(Protocol("findings", "Findings 1-4 (Sec. 3)", _findings,
                   metrics=("valid_logloss", "train_bce", "train_bce_last", "grad_neg", "auc", "logloss"),
                   report=_findings_report))
 
-# Protocols of other model families register themselves in their own modules.
-from tfrec.experiments import hccp as _hccp  # noqa: E402,F401  (registers "hccp")
+# Protocols of the other model families register themselves in their own modules.
+from tfrec.experiments import hccp as _hccp  # noqa: E402,F401  (registers "hccp": HCCP pre-ranking)
+from tfrec.experiments import pwiser as _pwiser  # noqa: E402,F401  (registers "pwiser": PWiseR, multi-task)
