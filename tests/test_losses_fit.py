@@ -24,8 +24,10 @@ def test_loss_trains_dcn_v2(tiny_dataset, tmp_path, name):
     cls = losses_base._lookup(name)
     if "pairing" in inspect.signature(cls.__init__).parameters:
         params = {**params, "pairing": "global"}
+    # The smallest DCN V2 (one cross layer, dim 4): the cost of a case is its graph's tracing, not its steps.
     overrides = [f"data.dir={tiny_dataset}", f"train.model_dir={tmp_path}", "model.dnn_hidden_units=[16, 8]",
-                 "data.batch_size=64", "data.eval_batch_size=64", "data.shuffle_buffer=0", "train.epochs=1",
+                 "model.num_cross_layers=1", "model.embedding_dim=4", "train.save_every_steps=0",
+                 "data.batch_size=64", "data.eval_batch_size=128", "data.shuffle_buffer=0", "train.epochs=1",
                  "train.steps_per_epoch=3", "train.log_every_seconds=0", f"loss.name={name}",
                  f"loss.params={params!r}"]
     if name == "jrc":

@@ -38,9 +38,11 @@ class TrainBCE(keras.callbacks.Callback):
     """Records the training BCE of Eq. 15 (``sum w BCE / N``) of a :class:`tfrec.models.RankingModel`.
 
     The model's training metrics accumulate, per epoch, ``sum w BCE`` (``weighted_logloss.total``) and ``N``
-    (``logloss.count``); every ``every_n_batches`` batches the callback writes the value of the interval since
-    its last row, and the epoch's last (partial) interval when validation starts (Keras resets the metrics for
-    validation before ``on_epoch_end``). Under a distribution strategy the accumulators are summed over replicas.
+    (``logloss.count``); every ``every_n_batches`` batches the callback reads them and writes the value of the
+    interval since its last row, and the epoch's last (partial) interval when validation starts (Keras resets
+    the metrics for validation after ``on_test_begin``, before ``on_epoch_end``) or, without validation, at the
+    epoch's end. The accumulators are read only when a row is written (a read of the replica-summed variables
+    costs more than a small model's training step). Under a distribution strategy they are summed over replicas.
 
     Args:
       csv_path: CSV with ``epoch, batch, step, examples, train_bce`` (appended to on a resume).
@@ -53,8 +55,8 @@ class TrainBCE(keras.callbacks.Callback):
         self.every_n_batches = max(1, int(every_n_batches))
         self._epoch = 0
         self._batch = 0
-        self._last = (0.0, 0.0)
         self._mark = (0.0, 0.0)
+        self._flushed = False
         self._file = None
 
     def on_train_begin(self, logs=None):
@@ -66,7 +68,8 @@ class TrainBCE(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._last = self._mark = (0.0, 0.0)
+        self._mark = (0.0, 0.0)
+        self._flushed = False
 
     def _read(self):
         total = float(self.model.weighted_logloss_metric.total.numpy())
@@ -74,22 +77,30 @@ class TrainBCE(keras.callbacks.Callback):
         return total, count
 
     def on_train_batch_end(self, batch, logs=None):
-        self._last = self._read()
         self._batch = batch
         if (batch + 1) % self.every_n_batches == 0:
             self._write()
 
     def _write(self):
-        total, count = self._last
-        d_total, d_count = total - self._mark[0], count - self._mark[1]
+        current = self._read()
+        d_total, d_count = current[0] - self._mark[0], current[1] - self._mark[1]
         if d_count > 0:
             step = int(self.model.optimizer.iterations.numpy())
             self._csv.writerow([self._epoch, self._batch, step, int(d_count), repr(d_total / d_count)])
             self._file.flush()
-        self._mark = self._last
+        self._mark = current
 
     def on_test_begin(self, logs=None):
-        self._write()  # the epoch's last interval (validation follows the last training batch)
+        # The epoch's last interval: validation follows the last training batch, and its metrics are reset
+        # only after this hook.
+        if not self._flushed:
+            self._write()
+        self._flushed = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._flushed:  # fit without validation: the training metrics are still the epoch's
+            self._write()
+        self._flushed = True
 
     def on_train_end(self, logs=None):
         if self._file is not None:
@@ -140,7 +151,7 @@ def _evaluate(model, cfg: RunConfig, buckets: int) -> Dict[str, object]:
 
     # One function traced once for both splits (``tfrec.evaluate.predict_split`` traces per call).
     predict = tf.function(lambda features: model(features, training=False)["probability"],
-                          input_signature=[model.input_signature()])
+                          input_signature=[model.input_signature()], autograph=False)
     schema = data_lib.load_schema(cfg.data.dir)
     out: Dict[str, object] = {}
     preds = {}
@@ -164,7 +175,7 @@ def _evaluate(model, cfg: RunConfig, buckets: int) -> Dict[str, object]:
 
 
 def run_training(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = print,
-                 buckets: int = 45, bce_every_n_batches: int = 1) -> Dict[str, object]:
+                 buckets: int = 45, bce_every_n_batches: int = 10) -> Dict[str, object]:
     """Trains and evaluates ``cfg`` in ``run_dir`` (the model directory) and returns the run's results.
 
     Resumes a killed run from its backup (same ``run_dir``). Frees the Keras session afterwards, so many runs
