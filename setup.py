@@ -22,7 +22,8 @@ INSTALL_REQUIRES = [
     "scipy>=1.9",  # the paired t-test of tfrec experiment (scikit-learn installs it too)
 ]
 
-TEST_REQUIRES = ["pytest>=7", "pytest-timeout>=2"]
+# pytest-xdist: the suite runs its test files in parallel processes (pytest.ini), one file per process.
+TEST_REQUIRES = ["pytest>=7", "pytest-timeout>=2", "pytest-xdist>=3.5"]
 
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
     LONG_DESCRIPTION = f.read()
