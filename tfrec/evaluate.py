@@ -73,8 +73,14 @@ def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[s
     else:
         p, y, w = predict_split(model, cfg.data.dir, split, cfg.data.eval_batch_size, beta_pos=cfg.data.beta_pos)
         report = binary_report(y, p, w)
+    record_report(output or os.path.join(cfg.train.model_dir, "metrics.json"), split, report)
+    return report
+
+
+def record_report(path: str, split: str, report: Dict[str, object]) -> None:
+    """Sets ``report["split"]`` and stores it under ``split`` in the JSON file ``path`` (the other splits' reports
+    kept), written atomically (temp file + rename)."""
     report["split"] = split
-    path = output or os.path.join(cfg.train.model_dir, "metrics.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     recorded = {}
     if os.path.exists(path):
@@ -85,7 +91,6 @@ def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[s
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(recorded, f, indent=2)
     os.replace(tmp, path)
-    return report
 
 
 def train_and_evaluate(cfg: RunConfig, splits=("valid", "test"), printer=print) -> Dict[str, object]:

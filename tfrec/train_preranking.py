@@ -26,6 +26,7 @@ import tf_keras as keras
 from tfrec import data as data_lib
 from tfrec import devices
 from tfrec.config import RunConfig, dump_config, load_config
+from tfrec.evaluate import record_report
 from tfrec.evaluate_preranking import collect, preranking_report
 from tfrec.features import ListwiseSchema
 from tfrec.listwise_data import distributed_listwise_dataset, make_listwise_dataset
@@ -138,15 +139,5 @@ def evaluate_preranking(cfg: RunConfig, split: str = "test", model: Optional[Thr
     ds = make_listwise_dataset(data_lib.split_files(cfg.data.dir, split), schema, cfg.data.eval_batch_size,
                                p.eval_list_size, training=False)
     report = preranking_report(collect(model, ds, model.tasks), p.hit_ks, p.consistency_ks, p.octile_k)
-    report["split"] = split
-    path = output or os.path.join(cfg.train.model_dir, "preranking_metrics.json")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    recorded = {}
-    if os.path.exists(path):
-        with open(path, "r", encoding="utf-8") as f:
-            recorded = json.load(f)
-    recorded[split] = report
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(recorded, f, indent=2)
-    os.replace(path + ".tmp", path)
+    record_report(output or os.path.join(cfg.train.model_dir, "preranking_metrics.json"), split, report)
     return report
