@@ -69,7 +69,14 @@ def make_strategy(replicas: int, prefer_gpu: bool = True):
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
     workers = tf_config.get("cluster", {}).get("worker", [])
     if len(workers) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # One per process: MultiWorkerMirroredStrategy sets up the process's collective runtime and cluster
+        # coordination when it is made, and a second one in the same process (a caller that made the strategy
+        # first thing, then tfrec.train) re-initialises them under the first and can hang both workers.
+        global _MULTI_WORKER
+        with _KEY_LOCK:
+            if _MULTI_WORKER is None:
+                _MULTI_WORKER = tf.distribute.MultiWorkerMirroredStrategy()
+        return _MULTI_WORKER
     gpus = tf.config.list_logical_devices("GPU") if prefer_gpu else []
     devices = gpus if gpus else tf.config.list_logical_devices("CPU")
     if len(devices) < replicas:
@@ -85,6 +92,7 @@ def make_strategy(replicas: int, prefer_gpu: bool = True):
 
 _KEY_LOCK = threading.Lock()
 _KEY_BASES = itertools.count(1)
+_MULTI_WORKER = None  # the process's MultiWorkerMirroredStrategy (see make_strategy)
 
 
 def _mirrored(devices, cross_ops):
