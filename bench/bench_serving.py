@@ -15,6 +15,8 @@ examples with the dataset's schema, warmup records replayed at load):
                 the client; beside them the request encoded with the protobuf classes, for comparison
 5. transport:   gRPC alone, the same message sizes as raw bytes to a server that answers at once: the grpc.aio
                 server ``serving.server`` runs, and the thread-pool ``grpc.server`` side by side
+6. fixed cost:  paths 1 and 3 on a one-row batch (a ~1 KB request), and the transport alone at that size: what a
+                call costs when there is almost no payload
 
 at concurrency 1 and 8 (threads, each with its own request in flight). Target: gRPC p50 - in-process p50
 < 2 ms + payload cost (the steps of 4, each timed alone; all of them back to back are also timed in the same
@@ -38,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import print_json  # noqa: E402
+from bench.common import HostLoad, print_json  # noqa: E402
 from export import export_model  # noqa: E402
 from export.signatures import PREDICT_METHOD  # noqa: E402
 from tfrec.features import CRITEO  # noqa: E402
@@ -195,7 +197,7 @@ def payload_steps(examples, outputs, signature_def):
     spec = signature_def.inputs["examples"]
     resp = predict_pb2.PredictResponse()
     for k, v in outputs.items():
-        resp.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+        resp.outputs[k].CopyFrom(wire.numeric_tensor(v))
     resp_wire = resp.SerializeToString()
 
     def with_protobuf_classes():
@@ -214,12 +216,12 @@ def payload_steps(examples, outputs, signature_def):
             wire_bytes),
         "server: TensorProto -> ndarray (handlers.tensor_to_array)": lambda: tensor_to_array(
             "examples", parsed.inputs["examples"], spec),
-        "server: outputs -> TensorProto (tf.make_tensor_proto)": lambda: [tf.make_tensor_proto(v)
-                                                                         for v in outputs.values()],
+        "server: outputs -> TensorProto (serving.wire.numeric_tensor)": lambda: [wire.numeric_tensor(v)
+                                                                                for v in outputs.values()],
         "server: encode response": resp.SerializeToString,
         "client: decode response": lambda: predict_pb2.PredictResponse.FromString(resp_wire),
-        "client: TensorProto -> ndarray (tf.make_ndarray)": lambda: [tf.make_ndarray(v)
-                                                                    for v in resp.outputs.values()],
+        "client: TensorProto -> ndarray (serving.wire.to_ndarray)": lambda: [wire.to_ndarray(v)
+                                                                            for v in resp.outputs.values()],
     }
     return steps, with_protobuf_classes, len(wire_bytes), len(resp_wire)
 
@@ -250,7 +252,7 @@ def main() -> None:
 
     from serving.client import PredictionClient
 
-    load_start = os.getloadavg()
+    host = HostLoad()
     work = tempfile.mkdtemp(prefix="tfrec_bench_serving_")
     base = os.path.join(work, "ctr")
     t = time.perf_counter()
@@ -294,6 +296,17 @@ def main() -> None:
             for k, v in r.items():
                 results[f"{k}_c{c}"] = v
             print(f"concurrency {c}: " + ", ".join(f"{k} {v}" for k, v in r.items()), flush=True)
+        # The fixed cost of a call: the same paths on a one-row batch, where the payload is ~1 KB.
+        one = make_batch(1)
+        one_arr = np.array(one, dtype=object)
+        one_row = measure({
+            "in_process": lambda: {k: v.numpy() for k, v in fn(examples=tf.constant(one_arr)).items()},
+            "grpc": lambda: client.predict("ctr", {"examples": one}),
+            "in_process_payload_only": lambda: {k: v.numpy() for k, v in empty_fn(examples=tf.constant(one_arr)).items()},
+            "grpc_payload_only": lambda: client.predict("ctr", {"examples": one}, "payload_only")}, 1, args.iters * 8)
+        print(f"one row, concurrency 1: {one_row}", flush=True)
+        _, _, one_request, one_response = payload_steps(one, {k: v[:1] for k, v in outputs.items()},
+                                                        read_signature_defs(version_dir)["serving_default"])
         client.close()
     finally:
         proc.terminate()
@@ -303,10 +316,19 @@ def main() -> None:
     print_json("payload (de)serialisation, median ms of each step timed alone", serde)
     floor = transport_floor(request_bytes, response_bytes, args.iters * 2)
     print_json("gRPC transport alone (same message sizes, raw bytes, immediate answer)", floor)
+    floor_one = transport_floor(one_request, one_response, args.iters * 4)["c1"]["echo_aio_server"]["p50_ms"]
     summary = {"rows": args.rows, "cpu_count": os.cpu_count(),
-               "load_average_start_end": [load_start, os.getloadavg()],
+               "host": host.read(),
                "payload_steps_timed_alone_ms": serde["total"],
-               "transport_floor_p50_ms": {k: {n: r["p50_ms"] for n, r in v.items()} for k, v in floor.items()}}
+               "transport_floor_p50_ms": {k: {n: r["p50_ms"] for n, r in v.items()} for k, v in floor.items()},
+               # The fixed cost of a call (one-row batch): the overhead that is not the payload's.
+               "one_row_c1": {
+                   sig: {"in_process_p50_ms": one_row[ip]["p50_ms"], "grpc_p50_ms": one_row[g]["p50_ms"],
+                         "p50_overhead_ms": one_row[g]["p50_ms"] - one_row[ip]["p50_ms"],
+                         "transport_floor_p50_ms": floor_one,
+                         "overhead_below_2ms": one_row[g]["p50_ms"] - one_row[ip]["p50_ms"] < 2.0}
+                   for sig, ip, g in (("serving_default", "in_process", "grpc"),
+                                      ("payload_only", "in_process_payload_only", "grpc_payload_only"))}}
     for c in (1, 8):
         # The payload cost of the target: the steps timed alone (the definition). The p50 of the whole
         # round trip's serde in the same rounds as the paths is printed beside it: on an oversubscribed host it
@@ -328,6 +350,9 @@ def main() -> None:
                                                             - floor[f"c{c}"]["echo_aio_server"]["p50_ms"]),
                 "payload_serde_in_the_same_rounds_p50_ms": interleaved,
                 "target_ms": 2.0 + payload, "over_target_ms": overhead - 2.0 - payload,
+                # gRPC alone moving the same bytes: when it exceeds 2 ms, no server on this runtime meets the target.
+                "transport_floor_p50_ms": floor[f"c{c}"]["echo_aio_server"]["p50_ms"],
+                "transport_floor_exceeds_2ms": floor[f"c{c}"]["echo_aio_server"]["p50_ms"] > 2.0,
                 "target_overhead_below_2ms_plus_payload": overhead < 2.0 + payload}
     print_json("summary", summary)
 

@@ -44,3 +44,38 @@ def in_memory(batches):
 
     parts = [tf.data.Dataset.from_tensors(b) for b in batches]
     return functools.reduce(lambda a, b: a.concatenate(b), parts).cache().repeat()
+
+
+class HostLoad:
+    """The host's load over a benchmark run, from ``/proc/stat``: the share of CPU time the hypervisor gave to other
+    guests (``steal``) and the share this guest was busy. On a shared virtual machine a run with high steal measures
+    the neighbours as much as the code; the benchmarks print this beside their ratios.
+
+    Example::
+
+        load = HostLoad()
+        ...            # the measurement
+        print(load.read())   # {'steal_percent': 2.1, 'busy_percent': 61.0, 'load_average_start_end': [...]}
+    """
+
+    def __init__(self):
+        self._start, self._load = self._ticks(), os.getloadavg()
+
+    @staticmethod
+    def _ticks():
+        try:
+            with open("/proc/stat") as f:
+                fields = f.readline().split()[1:]
+        except OSError:  # not Linux: nothing to read
+            return None
+        return [int(x) for x in fields]
+
+    def read(self) -> dict:
+        out = {"load_average_start_end": [self._load, os.getloadavg()]}
+        end = self._ticks()
+        if self._start is not None and end is not None:
+            d = [b - a for a, b in zip(self._start, end)]
+            total = sum(d[:8]) or 1  # user nice system idle iowait irq softirq steal
+            out["steal_percent"] = 100.0 * d[7] / total if len(d) > 7 else None
+            out["busy_percent"] = 100.0 * (total - d[3] - d[4]) / total
+        return out

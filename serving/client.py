@@ -154,13 +154,11 @@ class PredictionClient:
     def predict_with_spec(self, model: str, inputs: Mapping[str, object], signature: Optional[str] = None,
                           version: Optional[int] = None, output_filter: Sequence[str] = ()):
         """Predict; returns ``({output name: ndarray}, ModelSpec of the version that answered)``."""
-        import tensorflow as tf
-
         header = predict_pb2.PredictRequest(output_filter=list(output_filter))
         self._spec(header.model_spec, model, version, signature)
         req = wire.predict_request(header, {k: request_tensor(v) for k, v in inputs.items()})
         resp = self._call("Predict", self._predict_bytes, req, model)
-        return {k: tf.make_ndarray(v) for k, v in resp.outputs.items()}, resp.model_spec
+        return {k: wire.to_ndarray(v) for k, v in resp.outputs.items()}, resp.model_spec
 
     def predict(self, model: str, inputs: Mapping[str, object], signature: Optional[str] = None,
                 version: Optional[int] = None, output_filter: Sequence[str] = ()) -> Dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, model_pb2, predict_pb2,
                                      regression_pb2)
 
+from serving import wire
 from serving.errors import invalid
 from serving.loader import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, LoadedModel
 
@@ -138,7 +139,8 @@ def predict(request: predict_pb2.PredictRequest, resolve: Resolver,
     out = model.run(request.model_spec.signature_name, arrays, list(request.output_filter))
     response = predict_pb2.PredictResponse(model_spec=_spec_out(model, request.model_spec.signature_name))
     for k, v in out.items():
-        response.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+        proto = wire.numeric_tensor(v)
+        response.outputs[k].CopyFrom(proto if proto is not None else tf.make_tensor_proto(v))
     return response
 
 

@@ -73,6 +73,22 @@ def numeric_tensor(value) -> Optional[tensor_pb2.TensorProto]:
     return proto
 
 
+_NUMPY_OF = {v: k for k, v in _NUMPY_DTYPES.items()}
+
+
+def to_ndarray(tensor: tensor_pb2.TensorProto) -> np.ndarray:
+    """``tf.make_ndarray(tensor)``; a numeric ``tensor_content`` is read with ``np.frombuffer`` (no TensorFlow call:
+    ``tf.make_ndarray`` costs ~0.1 ms of Python per tensor, a large share of a small request's round trip)."""
+    dtype = _NUMPY_OF.get(tensor.dtype)
+    if dtype is not None and tensor.tensor_content and not tensor.tensor_shape.unknown_rank:
+        shape = [d.size for d in tensor.tensor_shape.dim]
+        if len(tensor.tensor_content) == dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
+            return np.frombuffer(tensor.tensor_content, dtype).reshape(shape).copy()
+    import tensorflow as tf
+
+    return tf.make_ndarray(tensor)
+
+
 def predict_request(header, inputs: Mapping[str, Union[Sequence[bytes], tensor_pb2.TensorProto]]) -> bytes:
     """PredictRequest bytes: ``header`` (a PredictRequest without inputs), then one ``inputs`` entry per input.
 

@@ -75,7 +75,8 @@ def test_numeric_inputs_travel_as_tensor_content_and_decode_to_the_same_array(dt
     got = predict_pb2.PredictRequest.FromString(wire.predict_request(header, {"x": proto}))
     spec = meta_graph_pb2.TensorInfo(dtype=proto.dtype)
     spec.tensor_shape.unknown_rank = True
-    for decoded in (tf.make_ndarray(got.inputs["x"]), tensor_to_array("x", got.inputs["x"], spec)):
+    for decoded in (tf.make_ndarray(got.inputs["x"]), tensor_to_array("x", got.inputs["x"], spec),
+                    wire.to_ndarray(got.inputs["x"])):
         assert decoded.dtype == arr.dtype and decoded.shape == arr.shape
         np.testing.assert_array_equal(decoded, arr)
     # The same array as tf.make_tensor_proto writes it (float_val for one element, tensor_content above).
@@ -94,6 +95,27 @@ def test_non_contiguous_and_other_inputs():
     assert request_tensor(proto) is proto
     values = [b"x", b"yy"]
     assert request_tensor(values) is values  # serialized examples: written by serving.wire
+
+
+def test_to_ndarray_equals_make_ndarray_on_every_encoding():
+    arr = np.arange(6, dtype=np.float32).reshape(2, 3)
+    fast = wire.to_ndarray(wire.numeric_tensor(arr))
+    np.testing.assert_array_equal(fast, arr)
+    fast[0, 0] = 7.0  # a copy, writable, as tf.make_ndarray returns
+    assert arr[0, 0] == 0.0
+    for proto in (tf.make_tensor_proto(np.float32(1.5)),  # float_val
+                  tf.make_tensor_proto([[True, False]]),  # bool
+                  tf.make_tensor_proto([b"a", b"bc"]),  # string_val
+                  tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[2.0],  # splat of float_val
+                                         tensor_shape={"dim": [{"size": 3}]})):
+        ref = tf.make_ndarray(proto)
+        got = wire.to_ndarray(proto)
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        np.testing.assert_array_equal(got, ref)
+    short = wire.numeric_tensor(arr)
+    short.tensor_content = short.tensor_content[:-4]  # truncated: not read by np.frombuffer; TensorFlow's error
+    with pytest.raises(ValueError):
+        wire.to_ndarray(short)
 
 
 def test_string_tensor_read_by_the_server_matches_make_ndarray():
