@@ -191,7 +191,8 @@ def test_drifted_data_stops_the_run_at_validation_with_a_report(base, tmp_path):
 def test_two_local_trainer_workers_train_under_multi_worker_strategy_and_only_the_chief_exports(base, tmp_path):
     # max_auc_drop 1: blessed whatever the few steps give, so the run ends with a push of the chief's export.
     path, root, serving = _fork(base, tmp_path, {
-        "pipeline": {"workers": 2, "train_steps": 4, "eval_steps": 1}, "train": {"epochs": 1},
+        "pipeline": {"workers": 2, "worker_timeout_s": 600, "train_steps": 4, "eval_steps": 1},
+        "train": {"epochs": 1},
         "evaluator": {"max_auc_drop": 1.0, "min_auc": 0.0}})
     before = list_versions(serving)
     result = run_pipeline(load_pipeline_config(path))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from pipelines.tfx import artifacts, metadata
@@ -79,5 +82,24 @@ def test_config_errors_name_the_key(tmp_path):
         load_pipeline_config(None, ["pipeline.root=/tmp/x", "evaluator.nope=1"])
     with pytest.raises(ConfigError, match="validator.positive_rate_drift"):
         load_pipeline_config(None, ["pipeline.root=/tmp/x", "validator.positive_rate_drift=0"])
+    with pytest.raises(ConfigError, match="pipeline.worker_timeout_s"):
+        load_pipeline_config(None, ["pipeline.root=/tmp/x", "pipeline.worker_timeout_s=-1"])
     with pytest.raises(ValueError, match="unknown artifact type"):
         artifacts.from_dict({"type": "Nope", "uri": ""})
+
+
+def test_trainer_workers_that_do_not_finish_in_time_are_stopped_and_fail_the_component(tmp_path):
+    # A run_fn that never returns, as a worker stuck in a collective: the deadline stops both processes.
+    from pipelines.tfx.components.trainer_workers import run_workers
+    from pipelines.tfx.components import ComponentError
+    from tfrec.trainer_module import FnArgs
+
+    module = tmp_path / "stuck.py"
+    module.write_text("import time\n\ndef run_fn(fn_args):\n    time.sleep(3600)\n")
+    args = FnArgs(train_files=[], eval_files=[], train_steps=1, eval_steps=1,
+                  serving_model_dir=str(tmp_path / "serving"), model_run_dir=str(tmp_path / "run"))
+    start = time.monotonic()
+    with pytest.raises(ComponentError, match="did not finish within 10 s"):
+        run_workers(args, str(module), 2, str(tmp_path / "out"), timeout_s=10, printer=lambda _: None)
+    assert time.monotonic() - start < 90
+    assert sorted(os.listdir(tmp_path / "out")) == ["fn_args.json", "worker-0.log", "worker-1.log"]

@@ -41,6 +41,9 @@ class PipelineSection:
       custom_config: extra mapping handed to ``run_fn`` as ``fn_args.custom_config["user"]``.
       workers: Trainer processes; > 1 runs ``run_fn`` in that many local processes on loopback ports under
         MultiWorkerMirroredStrategy (each with its own ``TF_CONFIG``; worker 0 is the chief and exports).
+      worker_timeout_s: with ``workers`` > 1, the longest the Trainer waits for its processes (0: no limit). Past it
+        they are stopped and the component fails, so a worker stuck in a collective fails the run instead of
+        holding it.
     """
 
     name: str = "tfrec"
@@ -54,6 +57,7 @@ class PipelineSection:
     eval_steps: int = 0
     custom_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
     workers: int = 1
+    worker_timeout_s: float = 0.0
 
     def validate(self) -> None:
         check(bool(self.root), "pipeline.root", self.root, "must be set (the pipeline root directory)")
@@ -61,6 +65,8 @@ class PipelineSection:
         check(self.train_steps >= 0, "pipeline.train_steps", self.train_steps, "must be >= 0")
         check(self.eval_steps >= 0, "pipeline.eval_steps", self.eval_steps, "must be >= 0")
         check(self.workers >= 1, "pipeline.workers", self.workers, "must be >= 1")
+        check(self.worker_timeout_s >= 0, "pipeline.worker_timeout_s", self.worker_timeout_s,
+              "must be >= 0 (0: no limit)")
         check(not self.trainer_module or os.path.isfile(self.trainer_module), "pipeline.trainer_module",
                self.trainer_module, "must be an existing Python file")
 

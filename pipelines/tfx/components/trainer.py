@@ -45,7 +45,9 @@ def parameters(cfg):
     sections["data"].pop("dir")
     sections["train"].pop("model_dir")
     return {"module_file": path, "module_sha256": digest, "train_steps": cfg.pipeline.train_steps,
-            "eval_steps": cfg.pipeline.eval_steps, "workers": cfg.pipeline.workers, "custom_config": {**sections, "user": cfg.pipeline.custom_config}}
+            "eval_steps": cfg.pipeline.eval_steps, "workers": cfg.pipeline.workers,
+            "worker_timeout_s": cfg.pipeline.worker_timeout_s,
+            "custom_config": {**sections, "user": cfg.pipeline.custom_config}}
 
 
 def load_module(path: str):
@@ -75,7 +77,8 @@ def execute(ctx, inputs, params):
     if workers > 1:
         from pipelines.tfx.components.trainer_workers import run_workers
 
-        run_workers(fn_args, params["module_file"], workers, ctx.output_dir, printer=ctx.printer)
+        run_workers(fn_args, params["module_file"], workers, ctx.output_dir,
+                    timeout_s=float(params.get("worker_timeout_s", 0.0)), printer=ctx.printer)
     else:
         load_module(params["module_file"]).run_fn(fn_args)
     if not os.path.exists(os.path.join(serving, "saved_model.pb")):

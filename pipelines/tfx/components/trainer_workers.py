@@ -50,6 +50,24 @@ def _tail(path: str, lines: int = 1) -> str:
     return " | ".join(text[-lines:])
 
 
+def _stop(procs, grace_s: float = 10.0) -> None:
+    """SIGTERM to the workers still running, SIGKILL to those still running ``grace_s`` later.
+
+    The grace is short and shared: under MultiWorkerMirroredStrategy TensorFlow's preemption notifier catches
+    SIGTERM, so a worker stuck in a collective does not exit on it.
+    """
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    end = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def run_workers(fn_args, module_file: str, workers: int, output_dir: str, timeout_s: float = 0.0,
                 printer=print) -> None:
     """Runs ``run_fn(fn_args)`` of ``module_file`` in ``workers`` processes and waits for all of them.
@@ -90,14 +108,7 @@ def run_workers(fn_args, module_file: str, workers: int, output_dir: str, timeou
         if failed is None:
             failed = next((i for i, p in enumerate(procs) if p.returncode != 0), None)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop(procs)
     if failed is not None:
         raise ComponentError(f"trainer worker {failed} exited with status {procs[failed].returncode}: "
                              f"{_tail(logs[failed]) or 'no output'} (log: {logs[failed]})")
