@@ -2,6 +2,7 @@
 :mod:`pipelines.multitask.pipeline`): the hash split and shard of a row, the parse step (:class:`ParseChunks`:
 chunks of lines -> batches of serialized examples, dead letters, per-bundle statistics), the reads and parses of
 every input group (:func:`parse_inputs`) and the writes of the examples and dead letters (:func:`write_outputs`).
+The hybrid-sample pipeline (:mod:`pipelines.hybrid_samples.pipeline`) uses the hash split and the writes.
 
 A pipeline subclasses :class:`ParseChunks` with its own header test, parser and serializer; the routing of each
 line (header, row or dead letter) and the statistics it feeds are the same for all, so every pipeline can check
@@ -195,7 +196,8 @@ def parse_inputs(p: beam.Pipeline, groups: Dict[str, List[str]], shards: int,
     return result, _merged(bundle_stats, "AllBundleStats")
 
 
-def write_outputs(p: beam.Pipeline, out: str, shards: int, examples, deadletter) -> Tuple[object, object, str]:
+def write_outputs(p: beam.Pipeline, out: str, shards: int, examples, deadletter,
+                  label: str = "WriteExamples") -> Tuple[object, object, str]:
     """Adds the writes of the examples and the dead letters under ``out``.
 
     Args:
@@ -205,6 +207,7 @@ def write_outputs(p: beam.Pipeline, out: str, shards: int, examples, deadletter)
       examples: batches ``((split, shard), [serialized example, ...])``, written by one ``fileio.WriteToFiles``
         as ``<split>-SSSSS-of-NNNNN.tfrecord.gz`` (:class:`pipelines.criteo.tfrecord.ShardNaming`).
       deadletter: dead-letter dicts, written as JSON lines to ``deadletter/deadletter-00000-of-00001.jsonl``.
+      label: the label of the examples' write.
 
     Returns:
       ``(written, dead_files, temp_dir)``: a ``fileio.FileResult`` per shard file (``destination`` is ``(split,
@@ -214,7 +217,7 @@ def write_outputs(p: beam.Pipeline, out: str, shards: int, examples, deadletter)
     temp_dir = _temp_directory(p, out)
     # max_writers_per_bundle=0: no per-bundle temporary files; every batch goes through WriteToFiles' sharded
     # path (one GroupByKey of the batches by destination), and shards=1 makes that one file per (split, shard).
-    written = examples | "WriteExamples" >> fileio.WriteToFiles(
+    written = examples | label >> fileio.WriteToFiles(
         path=out, destination=batch_destination, file_naming=ShardNaming(shards),
         temp_directory=StaticValueProvider(str, temp_dir), sink=TFRecordBatchSink, shards=1, max_writers_per_bundle=0)
     dead_files = (deadletter
