@@ -49,7 +49,8 @@ from pipelines.criteo import files
 from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
 from pipelines.criteo.example import to_example
 from pipelines.criteo.parse import X1, is_header, parse_line
-from pipelines.criteo.stages import DEADLETTER, SPLITS, HashSplitter, ParseChunks, parse_inputs, write_outputs
+from pipelines.criteo.stages import (DEADLETTER, SPLITS, HashSplitter, ParseChunks, parse_inputs, run_pipeline,
+                                     write_outputs)
 from tfrec.config import PrepareConfig
 from tfrec.features import CRITEO, CRITEO_CATEGORICAL
 
@@ -248,6 +249,32 @@ def _effective_rate(p: Optional[float], beta: float) -> Optional[float]:
     return None if p is None else beta * p / (beta * p + 1.0 - p)
 
 
+def check_row_accounting(rows_in: int, written: Dict[str, int], rejected: int, counts_path: str) -> None:
+    """Checks ``rows_in == sum(rows_written) + rows_rejected`` for a finished run.
+
+    Args:
+      rows_in: the rows read (header lines excluded).
+      written: rows written per split.
+      rejected: rows sent to the dead letter.
+      counts_path: the run's raw counts file, named in the error.
+
+    Raises:
+      RuntimeError: the sum does not add up (rows lost or duplicated).
+    """
+    if rows_in != sum(written.values()) + rejected:
+        raise RuntimeError(f"prepare: row accounting failed: rows_in={rows_in} != rows_written "
+                           f"{sum(written.values())} {written} + rows_rejected {rejected}; see {counts_path}")
+
+
+def split_description(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
+    """The ``split`` entry of ``stats.json``: the mode, with the ratios and salt of the hash split (None in files
+    mode) or, in files mode, the input files of each split."""
+    hash_mode = plan.mode == "hash"
+    return {"mode": plan.mode, "ratios": list(cfg.split_ratios) if hash_mode else None,
+            "salt": cfg.split_salt if hash_mode else None,
+            **({} if hash_mode else {"inputs": {s: plan.files.get(s, []) for s in SPLITS}})}
+
+
 def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
     """After the run: checks the row accounting, writes ``stats.json`` and ``schema.json``, returns the stats.
 
@@ -261,11 +288,8 @@ def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
     positives = {s: int(counts["splits"][s][1]) for s in SPLITS}
     rejected = int(sum(counts["rejected_by_reason"].values()))
     rows_in = int(counts["rows_in"])
-    if rows_in != sum(written.values()) + rejected:
-        raise RuntimeError(f"prepare: row accounting failed: rows_in={rows_in} != rows_written "
-                           f"{sum(written.values())} {written} + rows_rejected {rejected}; see {counts_path}")
+    check_row_accounting(rows_in, written, rejected, counts_path)
     rates = {s: _rate(positives[s], written[s]) for s in SPLITS}
-    hash_mode = plan.mode == "hash"
     stats = {
         "rows_in": rows_in,
         "rows_written": written,
@@ -278,9 +302,7 @@ def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
         "min_count": cfg.min_count,
         "vocabulary_sizes": counts["vocabulary_sizes"],
         "numeric_transform": cfg.numeric_transform,
-        "split": {"mode": plan.mode, "ratios": list(cfg.split_ratios) if hash_mode else None,
-                  "salt": cfg.split_salt if hash_mode else None,
-                  **({} if hash_mode else {"inputs": {s: plan.files.get(s, []) for s in SPLITS}})},
+        "split": split_description(cfg, plan),
         "files": counts["files"],
         "deadletter_files": counts["deadletter_files"],
         "num_shards": num_shards(cfg),
@@ -312,9 +334,5 @@ def run(cfg: PrepareConfig) -> Dict[str, object]:
     if "://" not in cfg.output:
         cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
     files.delete_owned(cfg.output)
-    p = beam.Pipeline(options=pipeline_options(cfg))
-    build(p, cfg, plan)
-    state = p.run().wait_until_finish()
-    if state not in (None, beam.runners.runner.PipelineState.DONE):
-        raise RuntimeError(f"prepare: the {cfg.runner} run ended in state {state}")
+    run_pipeline(lambda p: build(p, cfg, plan), pipeline_options(cfg), "prepare", cfg.runner)
     return finalize(cfg, plan)

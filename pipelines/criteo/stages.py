@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindow
@@ -226,3 +226,22 @@ def write_outputs(p: beam.Pipeline, out: str, shards: int, examples, deadletter,
                                                        file_name_suffix=".jsonl", num_shards=1,
                                                        shard_name_template=SHARD_TEMPLATE))
     return written, dead_files, temp_dir
+
+
+def run_pipeline(build: Callable[[beam.Pipeline], object], options: PipelineOptions, what: str, runner: str) -> None:
+    """Builds a pipeline with ``build(p)``, runs it with ``options`` and waits for it to finish.
+
+    Args:
+      build: adds the transforms to the new pipeline.
+      options: the pipeline options (the runner among them).
+      what: the command, named in the error (``prepare``, ``prepare-hybrid``).
+      runner: the configured runner, named in the error.
+
+    Raises:
+      RuntimeError: the run ended in another state than ``DONE``.
+    """
+    p = beam.Pipeline(options=options)
+    build(p)
+    state = p.run().wait_until_finish()
+    if state not in (None, beam.runners.runner.PipelineState.DONE):
+        raise RuntimeError(f"{what}: the {runner} run ended in state {state}")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from typing import Dict, List
+from typing import Dict
 
 import apache_beam as beam
 import numpy as np
@@ -41,7 +41,7 @@ from pipelines.criteo.combiners import RowsInFn
 from pipelines.criteo.parse import raw_text, strip_eol
 from pipelines.criteo.pipeline import pipeline_options
 from pipelines.criteo.read import ReadLines
-from pipelines.criteo.stages import DEADLETTER, SPLITS, STATS, HashSplitter, write_outputs
+from pipelines.criteo.stages import DEADLETTER, SPLITS, STATS, HashSplitter, run_pipeline, write_outputs
 from pipelines.hybrid_samples.encode import EntryCache
 from pipelines.hybrid_samples.samples import build_list, to_example_list
 from pipelines.hybrid_samples.validate import Rejection, parse_item, parse_request
@@ -286,14 +286,6 @@ def run(cfg: HybridSamplesConfig) -> Dict[str, object]:
         raise ValueError("prepare-hybrid: hybrid.output is empty; set it to the output directory")
     if "://" not in cfg.output:
         cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
-    stale: List[str] = []
-    for pattern in OWNED_PATTERNS:
-        stale.extend(files.match(files.join(cfg.output, *pattern.split("/"))))
-    if stale:
-        FileSystems.delete(stale)
-    p = beam.Pipeline(options=pipeline_options(_as_prepare(cfg)))
-    build(p, cfg)
-    state = p.run().wait_until_finish()
-    if state not in (None, beam.runners.runner.PipelineState.DONE):
-        raise RuntimeError(f"prepare-hybrid: the {cfg.runner} run ended in state {state}")
+    files.delete_owned(cfg.output, OWNED_PATTERNS)
+    run_pipeline(lambda p: build(p, cfg), pipeline_options(_as_prepare(cfg)), "prepare-hybrid", cfg.runner)
     return finalize(cfg)

@@ -33,8 +33,10 @@ from apache_beam.pvalue import AsList, AsSingleton
 from pipelines.criteo import files
 from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
 from pipelines.criteo.example import add_features, new_example
-from pipelines.criteo.pipeline import InputPlan, num_shards, pipeline_options, plan_inputs
-from pipelines.criteo.stages import DEADLETTER, SPLITS, HashSplitter, ParseChunks, parse_inputs, write_outputs
+from pipelines.criteo.pipeline import (InputPlan, check_row_accounting, num_shards, pipeline_options, plan_inputs,
+                                       split_description)
+from pipelines.criteo.stages import (DEADLETTER, SPLITS, HashSplitter, ParseChunks, parse_inputs, run_pipeline,
+                                     write_outputs)
 from pipelines.multitask.parse import (FORMATS, REASONS, Layout, LayoutError, Row, file_layout, is_header,
                                        parse_line)
 from tfrec.config import PrepareConfig
@@ -203,12 +205,9 @@ def finalize(cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, o
     rows, clicks, convs = ({s: int(counts["splits"][s][i]) for s in SPLITS} for i in range(3))
     rejected = int(sum(counts["rejected_by_reason"].values()))
     rows_in = int(counts["rows_in"])
-    if rows_in != sum(rows.values()) + rejected:
-        raise RuntimeError(f"prepare: row accounting failed: rows_in={rows_in} != rows_written "
-                           f"{sum(rows.values())} {rows} + rows_rejected {rejected}; see {counts_path}")
+    check_row_accounting(rows_in, rows, rejected, counts_path)
     click_rate = {s: _ratio(clicks[s], rows[s]) for s in SPLITS}
     b = cfg.beta_pos
-    hash_mode = plan.mode == "hash"
     stats = {
         "rows_in": rows_in, "rows_written": rows, "rows_rejected": rejected,
         "rejected_by_reason": counts["rejected_by_reason"],
@@ -218,9 +217,7 @@ def finalize(cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, o
         "effective_click_rate": {s: None if r is None else b * r / (b * r + 1.0 - r) for s, r in click_rate.items()},
         "beta_pos": b, "min_count": cfg.min_count, "vocabulary_sizes": counts["vocabulary_sizes"],
         "numeric_transform": cfg.numeric_transform,
-        "split": {"mode": plan.mode, "ratios": list(cfg.split_ratios) if hash_mode else None,
-                  "salt": cfg.split_salt if hash_mode else None,
-                  **({} if hash_mode else {"inputs": {s: plan.files.get(s, []) for s in SPLITS}})},
+        "split": split_description(cfg, plan),
         "files": counts["files"], "deadletter_files": counts["deadletter_files"], "num_shards": num_shards(cfg),
         "input_format": cfg.input_format, "columns": list(layout.columns),
         "inputs": [f for fs in plan.files.values() for f in fs],
@@ -253,9 +250,5 @@ def run(cfg: PrepareConfig) -> Dict[str, object]:
     if "://" not in cfg.output:
         cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
     files.delete_owned(cfg.output, OWNED_PATTERNS)
-    p = beam.Pipeline(options=pipeline_options(cfg))
-    build(p, cfg, plan, layout)
-    state = p.run().wait_until_finish()
-    if state not in (None, beam.runners.runner.PipelineState.DONE):
-        raise RuntimeError(f"prepare: the {cfg.runner} run ended in state {state}")
+    run_pipeline(lambda p: build(p, cfg, plan, layout), pipeline_options(cfg), "prepare", cfg.runner)
     return finalize(cfg, plan, layout)
