@@ -720,7 +720,25 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (),
       ConfigError: a missing file, a YAML error, an unknown key, a wrong type or an out-of-range value;
         the message is one line naming the key (or the file).
     """
-    cfg = base if base is not None else RunConfig()
+    return apply_config(base if base is not None else RunConfig(), path, overrides)
+
+
+def apply_config(cfg: Any, path: Optional[str], overrides: Sequence[str] = ()) -> Any:
+    """Applies a YAML file of sections, then ``section.key=value`` overrides, to a config of sections; validates it.
+
+    Args:
+      cfg: a dataclass of section dataclasses (:class:`RunConfig`, ``pipelines.tfx.config.PipelineConfig``), with
+        a ``validate()`` method; changed in place.
+      path: a YAML file (a mapping of sections), or None for none.
+      overrides: ``section.key=value`` strings applied after the file, in order.
+
+    Returns:
+      ``cfg``, validated.
+
+    Raises:
+      ConfigError: a missing file, a YAML error, an unknown key, a wrong type or an out-of-range value; the
+        message is one line naming the key (or the file).
+    """
     if path:
         if not os.path.exists(path):
             raise ConfigError(f"config file not found: {path}")

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -34,7 +34,7 @@ import tf_keras as keras
 from tfrec import data as data_lib
 from tfrec import devices, losses, models, transforms
 from tfrec.callbacks import GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
-from tfrec.config import RunConfig, dump_config
+from tfrec.config import RunConfig, TrainConfig, dump_config
 
 
 class TrainingError(RuntimeError):
@@ -92,6 +92,79 @@ def load_trained_model(cfg: RunConfig) -> keras.Model:
     return model
 
 
+def start_run(cfg: RunConfig, load_schema: Callable[[str], object]) -> Tuple[object, tf.distribute.Strategy]:
+    """The common start of a training run: checks the directories, loads the schema, makes the strategy, checks
+    that the global batch divides over its replicas, writes ``<model_dir>/config.yaml`` and seeds Keras.
+
+    Args:
+      cfg: the run config (``data.dir``, ``train.model_dir``, ``train.replicas``, ``train.seed``,
+        ``data.batch_size``).
+      load_schema: ``data_dir -> schema`` of the dataset family (raises ``DatasetError`` when it is missing).
+
+    Returns:
+      ``(schema, strategy)``.
+
+    Raises:
+      DatasetError: no ``data.dir``, or the schema cannot be read.
+      ValueError: no ``train.model_dir``, or ``data.batch_size`` not divisible by the replicas.
+      DeviceError: fewer devices than ``train.replicas``.
+    """
+    t = cfg.train
+    if not cfg.data.dir:
+        raise data_lib.DatasetError("no dataset directory given (data.dir / --data)")
+    if not t.model_dir:
+        raise ValueError("no model directory given (train.model_dir / --model-dir)")
+    schema = load_schema(cfg.data.dir)
+    strategy = devices.make_strategy(t.replicas)
+    replicas = strategy.num_replicas_in_sync
+    if cfg.data.batch_size % replicas:
+        raise ValueError(f"`data.batch_size` must be divisible by the {replicas} replicas. "
+                         f"Received: data.batch_size={cfg.data.batch_size}")
+    os.makedirs(t.model_dir, exist_ok=True)
+    dump_config(cfg, os.path.join(t.model_dir, "config.yaml"))
+    keras.utils.set_random_seed(t.seed)
+    return schema, strategy
+
+
+def make_optimizer(t: TrainConfig) -> keras.optimizers.Optimizer:
+    """Adam(``t.learning_rate``) with a global gradient-norm clip at ``t.clip_norm`` (none when it is 0); call
+    inside ``strategy.scope()``."""
+    return keras.optimizers.Adam(learning_rate=t.learning_rate,
+                                 global_clipnorm=t.clip_norm if t.clip_norm > 0 else None)
+
+
+def epoch_steps(cfg: RunConfig, written: Dict[str, int], unit: str,
+                train_examples: Optional[int] = None) -> Tuple[int, int]:
+    """Steps per epoch and validation steps of a run (Keras needs both for a distributed dataset).
+
+    One epoch is one pass over the train split (``train.steps_per_epoch`` when set), the last partial batch
+    dropped; validation is one pass over the valid split, the last partial batch kept.
+
+    Args:
+      cfg: the run config (``data.batch_size``, ``data.eval_batch_size``, ``train.steps_per_epoch``).
+      written: examples per split, as in the dataset's ``stats.json`` (``train``, ``valid``).
+      unit: what an example is, for the error message (``rows``, ``requests``).
+      train_examples: the train examples one epoch sees (default ``written["train"]``; fewer after negative
+        sampling).
+
+    Returns:
+      ``(steps_per_epoch, validation_steps)``.
+
+    Raises:
+      DatasetError: fewer train examples than one batch, or an empty valid split.
+    """
+    if train_examples is None:
+        train_examples = int(written.get("train", 0))
+    steps_per_epoch = cfg.train.steps_per_epoch or train_examples // cfg.data.batch_size
+    if steps_per_epoch <= 0:
+        raise data_lib.DatasetError(f"the train split of {cfg.data.dir} has {written.get('train', 0)} {unit}, fewer "
+                                    f"than one batch of {cfg.data.batch_size}; lower data.batch_size")
+    validation_steps = -(-int(written.get("valid", 0)) // cfg.data.eval_batch_size)
+    if validation_steps <= 0:
+        raise data_lib.DatasetError(f"the valid split of {cfg.data.dir} is empty; early stopping needs it")
+    return steps_per_epoch, validation_steps
+
+
 def train(cfg: RunConfig, printer: Callable[[str], None] = print,
           extra_callbacks: Optional[list] = None) -> TrainResult:
     """Trains ``cfg.model`` with ``cfg.loss`` on ``cfg.data.dir``; see the module docstring.
@@ -102,24 +175,12 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
       TrainingError: the loss became NaN.
     """
     t = cfg.train
-    if not cfg.data.dir:
-        raise data_lib.DatasetError("no dataset directory given (data.dir / --data)")
-    if not t.model_dir:
-        raise ValueError("no model directory given (train.model_dir / --model-dir)")
-    schema = data_lib.load_schema(cfg.data.dir)
-    strategy = devices.make_strategy(t.replicas)
+    schema, strategy = start_run(cfg, data_lib.load_schema)
     replicas = strategy.num_replicas_in_sync
-    if cfg.data.batch_size % replicas:
-        raise ValueError(f"`data.batch_size` must be divisible by the {replicas} replicas. "
-                         f"Received: data.batch_size={cfg.data.batch_size}")
-    os.makedirs(t.model_dir, exist_ok=True)
-    dump_config(cfg, os.path.join(t.model_dir, "config.yaml"))
-    keras.utils.set_random_seed(t.seed)
 
     with strategy.scope():
         model = build_model(cfg)
-        optimizer = keras.optimizers.Adam(learning_rate=t.learning_rate,
-                                          global_clipnorm=t.clip_norm if t.clip_norm > 0 else None)
+        optimizer = make_optimizer(t)
         # Multi-task models compute their own loss (per-task BCE + PWiseR, from the model config).
         loss = None if cfg.model.multitask else losses.get(cfg.loss.name, **cfg.loss.params)
         model.compile(optimizer=optimizer, loss=loss)
@@ -133,13 +194,7 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
     if cfg.data.negative_keep_ratio < 1.0:  # the expected rows left after negative sampling
         rate = float((data_lib.load_stats(cfg.data.dir).get("positive_rate") or {}).get("train") or 0.0)
         train_rows = int(train_rows * (rate + (1.0 - rate) * cfg.data.negative_keep_ratio))
-    steps_per_epoch = t.steps_per_epoch or train_rows // cfg.data.batch_size
-    if steps_per_epoch <= 0:
-        raise data_lib.DatasetError(f"the train split of {cfg.data.dir} has {rows.get('train', 0)} rows, fewer than "
-                                    f"one batch of {cfg.data.batch_size}; lower data.batch_size")
-    validation_steps = -(-int(rows.get("valid", 0)) // cfg.data.eval_batch_size)
-    if validation_steps <= 0:
-        raise data_lib.DatasetError(f"the valid split of {cfg.data.dir} is empty; early stopping needs it")
+    steps_per_epoch, validation_steps = epoch_steps(cfg, rows, "rows", train_rows)
     train_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "train", schema, cfg.data.batch_size, True,
                                             cfg.data.shuffle_buffer, cfg.data.cycle_length, t.seed, repeat=True,
                                             beta_pos=cfg.data.beta_pos,

@@ -21,17 +21,15 @@ import os
 from typing import Callable, Dict, Optional
 
 import tensorflow as tf
-import tf_keras as keras
 
 from tfrec import data as data_lib
-from tfrec import devices
-from tfrec.config import RunConfig, dump_config, load_config
+from tfrec.config import RunConfig, load_config
 from tfrec.evaluate import record_report
 from tfrec.evaluate_preranking import collect, preranking_report
 from tfrec.features import ListwiseSchema
 from tfrec.listwise_data import distributed_listwise_dataset, make_listwise_dataset
 from tfrec.models.preranking import ThreeTower
-from tfrec.train import TrainResult, best_weights_path, fit_with_recovery
+from tfrec.train import TrainResult, best_weights_path, epoch_steps, fit_with_recovery, make_optimizer, start_run
 
 
 def is_listwise(data_dir: str) -> bool:
@@ -76,31 +74,13 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
       DatasetError: missing dataset files or an empty split. DeviceError: too few devices. TrainingError: NaN.
     """
     t = cfg.train
-    if not cfg.data.dir:
-        raise data_lib.DatasetError("no dataset directory given (data.dir / --data)")
-    if not t.model_dir:
-        raise ValueError("no model directory given (train.model_dir / --model-dir)")
-    schema = load_listwise_schema(cfg.data.dir)
-    strategy = devices.make_strategy(t.replicas)
+    schema, strategy = start_run(cfg, load_listwise_schema)
     replicas = strategy.num_replicas_in_sync
-    if cfg.data.batch_size % replicas:
-        raise ValueError(f"`data.batch_size` must be divisible by the {replicas} replicas. "
-                         f"Received: data.batch_size={cfg.data.batch_size}")
-    os.makedirs(t.model_dir, exist_ok=True)
-    dump_config(cfg, os.path.join(t.model_dir, "config.yaml"))
-    keras.utils.set_random_seed(t.seed)
     with strategy.scope():
         model = build_preranking_model(cfg, schema)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate,
-                                                      global_clipnorm=t.clip_norm if t.clip_norm > 0 else None))
+        model.compile(optimizer=make_optimizer(t))
     rows = data_lib.load_stats(cfg.data.dir).get("requests_written", {})
-    steps = t.steps_per_epoch or int(rows.get("train", 0)) // cfg.data.batch_size
-    if steps <= 0:
-        raise data_lib.DatasetError(f"the train split of {cfg.data.dir} has {rows.get('train', 0)} requests, fewer "
-                                    f"than one batch of {cfg.data.batch_size}; lower data.batch_size")
-    validation_steps = -(-int(rows.get("valid", 0)) // cfg.data.eval_batch_size)
-    if validation_steps <= 0:
-        raise data_lib.DatasetError(f"the valid split of {cfg.data.dir} is empty; early stopping needs it")
+    steps, validation_steps = epoch_steps(cfg, rows, "requests")
     p = cfg.preranking
     train_ds = distributed_listwise_dataset(strategy, cfg.data.dir, "train", schema, cfg.data.batch_size,
                                             p.train_list_size, True, cfg.data.shuffle_buffer, t.seed, repeat=True)

@@ -35,42 +35,28 @@ Every count is computed inside the pipeline by combiners; a last pipeline step w
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import functools
 import os
-import uuid
 from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions
-from apache_beam.options.value_provider import StaticValueProvider
-from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from apache_beam.pvalue import AsList, AsSingleton
 
 from pipelines.criteo import files
 from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
 from pipelines.criteo.example import to_example
-from pipelines.criteo.parse import X1, Row, is_header, parse_line, raw_text, strip_eol
-from pipelines.criteo.read import ReadLines
-from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
+from pipelines.criteo.parse import X1, is_header, parse_line
+from pipelines.criteo.stages import (DEADLETTER, SPLITS, HashSplitter, ParseChunks, parse_inputs, run_pipeline,
+                                     write_outputs)
 from tfrec.config import PrepareConfig
 from tfrec.features import CRITEO, CRITEO_CATEGORICAL
 
-SPLITS = ("train", "valid", "test")
-DEADLETTER = "deadletter"
-STATS = "stats"
 COUNTS_FILE = "_counts.json"
-SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 #: Shards per split when ``num_shards`` is 0.
 DEFAULT_NUM_SHARDS = 1
-#: Parsed rows folded into the statistics at a time. Small enough that the rows die young: holding a whole
-#: chunk's rows (thousands of tuples and lists) until its end made them survive into the older GC generations
-#: and cost two full collections (~0.4 s) per 100k rows; folding 256 at a time keeps the batched combiners fast.
-STATS_ROWS = 256
 _HASH_GROUP = ""  # the input group of the hash split (all of ``inputs``)
 
 
@@ -143,49 +129,15 @@ class FileFormats:
         return len(lines)
 
 
-class HashSplitter:
-    """Deterministic split and shard of a raw row from a keyed BLAKE2b (key from ``salt``) of its bytes.
-
-    The 64-bit hash ``h`` picks the split by magnitude (``h < ratios[0] * 2**64`` is train, ...) and the shard as
-    ``h % num_shards`` (its low bits, uniform within every split's range).
-    """
-
-    def __init__(self, ratios: Sequence[float], salt: str, num_shards: int = 1):
-        self.key = hashlib.blake2b(salt.encode("utf-8"), digest_size=32).digest()
-        self.t_train = int(ratios[0] * 2.0 ** 64)
-        self.t_valid = int((ratios[0] + ratios[1]) * 2.0 ** 64)
-        self.num_shards = num_shards
-
-    def hash(self, raw: bytes) -> int:
-        return int.from_bytes(hashlib.blake2b(raw, digest_size=8, key=self.key).digest(), "little")
-
-    def split_of(self, h: int) -> str:
-        return "train" if h < self.t_train else ("valid" if h < self.t_valid else "test")
-
-    def __call__(self, raw: bytes) -> str:
-        return self.split_of(self.hash(raw))
-
-    def shard_of(self, h: int) -> int:
-        return h % self.num_shards
-
-
 def num_shards(cfg: PrepareConfig) -> int:
     """Shards per split: ``cfg.num_shards``, or :data:`DEFAULT_NUM_SHARDS` when it is 0."""
     return cfg.num_shards or DEFAULT_NUM_SHARDS
 
 
-class ParseRows(beam.DoFn):
-    """(file, [line, ...]) -> batches ``((split, shard), [serialized tf.Example, ...])``, and dead-letter dicts.
-
-    x1 header lines produce nothing. ``split`` fixes the split (files mode); otherwise the row's bytes (without
-    the line break) are hashed by :class:`HashSplitter`, which also gives the shard in both modes. A chunk of
-    lines gives at most one batch per (split, shard) on the main output (so Beam's per-element cost is paid per
-    batch, not per row; a chunk holds a few thousand rows, so batches stay large unless ``num_shards`` nears
-    that) and one dead-letter dict per rejected line on ``deadletter``. Each bundle also
-    pre-aggregates the run's statistics (:class:`PipelineStatsFn`: counts, positives, train vocabularies and
-    transform, rejections per reason) and emits that one accumulator on the ``stats`` output at the end of the
-    bundle, which saves a Beam combiner edge per element.
-    """
+class ParseRows(ParseChunks):
+    """:class:`ParseChunks` for Criteo files: x1 files start with a header line, Kaggle files have none; rows are
+    parsed by :func:`pipelines.criteo.parse.parse_line` in the file's format and serialized by
+    :func:`pipelines.criteo.example.to_example`."""
 
     def __init__(self, formats: FileFormats, split: Optional[str], ratios: Sequence[float], salt: str,
                  min_count: int, numeric_transform: str, beta_pos: float, num_shards: int = 1):
@@ -202,56 +154,13 @@ class ParseRows(beam.DoFn):
         self.splitter = HashSplitter(self.ratios, self.salt, self.num_shards)
         self.stats = PipelineStatsFn(self.min_count, self.numeric_transform)
 
-    def start_bundle(self):
-        self.acc = self.stats.create_accumulator()
-
-    def process(self, element):
-        file_name, lines = element
+    def row_functions(self, file_name):
         fmt = self.formats(file_name)
-        x1 = fmt == X1
-        fixed, beta_pos, n = self.split, self.beta_pos, self.num_shards
-        key, t_train, t_valid = self.splitter.key, self.splitter.t_train, self.splitter.t_valid
-        blake2b, from_bytes = hashlib.blake2b, int.from_bytes
-        acc, fns = self.acc, self.stats.fns
-        out: Dict[tuple, list] = {}  # (split, shard) -> serialized examples of the chunk
-        for start in range(0, len(lines), STATS_ROWS):
-            rows: Dict[str, list] = {k: [] for k in acc}  # parsed rows (dead-letter dicts) for the statistics
-            for line in lines[start:start + STATS_ROWS]:
-                if x1 and is_header(line):
-                    continue
-                raw = strip_eol(line)
-                parsed = parse_line(raw, fmt)
-                if type(parsed) is Row:
-                    h = from_bytes(blake2b(raw, digest_size=8, key=key).digest(), "little")
-                    split = fixed or ("train" if h < t_train else ("valid" if h < t_valid else "test"))
-                    rows[split].append(parsed)
-                    batch = out.get((split, h % n))
-                    if batch is None:
-                        batch = out[(split, h % n)] = []
-                    batch.append(to_example(parsed, beta_pos))
-                else:
-                    record = {"source": file_name, "reason": parsed.reason, "message": parsed.message,
-                              "row": raw_text(raw)}
-                    rows[DEADLETTER].append(record)
-                    yield TaggedOutput(DEADLETTER, record)
-            for k, batch in rows.items():
-                if batch:
-                    acc[k] = fns[k].add_inputs(acc[k], batch)
-        yield from out.items()
-
-    def finish_bundle(self):
-        acc, self.acc = self.stats.compact(self.acc), None
-        yield TaggedOutput(STATS, WindowedValue(acc, GlobalWindow().max_timestamp(), [GlobalWindow()]))
+        return (is_header if fmt == X1 else None, functools.partial(parse_line, fmt=fmt),
+                functools.partial(to_example, beta_pos=self.beta_pos))
 
 
 # ----------------------------------------------------------------------------------------------- pipeline
-
-
-def _temp_directory(p: beam.Pipeline, out: str) -> str:
-    """WriteToFiles' temporary directory, as it would pick it (under ``--temp_location``, else ``out``), but
-    known here so that the last step can remove it (WriteToFiles leaves it behind, empty)."""
-    base = p.options.view_as(GoogleCloudOptions).temp_location or out
-    return files.join(base, f".temp-tfrecords-{uuid.uuid4().hex}")
 
 
 def build(p: beam.Pipeline, cfg: PrepareConfig, plan: Optional[InputPlan] = None) -> Dict[str, object]:
@@ -272,45 +181,13 @@ def build(p: beam.Pipeline, cfg: PrepareConfig, plan: Optional[InputPlan] = None
     out = cfg.output
     shards = num_shards(cfg)
     formats = FileFormats(cfg.input_format, plan.formats)
-    all_lines, examples, dead, bundle_stats = [], [], [], []
-    for group, paths in plan.files.items():
-        name = group or "inputs"
-        # Raw bytes in chunks of lines: undecodable bytes reach the parser (and the dead letter).
-        lines = p | f"Read[{name}]" >> ReadLines(paths)
-        parsed = lines | f"Parse[{name}]" >> beam.ParDo(
-            ParseRows(formats, group or None, cfg.split_ratios, cfg.split_salt, cfg.min_count,
-                      cfg.numeric_transform, cfg.beta_pos, shards)).with_outputs(DEADLETTER, STATS, main="examples")
-        all_lines.append(lines)
-        dead.append(parsed[DEADLETTER])
-        bundle_stats.append(parsed[STATS])
-        examples.append(parsed["examples"])
-    # One empty batch per (split, shard): every shard file is written (and renamed into place) by WriteToFiles,
-    # an empty split or shard as a valid, empty GZIP TFRecord file.
-    examples.append(p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)]))
-
-    def merged(pcolls, label):
-        if len(pcolls) == 1:
-            return pcolls[0]
-        return pcolls | label >> beam.Flatten()
-
-    result: Dict[str, object] = {"lines": merged(all_lines, "AllLines"), "deadletter": merged(dead, "AllDead"),
-                                 "examples": merged(examples, "AllExamples")}
-    temp_dir = _temp_directory(p, out)
-    # max_writers_per_bundle=0: no per-bundle temporary files; every batch goes through WriteToFiles' sharded
-    # path (one GroupByKey of the batches by destination), and shards=1 makes that one file per (split, shard).
-    result["written"] = result["examples"] | "WriteExamples" >> fileio.WriteToFiles(
-        path=out, destination=batch_destination, file_naming=ShardNaming(shards),
-        temp_directory=StaticValueProvider(str, temp_dir), sink=TFRecordBatchSink, shards=1, max_writers_per_bundle=0)
-    dead_files = (result["deadletter"]
-                  | "DeadJson" >> beam.Map(json.dumps).with_output_types(str)
-                  | "WriteDead" >> beam.io.WriteToText(files.join(out, DEADLETTER, DEADLETTER),
-                                                       file_name_suffix=".jsonl", num_shards=1,
-                                                       shard_name_template=SHARD_TEMPLATE))
-
+    result, bundle_stats = parse_inputs(p, plan.files, shards, lambda split: ParseRows(
+        formats, split, cfg.split_ratios, cfg.split_salt, cfg.min_count, cfg.numeric_transform, cfg.beta_pos,
+        shards))
+    result["written"], dead_files, temp_dir = write_outputs(p, out, shards, result["examples"], result["deadletter"])
     rows_in = result["lines"] | "RowsIn" >> beam.CombineGlobally(RowsInFn(formats.rows_in))
-    stats = (merged(bundle_stats, "AllBundleStats")
-             | "Stats" >> beam.CombineGlobally(
-                 MergeAccumulatorsFn(PipelineStatsFn(cfg.min_count, cfg.numeric_transform))))
+    stats = bundle_stats | "Stats" >> beam.CombineGlobally(
+        MergeAccumulatorsFn(PipelineStatsFn(cfg.min_count, cfg.numeric_transform)))
     _ = (p | "Once" >> beam.Create([None])
          | "WriteSideFiles" >> beam.Map(
              _write_side_files, out, temp_dir, AsSingleton(rows_in), AsSingleton(stats),
@@ -372,6 +249,32 @@ def _effective_rate(p: Optional[float], beta: float) -> Optional[float]:
     return None if p is None else beta * p / (beta * p + 1.0 - p)
 
 
+def check_row_accounting(rows_in: int, written: Dict[str, int], rejected: int, counts_path: str) -> None:
+    """Checks ``rows_in == sum(rows_written) + rows_rejected`` for a finished run.
+
+    Args:
+      rows_in: the rows read (header lines excluded).
+      written: rows written per split.
+      rejected: rows sent to the dead letter.
+      counts_path: the run's raw counts file, named in the error.
+
+    Raises:
+      RuntimeError: the sum does not add up (rows lost or duplicated).
+    """
+    if rows_in != sum(written.values()) + rejected:
+        raise RuntimeError(f"prepare: row accounting failed: rows_in={rows_in} != rows_written "
+                           f"{sum(written.values())} {written} + rows_rejected {rejected}; see {counts_path}")
+
+
+def split_description(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
+    """The ``split`` entry of ``stats.json``: the mode, with the ratios and salt of the hash split (None in files
+    mode) or, in files mode, the input files of each split."""
+    hash_mode = plan.mode == "hash"
+    return {"mode": plan.mode, "ratios": list(cfg.split_ratios) if hash_mode else None,
+            "salt": cfg.split_salt if hash_mode else None,
+            **({} if hash_mode else {"inputs": {s: plan.files.get(s, []) for s in SPLITS}})}
+
+
 def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
     """After the run: checks the row accounting, writes ``stats.json`` and ``schema.json``, returns the stats.
 
@@ -385,11 +288,8 @@ def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
     positives = {s: int(counts["splits"][s][1]) for s in SPLITS}
     rejected = int(sum(counts["rejected_by_reason"].values()))
     rows_in = int(counts["rows_in"])
-    if rows_in != sum(written.values()) + rejected:
-        raise RuntimeError(f"prepare: row accounting failed: rows_in={rows_in} != rows_written "
-                           f"{sum(written.values())} {written} + rows_rejected {rejected}; see {counts_path}")
+    check_row_accounting(rows_in, written, rejected, counts_path)
     rates = {s: _rate(positives[s], written[s]) for s in SPLITS}
-    hash_mode = plan.mode == "hash"
     stats = {
         "rows_in": rows_in,
         "rows_written": written,
@@ -402,9 +302,7 @@ def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
         "min_count": cfg.min_count,
         "vocabulary_sizes": counts["vocabulary_sizes"],
         "numeric_transform": cfg.numeric_transform,
-        "split": {"mode": plan.mode, "ratios": list(cfg.split_ratios) if hash_mode else None,
-                  "salt": cfg.split_salt if hash_mode else None,
-                  **({} if hash_mode else {"inputs": {s: plan.files.get(s, []) for s in SPLITS}})},
+        "split": split_description(cfg, plan),
         "files": counts["files"],
         "deadletter_files": counts["deadletter_files"],
         "num_shards": num_shards(cfg),
@@ -436,9 +334,5 @@ def run(cfg: PrepareConfig) -> Dict[str, object]:
     if "://" not in cfg.output:
         cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
     files.delete_owned(cfg.output)
-    p = beam.Pipeline(options=pipeline_options(cfg))
-    build(p, cfg, plan)
-    state = p.run().wait_until_finish()
-    if state not in (None, beam.runners.runner.PipelineState.DONE):
-        raise RuntimeError(f"prepare: the {cfg.runner} run ended in state {state}")
+    run_pipeline(lambda p: build(p, cfg, plan), pipeline_options(cfg), "prepare", cfg.runner)
     return finalize(cfg, plan)

@@ -18,42 +18,36 @@ Layout of ``<output>/`` (``N`` = ``num_shards``):
 
 Each request's sampling uses ``default_rng([seed, h])`` with ``h`` the keyed hash of its id, so the output is the
 same on every run and runner. The item table is a side input (id -> features, and the sorted ids as the pool).
-The TFRecord writing and the split hash reuse the Criteo pipeline's pieces (:mod:`pipelines.criteo.tfrecord`,
-:class:`pipelines.criteo.pipeline.HashSplitter`, :class:`pipelines.criteo.read.ReadLines`).
+The TFRecord and dead-letter writes and the split hash reuse the Criteo pipeline's pieces
+(:func:`pipelines.criteo.stages.write_outputs`, :class:`pipelines.criteo.stages.HashSplitter`,
+:class:`pipelines.criteo.read.ReadLines`).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
-import uuid
-from typing import Dict, List
+from typing import Dict
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
 from pipelines.criteo import files
 from pipelines.criteo.combiners import RowsInFn
 from pipelines.criteo.parse import raw_text, strip_eol
-from pipelines.criteo.pipeline import HashSplitter, pipeline_options
+from pipelines.criteo.pipeline import pipeline_options
 from pipelines.criteo.read import ReadLines
-from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
+from pipelines.criteo.stages import DEADLETTER, SPLITS, STATS, HashSplitter, run_pipeline, write_outputs
 from pipelines.hybrid_samples.encode import EntryCache
 from pipelines.hybrid_samples.samples import build_list, to_example_list
 from pipelines.hybrid_samples.validate import Rejection, parse_item, parse_request
 from tfrec.config import HybridSamplesConfig, PrepareConfig
 from tfrec.features import HCCP, SAMPLE_TYPES, ListwiseSchema
 
-SPLITS = ("train", "valid", "test")
-DEADLETTER = "deadletter"
-STATS = "stats"
 COUNTS_FILE = "_counts.json"
 OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
                   "deadletter/deadletter-*-of-*.jsonl", "schema.json", "stats.json", COUNTS_FILE)
@@ -195,13 +189,6 @@ class BuildLists(beam.DoFn):
         yield TaggedOutput(STATS, dict(stats))
 
 
-def _temp_directory(p: beam.Pipeline, out: str) -> str:
-    from apache_beam.options.pipeline_options import GoogleCloudOptions
-
-    base = p.options.view_as(GoogleCloudOptions).temp_location or out
-    return files.join(base, f".temp-tfrecords-{uuid.uuid4().hex}")
-
-
 def build(p: beam.Pipeline, cfg: HybridSamplesConfig, schema: ListwiseSchema = HCCP) -> Dict[str, object]:
     """Adds the pipeline to ``p``; returns the main PCollections (``lines``, ``lists``, ``deadletter``, ``written``)."""
     out = cfg.output
@@ -218,14 +205,7 @@ def build(p: beam.Pipeline, cfg: HybridSamplesConfig, schema: ListwiseSchema = H
     lists = ((built["lists"], p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)]))
              | "AllLists" >> beam.Flatten())
     dead = (built[DEADLETTER], item_rows[DEADLETTER]) | "AllDead" >> beam.Flatten()
-    temp_dir = _temp_directory(p, out)
-    written = lists | "WriteLists" >> fileio.WriteToFiles(
-        path=out, destination=batch_destination, file_naming=ShardNaming(shards),
-        temp_directory=StaticValueProvider(str, temp_dir), sink=TFRecordBatchSink, shards=1, max_writers_per_bundle=0)
-    dead_files = (dead | "DeadJson" >> beam.Map(json.dumps).with_output_types(str)
-                  | "WriteDead" >> beam.io.WriteToText(files.join(out, DEADLETTER, DEADLETTER),
-                                                       file_name_suffix=".jsonl", num_shards=1,
-                                                       shard_name_template="-SSSSS-of-NNNNN"))
+    written, dead_files, temp_dir = write_outputs(p, out, shards, lists, dead, label="WriteLists")
     rows_in = lines | "RequestsIn" >> beam.CombineGlobally(RowsInFn(lambda _, chunk: len(chunk)))
     items_in = item_lines | "ItemsIn" >> beam.CombineGlobally(RowsInFn(lambda _, chunk: len(chunk)))
     stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
@@ -306,14 +286,6 @@ def run(cfg: HybridSamplesConfig) -> Dict[str, object]:
         raise ValueError("prepare-hybrid: hybrid.output is empty; set it to the output directory")
     if "://" not in cfg.output:
         cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
-    stale: List[str] = []
-    for pattern in OWNED_PATTERNS:
-        stale.extend(files.match(files.join(cfg.output, *pattern.split("/"))))
-    if stale:
-        FileSystems.delete(stale)
-    p = beam.Pipeline(options=pipeline_options(_as_prepare(cfg)))
-    build(p, cfg)
-    state = p.run().wait_until_finish()
-    if state not in (None, beam.runners.runner.PipelineState.DONE):
-        raise RuntimeError(f"prepare-hybrid: the {cfg.runner} run ended in state {state}")
+    files.delete_owned(cfg.output, OWNED_PATTERNS)
+    run_pipeline(lambda p: build(p, cfg), pipeline_options(_as_prepare(cfg)), "prepare-hybrid", cfg.runner)
     return finalize(cfg)

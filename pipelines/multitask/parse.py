@@ -29,15 +29,15 @@ import dataclasses
 import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from pipelines.criteo.parse import EMPTY_LINE, FLOAT_RE, UNDECODABLE_BYTES, Rejection, check_line, raw_text, strip_eol
+from pipelines.criteo.parse import (BAD_LABEL, EMPTY_LINE, FLOAT_RE, UNDECODABLE_BYTES, WRONG_FIELD_COUNT, Rejection,
+                                    check_line, raw_text, strip_eol)
 from tfrec.features import ALIEXPRESS_COLUMNS, CLICK, CONVERSION, MultiTaskSchema
 
 ALIEXPRESS = "aliexpress"
 ALICCP = "aliccp"
 FORMATS = (ALIEXPRESS, ALICCP)
 
-WRONG_FIELD_COUNT = "wrong_field_count"
-BAD_LABEL = "bad_label"
+# empty_line, undecodable_bytes, wrong_field_count and bad_label are the Criteo parser's codes.
 CONVERSION_WITHOUT_CLICK = "conversion_without_click"
 NON_NUMERIC = "non_numeric"
 REASONS = (EMPTY_LINE, UNDECODABLE_BYTES, WRONG_FIELD_COUNT, BAD_LABEL, CONVERSION_WITHOUT_CLICK, NON_NUMERIC)

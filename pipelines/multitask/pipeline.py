@@ -21,27 +21,22 @@ Every input file must have the same layout (the same header); an Ali-CCP file mu
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import os
 from typing import Dict, Iterable, List, Optional
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.value_provider import StaticValueProvider
-from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.windowed_value import WindowedValue
+from apache_beam.pvalue import AsList, AsSingleton
 
 from pipelines.criteo import files
 from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
-from pipelines.criteo.parse import raw_text, strip_eol
 from pipelines.criteo.example import add_features, new_example
-from pipelines.criteo.pipeline import (DEADLETTER, SHARD_TEMPLATE, SPLITS, STATS, HashSplitter, InputPlan,
-                                       _temp_directory, num_shards, pipeline_options, plan_inputs)
-from pipelines.criteo.read import ReadLines
-from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
+from pipelines.criteo.pipeline import (InputPlan, check_row_accounting, num_shards, pipeline_options, plan_inputs,
+                                       split_description)
+from pipelines.criteo.stages import (DEADLETTER, SPLITS, HashSplitter, ParseChunks, parse_inputs, run_pipeline,
+                                     write_outputs)
 from pipelines.multitask.parse import (FORMATS, REASONS, Layout, LayoutError, Row, file_layout, is_header,
                                        parse_line)
 from tfrec.config import PrepareConfig
@@ -51,7 +46,6 @@ COUNTS_FILE = "_counts.json"
 OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
                   "deadletter/deadletter-*-of-*.jsonl", "vocab/*.txt", "schema.json", "transform.json",
                   "stats.json", COUNTS_FILE)
-STATS_ROWS = 256
 
 
 def to_example(row: Row, layout: Layout, beta_pos: float = 1.0) -> bytes:
@@ -119,10 +113,10 @@ def _stats_fn(cfg: PrepareConfig, layout: Layout) -> PipelineStatsFn:
                            REASONS)
 
 
-class ParseRows(beam.DoFn):
-    """(file, [line, ...]) -> batches ``((split, shard), [serialized tf.Example, ...])``, dead-letter dicts on
-    ``deadletter`` and one statistics accumulator per bundle on ``stats`` (as the Criteo pipeline's ParseRows:
-    header lines produce nothing; the split is fixed or by the row's hash, the shard by the hash)."""
+class ParseRows(ParseChunks):
+    """:class:`pipelines.criteo.pipeline.ParseChunks` for multi-task files: the layout's header lines produce
+    nothing; rows are parsed by :func:`pipelines.multitask.parse.parse_line` and serialized by
+    :func:`to_example`, both under the layout."""
 
     def __init__(self, layout: dict, split: Optional[str], cfg: PrepareConfig, shards: int):
         self.layout_json, self.split, self.cfg, self.shards = layout, split, cfg, shards
@@ -132,72 +126,20 @@ class ParseRows(beam.DoFn):
         self.splitter = HashSplitter(self.cfg.split_ratios, self.cfg.split_salt, self.shards)
         self.stats = _stats_fn(self.cfg, self.layout)
 
-    def start_bundle(self):
-        self.acc = self.stats.create_accumulator()
-
-    def process(self, element):
-        file_name, lines = element
-        layout, splitter, beta_pos = self.layout, self.splitter, self.cfg.beta_pos
-        acc, fns = self.acc, self.stats.fns
-        out: Dict[tuple, list] = {}
-        for start in range(0, len(lines), STATS_ROWS):
-            rows: Dict[str, list] = {k: [] for k in acc}
-            for line in lines[start:start + STATS_ROWS]:
-                if is_header(line, layout):
-                    continue
-                raw = strip_eol(line)
-                parsed = parse_line(raw, layout)
-                if type(parsed) is Row:
-                    h = splitter.hash(raw)
-                    split = self.split or splitter.split_of(h)
-                    rows[split].append(parsed)
-                    out.setdefault((split, splitter.shard_of(h)), []).append(to_example(parsed, layout, beta_pos))
-                else:
-                    record = {"source": file_name, "reason": parsed.reason, "message": parsed.message,
-                              "row": raw_text(raw)}
-                    rows[DEADLETTER].append(record)
-                    yield TaggedOutput(DEADLETTER, record)
-            for k, batch in rows.items():
-                if batch:
-                    acc[k] = fns[k].add_inputs(acc[k], batch)
-        yield from out.items()
-
-    def finish_bundle(self):
-        acc, self.acc = self.stats.compact(self.acc), None
-        yield TaggedOutput(STATS, WindowedValue(acc, GlobalWindow().max_timestamp(), [GlobalWindow()]))
+    def row_functions(self, file_name):
+        layout = self.layout
+        return (functools.partial(is_header, layout=layout), functools.partial(parse_line, layout=layout),
+                functools.partial(to_example, layout=layout, beta_pos=self.cfg.beta_pos))
 
 
 def build(p: beam.Pipeline, cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, object]:
     """Adds the whole pipeline to ``p``; returns the PCollections ``lines``, ``examples``, ``deadletter`` and
     ``written`` (as :func:`pipelines.criteo.pipeline.build`)."""
-    out, shards = cfg.output, num_shards(cfg)
-    all_lines, examples, dead, bundle_stats = [], [], [], []
-    for group, paths in plan.files.items():
-        name = group or "inputs"
-        lines = p | f"Read[{name}]" >> ReadLines(paths)
-        parsed = lines | f"Parse[{name}]" >> beam.ParDo(ParseRows(layout.to_json(), group or None, cfg, shards)
-                                                       ).with_outputs(DEADLETTER, STATS, main="examples")
-        all_lines.append(lines)
-        dead.append(parsed[DEADLETTER])
-        bundle_stats.append(parsed[STATS])
-        examples.append(parsed["examples"])
-    examples.append(p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)]))
-    result: Dict[str, object] = {"lines": all_lines | "AllLines" >> beam.Flatten(),
-                                 "deadletter": dead | "AllDead" >> beam.Flatten(),
-                                 "examples": examples | "AllExamples" >> beam.Flatten()}
-    temp_dir = _temp_directory(p, out)
-    result["written"] = result["examples"] | "WriteExamples" >> fileio.WriteToFiles(
-        path=out, destination=batch_destination, file_naming=ShardNaming(shards),
-        temp_directory=StaticValueProvider(str, temp_dir), sink=TFRecordBatchSink, shards=1, max_writers_per_bundle=0)
-    dead_files = (result["deadletter"]
-                  | "DeadJson" >> beam.Map(json.dumps).with_output_types(str)
-                  | "WriteDead" >> beam.io.WriteToText(files.join(out, DEADLETTER, DEADLETTER),
-                                                       file_name_suffix=".jsonl", num_shards=1,
-                                                       shard_name_template=SHARD_TEMPLATE))
-    layout_json = layout.to_json()
+    out, shards, layout_json = cfg.output, num_shards(cfg), layout.to_json()
+    result, bundle_stats = parse_inputs(p, plan.files, shards, lambda split: ParseRows(layout_json, split, cfg, shards))
+    result["written"], dead_files, temp_dir = write_outputs(p, out, shards, result["examples"], result["deadletter"])
     rows_in = result["lines"] | "RowsIn" >> beam.CombineGlobally(RowsInFn(_HeaderlessCount(layout_json)))
-    stats = (bundle_stats | "AllBundleStats" >> beam.Flatten()
-             | "Stats" >> beam.CombineGlobally(MergeAccumulatorsFn(_stats_fn(cfg, layout))))
+    stats = bundle_stats | "Stats" >> beam.CombineGlobally(MergeAccumulatorsFn(_stats_fn(cfg, layout)))
     _ = (p | "Once" >> beam.Create([None])
          | "WriteSideFiles" >> beam.Map(_write_side_files, out, temp_dir, layout_json, AsSingleton(rows_in),
                                         AsSingleton(stats), AsList(result["written"]), AsList(dead_files)))
@@ -263,12 +205,9 @@ def finalize(cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, o
     rows, clicks, convs = ({s: int(counts["splits"][s][i]) for s in SPLITS} for i in range(3))
     rejected = int(sum(counts["rejected_by_reason"].values()))
     rows_in = int(counts["rows_in"])
-    if rows_in != sum(rows.values()) + rejected:
-        raise RuntimeError(f"prepare: row accounting failed: rows_in={rows_in} != rows_written "
-                           f"{sum(rows.values())} {rows} + rows_rejected {rejected}; see {counts_path}")
+    check_row_accounting(rows_in, rows, rejected, counts_path)
     click_rate = {s: _ratio(clicks[s], rows[s]) for s in SPLITS}
     b = cfg.beta_pos
-    hash_mode = plan.mode == "hash"
     stats = {
         "rows_in": rows_in, "rows_written": rows, "rows_rejected": rejected,
         "rejected_by_reason": counts["rejected_by_reason"],
@@ -278,9 +217,7 @@ def finalize(cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, o
         "effective_click_rate": {s: None if r is None else b * r / (b * r + 1.0 - r) for s, r in click_rate.items()},
         "beta_pos": b, "min_count": cfg.min_count, "vocabulary_sizes": counts["vocabulary_sizes"],
         "numeric_transform": cfg.numeric_transform,
-        "split": {"mode": plan.mode, "ratios": list(cfg.split_ratios) if hash_mode else None,
-                  "salt": cfg.split_salt if hash_mode else None,
-                  **({} if hash_mode else {"inputs": {s: plan.files.get(s, []) for s in SPLITS}})},
+        "split": split_description(cfg, plan),
         "files": counts["files"], "deadletter_files": counts["deadletter_files"], "num_shards": num_shards(cfg),
         "input_format": cfg.input_format, "columns": list(layout.columns),
         "inputs": [f for fs in plan.files.values() for f in fs],
@@ -313,9 +250,5 @@ def run(cfg: PrepareConfig) -> Dict[str, object]:
     if "://" not in cfg.output:
         cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
     files.delete_owned(cfg.output, OWNED_PATTERNS)
-    p = beam.Pipeline(options=pipeline_options(cfg))
-    build(p, cfg, plan, layout)
-    state = p.run().wait_until_finish()
-    if state not in (None, beam.runners.runner.PipelineState.DONE):
-        raise RuntimeError(f"prepare: the {cfg.runner} run ended in state {state}")
+    run_pipeline(lambda p: build(p, cfg, plan, layout), pipeline_options(cfg), "prepare", cfg.runner)
     return finalize(cfg, plan, layout)

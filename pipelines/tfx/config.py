@@ -18,10 +18,8 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-import yaml
-
-from tfrec.config import (ConfigError, DataConfig, HybridSamplesConfig, LossConfig, ModelConfig, PrepareConfig,
-                          PrerankingConfig, TrainConfig, apply_values, check, parse_override)
+from tfrec.config import (DataConfig, HybridSamplesConfig, LossConfig, ModelConfig, PrepareConfig, PrerankingConfig,
+                          TrainConfig, apply_config, check)
 
 
 @dataclasses.dataclass
@@ -159,21 +157,6 @@ def load_pipeline_config(path: Optional[str], overrides: Sequence[str] = ()) -> 
     """Reads and validates a pipeline config (file, then ``section.key=value`` overrides in order).
 
     Raises:
-      ConfigError: a missing file, a YAML error, an unknown key, a wrong type or an out-of-range value.
+      tfrec.config.ConfigError: a missing file, a YAML error, an unknown key, a wrong type or an out-of-range value.
     """
-    cfg = PipelineConfig()
-    if path:
-        if not os.path.exists(path):
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            with open(path, "r", encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"cannot read config {path}: {' '.join(str(e).split())}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
-        apply_values(cfg, data, "")
-    for text in overrides:
-        apply_values(cfg, parse_override(text), "")
-    cfg.validate()
-    return cfg
+    return apply_config(PipelineConfig(), path, overrides)

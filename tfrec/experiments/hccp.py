@@ -105,7 +105,7 @@ def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], No
     import dataclasses
 
     from pipelines.hybrid_samples import run as prepare
-    from tfrec.experiments.store import read_json, write_json
+    from tfrec.experiments.quick import made_with, record_made
     from tfrec.simulation.cascade import simulate_cascade
 
     root = os.path.join(os.path.abspath(out_dir), "quick_hccp_data")
@@ -114,8 +114,7 @@ def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], No
     hyb = dataclasses.replace(cfg.hybrid, inputs=[os.path.join(logs, "requests.jsonl")],
                               items=[os.path.join(logs, "items.jsonl")], output=data_dir)
     wanted = {"cascade": dataclasses.asdict(sim), "hybrid": dataclasses.asdict(hyb)}
-    marker = os.path.join(root, "made.json")
-    if read_json(marker) == wanted and os.path.exists(os.path.join(data_dir, "stats.json")):
+    if made_with(root, data_dir, wanted):
         printer(f"quick data: reusing {data_dir}")
         return data_dir
     printer(f"quick data: simulating a cascade of {sim.requests:,} requests ({sim.retrieved} retrieved, "
@@ -126,7 +125,7 @@ def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], No
     stats = prepare(hyb)
     printer("quick data: requests " + ", ".join(f"{s} {stats['requests_written'].get(s, 0):,}"
                                                 for s in ("train", "valid", "test")))
-    write_json(marker, wanted)
+    record_made(root, wanted)
     return data_dir
 
 

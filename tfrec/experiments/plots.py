@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -43,6 +43,14 @@ def _series(protocol: Protocol, settings: Sequence[Setting]):
     return out
 
 
+def _save(fig, path: str) -> str:
+    """Lays out ``fig``, writes it to ``path`` (PNG, 110 dpi), closes it and returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def _finish(fig, ax_list, protocol: Protocol, settings, path: str) -> str:
     for ax in ax_list:
         if protocol.x:
@@ -54,10 +62,7 @@ def _finish(fig, ax_list, protocol: Protocol, settings, path: str) -> str:
             ax.set_xticklabels([s.name for s in settings], rotation=30, ha="right", fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(protocol.title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_metrics(protocol: Protocol, settings, rows, path: str) -> str:
@@ -113,38 +118,57 @@ def _first_epoch_grads(run_dir: str) -> List[float]:
     return [r["grad_neg_mean"] for r in rows if r.get("epoch") == 0]
 
 
-def plot_curves(protocol: Protocol, settings, results, path: str, kind: str) -> Optional[str]:
+def _plot_mean_curves(protocol: Protocol, settings, results, path: str,
+                      curve: Callable[[Dict[str, Any]], List[float]], xlabel: str, ylabel: str,
+                      log_y: bool = False, zero_line: bool = False, **line) -> Optional[str]:
+    """One line per setting: the mean over its seeds (:func:`_mean_curve`, cut to the shortest) of each run's
+    curve.
+
+    Args:
+      protocol: the protocol (its title is the plot's).
+      settings: the settings, in legend order.
+      results: cell -> run result, as the runner returns them.
+      path: the PNG to write.
+      curve: a run result -> its curve (a run without one, or with an empty one, is left out).
+      xlabel / ylabel: the axis labels.
+      log_y: a log y axis.
+      zero_line: a grey horizontal line at 0.
+      **line: matplotlib ``plot`` arguments of every line.
+
+    Returns:
+      ``path``, or None (nothing written) when no setting has a curve.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     drawn = 0
     for s in settings:
-        curves = []
-        for r in _runs_of(results, s.name):
-            if kind == "grad":
-                curves.append(_first_epoch_grads(r["run_dir"]))
-            else:
-                curves.append([row["train_bce"] for row in read_csv(os.path.join(r["run_dir"], TRAIN_BCE_CSV))])
-        curves = [c for c in curves if c]
+        curves = [c for c in (curve(r) for r in _runs_of(results, s.name)) if c]
         if curves:
-            ax.plot(_mean_curve(curves), label=s.name, lw=1.2)
+            ax.plot(_mean_curve(curves), label=s.name, **line)
             drawn += 1
     if not drawn:
-        _plt().close(fig)
+        plt.close(fig)
         return None
-    if kind == "grad":
+    if log_y:
         ax.set_yscale("log")
-        ax.set_xlabel("batch (first epoch)")
-        ax.set_ylabel("mean |dL/dz| over negatives")
-    else:
-        ax.set_xlabel("logged interval (training steps)")
-        ax.set_ylabel("training BCE (Eq. 15)")
+    if zero_line:
+        ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     ax.set_title(protocol.title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def plot_curves(protocol: Protocol, settings, results, path: str, kind: str) -> Optional[str]:
+    if kind == "grad":
+        return _plot_mean_curves(protocol, settings, results, path, lambda r: _first_epoch_grads(r["run_dir"]),
+                                 "batch (first epoch)", "mean |dL/dz| over negatives", log_y=True, lw=1.2)
+    return _plot_mean_curves(
+        protocol, settings, results, path,
+        lambda r: [row["train_bce"] for row in read_csv(os.path.join(r["run_dir"], TRAIN_BCE_CSV))],
+        "logged interval (training steps)", "training BCE (Eq. 15)", lw=1.2)
 
 
 def plot_grad_boxplot(protocol: Protocol, settings, results, rows, path: str) -> Optional[str]:
@@ -170,35 +194,14 @@ def plot_grad_boxplot(protocol: Protocol, settings, results, rows, path: str) ->
                   color="tab:red", marker="o")
         twin.set_ylabel(METRICS[auc_key].label, color="tab:red")
     ax.set_title(protocol.title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_calibration(protocol: Protocol, settings, results, path: str) -> Optional[str]:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    drawn = 0
-    for s in settings:
-        curves = [[b["bias"] for b in r["run"].get("calibration", [])] for r in _runs_of(results, s.name)]
-        curves = [c for c in curves if c]
-        if curves:
-            ax.plot(_mean_curve(curves), marker=".", label=s.name, lw=1.0)
-            drawn += 1
-    if not drawn:
-        plt.close(fig)
-        return None
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_xlabel("pCTR bucket (equal positive weight, test)")
-    ax.set_ylabel("bias = sum w(p - y) / sum w y")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    ax.set_title(protocol.title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _plot_mean_curves(protocol, settings, results, path,
+                             lambda r: [b["bias"] for b in r["run"].get("calibration", [])],
+                             "pCTR bucket (equal positive weight, test)", "bias = sum w(p - y) / sum w y",
+                             zero_line=True, marker=".", lw=1.0)
 
 
 def plot_all(protocol: Protocol, settings, results, rows, out_dir: str) -> List[str]:

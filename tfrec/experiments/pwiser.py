@@ -38,6 +38,7 @@ import numpy as np
 from tfrec.config import RunConfig, load_config
 from tfrec.experiments.protocols import (METRICS, Metric, Options, Protocol, Setting, check_multitask_data,
                                          register)
+from tfrec.experiments.quick import made_with, record_made
 from tfrec.experiments.store import read_json, write_json
 
 ARCHITECTURES = {"shared_bottom": "SharedBottom", "mmoe": "MMoE", "ple": "PLE", "esmm": "ESMM",
@@ -193,9 +194,7 @@ def prepare_funnel_data(cfg: RunConfig, out_dir: str, share: float, printer: Cal
     prep = dataclasses.replace(cfg.prepare, inputs=[inputs], train=[], valid=[], test=[], output=data_dir,
                                input_format="aliccp" if narrow else "aliexpress")
     wanted = {"simulation": dataclasses.asdict(sim), "prepare": dataclasses.asdict(prep)}
-    marker = os.path.join(root, "made.json")
-    made = read_json(marker) or {}
-    if {k: made.get(k) for k in wanted} == wanted and os.path.exists(os.path.join(data_dir, "stats.json")):
+    if made_with(root, data_dir, wanted):
         printer(f"pwiser data: reusing {data_dir}")
         return data_dir
     os.makedirs(os.path.dirname(raw), exist_ok=True)
@@ -208,7 +207,7 @@ def prepare_funnel_data(cfg: RunConfig, out_dir: str, share: float, printer: Cal
     stats = prepare(prep)
     printer(f"pwiser data: prepared {data_dir} (" + ", ".join(
         f"{s} {stats['rows_written'].get(s, 0):,}" for s in ("train", "valid", "test")) + ")")
-    write_json(marker, {**wanted, "truth": dataclasses.asdict(r)})
+    record_made(root, {**wanted, "truth": dataclasses.asdict(r)})
     return data_dir
 
 

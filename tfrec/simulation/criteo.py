@@ -107,6 +107,7 @@ import numpy as np
 
 from tfrec.config import SimulationConfig
 from tfrec.features import CRITEO_CATEGORICAL, CRITEO_DENSE
+from tfrec.simulation.files import atomic_writes
 
 #: Rows generated and written per chunk (fixed: the random streams are per chunk).
 CHUNK_ROWS = 50_000
@@ -515,40 +516,32 @@ def simulate(cfg: SimulationConfig, strip_trailing_share: float = 0.0) -> Simula
     pos_hist = np.zeros(_AUC_BINS, dtype=np.int64)
     neg_hist = np.zeros(_AUC_BINS, dtype=np.int64)
     n_pos, sum_p, sum_loss = 0, 0.0, 0.0
-    tmp_out, tmp_truth = cfg.output + ".tmp", truth_path + ".tmp"
-    try:
-        with open(tmp_out, "wb") as f_out, open(tmp_truth, "wb") as f_truth:
-            for c, n in chunks:
-                rows = _draw_rows(model, np.random.default_rng([cfg.seed, 1, c]), n)
-                logit = np.clip(bias + _centred_logit(model, rows, cfg.interaction_strength), -_LOGIT_CLIP,
-                                _LOGIT_CLIP)
-                p = 1.0 / (1.0 + np.exp(-logit))
-                labels = (np.random.default_rng([cfg.seed, 2, c]).random(n) < p).astype(np.int64)
-                strip = np.random.default_rng([cfg.seed, 3, c]).random(n) < strip_trailing_share
-                f_out.write(_format_chunk(model, rows, labels, strip).encode("ascii"))
-                f_truth.write(("\n".join(map("{:.10g}".format, p.tolist())) + "\n").encode("ascii"))
+    with atomic_writes([cfg.output, truth_path], "wb") as (f_out, f_truth):
+        for c, n in chunks:
+            rows = _draw_rows(model, np.random.default_rng([cfg.seed, 1, c]), n)
+            logit = np.clip(bias + _centred_logit(model, rows, cfg.interaction_strength), -_LOGIT_CLIP,
+                            _LOGIT_CLIP)
+            p = 1.0 / (1.0 + np.exp(-logit))
+            labels = (np.random.default_rng([cfg.seed, 2, c]).random(n) < p).astype(np.int64)
+            strip = np.random.default_rng([cfg.seed, 3, c]).random(n) < strip_trailing_share
+            f_out.write(_format_chunk(model, rows, labels, strip).encode("ascii"))
+            f_truth.write(("\n".join(map("{:.10g}".format, p.tolist())) + "\n").encode("ascii"))
 
-                n_pos += int(labels.sum())
-                sum_p += float(p.sum())
-                # log p = -log(1 + e^-z), log(1 - p) = -log(1 + e^z)
-                sum_loss += float(np.where(labels == 1, np.logaddexp(0.0, -logit), np.logaddexp(0.0, logit)).sum())
-                bins = np.minimum((p * _AUC_BINS).astype(np.int64), _AUC_BINS - 1)
-                pos_hist += np.bincount(bins[labels == 1], minlength=_AUC_BINS)
-                neg_hist += np.bincount(bins[labels == 0], minlength=_AUC_BINS)
-                dense_missing += rows.dense_missing.sum(axis=0)
-                for j in range(n_dense):
-                    dense_seen[j].update(np.unique(rows.dense[~rows.dense_missing[:, j], j]).tolist())
-                for f in range(n_cat):
-                    idx = rows.cat[:, f]
-                    present = idx < model.vocab[f]
-                    cat_missing[f] += n - int(present.sum())
-                    cat_seen[f][idx[present]] = True
-        os.replace(tmp_out, cfg.output)
-        os.replace(tmp_truth, truth_path)
-    finally:
-        for tmp in (tmp_out, tmp_truth):
-            if os.path.exists(tmp):
-                os.remove(tmp)
+            n_pos += int(labels.sum())
+            sum_p += float(p.sum())
+            # log p = -log(1 + e^-z), log(1 - p) = -log(1 + e^z)
+            sum_loss += float(np.where(labels == 1, np.logaddexp(0.0, -logit), np.logaddexp(0.0, logit)).sum())
+            bins = np.minimum((p * _AUC_BINS).astype(np.int64), _AUC_BINS - 1)
+            pos_hist += np.bincount(bins[labels == 1], minlength=_AUC_BINS)
+            neg_hist += np.bincount(bins[labels == 0], minlength=_AUC_BINS)
+            dense_missing += rows.dense_missing.sum(axis=0)
+            for j in range(n_dense):
+                dense_seen[j].update(np.unique(rows.dense[~rows.dense_missing[:, j], j]).tolist())
+            for f in range(n_cat):
+                idx = rows.cat[:, f]
+                present = idx < model.vocab[f]
+                cat_missing[f] += n - int(present.sum())
+                cat_seen[f][idx[present]] = True
 
     rows_total = cfg.rows
     missing_rates = {name: float(dense_missing[j]) / rows_total for j, name in enumerate(DENSE_FIELDS)}

@@ -59,6 +59,7 @@ import numpy as np
 from tfrec.config import SimulationConfig
 from tfrec.features import ALIEXPRESS_CATEGORICAL, ALIEXPRESS_COLUMNS, ALIEXPRESS_DENSE
 from tfrec.metrics.classification import auc
+from tfrec.simulation.files import atomic_writes
 
 CHUNK_ROWS = 50_000
 CALIBRATION_ROWS = 50_000
@@ -194,35 +195,27 @@ def simulate_funnel(cfg: SimulationConfig) -> FunnelResult:
 
     os.makedirs(os.path.dirname(os.path.abspath(cfg.output)) or ".", exist_ok=True)
     truth_path, meta_path = cfg.output + ".truth", cfg.output + ".meta.json"
-    tmp_out, tmp_truth = cfg.output + ".tmp", truth_path + ".tmp"
     parts: Dict[str, list] = {"p_ctr": [], "p_cvr": [], "p_ctcvr": [], "click": [], "conv": [], "noisy": []}
-    try:
-        with open(tmp_out, "w", encoding="ascii") as out, open(tmp_truth, "w", encoding="ascii") as truth:
-            out.write(",".join(ALIEXPRESS_COLUMNS) + "\n")
-            truth.write("p_click,p_conversion,noisy_click\n")
-            for c, start in enumerate(range(0, cfg.rows, CHUNK_ROWS)):
-                n = min(CHUNK_ROWS, cfg.rows - start)
-                rng = np.random.default_rng([cfg.seed, 1, c])
-                search_id, user, item = _exposures(world, rng, n, start // SESSION_SIZE)
-                zc, zv = _logits(world, user, item)
-                p_c, p_v = _sigmoid(world.beta_c + zc), _sigmoid(world.beta_v + zv)
-                genuine = rng.random(n) < p_c
-                conv = genuine & (rng.random(n) < p_v)
-                noisy = ~genuine & (rng.random(n) < q)
-                click = genuine | noisy
-                out.write(_format_chunk(world, rng, search_id, user, item, click.astype(np.int64),
-                                        conv.astype(np.int64)))
-                truth.write("".join(f"{a:.6g},{b:.6g},{int(e)}\n" for a, b, e in zip(p_c, p_v, noisy)))
-                p_click = p_c + (1.0 - p_c) * q
-                for key, value in (("p_ctr", p_click), ("p_cvr", p_c * p_v / p_click), ("p_ctcvr", p_c * p_v),
-                                   ("click", click), ("conv", conv), ("noisy", noisy)):
-                    parts[key].append(value)
-        os.replace(tmp_out, cfg.output)
-        os.replace(tmp_truth, truth_path)
-    finally:
-        for tmp in (tmp_out, tmp_truth):
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    with atomic_writes([cfg.output, truth_path], "w", encoding="ascii") as (out, truth):
+        out.write(",".join(ALIEXPRESS_COLUMNS) + "\n")
+        truth.write("p_click,p_conversion,noisy_click\n")
+        for c, start in enumerate(range(0, cfg.rows, CHUNK_ROWS)):
+            n = min(CHUNK_ROWS, cfg.rows - start)
+            rng = np.random.default_rng([cfg.seed, 1, c])
+            search_id, user, item = _exposures(world, rng, n, start // SESSION_SIZE)
+            zc, zv = _logits(world, user, item)
+            p_c, p_v = _sigmoid(world.beta_c + zc), _sigmoid(world.beta_v + zv)
+            genuine = rng.random(n) < p_c
+            conv = genuine & (rng.random(n) < p_v)
+            noisy = ~genuine & (rng.random(n) < q)
+            click = genuine | noisy
+            out.write(_format_chunk(world, rng, search_id, user, item, click.astype(np.int64),
+                                    conv.astype(np.int64)))
+            truth.write("".join(f"{a:.6g},{b:.6g},{int(e)}\n" for a, b, e in zip(p_c, p_v, noisy)))
+            p_click = p_c + (1.0 - p_c) * q
+            for key, value in (("p_ctr", p_click), ("p_cvr", p_c * p_v / p_click), ("p_ctcvr", p_c * p_v),
+                               ("click", click), ("conv", conv), ("noisy", noisy)):
+                parts[key].append(value)
 
     a = {key: np.concatenate(v) for key, v in parts.items()}
     clicks, conversions, noisy = int(a["click"].sum()), int(a["conv"].sum()), int(a["noisy"].sum())
