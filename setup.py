@@ -15,11 +15,17 @@ INSTALL_REQUIRES = [
     "tensorflow-recommenders>=0.7.3,<0.8",
     "tensorflow-serving-api>=2.15.0,<2.16",
     "apache-beam>=2.50,<3",
+    # The TFRecord sink computes CRC-32C with crcmod's C extension (pipelines/criteo/tfrecord.py). Beam stopped
+    # depending on crcmod in 2.65, so it is declared here.
+    "crcmod>=1.7,<2",
+    # Imported directly (serving/, export/), not only through TensorFlow: the gRPC runtime and protobuf messages.
+    "grpcio>=1.48,<2",
+    "protobuf>=3.20.3,<5",
     "numpy>=1.23.5,<2",
-    "pyyaml>=5.4",
-    "scikit-learn>=1.2",
-    "matplotlib>=3.6",
-    "scipy>=1.9",  # the paired t-test of tfrec experiment (scikit-learn installs it too)
+    "pyyaml>=5.4,<7",
+    "scikit-learn>=1.2,<2",
+    "matplotlib>=3.6,<4",
+    "scipy>=1.9,<2",  # the paired t-test of tfrec experiment (scikit-learn installs it too)
 ]
 
 # pytest-xdist: the suite runs its test files in parallel processes (pytest.ini), one file per process.
