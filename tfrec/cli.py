@@ -3,7 +3,8 @@ export, item-embeddings, serve, predict, experiment, pipeline run.
 
 Every command takes ``--config FILE.yaml`` and repeated ``--set section.key=value`` overrides (see
 ``tfrec.config``); its own flags are shorthands for config keys. Bad input exits non-zero with one line on
-stderr: ``tfrec <command>: error: <reason>`` (2 for usage and configuration errors, 1 for failures while running).
+stderr: ``tfrec <command>: error: <reason>`` (2 for usage and configuration errors and missing or unusable input, 1
+for failures while running). The libraries' start-up messages are hidden unless ``--verbose`` (:mod:`tfrec.quiet`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,38 @@ RUN_ERROR = 1
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors."""
+    """argparse with one-line errors; every parser takes ``--verbose`` (before or after the command)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="also show the libraries' start-up messages (TensorFlow's CUDA plugin "
+                               "registration lines, Beam's apitools warning), hidden by default")
 
     def error(self, message):  # noqa: D401 - argparse API
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+#: Modules that print start-up noise at import, imported first by the commands that use them (``tfrec.quiet``).
+_NO_TENSORFLOW = frozenset({"predict"})
+_BEAM_COMMANDS = frozenset({"prepare", "prepare-hybrid", "demo", "pipeline", "experiment"})
+
+
+def _noisy_modules(command: str) -> List[str]:
+    modules = [] if command in _NO_TENSORFLOW else ["tensorflow"]
+    return modules + (["apache_beam"] if command in _BEAM_COMMANDS else [])
+
+
+def package_version() -> str:
+    """The installed tfrec version (package metadata), or the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tfrec")
+    except PackageNotFoundError:
+        from tfrec import __version__
+
+        return __version__
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -436,6 +465,7 @@ class _UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tfrec", description="Ranking-aware CTR models: data pipelines, training, evaluation.")
+    parser.add_argument("--version", action="version", version=f"tfrec {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -610,6 +640,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     prog = f"tfrec {args.command}"
     try:
+        from tfrec.quiet import import_quietly
+
+        import_quietly(_noisy_modules(args.command), verbose=getattr(args, "verbose", False))
         return args.fn(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
