@@ -31,16 +31,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-#: Modules that print start-up noise at import, imported first by the commands that use them (``tfrec.quiet``).
-_NO_TENSORFLOW = frozenset({"predict"})
-_BEAM_COMMANDS = frozenset({"prepare", "prepare-hybrid", "demo", "pipeline", "experiment"})
-
-
-def _noisy_modules(command: str) -> List[str]:
-    modules = [] if command in _NO_TENSORFLOW else ["tensorflow"]
-    return modules + (["apache_beam"] if command in _BEAM_COMMANDS else [])
-
-
 def package_version() -> str:
     """The installed tfrec version (package metadata), or the source tree's when it is not installed."""
     from importlib.metadata import PackageNotFoundError, version
@@ -622,9 +612,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     prog = f"tfrec {args.command}"
     try:
-        from tfrec.quiet import import_quietly
+        from tfrec.quiet import import_quietly, noisy_modules
 
-        import_quietly(_noisy_modules(args.command), verbose=getattr(args, "verbose", False))
+        import_quietly(noisy_modules(args.command), verbose=getattr(args, "verbose", False))
         return args.fn(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

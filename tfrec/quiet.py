@@ -14,8 +14,8 @@ fd 2, below Python, so neither ``sys.stderr`` nor a ``logging`` filter can see t
 points fd 2 at a temporary file while the modules import, puts fd 2 back, then writes every captured line that is
 not known noise (:data:`NOISE`) to the real stderr. So an unexpected message at import (a missing library, a real
 error) still shows, and nothing printed after the imports (the command's own errors, TensorFlow's runtime errors,
-child processes) passes through any filter. The command imports its noisy modules first, through this function
-(``tfrec.cli.main``); ``--verbose`` imports them without it.
+child processes) passes through any filter. The command imports the noisy modules it uses first
+(:func:`noisy_modules`), through this function (``tfrec.cli.main``); ``--verbose`` imports them without it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,17 @@ NOISE = (
     re.compile(rb"Unable to register (cuDNN|cuFFT|cuBLAS) factory: Attempting to register factory for plugin"),
     re.compile(rb"apitools not found, and bigquery client libraries are not available"),
 )
+
+
+#: Commands that do not import TensorFlow, and those that import Apache Beam.
+_NO_TENSORFLOW = frozenset({"predict"})
+_BEAM_COMMANDS = frozenset({"prepare", "prepare-hybrid", "demo", "pipeline", "experiment"})
+
+
+def noisy_modules(command: str) -> List[str]:
+    """The noisy modules the ``tfrec`` command ``command`` uses, for :func:`import_quietly` to import first."""
+    modules = [] if command in _NO_TENSORFLOW else ["tensorflow"]
+    return modules + (["apache_beam"] if command in _BEAM_COMMANDS else [])
 
 
 def is_noise(line: bytes) -> bool:
