@@ -316,3 +316,34 @@ def test_reader_drops_a_leading_bom_and_splits_lose_and_repeat_nothing(tmp_path,
     with gzip.open(tmp_path / "bom.txt.gz", "wb") as f:
         f.write(data)
     assert _read_range(str(tmp_path / "bom.txt.gz"), 0, 1) == lines
+
+
+def test_progress_counters_are_beam_metrics_for_runners_that_report_them(tmp_path):
+    """What a remote runner reports while it runs: the parse step's counters as Beam metrics (namespace tfrec),
+    which ProgressReporter reads from the run's result."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+
+    import pipelines.criteo as criteo
+    from pipelines.criteo.stages import ProgressReporter
+    from tfrec.config import PrepareConfig
+
+    (tmp_path / "a.txt").write_text("\n".join(kaggle_rows(300)) + "\nbad row\n\n")
+    cfg = PrepareConfig(inputs=[str(tmp_path / "a.txt")], output=str(tmp_path / "out"), num_shards=1)
+    p = beam.Pipeline(options=criteo.pipeline_options(cfg))
+    criteo.build(p, cfg, criteo.plan_inputs(cfg))
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace("tfrec"))["counters"]}
+    assert counters == {"rows_written": 300, "rows_rejected": 2}
+
+    class Remote:  # a runner's result while the pipeline runs elsewhere: only its metrics tell the progress
+        def metrics(self):
+            return result.metrics()
+
+    reporter = ProgressReporter(lambda line: None, 60, "prepare")
+    assert reporter.line().startswith("prepare: running, ")  # nothing counted since it started
+    reporter.result = Remote()
+    assert reporter.counts() == (300, 2)
+    assert reporter.line().startswith("prepare: 302 rows read (300 to the splits, 2 rejected), ")
