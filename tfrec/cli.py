@@ -3,7 +3,8 @@ export, item-embeddings, serve, predict, experiment, pipeline run.
 
 Every command takes ``--config FILE.yaml`` and repeated ``--set section.key=value`` overrides (see
 ``tfrec.config``); its own flags are shorthands for config keys. Bad input exits non-zero with one line on
-stderr: ``tfrec <command>: error: <reason>`` (2 for usage and configuration errors, 1 for failures while running).
+stderr: ``tfrec <command>: error: <reason>`` (2 for usage and configuration errors and missing or unusable input, 1
+for failures while running). The libraries' start-up messages are hidden unless ``--verbose`` (:mod:`tfrec.quiet`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,28 @@ RUN_ERROR = 1
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors."""
+    """argparse with one-line errors; every parser takes ``--verbose`` (before or after the command)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="also show the libraries' start-up messages (TensorFlow's CUDA plugin "
+                               "registration lines, Beam's apitools warning), hidden by default")
 
     def error(self, message):  # noqa: D401 - argparse API
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def package_version() -> str:
+    """The installed tfrec version (package metadata), or the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tfrec")
+    except PackageNotFoundError:
+        from tfrec import __version__
+
+        return __version__
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -81,9 +100,7 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_prepare(args) -> int:
-    from pipelines.criteo import run as run_criteo
-    from pipelines.multitask import FORMATS as MULTITASK_FORMATS
-    from pipelines.multitask import run as run_multitask
+    from tfrec.cli_prepare import run_prepare
 
     cfg = _load(args, {"input": "prepare.inputs", "train": "prepare.train", "valid": "prepare.valid",
                        "test": "prepare.test", "out": "prepare.output", "format": "prepare.input_format",
@@ -91,20 +108,17 @@ def _cmd_prepare(args) -> int:
                        "runner": "prepare.runner"})
     if args.beam_args:
         cfg.prepare.beam_args = list(cfg.prepare.beam_args) + list(args.beam_args)
-    if not cfg.prepare.output:
-        raise _UsageError("no output directory given (--out or prepare.output)")
-    if cfg.prepare.input_format in MULTITASK_FORMATS:
-        stats = run_multitask(cfg.prepare)
-        print(_format_prepare_multitask(stats, cfg.prepare.output))
-        return 0
-    stats = run_criteo(cfg.prepare)
-    print(_format_prepare(stats, cfg.prepare.output))
+    if args.progress_every < 0:
+        raise _UsageError(f"--progress-every must be >= 0. Received: --progress-every={args.progress_every}")
+    run_prepare(cfg.prepare, lambda line: print(line, flush=True), args.progress_every)
     return 0
 
 
 def _cmd_train(args) -> int:
     cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir", "replicas": "train.replicas",
                        "epochs": "train.epochs"})
+    if cfg.data.dir and not cfg.train.model_dir:
+        raise _UsageError("no model directory given (--model-dir or train.model_dir)")
     _configure_replicas(cfg.train.replicas)
     from tfrec.train import train
     from tfrec.train_preranking import is_listwise, train_preranking
@@ -407,26 +421,6 @@ def _format_table(rows: Sequence) -> str:
     return "\n".join(lines)
 
 
-def _format_prepare(stats: Dict, output: str) -> str:
-    rows = [("rows in", stats["rows_in"]), ("rows rejected", stats["rows_rejected"])]
-    rows += [(f"rows {s}", stats["rows_written"].get(s, 0)) for s in ("train", "valid", "test")]
-    for label, key in (("positive rate (train)", "positive_rate"),
-                       ("effective positive rate (train)", "effective_positive_rate")):
-        value = stats[key].get("train")
-        rows.append((label, "n/a (empty split)" if value is None else value))
-    return f"prepared {output}\n" + _format_table(rows)
-
-
-def _format_prepare_multitask(stats: Dict, output: str) -> str:
-    rows = [("rows in", stats["rows_in"]), ("rows rejected", stats["rows_rejected"])]
-    rows += [(f"rows {s}", stats["rows_written"].get(s, 0)) for s in ("train", "valid", "test")]
-    for label, key in (("click rate (train)", "click_rate"), ("conversions per click (train)", "conversion_rate"),
-                       ("effective click rate (train)", "effective_click_rate")):
-        value = stats[key].get("train")
-        rows.append((label, "n/a (empty split)" if value is None else value))
-    return f"prepared {output}\n" + _format_table(rows)
-
-
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -436,6 +430,7 @@ class _UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tfrec", description="Ranking-aware CTR models: data pipelines, training, evaluation.")
+    parser.add_argument("--version", action="version", version=f"tfrec {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -463,17 +458,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_simulate)
 
     p = sub.add_parser("prepare", help="Criteo TSV/CSV or AliExpress / Ali-CCP CSV -> validated, split, weighted "
-                                       "TFRecords (Apache Beam)")
+                                       "TFRecords (Apache Beam)",
+                       epilog="Exit status: 0 done; 2 usage, config or unusable input (a missing file, a directory, "
+                              "an archive, a header that does not fit the format, --train without --valid, a file "
+                              "in two splits); 1 the run failed or wrote no usable training data (no rows, every row "
+                              "rejected, an empty train or valid split).")
     p.add_argument("--input", nargs="+", help="input files or globs (split 7:2:1 by hash)")
-    p.add_argument("--train", nargs="+", help="train files (instead of --input)")
-    p.add_argument("--valid", nargs="+", help="validation files")
-    p.add_argument("--test", nargs="+", help="test files")
+    p.add_argument("--train", nargs="+", help="train files (instead of --input; needs --valid)")
+    p.add_argument("--valid", nargs="+", help="validation files (required with --train)")
+    p.add_argument("--test", nargs="+", help="test files (optional with --train / --valid)")
     p.add_argument("--out", help="output directory")
     p.add_argument("--format", choices=["auto", "kaggle", "x1", "aliexpress", "aliccp"],
                    help="Criteo: auto, kaggle, x1; multi-task (click, conversion): aliexpress, aliccp")
     p.add_argument("--beta-pos", dest="beta_pos", type=float, help="weight of positives (KDD 2024 Eq. 15)")
     p.add_argument("--min-count", dest="min_count", type=int, help="vocabulary min count on the train split")
     p.add_argument("--runner", help="Beam runner (default DirectRunner)")
+    p.add_argument("--progress-every", dest="progress_every", type=float, default=5.0, metavar="SECONDS",
+                   help="a progress line (rows read, written, rejected) every SECONDS while Beam runs (default 5; "
+                        "0: none)")
     p.add_argument("beam_args", nargs="*", help="after --: extra Beam pipeline options")
     _common(p)
     p.set_defaults(fn=_cmd_prepare)
@@ -610,6 +612,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     prog = f"tfrec {args.command}"
     try:
+        from tfrec.quiet import import_quietly, noisy_modules
+
+        import_quietly(noisy_modules(args.command), verbose=getattr(args, "verbose", False))
         return args.fn(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

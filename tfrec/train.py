@@ -76,9 +76,16 @@ def monitored_metric(cfg: RunConfig) -> str:
 
 
 def _example_batch(cfg: RunConfig, schema):
-    ds = data_lib.make_dataset(data_lib.split_files(cfg.data.dir, "train")[:1], schema, 2, training=False)
-    features, _, _ = next(iter(ds))
-    return features
+    """A batch of train features to build the model on.
+
+    Raises:
+      DatasetError: the train split has no row.
+    """
+    files = data_lib.split_files(cfg.data.dir, "train")
+    for features, _, _ in data_lib.make_dataset(files, schema, 2, training=False).take(1):
+        return features
+    raise data_lib.DatasetError(f"the train split of {cfg.data.dir} is empty ({len(files)} shard file(s), no row); "
+                                "prepare it again with train rows")
 
 
 def load_trained_model(cfg: RunConfig) -> keras.Model:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from typing import Dict, Iterable, List
 
-from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.criteo.parse import sniff_format
+from pipelines.criteo.parse import InputError, file_format
+
+#: Archive names the pipelines refuse (extract first): tar members would otherwise be read as one stream of lines,
+#: tar headers included, and a Criteo archive holds more than training rows (dac.tar.gz: an unlabelled test.txt).
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".tar.zst", ".zip",
+                    ".7z")
+#: Bytes read from the start of an input to check it and find its first line.
+HEAD_BYTES = 1 << 20
 
 #: Names written by the pipeline under ``<output>/`` (removed before a run so stale shards never mix in).
 OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
@@ -35,21 +43,68 @@ def match_inputs(patterns: Iterable[str], what: str) -> List[str]:
 
     Raises:
       FileNotFoundError: a pattern matches nothing (the message names it).
+      InputError: a pattern that is a local directory (a glob of its files is what to give).
     """
     out: List[str] = []
     for pattern in patterns:
+        if "://" not in pattern and os.path.isdir(pattern):
+            raise InputError(f"{what}: {pattern} is a directory; give the files in it, e.g. "
+                             f"'{os.path.join(pattern, '*.txt')}'")
         files = match(pattern)
         if not files:
             raise FileNotFoundError(f"{what}: no file matches {pattern!r}")
-        out.extend(f for f in files if f not in out)
+        seen = {same_file_key(f) for f in out}
+        out.extend(f for f in files if same_file_key(f) not in seen)
     return out
 
 
-def sniff_file(path: str) -> str:
-    """``x1`` when the file (decompressed by its extension) starts with ``label,``, otherwise ``kaggle``."""
+def same_file_key(path: str) -> str:
+    """A key equal for two spellings of one file (``a.txt``, ``./a.txt``, a link to it): the real path of a local
+    file, the path itself elsewhere."""
+    return path if "://" in path else os.path.realpath(path)
+
+
+def read_head(path: str) -> bytes:
+    """The first :data:`HEAD_BYTES` of ``path``, decompressed by its extension (``.gz``, ``.bz2``, ...), after
+    checking that it is no archive.
+
+    Raises:
+      InputError: an archive (by name: :data:`ARCHIVE_SUFFIXES`; by content: a tar or zip file, whatever its
+        name), or gzip data in a file whose name says it is uncompressed.
+    """
+    name = posixpath.basename(path)
+    if name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise _archive(path, name)
     with FileSystems.open(path) as f:
-        head = f.read(16)
-    return sniff_format(head)
+        head = f.read(HEAD_BYTES)
+    if head[257:262] == b"ustar" or head[:4] == b"PK\x03\x04":
+        raise _archive(path, name)
+    if head[:2] == b"\x1f\x8b" and CompressionTypes.detect_compression_type(path) == CompressionTypes.UNCOMPRESSED:
+        raise InputError(f"{path} is gzip-compressed but its name does not end with .gz; rename it to {name}.gz")
+    return head
+
+
+def _archive(path: str, name: str) -> InputError:
+    return InputError(f"{path} is an archive; extract it first (e.g. tar -xf {name}) and give the data files in it "
+                      "(Criteo's dac.tar.gz: train.txt)")
+
+
+def first_line(path: str) -> bytes:
+    """The first line of ``path`` (decompressed by its extension; at most :data:`HEAD_BYTES`), with its line break;
+    ``b""`` for an empty file. Checks ``path`` with :func:`read_head` first."""
+    head = read_head(path)
+    end = head.find(b"\n")
+    return head if end < 0 else head[:end + 1]
+
+
+def sniff_file(path: str, fmt: str = "auto") -> str:
+    """The format ``path`` is read in (``kaggle`` or ``x1``): ``fmt`` checked against, or (``auto``) told by, its
+    first line (:func:`pipelines.criteo.parse.file_format`).
+
+    Raises:
+      InputError: an archive, or a CSV header that does not fit (see :func:`read_head`, ``file_format``).
+    """
+    return file_format(fmt, first_line(path), path)
 
 
 def write_bytes(path: str, data: bytes) -> None:

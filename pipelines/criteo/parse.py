@@ -11,7 +11,9 @@ Two input formats:
 
 :func:`parse_line` returns either a :class:`Row` or a :class:`Rejection` (a stable ``reason`` code from
 :data:`REASONS` and a one-line human message). A row is never silently dropped: the only line that is neither a
-row nor a rejection is an x1 header, recognised by :func:`is_header`.
+row nor a rejection is an x1 header, recognised by :func:`is_header`. A whole file is checked once, from its first
+line (:func:`file_format`): a CSV header that is not criteo_x1's stops the run (:class:`InputError`) instead of
+sending every row to the dead letter.
 
 In a :class:`Row`, a missing dense value is ``None`` and a missing categorical value is ``b""`` (the value
 ``tf.io.parse_example`` gives an absent categorical feature, see ``tfrec.features``).
@@ -24,7 +26,8 @@ import math
 import re
 from typing import List, NamedTuple, Optional, Union
 
-from tfrec.features import CRITEO_CATEGORICAL, CRITEO_DENSE
+from tfrec.config import ConfigError
+from tfrec.features import CRITEO_CATEGORICAL, CRITEO_COLUMNS, CRITEO_DENSE
 
 KAGGLE = "kaggle"
 X1 = "x1"
@@ -44,11 +47,17 @@ BAD_CATEGORICAL = "bad_categorical"
 REASONS = (EMPTY_LINE, UNDECODABLE_BYTES, WRONG_FIELD_COUNT, BAD_LABEL, NON_NUMERIC_INTEGER, BAD_CATEGORICAL)
 
 HEADER_PREFIX = b"label,"
-_HEADER_PREFIXES = (HEADER_PREFIX, b"\xef\xbb\xbf" + HEADER_PREFIX)  # with or without a UTF-8 BOM
+BOM = b"\xef\xbb\xbf"
+_HEADER_PREFIXES = (HEADER_PREFIX, BOM + HEADER_PREFIX)  # with or without a UTF-8 BOM
 _HEX = b"0123456789abcdefABCDEF"
 _FLOAT_CHARS = b"0123456789.eE+-"
 _FLOAT_RE = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _WHITESPACE = b" \t\r\n\x0b\x0c"
+
+
+class InputError(ConfigError):
+    """An input file that cannot be read as the run is configured (a directory, an archive, a header that does not
+    match the format): one line naming the file. A usage error, like a config error (``tfrec`` exits 2)."""
 
 
 class Row(NamedTuple):
@@ -90,6 +99,65 @@ def is_header(line: bytes) -> bool:
 def sniff_format(first_line: bytes) -> str:
     """The format of a file from its first line: a ``label,`` header means x1, anything else Kaggle."""
     return X1 if is_header(first_line) else KAGGLE
+
+
+def _fields(line: bytes) -> List[bytes]:
+    if b'"' in line:
+        return [f.encode("utf-8") for f in next(csv.reader([line.decode("utf-8", errors="replace")]))]
+    return line.split(b",")
+
+
+def _is_number(field: bytes) -> bool:
+    return _FLOAT_RE.fullmatch(field.strip()) is not None
+
+
+def file_format(fmt: str, first_line: bytes, source: str) -> str:
+    """The format a Criteo file is read in: ``fmt`` (``auto``, ``kaggle`` or ``x1``) checked against, or (auto)
+    told by, the file's first line.
+
+    * A line with a tab (a Kaggle TSV row), or with neither tab nor comma: ``kaggle`` under ``auto``.
+    * A comma-separated line: the criteo_x1 header (exactly ``label,I1..I13,C1..C26``, after a UTF-8 BOM) or a
+      data row (its first field is a number: a headerless x1 file) means ``x1`` under ``auto``. Any other first
+      line is a header, and one that is not criteo_x1's is an error: read by position, its rows would land in the
+      wrong columns or be rejected one by one.
+    * An empty file: ``fmt``, ``kaggle`` under ``auto``.
+
+    Args:
+      fmt: the configured format.
+      first_line: the file's first line (decompressed; with or without its line break).
+      source: the file, named in the error.
+
+    Returns:
+      ``kaggle`` or ``x1``.
+
+    Raises:
+      InputError: a CSV header that is not criteo_x1's (the message says whether it names none of the Criteo
+        columns or which ones differ); a criteo_x1 file under ``kaggle``.
+    """
+    line = strip_eol(first_line)
+    if line.startswith(BOM):
+        line = line[len(BOM):]
+    if b"\t" in line or b"," not in line:
+        return fmt if fmt != "auto" else KAGGLE
+    fields = _fields(line)
+    names = [f.decode("utf-8", errors="backslashreplace").strip() for f in fields]
+    if names == CRITEO_COLUMNS:
+        if fmt == KAGGLE:
+            raise InputError(f"{source} is a criteo_x1 CSV (header label,I1..I13,C1..C26), not a Kaggle TSV; use "
+                             "--format x1 or auto")
+        return X1
+    if _is_number(fields[0]):
+        return fmt if fmt != "auto" else X1  # a data row: a headerless CSV
+    known = [n for n in names if n in CRITEO_COLUMNS]
+    if not known:
+        raise InputError(f"{source}: its CSV header names none of the Criteo columns (label, I1..I13, C1..C26); it "
+                         f"starts with {names[:4]} (AliExpress / Ali-CCP files: --format aliexpress or aliccp)")
+    missing = [n for n in CRITEO_COLUMNS if n not in names]
+    unknown = [n for n in names if n not in CRITEO_COLUMNS]
+    detail = (f"missing {missing[:5]}, unknown {unknown[:5]}" if missing or unknown
+              else "the same names, repeated or in another order")
+    raise InputError(f"{source}: its CSV header is not criteo_x1's label,I1..I13,C1..C26 ({detail}); the rows "
+                     "would be read by position")
 
 
 def parse_line(line: bytes, fmt: str) -> Union[Row, Rejection]:

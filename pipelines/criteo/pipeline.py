@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
@@ -48,10 +48,10 @@ from apache_beam.pvalue import AsList, AsSingleton
 from pipelines.criteo import files
 from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
 from pipelines.criteo.example import to_example
-from pipelines.criteo.parse import X1, is_header, parse_line
+from pipelines.criteo.parse import KAGGLE, X1, is_header, parse_line
 from pipelines.criteo.stages import (DEADLETTER, SPLITS, HashSplitter, ParseChunks, parse_inputs, run_pipeline,
                                      write_outputs)
-from tfrec.config import PrepareConfig
+from tfrec.config import ConfigError, PrepareConfig
 from tfrec.features import CRITEO, CRITEO_CATEGORICAL
 
 COUNTS_FILE = "_counts.json"
@@ -81,11 +81,13 @@ class InputPlan:
 
 
 def plan_inputs(cfg: PrepareConfig) -> InputPlan:
-    """Matches the input patterns and picks each file's format.
+    """Matches the input patterns, checks every file's start and picks each file's format.
 
     Raises:
-      ValueError: no inputs, or a file listed for two splits.
+      tfrec.config.ConfigError: no inputs, or a file listed for two splits (also under two spellings of its path).
       FileNotFoundError: a pattern that matches no file (named in the message).
+      pipelines.criteo.parse.InputError: a directory or an archive given as input; for the Criteo formats, a CSV
+        header that does not fit (:func:`pipelines.criteo.parse.file_format`).
     """
     if cfg.train or cfg.valid or cfg.test:
         mode = "files"
@@ -93,17 +95,24 @@ def plan_inputs(cfg: PrepareConfig) -> InputPlan:
     elif cfg.inputs:
         mode, patterns = "hash", {_HASH_GROUP: list(cfg.inputs)}
     else:
-        raise ValueError("prepare: no inputs given; set prepare.inputs (hash split) or prepare.train / "
-                         "prepare.valid / prepare.test (one file list per split)")
+        raise ConfigError("prepare: no inputs given; set prepare.inputs (hash split) or prepare.train / "
+                          "prepare.valid / prepare.test (one file list per split)")
     matched = {g: files.match_inputs(ps, f"prepare.{g or 'inputs'}") for g, ps in patterns.items()}
     seen: Dict[str, str] = {}
     for group, paths in matched.items():
         for path in paths:
-            if path in seen:
-                raise ValueError(f"prepare: {path} is listed for both {seen[path]} and {group}")
-            seen[path] = group
-    formats = {path: (files.sniff_file(path) if cfg.input_format == "auto" else cfg.input_format)
-               for path in seen}
+            key = files.same_file_key(path)
+            if key in seen:
+                raise ConfigError(f"prepare: {path} is listed for both {seen[key]} and {group}; every input file "
+                                  "belongs to one split")
+            seen[key] = group
+    paths = [path for ps in matched.values() for path in ps]
+    if cfg.input_format in ("auto", KAGGLE, X1):
+        formats = {path: files.sniff_file(path, cfg.input_format) for path in paths}
+    else:  # a multi-task format: its own pipeline reads each file's header (pipelines.multitask)
+        for path in paths:
+            files.read_head(path)  # no archive
+        formats = dict.fromkeys(paths, cfg.input_format)
     return InputPlan(mode, patterns, matched, formats)
 
 
@@ -266,6 +275,46 @@ def check_row_accounting(rows_in: int, written: Dict[str, int], rejected: int, c
                            f"{sum(written.values())} {written} + rows_rejected {rejected}; see {counts_path}")
 
 
+class NoUsableDataError(RuntimeError):
+    """A finished run wrote no usable training data (no rows, every row rejected, or an empty train or valid
+    split)."""
+
+
+def check_usable(stats: Dict[str, object], output: str) -> None:
+    """Checks that a finished run (its ``stats.json`` content) can be trained on: rows read, not all rejected,
+    and rows in the train and valid splits (training needs the valid split for early stopping and the best
+    weights). An empty test split is allowed (given no test files, there is none).
+
+    Args:
+      stats: the run's statistics (``rows_in``, ``rows_written``, ``rows_rejected``, ``rejected_by_reason``,
+        ``split``, ``inputs``).
+      output: the output directory, named in the message.
+
+    Raises:
+      NoUsableDataError: one line saying why.
+    """
+    rows_in, rejected = int(stats["rows_in"]), int(stats["rows_rejected"])
+    written = {s: int(n) for s, n in stats["rows_written"].items()}
+    if rows_in == 0:
+        inputs = stats.get("inputs") or []
+        raise NoUsableDataError(f"prepare: no rows in the input ({len(inputs)} file(s), none with a row: "
+                                f"{', '.join(inputs[:3])}{' ...' if len(inputs) > 3 else ''}); nothing to train on")
+    if rejected == rows_in:
+        reasons = sorted(((n, r) for r, n in stats["rejected_by_reason"].items() if n), reverse=True)
+        raise NoUsableDataError(f"prepare: all {rows_in:,} rows were rejected ("
+                                + ", ".join(f"{r} {n:,}" for n, r in reasons)
+                                + f"); see {files.join(output, DEADLETTER)}/ for each row and its reason")
+    split = stats.get("split") or {}
+    for name in ("train", "valid"):
+        if written[name] == 0:
+            how = ("the hash split put none of the rows there; give more rows or change prepare.split_ratios "
+                   f"({split.get('ratios')})" if split.get("mode") == "hash"
+                   else f"its files have no valid row; give {name} rows (--{name})")
+            raise NoUsableDataError(f"prepare: the {name} split is empty (rows written: "
+                                    + ", ".join(f"{s} {written[s]:,}" for s in SPLITS)
+                                    + f"; {rejected:,} rejected): {how}")
+
+
 def split_description(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
     """The ``split`` entry of ``stats.json``: the mode, with the ratios and salt of the hash split (None in files
     mode) or, in files mode, the input files of each split."""
@@ -316,14 +365,22 @@ def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
     return stats
 
 
-def run(cfg: PrepareConfig) -> Dict[str, object]:
+def run(cfg: PrepareConfig, progress: Optional[Callable[[str], None]] = None,
+        progress_every: float = 5.0) -> Dict[str, object]:
     """Runs the pipeline on ``cfg.runner`` (+ ``cfg.beam_args``), waits, checks the counts, returns the stats.
 
     Files of a previous run under ``cfg.output`` (the pipeline's own names only) are removed first.
 
+    Args:
+      cfg: the config.
+      progress: where progress lines go while the pipeline runs (rows read, written, rejected; every
+        ``progress_every`` seconds); ``None`` prints none.
+      progress_every: seconds between progress lines.
+
     Raises:
-      tfrec.config.ConfigError: an invalid config.
-      ValueError: no inputs or an empty ``output``.
+      tfrec.config.ConfigError: an invalid config, no inputs, or a file listed for two splits.
+      pipelines.criteo.parse.InputError: a directory or archive as input, a CSV header that does not fit.
+      ValueError: an empty ``output``.
       FileNotFoundError: an input path or pattern that matches nothing (named in the message).
       RuntimeError: the run failed or the row accounting does not add up.
     """
@@ -334,5 +391,5 @@ def run(cfg: PrepareConfig) -> Dict[str, object]:
     if "://" not in cfg.output:
         cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
     files.delete_owned(cfg.output)
-    run_pipeline(lambda p: build(p, cfg, plan), pipeline_options(cfg), "prepare", cfg.runner)
+    run_pipeline(lambda p: build(p, cfg, plan), pipeline_options(cfg), "prepare", cfg.runner, progress, progress_every)
     return finalize(cfg, plan)

@@ -6,7 +6,8 @@ and each further per-line Beam step ~1 us more. This reader emits chunks of line
 so the per-element Beam overhead is paid per chunk; the parser then loops over the chunk in plain Python.
 
 Lines are raw bytes without their ``\\n`` (a ``\\r`` before it is left for the parser, which strips it); the
-last line needs no ``\\n``; a file ending with ``\\n`` has no extra empty line (as Beam's text source).
+last line needs no ``\\n``; a file ending with ``\\n`` has no extra empty line (as Beam's text source). A UTF-8
+byte order mark at the start of a file is removed (it is no part of the first row or header).
 
 Splitting: an uncompressed file is a splittable ``DoFn`` over byte offsets (``OffsetRange(0, size)``): a line
 belongs to the range holding its first byte, so initial and dynamic splits never lose or repeat a line. A
@@ -27,6 +28,8 @@ from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTr
 
 #: Bytes read per chunk (so a chunk holds a few thousand Criteo lines).
 CHUNK_BYTES = 1 << 20
+#: The UTF-8 byte order mark some editors and exports put at the start of a text file.
+BOM = b"\xef\xbb\xbf"
 #: Initial split size of an uncompressed file.
 SPLIT_BYTES = 64 << 20
 
@@ -55,14 +58,18 @@ class _LineRanges(beam.transforms.core.RestrictionProvider):
 
 
 def _chunks(f, first_offset: int) -> Iterator[Tuple[List[bytes], List[int]]]:
-    """(lines, start offsets) of the lines in ``f`` from its current position (at ``first_offset``)."""
+    """(lines, start offsets) of the lines in ``f`` from its current position (at ``first_offset``); from offset 0,
+    without a leading byte order mark (:data:`BOM`)."""
     leftover = b""
     offset = first_offset  # file offset of leftover[0]
+    first_start = None  # after a removed BOM: the first line's offset (0), not that of its first byte after it
+    block = f.read(max(CHUNK_BYTES, len(BOM)))
+    if first_offset == 0 and block.startswith(BOM):  # the bytes after the mark keep their file offsets
+        block, offset, first_start = block[len(BOM):] or f.read(CHUNK_BYTES), len(BOM), 0
     while True:
-        block = f.read(CHUNK_BYTES)
         if not block:
             if leftover:
-                yield [leftover], [offset]
+                yield [leftover], [offset if first_start is None else first_start]
             return
         data = leftover + block if leftover else block
         lines = data.split(b"\n")
@@ -73,8 +80,11 @@ def _chunks(f, first_offset: int) -> Iterator[Tuple[List[bytes], List[int]]]:
             for line in lines:
                 starts.append(pos)
                 pos += len(line) + 1
+            if first_start is not None:
+                starts[0], first_start = first_start, None
             offset = pos
             yield lines, starts
+        block = f.read(CHUNK_BYTES)
 
 
 class ReadLineChunks(beam.DoFn):

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 import uuid
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.pvalue import TaggedOutput
@@ -38,6 +42,13 @@ SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 #: chunk's rows (thousands of tuples and lists) until its end made them survive into the older GC generations
 #: and cost two full collections (~0.4 s) per 100k rows; folding 256 at a time keeps the batched combiners fast.
 STATS_ROWS = 256
+#: Progress counters (rows sent to a split, rows rejected), counted once per chunk by :class:`ParseChunks`: as Beam
+#: metrics (namespace ``tfrec``; what a runner reports while it runs remotely) and in this process (what
+#: :class:`ProgressReporter` reads while the DirectRunner runs the pipeline in this process and ``run()`` blocks).
+PROGRESS_NAMESPACE = "tfrec"
+_ROWS_WRITTEN = Metrics.counter(PROGRESS_NAMESPACE, "rows_written")
+_ROWS_REJECTED = Metrics.counter(PROGRESS_NAMESPACE, "rows_rejected")
+_LOCAL_PROGRESS = [0, 0]  # rows written, rows rejected, in this process since it started
 
 
 class HashSplitter:
@@ -115,6 +126,7 @@ class ParseChunks(beam.DoFn):
         blake2b, from_bytes = hashlib.blake2b, int.from_bytes  # HashSplitter.hash and split_of, inlined
         acc, fns = self.acc, self.stats.fns
         out: Dict[tuple, list] = {}  # (split, shard) -> serialized examples of the chunk
+        written = rejected = 0
         for start in range(0, len(lines), STATS_ROWS):
             rows: Dict[str, list] = {k: [] for k in acc}  # parsed rows (dead-letter dicts) for the statistics
             for line in lines[start:start + STATS_ROWS]:
@@ -138,11 +150,82 @@ class ParseChunks(beam.DoFn):
             for k, batch in rows.items():
                 if batch:
                     acc[k] = fns[k].add_inputs(acc[k], batch)
+                    if k == DEADLETTER:
+                        rejected += len(batch)
+                    else:
+                        written += len(batch)
+        _count_progress(written, rejected)
         yield from out.items()
 
     def finish_bundle(self):
         acc, self.acc = self.stats.compact(self.acc), None
         yield TaggedOutput(STATS, WindowedValue(acc, GlobalWindow().max_timestamp(), [GlobalWindow()]))
+
+
+def _count_progress(written: int, rejected: int) -> None:
+    _LOCAL_PROGRESS[0] += written
+    _LOCAL_PROGRESS[1] += rejected
+    _ROWS_WRITTEN.inc(written)
+    _ROWS_REJECTED.inc(rejected)
+
+
+class ProgressReporter:
+    """Prints a line every ``every`` seconds while a pipeline runs: rows read so far (sent to a split, rejected),
+    their rate and the time since the start.
+
+    The counts are those :class:`ParseChunks` adds once per chunk: from the run's Beam metrics when the runner
+    returned a result while the pipeline runs (a remote runner), else from this process's counters (the
+    DirectRunner runs the pipeline in this process and ``run()`` returns only at the end). Where neither is
+    visible yet (a multi-process DirectRunner), the line says the pipeline is running and for how long.
+
+    Args:
+      printer: where the lines go.
+      every: seconds between lines.
+      what: the command, at the start of each line.
+    """
+
+    def __init__(self, printer: Callable[[str], None], every: float, what: str):
+        self.printer, self.every, self.what = printer, float(every), what
+        self.result = None  # the runner's PipelineResult, once ``run()`` returned it
+        self._base = tuple(_LOCAL_PROGRESS)
+        self._start = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tfrec-progress", daemon=True)
+
+    def __enter__(self) -> "ProgressReporter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def counts(self) -> Tuple[int, int]:
+        """``(rows written, rows rejected)`` so far."""
+        if self.result is not None:
+            try:
+                counters = self.result.metrics().query(MetricsFilter().with_namespace(PROGRESS_NAMESPACE))
+                got = {c.key.metric.name: (c.committed if c.committed is not None else c.attempted) or 0
+                       for c in counters["counters"]}
+                if got:
+                    return int(got.get("rows_written", 0)), int(got.get("rows_rejected", 0))
+            except Exception:  # noqa: BLE001 - a runner without metrics: this process's counters
+                pass
+        return _LOCAL_PROGRESS[0] - self._base[0], _LOCAL_PROGRESS[1] - self._base[1]
+
+    def line(self) -> str:
+        """The progress line of now."""
+        elapsed = time.monotonic() - self._start
+        written, rejected = self.counts()
+        read = written + rejected
+        if not read:
+            return f"{self.what}: running, {elapsed:.0f} s"
+        return (f"{self.what}: {read:,} rows read ({written:,} to the splits, {rejected:,} rejected), "
+                f"{read / max(elapsed, 1e-9):,.0f} rows/s, {elapsed:.0f} s")
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.every):
+            self.printer(self.line())
 
 
 def _temp_directory(p: beam.Pipeline, out: str) -> str:
@@ -228,7 +311,8 @@ def write_outputs(p: beam.Pipeline, out: str, shards: int, examples, deadletter,
     return written, dead_files, temp_dir
 
 
-def run_pipeline(build: Callable[[beam.Pipeline], object], options: PipelineOptions, what: str, runner: str) -> None:
+def run_pipeline(build: Callable[[beam.Pipeline], object], options: PipelineOptions, what: str, runner: str,
+                 progress: Optional[Callable[[str], None]] = None, progress_every: float = 5.0) -> None:
     """Builds a pipeline with ``build(p)``, runs it with ``options`` and waits for it to finish.
 
     Args:
@@ -236,12 +320,20 @@ def run_pipeline(build: Callable[[beam.Pipeline], object], options: PipelineOpti
       options: the pipeline options (the runner among them).
       what: the command, named in the error (``prepare``, ``prepare-hybrid``).
       runner: the configured runner, named in the error.
+      progress: where a :class:`ProgressReporter` prints its lines while the pipeline runs (rows counted by
+        :class:`ParseChunks`); ``None`` prints nothing.
+      progress_every: seconds between progress lines.
 
     Raises:
       RuntimeError: the run ended in another state than ``DONE``.
     """
     p = beam.Pipeline(options=options)
     build(p)
-    state = p.run().wait_until_finish()
+    if progress is None:
+        state = p.run().wait_until_finish()
+    else:
+        with ProgressReporter(progress, progress_every, what) as reporter:
+            reporter.result = p.run()
+            state = reporter.result.wait_until_finish()
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         raise RuntimeError(f"{what}: the {runner} run ended in state {state}")

@@ -4,8 +4,8 @@ Two layouts, both comma-separated with a header row (quoted fields are read with
 
 * ``aliexpress``: ``search_id, categorical_1..16, numerical_1..63, click, conversion``
   (:data:`tfrec.features.ALIEXPRESS_COLUMNS`). ``search_id`` is the session id, kept out of the features. The
-  layout is fixed, so a file without the header is read too; a first line that looks like a header
-  (``search_id,...``) but differs from it is an error for the whole file.
+  layout is fixed, so a file without the header is read too; a first line that is a header (not a number in the
+  first, or one of the last two, columns) but differs from it is an error for the whole file.
 * ``aliccp``: the preprocessed Ali-CCP CSV: ``click, purchase`` then the categorical feature-id columns (names
   such as ``101``, ``121``, ``109_14``) and the dense columns (names starting with ``D``), in any order. The
   header is required: :func:`aliccp_layout` reads each column's role from it. ``purchase`` becomes the
@@ -29,8 +29,8 @@ import dataclasses
 import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from pipelines.criteo.parse import (BAD_LABEL, EMPTY_LINE, FLOAT_RE, UNDECODABLE_BYTES, WRONG_FIELD_COUNT, Rejection,
-                                    check_line, raw_text, strip_eol)
+from pipelines.criteo.parse import (BAD_LABEL, EMPTY_LINE, FLOAT_RE, UNDECODABLE_BYTES, WRONG_FIELD_COUNT,
+                                    InputError, Rejection, check_line, raw_text, strip_eol)
 from tfrec.features import ALIEXPRESS_COLUMNS, CLICK, CONVERSION, MultiTaskSchema
 
 ALIEXPRESS = "aliexpress"
@@ -46,8 +46,8 @@ _BOM = b"\xef\xbb\xbf"
 ALICCP_PURCHASE = "purchase"
 
 
-class LayoutError(ValueError):
-    """A header that does not match its layout (one line, naming the file and the problem)."""
+class LayoutError(InputError):
+    """A header that does not match its layout (one line, naming the file and the problem; a usage error)."""
 
 
 class Row(NamedTuple):
@@ -123,7 +123,11 @@ def layout_from_header(fmt: str, columns: Sequence[str], source: str) -> Layout:
     columns = tuple(columns)
     if fmt == ALIEXPRESS:
         if columns != tuple(ALIEXPRESS_COLUMNS):
-            extra = [c for c in columns if c not in ALIEXPRESS_COLUMNS]
+            extra = [_short(c) for c in columns if c not in ALIEXPRESS_COLUMNS]
+            if len(extra) == len(columns):
+                raise LayoutError(f"{source}: its header names none of the AliExpress columns (search_id, "
+                                  "categorical_1..16, numerical_1..63, click, conversion); it starts with "
+                                  f"{extra[:4]}")
             raise LayoutError(f"{source}: not the AliExpress header (search_id, categorical_1..16, numerical_1..63, "
                               f"click, conversion); {len(columns)} columns, unknown: {extra[:3]}")
         return Layout(ALIEXPRESS, columns, columns.index(CLICK), columns.index(CONVERSION),
@@ -144,21 +148,33 @@ def layout_from_header(fmt: str, columns: Sequence[str], source: str) -> Layout:
     raise ValueError(f"`fmt` must be one of {FORMATS}. Received: fmt={fmt!r}")
 
 
+def _short(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else name[:width] + "..."
+
+
 def file_layout(fmt: str, first_line: bytes, source: str) -> Tuple[Layout, bool]:
     """``(layout, has_header)`` of a file from its first line.
 
     Raises:
-      LayoutError: an Ali-CCP file without a header, or a header that does not fit the layout.
+      LayoutError: a tab-separated first line (not a CSV), an Ali-CCP file without a header, or a header that
+        does not fit the layout.
     """
+    line = strip_eol(first_line)
+    if b"\t" in line and b"," not in line:
+        raise LayoutError(f"{source}: its first line is tab-separated, not a {fmt} CSV (a Criteo Kaggle TSV? "
+                          "--format kaggle or auto)")
     fields = header_fields(first_line)
     if fmt == ALIEXPRESS:
-        looks_like_header = bool(fields) and fields[0] == "search_id"
+        # A data row has numbers where the session id and the two labels are; anything else there is a header,
+        # which must then be the AliExpress one (read by position, another header's rows would be misread).
+        ids = [fields[0], *fields[-2:]] if fields else []
+        looks_like_header = any(v and not FLOAT_RE.fullmatch(v.encode("utf-8")) for v in ids)
         if looks_like_header:
             return layout_from_header(fmt, fields, source), True
         return aliexpress_layout(), False
     if not fields or fields[0] != CLICK:
         raise LayoutError(f"{source}: an Ali-CCP file must start with its header (click,purchase,<feature "
-                          f"columns>); the first line starts with {fields[:2]}")
+                          f"columns>); the first line starts with {[_short(f) for f in fields[:2]]}")
     return layout_from_header(fmt, fields, source), True
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
@@ -95,9 +95,7 @@ def plan_layout(cfg: PrepareConfig, plan: InputPlan) -> Layout:
     first_file = ""
     for paths in plan.files.values():
         for path in paths:
-            with FileSystems.open(path) as f:
-                first = f.readline()
-            this, _ = file_layout(cfg.input_format, first, path)
+            this, _ = file_layout(cfg.input_format, files.first_line(path), path)
             if layout is None:
                 layout, first_file = this, path
             elif this.columns != layout.columns:
@@ -228,9 +226,11 @@ def finalize(cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, o
     return stats
 
 
-def run(cfg: PrepareConfig) -> Dict[str, object]:
+def run(cfg: PrepareConfig, progress: Optional[Callable[[str], None]] = None,
+        progress_every: float = 5.0) -> Dict[str, object]:
     """Runs the multi-task pipeline (``cfg.input_format`` ``aliexpress`` or ``aliccp``) on ``cfg.runner``,
-    waits, checks the counts, returns the stats.
+    waits, checks the counts, returns the stats; ``progress`` and ``progress_every`` as in
+    :func:`pipelines.criteo.pipeline.run`.
 
     Raises:
       tfrec.config.ConfigError: an invalid config.
@@ -250,5 +250,6 @@ def run(cfg: PrepareConfig) -> Dict[str, object]:
     if "://" not in cfg.output:
         cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
     files.delete_owned(cfg.output, OWNED_PATTERNS)
-    run_pipeline(lambda p: build(p, cfg, plan, layout), pipeline_options(cfg), "prepare", cfg.runner)
+    run_pipeline(lambda p: build(p, cfg, plan, layout), pipeline_options(cfg), "prepare", cfg.runner, progress,
+                 progress_every)
     return finalize(cfg, plan, layout)
