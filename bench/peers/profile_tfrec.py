@@ -1,16 +1,20 @@
 """Where a tfrec DCN V2 training step's time goes, per part, on one prepared dataset (one process, 1 replica).
 
-Rates, in wall time and in this process's CPU time (best of ``--rounds`` rounds of ``--steps`` steps, batch 4096, batches already parsed and in memory unless
-said otherwise), each part inside its own ``tf.function``:
+Rates in wall time and in this process's CPU time (all its threads), batch 4096. Parts 1 to 5: best of
+``--rounds`` rounds of ``--steps`` steps, each part inside its own ``tf.function``, batches already parsed and in
+memory unless said otherwise:
 
-1. reader: tf.data from the GZIP TFRecords (interleave, batch, ``parse_example``), no model;
+1. reader: tf.data from the GZIP TFRecords (interleave, shuffle, batch, ``parse_example``), no model;
 2. preprocessing: the model's vocabulary lookups and numeric transforms only;
 3. forward: the model in training mode (lookups, embeddings, cross network, DNN, head);
 4. forward + backward: the loss and its gradients;
 5. train step: Keras' ``train_step`` (gradients, global-norm clip, Adam), as ``fit`` runs it;
-6. fit: ``tfrec.train.train`` itself (reader, callbacks, validation excluded by the step clock).
+6. to 8. Keras ``fit`` (no strategy, no callbacks but the step clock) on the in-memory batches, then on tfrec's
+   reader without and with the config's shuffle buffer: what parsing and shuffling add to a step;
+9. ``tfrec.train.train`` itself (the reader, the distribution strategy, tfrec's callbacks).
+Steps 6 to 9 run ``--fit-steps`` steps each and are timed by ``StepClock`` (its first 10 steps left out).
 
-Usage: python bench/peers/profile_tfrec.py --data DIR [--steps 10] [--rounds 3]
+Usage: python bench/peers/profile_tfrec.py --data DIR [--steps 10] [--rounds 3] [--fit-steps 60]
 (``DIR``: a ``tfrec prepare`` output, e.g. ``<work>/tfrec/data`` of ``bench/bench_peers.py``).
 """
 
@@ -45,7 +49,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--fit-epochs", type=int, default=1, help="epochs of the tfrec.train run (0 skips it)")
+    ap.add_argument("--fit-steps", type=int, default=60, help="steps of each fit run (0 skips them)")
     args = ap.parse_args(argv)
 
     from tfrec.devices import configure_cpu_replicas
@@ -115,20 +119,38 @@ def main(argv=None) -> None:
     step = model.make_train_function()
     rates["5 train step (clip, Adam)"] = best_rate(lambda: step(mem)["loss"], args.steps, args.rounds, batch)
 
-    if args.fit_epochs:
+    def fit_rates(fit):
+        clock = StepClock(10)
+        fit(keras_step_clock(keras, clock, batch))
+        summary = clock.summary()
+        return summary["examples_per_second"], summary["examples_per_cpu_second"]
+
+    def plain_fit(dataset):
+        def fit(callback):
+            m = build_model(cfg)
+            m.compile(optimizer=keras.optimizers.Adam(1e-3, global_clipnorm=10.0), loss=losses.get("weighted_bce"))
+            m.fit(dataset, steps_per_epoch=args.fit_steps, epochs=1, verbose=0, callbacks=[callback])
+        return fit
+
+    if args.fit_steps:
+        def reader_ds(shuffle):
+            return data_lib.make_dataset(files, schema, batch, training=True, shuffle_buffer=shuffle,
+                                         cycle_length=cfg.data.cycle_length, seed=1, repeat=True)
+
+        rates["6 Keras fit, in-memory batches"] = fit_rates(plain_fit(in_memory(batches)))
+        rates["7 Keras fit, tfrec reader, no shuffle"] = fit_rates(plain_fit(reader_ds(0)))
+        rates[f"8 Keras fit, tfrec reader, shuffle {cfg.data.shuffle_buffer}"] = fit_rates(
+            plain_fit(reader_ds(cfg.data.shuffle_buffer)))
         with tempfile.TemporaryDirectory() as tmp:
             run_cfg = load_config(os.path.join(ROOT, "configs", "criteo_x1.yaml"), [
-                f"data.dir={args.data}", f"train.model_dir={tmp}", f"train.epochs={args.fit_epochs}",
-                "train.log_every_seconds=0"])
-            clock = StepClock(10)
-            train(run_cfg, printer=lambda _: None, extra_callbacks=[keras_step_clock(keras, clock, batch)])
-            summary = clock.summary()
-            rates["6 tfrec.train (reader + step + callbacks)"] = (summary["examples_per_second"],
-                                                                  summary["examples_per_cpu_second"])
+                f"data.dir={args.data}", f"train.model_dir={tmp}", "train.epochs=1",
+                f"train.steps_per_epoch={args.fit_steps}", "train.log_every_seconds=0"])
+            rates["9 tfrec.train (strategy, callbacks)"] = fit_rates(
+                lambda callback: train(run_cfg, printer=lambda _: None, extra_callbacks=[callback]))
 
-    print(f"{'':44s} {'examples/s':>10s} {'ms/step':>8s} {'per CPU-s':>10s} {'CPU ms/step':>11s}")
+    print(f"{'':48s} {'examples/s':>10s} {'ms/step':>8s} {'per CPU-s':>10s} {'CPU ms/step':>11s}")
     for name, (rate, cpu_rate) in rates.items():
-        print(f"{name:44s} {rate:10,.0f} {1000 * batch / rate:8.1f} {cpu_rate:10,.0f} {1000 * batch / cpu_rate:11.1f}")
+        print(f"{name:48s} {rate:10,.0f} {1000 * batch / rate:8.1f} {cpu_rate:10,.0f} {1000 * batch / cpu_rate:11.1f}")
 
 
 if __name__ == "__main__":
