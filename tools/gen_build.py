@@ -40,9 +40,15 @@ out.append('''py_library(
     deps = [":tfrec"],
 )
 ''' % lst(sorted(p for p in glob.glob("tests/*.py") if not os.path.basename(p).startswith("test_"))))
+# The peers benchmark's helpers, for the tests of its own logic (bench/ runs from the repository root).
+out.append('py_library(\n    name = "bench_peers",\n    testonly = True,\n    srcs = %s,\n    imports = ["."],\n'
+           '    deps = [":tfrec", ":pipelines"],\n)\n'
+           % lst(["bench/bench_peers.py", "bench/common.py"] + files("bench/peers")))
 for t in sorted(glob.glob("tests/test_*.py")):
     name = os.path.basename(t)[:-3]
     extra_deps = [":test_support", ":tfrec", ":pipelines", ":export", ":serving"]
+    if name == "test_bench_peers":
+        extra_deps.append(":bench_peers")
     size = "large" if name in LARGE else "medium"
     s = (f'py_test(\n    name = "{name}",\n    size = "{size}",\n    srcs = [\n        "{t}",\n'
          f'        "tests/pytest_main.py",\n    ],\n    args = ["{t}"],\n    main = "tests/pytest_main.py",\n')
