@@ -7,7 +7,8 @@ runs Keras ``fit`` with:
 
 * Adam(``learning_rate``) with a global gradient-norm clip (``clip_norm``);
 * ``ReduceLROnPlateau`` (x ``plateau_factor``) and ``EarlyStopping`` (``early_stop_patience`` epochs) on the
-  validation AUC named by ``monitor``;
+  validation AUC named by ``monitor``: the exact AUC of the validation predictions, the number ``tfrec evaluate``
+  reports (:class:`tfrec.callbacks.ExactValidation`), not Keras' 10,000-bucket approximation;
 * ``BackupAndRestore`` every ``save_every_steps`` steps, so a killed run resumes where it was when restarted with
   the same ``model_dir``;
 * the best weights (by ``monitor``) in ``<model_dir>/best/``, reloaded at the end;
@@ -33,8 +34,9 @@ import tf_keras as keras
 
 from tfrec import data as data_lib
 from tfrec import devices, losses, models, transforms
-from tfrec.callbacks import GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
+from tfrec.callbacks import ExactValidation, GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
 from tfrec.config import RunConfig, TrainConfig, dump_config
+from tfrec.evaluate import exact_validation_metrics
 
 
 class TrainingError(RuntimeError):
@@ -207,19 +209,25 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
                                             False, cycle_length=cfg.data.cycle_length, beta_pos=cfg.data.beta_pos,
                                             repeat=multi_worker)
 
+    # The exact metrics read the batches Keras validates on (train.validation_steps of them when set).
+    exact = exact_validation_metrics(cfg, min(validation_steps, t.validation_steps) if t.validation_steps else 0)
     return fit_with_recovery(cfg, model, train_ds, valid_ds, steps_per_epoch, validation_steps, replicas, printer,
-                             extra_callbacks, monitor=monitor)
+                             extra_callbacks, monitor=monitor, exact_validation=exact)
 
 
 def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, steps_per_epoch: int,
                       validation_steps: int, replicas: int, printer: Callable[[str], None] = print,
                       extra_callbacks: Optional[list] = None, monitor: Optional[str] = None,
-                      examples_per_batch: Optional[int] = None) -> TrainResult:
+                      examples_per_batch: Optional[int] = None,
+                      exact_validation: Optional[Callable[[keras.Model], Dict[str, float]]] = None) -> TrainResult:
     """Keras ``fit`` of a compiled model with the driver's callbacks (module docstring), then the summary.
 
     Shared by every training entry (``train`` here, ``tfrec.train_preranking``). ``monitor`` overrides
     ``cfg.train.monitor``; ``examples_per_batch`` is what the throughput counts per global batch (default
-    ``cfg.data.batch_size``: rows, or requests for list-wise data).
+    ``cfg.data.batch_size``: rows, or requests for list-wise data). ``exact_validation`` (``model -> {name:
+    value}``) computes the exact validation metrics that replace Keras' ``val_<name>`` before the checkpoint,
+    the plateau and the early stop read them (:class:`tfrec.callbacks.ExactValidation`); the summary records the
+    seconds it took (``exact_validation_seconds``).
 
     Raises:
       TrainingError: the loss became NaN.
@@ -237,7 +245,9 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
     guard = NaNGuard()
     throughput = Throughput(examples_per_batch or cfg.data.batch_size)
     best = best_weights_path(t.model_dir)
+    exact = ExactValidation(exact_validation) if exact_validation is not None else None
     callbacks = [
+        *([exact] if exact is not None else []),  # first: every callback below reads its val_* values
         keras.callbacks.BackupAndRestore(os.path.join(t.model_dir, "backup"),
                                          save_freq=t.save_every_steps or "epoch", delete_checkpoint=True),
         guard,
@@ -281,6 +291,7 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
         "train_steps": throughput.steps,
         "train_examples_per_second": throughput.examples_per_second,
         "epoch_examples_per_second": throughput.epoch_rates,
+        "exact_validation_seconds": exact.seconds if exact is not None else None,
         "wall_seconds": wall,
     }
     with open(os.path.join(t.model_dir, "train_summary.json"), "w", encoding="utf-8") as f:
