@@ -57,6 +57,17 @@ def _load(args, mapping: Dict[str, str], base_yaml: Optional[str] = None):
     return load_config(args.config, _flag_overrides(args, mapping) + list(args.overrides), base=base)
 
 
+def _load_run(args, mapping: Dict[str, str]):
+    """The config of a command that loads a finished run: its architecture from ``<model_dir>/config.yaml``; a
+    setting that contradicts it is a usage error naming the key (``tfrec.run_config.load_for_run``)."""
+    from tfrec.config import load_config
+    from tfrec.run_config import load_for_run
+
+    overrides = _flag_overrides(args, mapping) + list(args.overrides)
+    model_dir = load_config(args.config, overrides, validate=False).train.model_dir
+    return load_for_run(args.config, overrides, model_dir)
+
+
 # ------------------------------------------------------------------------------------------------ commands
 
 
@@ -123,7 +134,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
+    cfg = _load_run(args, {"data": "data.dir", "model_dir": "train.model_dir"})
     from tfrec.evaluate import evaluate
 
     if not cfg.train.model_dir:
@@ -145,7 +156,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_calibration(args) -> int:
-    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
+    cfg = _load_run(args, {"data": "data.dir", "model_dir": "train.model_dir"})
     if not cfg.train.model_dir:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
     if args.buckets < 1:
@@ -217,7 +228,7 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
+    cfg = _load_run(args, {"data": "data.dir", "model_dir": "train.model_dir"})
     if not cfg.train.model_dir:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
     if not os.path.isdir(cfg.train.model_dir):

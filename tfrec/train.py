@@ -37,6 +37,7 @@ from tfrec import devices, losses, models, transforms
 from tfrec.callbacks import ExactValidation, GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
 from tfrec.config import RunConfig, TrainConfig, dump_config
 from tfrec.evaluate import exact_validation_metrics
+from tfrec.run_config import with_run_architecture
 
 
 class TrainingError(RuntimeError):
@@ -83,11 +84,25 @@ def _example_batch(cfg: RunConfig, schema):
     return features
 
 
-def load_trained_model(cfg: RunConfig) -> keras.Model:
-    """Rebuilds the model of a finished run and loads its best weights (no strategy needed)."""
+def trained_weights(cfg: RunConfig) -> Tuple[str, RunConfig]:
+    """``(best weights path, cfg with the run's architecture)`` of the finished run in ``cfg.train.model_dir``:
+    the one loader path of every model family (:func:`load_trained_model`,
+    :func:`tfrec.train_preranking.load_trained_preranking`). The architecture is the run's own
+    (:mod:`tfrec.run_config`: ``<model_dir>/config.yaml``), whatever ``cfg.model`` / ``cfg.preranking`` say.
+
+    Raises:
+      FileNotFoundError: the run has no best weights.
+    """
     path = best_weights_path(cfg.train.model_dir)
     if not tf.io.gfile.exists(path + ".index"):
         raise FileNotFoundError(f"no trained weights at {path} (run `tfrec train` with this model_dir first)")
+    return path, with_run_architecture(cfg)
+
+
+def load_trained_model(cfg: RunConfig) -> keras.Model:
+    """Rebuilds the model of a finished run (its architecture from ``<model_dir>/config.yaml``, see
+    :func:`trained_weights`) and loads its best weights (no strategy needed)."""
+    path, cfg = trained_weights(cfg)
     model = build_model(cfg)
     model(_example_batch(cfg, data_lib.load_schema(cfg.data.dir)), training=False)
     model.load_weights(path).expect_partial()

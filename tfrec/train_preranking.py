@@ -16,7 +16,6 @@ weights and records it in ``<model_dir>/preranking_metrics.json`` under the spli
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Callable, Dict, Optional
@@ -24,13 +23,13 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 
 from tfrec import data as data_lib
-from tfrec.config import RunConfig, load_config
+from tfrec.config import RunConfig
 from tfrec.evaluate import record_report
 from tfrec.evaluate_preranking import AUC_FIELDS, collect, impression_aucs, predict_function, preranking_report
 from tfrec.features import ListwiseSchema
 from tfrec.listwise_data import distributed_listwise_dataset, make_listwise_dataset
 from tfrec.models.preranking import ThreeTower
-from tfrec.train import TrainResult, best_weights_path, epoch_steps, fit_with_recovery, make_optimizer, start_run
+from tfrec.train import TrainResult, epoch_steps, fit_with_recovery, make_optimizer, start_run, trained_weights
 
 
 def is_listwise(data_dir: str) -> bool:
@@ -99,7 +98,7 @@ def exact_validation_aucs(cfg: RunConfig, schema: ListwiseSchema, max_batches: i
     """``model -> {"<task>_auc": AUC, "auc": the first task's}``: the exact AUC of each task on the impressions
     of the valid split (:func:`tfrec.evaluate_preranking.impression_aucs`, as :func:`evaluate_preranking`
     reports it), under the names of the training logs without ``val_``; ``max_batches`` (0: all) limits the
-    requests read as ``train.validation_steps`` does."""
+    batches read, as ``train.validation_steps`` does."""
     ds = make_listwise_dataset(data_lib.split_files(cfg.data.dir, "valid"), schema, cfg.data.eval_batch_size,
                                cfg.preranking.eval_list_size, training=False)
     ds = ds.take(max_batches) if max_batches else ds
@@ -116,13 +115,9 @@ def exact_validation_aucs(cfg: RunConfig, schema: ListwiseSchema, max_batches: i
 
 def load_trained_preranking(cfg: RunConfig) -> ThreeTower:
     """The model of a finished run with its best weights (no strategy needed). The architecture is the run's own
-    (the ``preranking`` section of ``<model_dir>/config.yaml``), whatever ``cfg.preranking`` says."""
-    path = best_weights_path(cfg.train.model_dir)
-    if not tf.io.gfile.exists(path + ".index"):
-        raise FileNotFoundError(f"no trained weights at {path} (run `tfrec train` with this model_dir first)")
-    run_config = os.path.join(cfg.train.model_dir, "config.yaml")
-    if os.path.exists(run_config):
-        cfg = dataclasses.replace(cfg, preranking=load_config(run_config).preranking)
+    (the model keys of the ``preranking`` section of ``<model_dir>/config.yaml``; :func:`tfrec.train.trained_weights`),
+    whatever ``cfg.preranking`` says."""
+    path, cfg = trained_weights(cfg)
     model = build_preranking_model(cfg, load_listwise_schema(cfg.data.dir))
     model.load_weights(path).expect_partial()
     return model
