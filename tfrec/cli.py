@@ -239,7 +239,7 @@ def _cmd_export(args) -> int:
         raise _UsageError(f"export base path is not a directory: {args.base_path}")
     if args.warmup_rows < 1:
         raise _UsageError(f"--warmup-rows must be >= 1. Received: --warmup-rows={args.warmup_rows}")
-    from export import export_model, validate
+    from export import ExportValidationError, export_model
     from tfrec import data as data_lib
     from tfrec.train import load_trained_model
     from tfrec.train_preranking import is_listwise, load_listwise_schema, load_trained_preranking
@@ -250,18 +250,19 @@ def _cmd_export(args) -> int:
         raise _UsageError("--items is for pre-ranking (hybrid-sample) datasets only")
     else:
         schema, model = data_lib.load_schema(cfg.data.dir), load_trained_model(cfg)
-    result = export_model(model, args.base_path, schema, data_dir=cfg.data.dir, model_name=args.model_name,
-                          warmup_rows=args.warmup_rows, item_table=args.items)
+    try:
+        # With --validate the staged directory is validated before it is published: a failure publishes nothing.
+        result = export_model(model, args.base_path, schema, data_dir=cfg.data.dir, model_name=args.model_name,
+                              warmup_rows=args.warmup_rows, item_table=args.items, validate=args.validate)
+    except ExportValidationError as e:
+        print(e.report.format())
+        print(f"tfrec export: error: {e}", file=sys.stderr)
+        return RUN_ERROR
     print(f"exported version {result.version} to {result.path}: signatures {', '.join(result.signatures)}; "
           f"tasks {', '.join(result.tasks)}; {result.warmup_records} warmup records"
           + (f"; item embeddings in {result.path}/assets.extra/item_embeddings.tfrecord" if args.items else ""))
-    if args.validate:
-        report = validate(result.path, model, schema)
-        print(report.format())
-        if not report.ok:
-            failed = [name for name, passed, _ in report.checks if not passed]
-            print(f"tfrec export: error: validation failed: {', '.join(failed)}", file=sys.stderr)
-            return RUN_ERROR
+    if result.validation is not None:
+        print(result.validation.format())
     return 0
 
 
@@ -548,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-rows", dest="warmup_rows", type=int, default=16,
                    help="dataset rows in each warmup request (default 16)")
     p.add_argument("--validate", action="store_true",
-                   help="reload the export in a fresh process and compare it with the Keras model")
+                   help="before publishing the version, reload it in a fresh process and compare it with the Keras "
+                        "model; a failed check publishes nothing (exit 1)")
     p.add_argument("--items", help="pre-ranking: item table (items.jsonl) whose item embeddings go to the "
                                    "version's assets.extra/item_embeddings.tfrecord")
     _common(p)
