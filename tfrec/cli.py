@@ -209,21 +209,33 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from serving.client import PredictionClient, examples_from_tfrecord, examples_from_tsv
+    from serving.client import PredictionClient
+    from serving.predict_input import InputError, read_examples
 
+    if args.limit is not None and args.limit < 1:
+        raise _UsageError(f"--limit must be >= 1. Received: --limit={args.limit}")
+    if args.batch_size < 1:
+        raise _UsageError(f"--batch-size must be >= 1. Received: --batch-size={args.batch_size}")
+    if not os.path.exists(args.input):
+        raise _UsageError(f"input file not found: {args.input}")
+    sent, names = 0, None
     with PredictionClient(args.server, timeout=args.timeout) as client:
-        if args.input.endswith((".tfrecord", ".tfrecord.gz", ".gz")):
-            examples = examples_from_tfrecord(args.input, limit=args.limit)
-        else:
-            raw = client.metadata(args.model).get("predict_raw")
-            examples = examples_from_tsv(args.input, raw)[:args.limit]
-        if not examples:
-            raise _UsageError(f"no examples in {args.input}")
-        outputs = client.predict_examples(args.model, examples, signature=args.signature)
-    names = sorted(k for k, v in outputs.items() if v.ndim == 1)
-    print("\t".join(["row"] + names))
-    for i in range(len(examples)):
-        print("\t".join([str(i)] + [f"{float(outputs[k][i]):.6f}" for k in names]))
+        raw = client.metadata(args.model).get("predict_raw")
+        try:
+            # Streamed: each batch is read, sent and printed before the next one is read.
+            for batch in read_examples(args.input, raw, batch_size=args.batch_size, limit=args.limit):
+                outputs = client.predict_examples(args.model, batch, signature=args.signature)
+                if names is None:
+                    names = sorted(k for k, v in outputs.items() if v.ndim == 1)
+                    print("\t".join(["row"] + names))
+                for i in range(len(batch)):
+                    print("\t".join([str(sent + i)] + [f"{float(outputs[k][i]):.6f}" for k in names]))
+                sys.stdout.flush()
+                sent += len(batch)
+        except (InputError, IsADirectoryError) as e:
+            raise _UsageError(str(e)) from None
+    if not sent:
+        raise _UsageError(f"no examples in {args.input}")
     return 0
 
 
@@ -535,9 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default="127.0.0.1:8500", help="host:port (default 127.0.0.1:8500)")
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--input", required=True,
-                   help="rows.tsv (header = feature names) or a TFRecord of tf.Example (.tfrecord, .tfrecord.gz)")
+                   help="rows.tsv (header = feature names), raw Criteo Kaggle rows (train.txt: no header, as "
+                        "prepare reads them), either one gzipped, or a TFRecord of tf.Example (.tfrecord, "
+                        ".tfrecord.gz); read as a stream")
     p.add_argument("--signature", help="signature name (default: read from the model's metadata)")
-    p.add_argument("--limit", type=int, default=None, help="send at most this many rows")
+    p.add_argument("--limit", type=int, default=None, help="read and send at most this many rows")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=1024,
+                   help="rows per request (default 1024)")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call in seconds (default 10)")
     p.set_defaults(fn=_cmd_predict)
 
