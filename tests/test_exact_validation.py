@@ -57,6 +57,7 @@ def test_logged_val_auc_is_the_exact_auc_under_two_replicas(tmp_path):
                              "train.log_every_seconds=0", "train.replicas=2"])
     result = train(cfg, printer=lambda _: None)
     assert result.summary["replicas"] == 2
+    assert result.summary["exact_validation_seconds"] > 0  # its cost is recorded in train_summary.json
     p, y, w = predict_split(result.model, data, "valid", 64)
     assert p.max() - p.min() < 1e-4  # the narrow range: the validation predictions share one or two buckets
     bucketed = keras.metrics.AUC(num_thresholds=10000)

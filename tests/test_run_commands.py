@@ -1,7 +1,9 @@
-"""A multi-task run on Ali-CCP data (feature columns named `101`, `205`, ...) as a user drives it: `tfrec train` with
-a non-default MMoE under 2 replicas, then `tfrec evaluate` and `tfrec export --validate` without repeating the
-architecture (it comes from the run's config.yaml); a contradicting --set is a one-line usage error; the logged
-per-task validation AUCs are the exact ones `evaluate` reports; a failed validation publishes nothing."""
+"""The commands that load a finished run, as a user drives them. A multi-task run on Ali-CCP data (feature
+columns named `101`, `205`, ...): `tfrec train` with a non-default MMoE under 2 replicas, then `tfrec evaluate` and
+`tfrec export --validate` without repeating the architecture (it comes from the run's config.yaml); a
+contradicting --set is a one-line usage error; the logged per-task validation AUCs are the exact ones `evaluate`
+reports; a failed validation publishes nothing. A DCN V2 run of a non-default size: `calibration` and `evaluate`
+without repeating its size."""
 
 import json
 import os
@@ -124,3 +126,21 @@ def test_a_failed_validation_publishes_nothing(run, tmp_path, monkeypatch, capsy
     err = [line for line in captured.err.splitlines() if line.strip()]
     assert err == ["tfrec export: error: validation failed: reload in a fresh process; nothing was published"]
     assert export.list_versions(str(base)) == [] and os.listdir(base) == []  # no version, no staging left
+
+
+def test_calibration_and_evaluate_of_a_dcn_run_without_repeating_its_size(tiny_dataset, tmp_path, capsys):
+    model_dir = str(tmp_path / "dcn")
+    size = ["model.dnn_hidden_units=[12]", "model.num_cross_layers=1", "model.embedding_dim=3"]
+    assert main(["train", "--data", tiny_dataset, "--model-dir", model_dir, "--epochs", "1", "--replicas", "1",
+                 *_sets(size + ["data.batch_size=64", "train.steps_per_epoch=2", "train.log_every_seconds=0"])]) == 0
+    out_csv = str(tmp_path / "cal.csv")
+    assert main(["calibration", "--data", tiny_dataset, "--model-dir", model_dir, "--buckets", "4",
+                 "--output", out_csv]) == 0
+    assert main(["evaluate", "--data", tiny_dataset, "--model-dir", model_dir]) == 0
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        recorded = json.load(f)["test"]
+    explicit = evaluate(_cfg(tiny_dataset, model_dir, *size), "test", output=str(tmp_path / "x.json"))
+    assert recorded["auc"] == pytest.approx(explicit["auc"], abs=1e-12)
+    assert main(["calibration", "--data", tiny_dataset, "--model-dir", model_dir, "--output", out_csv,
+                 "--set", "model.num_cross_layers=3"]) == 2
+    assert "`model.num_cross_layers` contradicts the architecture" in capsys.readouterr().err
