@@ -10,6 +10,9 @@ lookup tables, not the Keras training machinery), then:
   fingerprint is recomputed for the edited ``saved_model.pb``;
 * ``assets.extra/tf_serving_warmup_requests`` is written (:mod:`export.warmup`), and
   ``assets.extra/tfrec_export.json`` records the tasks, the signatures and the feature schema;
+* with ``validate=True``, the staged directory is validated (:func:`export.validate.validate`: a fresh process,
+  stock ops, the Keras model's outputs) before anything is published; a failed validation removes it and raises
+  :class:`ExportValidationError`, so no server polling the base path ever sees that version;
 * the finished directory is renamed to the next free version (:mod:`export.versions`).
 """
 
@@ -25,6 +28,7 @@ import tf_keras as keras
 
 from export import preranking
 from export import signatures as sig
+from export.validate import ValidationReport, validate as validate_export
 from export import versions, warmup
 from tfrec.features import PointwiseSchema
 
@@ -42,6 +46,7 @@ class ExportResult:
       tasks: exported task names (each has outputs ``<task>`` and ``<task>_logit``).
       warmup_records: records written to ``assets.extra/tf_serving_warmup_requests``.
       examples: the serialized ``tf.Example`` rows the warmup records carry.
+      validation: the report of the validation run before publishing (``validate=True``), else None.
     """
 
     version: int
@@ -50,6 +55,17 @@ class ExportResult:
     tasks: List[str]
     warmup_records: int
     examples: List[bytes] = dataclasses.field(repr=False, default_factory=list)
+    validation: Optional[ValidationReport] = dataclasses.field(repr=False, default=None)
+
+
+class ExportValidationError(RuntimeError):
+    """The staged export failed :func:`export.validate.validate`; nothing was published. ``report`` has the
+    checks."""
+
+    def __init__(self, report: ValidationReport):
+        failed = [name for name, passed, _ in report.checks if not passed]
+        super().__init__(f"validation failed: {', '.join(failed)}; nothing was published")
+        self.report = report
 
 
 def _ensure_built(model) -> None:
@@ -130,7 +146,8 @@ def _write_info(export_dir: str, signature_set: sig.SignatureSet, methods: Mappi
 def export_model(model, base_path: str, schema: Optional[PointwiseSchema] = None,
                  examples: Optional[Sequence[bytes]] = None, rows: Optional[Sequence[Mapping]] = None,
                  data_dir: Optional[str] = None, model_name: str = "", warmup_rows: int = 16,
-                 item_table: Optional[str] = None, warmup_lists: int = 2) -> ExportResult:
+                 item_table: Optional[str] = None, warmup_lists: int = 2, validate: bool = False,
+                 tolerance: float = 1e-6) -> ExportResult:
     """Exports ``model`` as the next integer version under ``base_path``, atomically.
 
     Args:
@@ -149,13 +166,16 @@ def export_model(model, base_path: str, schema: Optional[PointwiseSchema] = None
       item_table: pre-ranking only: an ``items.jsonl`` whose item embeddings go to
         ``assets.extra/item_embeddings.tfrecord`` (:func:`export.preranking.write_item_embeddings`).
       warmup_lists: pre-ranking only: example lists in the ``score_candidates`` warmup request.
+      validate: validate the staged export against ``model`` (:func:`export.validate.validate`) before
+        publishing it; ``tolerance`` is the largest difference allowed.
 
     Returns:
-      :class:`ExportResult` (version, path, signatures, tasks, warmup record count, examples).
+      :class:`ExportResult` (version, path, signatures, tasks, warmup record count, examples, validation).
 
     Raises:
       NotADirectoryError: ``base_path`` is a file.
       ValueError: the schema does not match the model, or bad warmup inputs.
+      ExportValidationError: ``validate`` and a check failed (nothing published; ``.report`` has the checks).
     """
     if int(warmup_rows) < 1:
         raise ValueError(f"`warmup_rows` must be >= 1. Received: warmup_rows={warmup_rows}")
@@ -184,10 +204,17 @@ def export_model(model, base_path: str, schema: Optional[PointwiseSchema] = None
             records = warmup.build_records(signature_set, serialized, model_name)
         warmup.write_records(staged, records)
         _write_info(staged, signature_set, methods)
+        report = None
+        if validate:
+            report = validate_export(staged, model, schema, tolerance=tolerance)
+            if not report.ok:
+                raise ExportValidationError(report)
         version = versions.publish(staged, base_path)
     except BaseException:
         versions.remove_staging(staged)
         raise
-    return ExportResult(version=version, path=os.path.join(base_path, str(version)), signatures=methods,
-                        tasks=[t.task for t in signature_set.tasks], warmup_records=len(records),
-                        examples=serialized)
+    path = os.path.join(base_path, str(version))
+    if report is not None:
+        report.export_dir = path  # the validated directory, under the name it was published as
+    return ExportResult(version=version, path=path, signatures=methods, tasks=[t.task for t in signature_set.tasks],
+                        warmup_records=len(records), examples=serialized, validation=report)

@@ -7,7 +7,9 @@ Run as a script (``python -I export/fresh_check.py EXPORT_DIR OUT_DIR [OPS_JSON]
 * loads the SavedModel with ``tf.saved_model.load``;
 * parses every warmup record and replays it through the signature it names (Predict records by
   ``model_spec.signature_name``, Classify / Regress records through ``classification`` / ``regression``),
-  checking that each request tensor has exactly the signature's dtype;
+  checking that the request's tensors are exactly the SignatureDef's inputs (the names TF Serving matches a
+  request against, e.g. ``101`` for an Ali-CCP feature, not the Python keyword ``arg_101`` that tf.function
+  makes of it) with exactly their dtypes;
 * replays the Classify and Regress records again as TF Serving runs them (a TF1 session, tensors by name);
 * lists every op of the graph and of its function library and checks each against TensorFlow's own op registry
   (a custom op would be missing here, since no library that defines one is loaded); ``OPS_JSON`` adds the op
@@ -30,11 +32,16 @@ from tensorflow_serving.apis import prediction_log_pb2
 WARMUP = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
-def graph_ops(export_dir):
-    """(ops used by the graph and its functions, names of the library's functions)."""
+def read_saved_model(export_dir):
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
+    return proto
+
+
+def graph_ops(export_dir, proto=None):
+    """(ops used by the graph and its functions, names of the library's functions)."""
+    proto = proto or read_saved_model(export_dir)
     ops, functions = set(), set()
     for meta in proto.meta_graphs:
         ops.update(node.op for node in meta.graph_def.node)
@@ -44,16 +51,23 @@ def graph_ops(export_dir):
     return ops, functions
 
 
+def signature_inputs(proto):
+    """``{signature: {input name: DType}}`` of the serve meta graph's SignatureDefs: the input names and dtypes a
+    TF Serving request must match."""
+    for meta in proto.meta_graphs:
+        if "serve" in meta.meta_info_def.tags:
+            return {name: {k: tf.dtypes.as_dtype(v.dtype) for k, v in sig.inputs.items()}
+                    for name, sig in meta.signature_def.items()}
+    return {}
+
+
 def non_stock(ops, functions):
     return sorted(op for op in ops if op not in functions and op_def_registry.get(op) is None)
 
 
-def _spec_dtypes(fn):
-    return {k: v.dtype for k, v in fn.structured_input_signature[1].items()}
-
-
-def replay(loaded, records):
-    """Runs each warmup record; returns (per-record summaries, numeric outputs, errors)."""
+def replay(loaded, records, inputs):
+    """Runs each warmup record; returns (per-record summaries, numeric outputs, errors). ``inputs`` is
+    :func:`signature_inputs` of the export. A loaded signature takes its SignatureDef's input names as keywords."""
     summaries, arrays, errors = [], {}, []
     for i, log in enumerate(records):
         kind = log.WhichOneof("log_type")
@@ -77,7 +91,7 @@ def replay(loaded, records):
             errors.append(f"record {i}: signature {name!r} not in the export ({sorted(loaded.signatures)})")
             continue
         fn = loaded.signatures[name]
-        expected = _spec_dtypes(fn)
+        expected = inputs.get(name, {})
         if set(wire) != set(expected):
             errors.append(f"record {i} ({name}): inputs {sorted(wire)} != signature inputs {sorted(expected)}")
             continue
@@ -136,18 +150,20 @@ def main(argv):
     report = {"tfrec_imported": any(m == "tfrec" or m.startswith("tfrec.") for m in sys.modules),
               "errors": []}
     loaded = tf.saved_model.load(export_dir)
+    proto = read_saved_model(export_dir)
+    inputs = signature_inputs(proto)
     report["signatures"] = {
-        name: {"inputs": {k: [v.dtype.name, v.shape.as_list()] for k, v in fn.structured_input_signature[1].items()},
+        name: {"inputs": {k: v.name for k, v in inputs.get(name, {}).items()},
                "outputs": {k: [v.dtype.name, v.shape.as_list()] for k, v in fn.structured_outputs.items()}}
         for name, fn in loaded.signatures.items()}
     records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
                for r in tf.data.TFRecordDataset(os.path.join(export_dir, WARMUP))]
     report["warmup_records"] = len(records)
-    summaries, arrays, errors = replay(loaded, records)
+    summaries, arrays, errors = replay(loaded, records, inputs)
     session_errors, report["session_outputs_compared"] = session_replay(export_dir, records, arrays)
     errors += session_errors
     report["records"], report["errors"] = summaries, report["errors"] + errors
-    ops, functions = graph_ops(export_dir)
+    ops, functions = graph_ops(export_dir, proto)
     report["ops"] = sorted(ops - functions)
     report["functions"] = sorted(functions)
     report["non_stock_ops"] = non_stock(ops | set(cli_ops), functions)

@@ -12,8 +12,8 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import random
+import sys
 import threading
 import time
 from concurrent import futures
@@ -246,65 +246,28 @@ def _serialized(examples: Sequence[Example]) -> List[bytes]:
 
 
 def examples_from_tsv(path: str, signature_def=None) -> List[bytes]:
-    """Serialized tf.Examples from a TSV file whose header names the features; an empty cell is absent.
+    """Serialized tf.Examples of every row of a TSV file whose header names the features (an empty cell is
+    absent), or of a headerless file of raw Criteo Kaggle rows; gzip-compressed or not.
+
+    The reading is :func:`serving.predict_input.read_examples` (which streams; this collects every row).
 
     Args:
       path: the TSV file.
       signature_def: a SignatureDef with one input per raw feature (``predict_raw``) giving each feature's
-        dtype; without it, a column whose cells all parse as numbers is a float feature, others are strings.
+        dtype (a header that names none of its inputs is refused); without it, a column whose cells all parse
+        as numbers is a float feature, others are strings.
 
     Raises:
-      ValueError: a cell does not parse as its feature's dtype, or a row has the wrong number of cells.
+      ValueError: a cell does not parse as its feature's dtype, a row has the wrong number of cells, or the
+        first line is neither a header of features nor a Criteo row.
     """
-    import tensorflow as tf
+    from serving.predict_input import read_examples
 
-    with open(path, "r", encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t"))
-    if not rows:
-        raise ValueError(f"{path} is empty; it needs a header line naming the features")
-    header, body = rows[0], rows[1:]
-    kinds = {}
-    for j, name in enumerate(header):
-        if signature_def is not None and name in signature_def.inputs:
-            dtype = signature_def.inputs[name].dtype
-            kinds[name] = ("float" if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE) else
-                           "int" if dtype in (types_pb2.DT_INT64, types_pb2.DT_INT32) else "bytes")
-        else:
-            kinds[name] = "float" if all(_is_number(r[j]) for r in body if j < len(r) and r[j]) else "bytes"
-    out = []
-    for i, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise ValueError(f"{path} line {i}: {len(row)} cells, the header has {len(header)}")
-        feats = {}
-        for name, cell in zip(header, row):
-            if cell == "":
-                continue
-            try:
-                if kinds[name] == "float":
-                    feats[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(cell)]))
-                elif kinds[name] == "int":
-                    feats[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(cell)]))
-                else:
-                    feats[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[cell.encode()]))
-            except ValueError:
-                raise ValueError(f"{path} line {i}: feature {name!r} needs a {kinds[name]}, got {cell!r}") from None
-        out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
-    return out
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+    return [e for batch in read_examples(path, signature_def, batch_size=sys.maxsize) for e in batch]
 
 
 def examples_from_tfrecord(path: str, limit: Optional[int] = None) -> List[bytes]:
-    """Serialized tf.Examples from a TFRecord file (GZIP when the name ends in ``.gz``)."""
-    import tensorflow as tf
+    """Serialized tf.Examples from a TFRecord file (GZIP when its content is gzip-compressed)."""
+    from serving.predict_input import tfrecord_rows
 
-    ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
-    if limit is not None:
-        ds = ds.take(limit)
-    return [r.numpy() for r in ds]
+    return list(tfrecord_rows(path, limit))

@@ -44,3 +44,33 @@ def write(path, lines, header=None):
     with open(path, "w", encoding="utf-8") as f:
         f.write("".join(line + "\n" for line in ([header] if header else []) + list(lines)))
     return str(path)
+
+
+#: Funnel columns kept for an Ali-CCP-layout copy (numeric feature-id column names, as Ali-CCP has them).
+ALICCP_COPY = {"click": "click", "conversion": "purchase", "categorical_1": "101", "categorical_2": "205",
+               "categorical_3": "121", "categorical_4": "206", "numerical_1": "D101_1", "numerical_5": "D205_1"}
+
+
+def prepare_aliccp_funnel(root, rows=2400, seed=3):
+    """Simulates a funnel (``tfrec simulate --kind funnel``), copies a few of its columns into the Ali-CCP layout
+    (:data:`ALICCP_COPY`) and prepares it with ``tfrec prepare --format aliccp``; returns the dataset directory."""
+    import os
+
+    from tfrec.cli import main
+
+    raw, data = os.path.join(root, "raw", "aliexpress.csv"), os.path.join(root, "data")
+    assert main(["simulate", "--kind", "funnel", "--out", raw, "--rows", str(rows), "--seed", str(seed),
+                 "--noisy-click-share", "0.3", "--set", "simulation.funnel.users=200",
+                 "--set", "simulation.funnel.items=50", "--set", "simulation.funnel.click_rate=0.25",
+                 "--set", "simulation.funnel.conversion_rate=0.3"]) == 0
+    with open(raw) as f:
+        header = f.readline().rstrip("\n").split(",")
+        keep = [header.index(c) for c in ALICCP_COPY]
+        lines = [",".join(ALICCP_COPY[header[i]] for i in keep)]
+        lines += [",".join(fields[i] for i in keep) for fields in (line.rstrip("\n").split(",") for line in f)]
+    narrow = os.path.join(root, "raw", "aliccp.csv")
+    with open(narrow, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    assert main(["prepare", "--input", narrow, "--out", data, "--format", "aliccp", "--min-count", "2",
+                 "--beta-pos", "0.5", "--runner", "DirectRunner"]) == 0
+    return data

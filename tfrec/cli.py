@@ -76,6 +76,17 @@ def _load(args, mapping: Dict[str, str], base_yaml: Optional[str] = None):
     return load_config(args.config, _flag_overrides(args, mapping) + list(args.overrides), base=base)
 
 
+def _load_run(args, mapping: Dict[str, str]):
+    """The config of a command that loads a finished run: its architecture from ``<model_dir>/config.yaml``; a
+    setting that contradicts it is a usage error naming the key (``tfrec.run_config.load_for_run``)."""
+    from tfrec.config import load_config
+    from tfrec.run_config import load_for_run
+
+    overrides = _flag_overrides(args, mapping) + list(args.overrides)
+    model_dir = load_config(args.config, overrides, validate=False).train.model_dir
+    return load_for_run(args.config, overrides, model_dir)
+
+
 # ------------------------------------------------------------------------------------------------ commands
 
 
@@ -137,7 +148,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
+    cfg = _load_run(args, {"data": "data.dir", "model_dir": "train.model_dir"})
     from tfrec.evaluate import evaluate
 
     if not cfg.train.model_dir:
@@ -159,7 +170,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_calibration(args) -> int:
-    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
+    cfg = _load_run(args, {"data": "data.dir", "model_dir": "train.model_dir"})
     if not cfg.train.model_dir:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
     if args.buckets < 1:
@@ -212,26 +223,38 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from serving.client import PredictionClient, examples_from_tfrecord, examples_from_tsv
+    from serving.client import PredictionClient
+    from serving.predict_input import InputError, read_examples
 
+    if args.limit is not None and args.limit < 1:
+        raise _UsageError(f"--limit must be >= 1. Received: --limit={args.limit}")
+    if args.batch_size < 1:
+        raise _UsageError(f"--batch-size must be >= 1. Received: --batch-size={args.batch_size}")
+    if not os.path.exists(args.input):
+        raise _UsageError(f"input file not found: {args.input}")
+    sent, names = 0, None
     with PredictionClient(args.server, timeout=args.timeout) as client:
-        if args.input.endswith((".tfrecord", ".tfrecord.gz", ".gz")):
-            examples = examples_from_tfrecord(args.input, limit=args.limit)
-        else:
-            raw = client.metadata(args.model).get("predict_raw")
-            examples = examples_from_tsv(args.input, raw)[:args.limit]
-        if not examples:
-            raise _UsageError(f"no examples in {args.input}")
-        outputs = client.predict_examples(args.model, examples, signature=args.signature)
-    names = sorted(k for k, v in outputs.items() if v.ndim == 1)
-    print("\t".join(["row"] + names))
-    for i in range(len(examples)):
-        print("\t".join([str(i)] + [f"{float(outputs[k][i]):.6f}" for k in names]))
+        raw = client.metadata(args.model).get("predict_raw")
+        try:
+            # Streamed: each batch is read, sent and printed before the next one is read.
+            for batch in read_examples(args.input, raw, batch_size=args.batch_size, limit=args.limit):
+                outputs = client.predict_examples(args.model, batch, signature=args.signature)
+                if names is None:
+                    names = sorted(k for k, v in outputs.items() if v.ndim == 1)
+                    print("\t".join(["row"] + names))
+                for i in range(len(batch)):
+                    print("\t".join([str(sent + i)] + [f"{float(outputs[k][i]):.6f}" for k in names]))
+                sys.stdout.flush()
+                sent += len(batch)
+        except (InputError, IsADirectoryError) as e:
+            raise _UsageError(str(e)) from None
+    if not sent:
+        raise _UsageError(f"no examples in {args.input}")
     return 0
 
 
 def _cmd_export(args) -> int:
-    cfg = _load(args, {"data": "data.dir", "model_dir": "train.model_dir"})
+    cfg = _load_run(args, {"data": "data.dir", "model_dir": "train.model_dir"})
     if not cfg.train.model_dir:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
     if not os.path.isdir(cfg.train.model_dir):
@@ -242,7 +265,7 @@ def _cmd_export(args) -> int:
         raise _UsageError(f"export base path is not a directory: {args.base_path}")
     if args.warmup_rows < 1:
         raise _UsageError(f"--warmup-rows must be >= 1. Received: --warmup-rows={args.warmup_rows}")
-    from export import export_model, validate
+    from export import ExportValidationError, export_model
     from tfrec import data as data_lib
     from tfrec.train import load_trained_model
     from tfrec.train_preranking import is_listwise, load_listwise_schema, load_trained_preranking
@@ -253,18 +276,19 @@ def _cmd_export(args) -> int:
         raise _UsageError("--items is for pre-ranking (hybrid-sample) datasets only")
     else:
         schema, model = data_lib.load_schema(cfg.data.dir), load_trained_model(cfg)
-    result = export_model(model, args.base_path, schema, data_dir=cfg.data.dir, model_name=args.model_name,
-                          warmup_rows=args.warmup_rows, item_table=args.items)
+    try:
+        # With --validate the staged directory is validated before it is published: a failure publishes nothing.
+        result = export_model(model, args.base_path, schema, data_dir=cfg.data.dir, model_name=args.model_name,
+                              warmup_rows=args.warmup_rows, item_table=args.items, validate=args.validate)
+    except ExportValidationError as e:
+        print(e.report.format())
+        print(f"tfrec export: error: {e}", file=sys.stderr)
+        return RUN_ERROR
     print(f"exported version {result.version} to {result.path}: signatures {', '.join(result.signatures)}; "
           f"tasks {', '.join(result.tasks)}; {result.warmup_records} warmup records"
           + (f"; item embeddings in {result.path}/assets.extra/item_embeddings.tfrecord" if args.items else ""))
-    if args.validate:
-        report = validate(result.path, model, schema)
-        print(report.format())
-        if not report.ok:
-            failed = [name for name, passed, _ in report.checks if not passed]
-            print(f"tfrec export: error: validation failed: {', '.join(failed)}", file=sys.stderr)
-            return RUN_ERROR
+    if result.validation is not None:
+        print(result.validation.format())
     return 0
 
 
@@ -525,9 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default="127.0.0.1:8500", help="host:port (default 127.0.0.1:8500)")
     p.add_argument("--model", required=True, help="model name")
     p.add_argument("--input", required=True,
-                   help="rows.tsv (header = feature names) or a TFRecord of tf.Example (.tfrecord, .tfrecord.gz)")
+                   help="rows.tsv (header = feature names), raw Criteo Kaggle rows (train.txt: no header, as "
+                        "prepare reads them), either one gzipped, or a TFRecord of tf.Example (.tfrecord, "
+                        ".tfrecord.gz); read as a stream")
     p.add_argument("--signature", help="signature name (default: read from the model's metadata)")
-    p.add_argument("--limit", type=int, default=None, help="send at most this many rows")
+    p.add_argument("--limit", type=int, default=None, help="read and send at most this many rows")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=1024,
+                   help="rows per request (default 1024)")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call in seconds (default 10)")
     p.set_defaults(fn=_cmd_predict)
 
@@ -539,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-rows", dest="warmup_rows", type=int, default=16,
                    help="dataset rows in each warmup request (default 16)")
     p.add_argument("--validate", action="store_true",
-                   help="reload the export in a fresh process and compare it with the Keras model")
+                   help="before publishing the version, reload it in a fresh process and compare it with the Keras "
+                        "model; a failed check publishes nothing (exit 1)")
     p.add_argument("--items", help="pre-ranking: item table (items.jsonl) whose item embeddings go to the "
                                    "version's assets.extra/item_embeddings.tfrecord")
     _common(p)

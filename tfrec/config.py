@@ -705,13 +705,15 @@ def parse_override(text: str) -> Dict[str, Any]:
 
 
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = (),
-                base: Optional[RunConfig] = None) -> RunConfig:
+                base: Optional[RunConfig] = None, validate: bool = True) -> RunConfig:
     """Builds a validated :class:`RunConfig`.
 
     Args:
       path: a YAML file (sections as in :class:`RunConfig`), or None for the defaults.
       overrides: ``section.key=value`` strings applied after the file, in order.
       base: start from this config instead of the defaults.
+      validate: run the sections' range checks (False: keys and types only, for reading one value before the
+        config is complete).
 
     Returns:
       The validated config.
@@ -720,10 +722,10 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (),
       ConfigError: a missing file, a YAML error, an unknown key, a wrong type or an out-of-range value;
         the message is one line naming the key (or the file).
     """
-    return apply_config(base if base is not None else RunConfig(), path, overrides)
+    return apply_config(base if base is not None else RunConfig(), path, overrides, validate=validate)
 
 
-def apply_config(cfg: Any, path: Optional[str], overrides: Sequence[str] = ()) -> Any:
+def apply_config(cfg: Any, path: Optional[str], overrides: Sequence[str] = (), validate: bool = True) -> Any:
     """Applies a YAML file of sections, then ``section.key=value`` overrides, to a config of sections; validates it.
 
     Args:
@@ -731,9 +733,10 @@ def apply_config(cfg: Any, path: Optional[str], overrides: Sequence[str] = ()) -
         a ``validate()`` method; changed in place.
       path: a YAML file (a mapping of sections), or None for none.
       overrides: ``section.key=value`` strings applied after the file, in order.
+      validate: run ``cfg.validate()`` at the end.
 
     Returns:
-      ``cfg``, validated.
+      ``cfg``, validated (with ``validate``).
 
     Raises:
       ConfigError: a missing file, a YAML error, an unknown key, a wrong type or an out-of-range value; the
@@ -752,7 +755,8 @@ def apply_config(cfg: Any, path: Optional[str], overrides: Sequence[str] = ()) -
         _apply(cfg, data, "")
     for text in overrides:
         _apply(cfg, parse_override(text), "")
-    cfg.validate()
+    if validate:
+        cfg.validate()
     return cfg
 
 

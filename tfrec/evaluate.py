@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +17,56 @@ from tfrec.metrics import binary_report, multitask_report
 from tfrec.metrics.multitask import TASKS
 
 
+class SplitPredictor:
+    """Predicts every example of one split, with one prediction function traced once per model.
+
+    Built once and called every epoch by the training driver's exact validation metrics
+    (:func:`exact_validation_metrics`), so the validation split's predictions cost one forward pass and no new
+    trace per epoch. The function is traced for the dataset's feature spec (batch dimension unknown), without
+    AutoGraph (the models' inference pass has no tensor-dependent Python control flow).
+
+    Args:
+      data_dir: the prepared dataset.
+      split: ``train``, ``valid`` or ``test``.
+      batch_size: examples per prediction batch.
+      outputs: model output names to keep (``("probability",)``: one ``[n]`` array).
+      beta_pos: overrides the weights as ``data.beta_pos`` does.
+      max_batches: read at most this many batches (0: the whole split).
+    """
+
+    def __init__(self, data_dir: str, split: str, batch_size: int, outputs=("probability",), beta_pos=None,
+                 max_batches: int = 0):
+        self.data_dir, self.split, self.names = data_dir, split, tuple(outputs)
+        schema = data_lib.load_schema(data_dir)
+        ds = data_lib.make_dataset(data_lib.split_files(data_dir, split), schema, batch_size, training=False,
+                                   cycle_length=1, beta_pos=beta_pos)
+        self.dataset = ds.take(max_batches) if max_batches else ds
+        self._model, self._predict = None, None
+
+    def _function(self, model):
+        if model is not self._model:
+            names = self.names
+            self._model = model
+            self._predict = tf.function(lambda features: {n: model(features, training=False)[n] for n in names},
+                                        input_signature=[self.dataset.element_spec[0]], autograph=False)
+        return self._predict
+
+    def __call__(self, model):
+        """``(probabilities, labels, weights)`` in file order; see :func:`predict_split`."""
+        predict = self._function(model)
+        probs, labels, weights = {name: [] for name in self.names}, [], []
+        for features, label, weight in self.dataset:
+            for name, p in predict(features).items():
+                probs[name].append(p.numpy())
+            labels.append(label.numpy())
+            weights.append(weight.numpy())
+        if not labels:
+            raise data_lib.DatasetError(f"the {self.split} split of {self.data_dir} is empty")
+        p = {name: np.concatenate(v) for name, v in probs.items()}
+        return (p["probability"] if self.names == ("probability",) else p), np.concatenate(labels), \
+            np.concatenate(weights)
+
+
 def predict_split(model, data_dir: str, split: str, batch_size: int, outputs=("probability",), beta_pos=None):
     """Probabilities, labels and weights of every example of ``split`` (in file order); ``beta_pos`` overrides
     the weights as ``data.beta_pos`` does.
@@ -25,31 +75,57 @@ def predict_split(model, data_dir: str, split: str, batch_size: int, outputs=("p
     ``[n]`` of the named model outputs (e.g. ``("ctr", "cvr")``). Labels are ``[n]``, or ``[n, 2]`` for a
     multi-task dataset.
     """
-    schema = data_lib.load_schema(data_dir)
-    ds = data_lib.make_dataset(data_lib.split_files(data_dir, split), schema, batch_size, training=False,
-                               cycle_length=1, beta_pos=beta_pos)
-    names = tuple(outputs)
+    return SplitPredictor(data_dir, split, batch_size, outputs, beta_pos)(model)
 
-    @tf.function(reduce_retracing=True)
-    def predict(features):
-        out = model(features, training=False)
-        return {name: out[name] for name in names}
 
-    probs, labels, weights = {name: [] for name in names}, [], []
-    for features, label, weight in ds:
-        for name, p in predict(features).items():
-            probs[name].append(p.numpy())
-        labels.append(label.numpy())
-        weights.append(weight.numpy())
-    if not labels:
-        raise data_lib.DatasetError(f"the {split} split of {data_dir} is empty")
-    p = {name: np.concatenate(v) for name, v in probs.items()}
-    return (p["probability"] if names == ("probability",) else p), np.concatenate(labels), np.concatenate(weights)
+def output_tasks(model):
+    """The task outputs of a multi-task model, in output order."""
+    return model.output_tasks() if hasattr(model, "output_tasks") else [t for t in TASKS if t in model.tasks]
+
+
+def exact_validation_metrics(cfg: RunConfig, max_batches: int = 0) -> Callable[[object], Dict[str, float]]:
+    """``model -> metrics``: the exact metrics of the valid split under the names of the training logs (without
+    ``val_``), for :class:`tfrec.callbacks.ExactValidation`.
+
+    The values are those :func:`evaluate` reports for ``split="valid"`` (the same predictions, the same NumPy
+    metrics): a single-task model's ``auc``, ``weighted_auc``, ``logloss``, ``weighted_logloss``; a multi-task
+    model's ``<task>_auc`` per output task, and ``auc`` / ``logloss`` of its first task in that task's space
+    (as its Keras metrics name them). Predictions that are not all finite give NaN for every metric.
+
+    Args:
+      cfg: the run config (``data.dir``, ``data.eval_batch_size``, ``data.beta_pos``).
+      max_batches: validation batches to read (0: the whole split; ``train.validation_steps``).
+    """
+    multitask = isinstance(data_lib.load_schema(cfg.data.dir), MultiTaskSchema)
+    predictors: Dict[tuple, SplitPredictor] = {}
+
+    def compute(model) -> Dict[str, float]:
+        tasks = tuple(output_tasks(model)) if multitask else ("probability",)
+        if tasks not in predictors:
+            predictors[tasks] = SplitPredictor(cfg.data.dir, "valid", cfg.data.eval_batch_size, tasks,
+                                               cfg.data.beta_pos, max_batches)
+        p, y, w = predictors[tasks](model)
+        if multitask:
+            first = model.tasks[0]
+            names = [f"{t}_auc" for t in tasks] + ["auc", "logloss"]
+            finite = all(np.isfinite(v).all() for v in p.values())
+            if not finite:
+                return {k: float("nan") for k in names}
+            r = multitask_report(y, p, w)
+            return {**{f"{t}_auc": r[f"{t}_auc"] for t in tasks}, "auc": r[f"{first}_auc"],
+                    "logloss": r[f"{first}_logloss"]}
+        names = ["auc", "weighted_auc", "logloss", "weighted_logloss"]
+        if not np.isfinite(p).all():
+            return {k: float("nan") for k in names}
+        r = binary_report(y, p, w)
+        return {k: r[k] for k in names}
+
+    return compute
 
 
 def evaluate_multitask(model, data_dir: str, split: str, batch_size: int, beta_pos=None) -> Dict[str, object]:
     """:func:`tfrec.metrics.multitask_report` of ``model``'s task outputs on ``split`` of a multi-task dataset."""
-    tasks = model.output_tasks() if hasattr(model, "output_tasks") else [t for t in TASKS if t in model.tasks]
+    tasks = output_tasks(model)
     p, y, w = predict_split(model, data_dir, split, batch_size, outputs=tuple(tasks), beta_pos=beta_pos)
     return multitask_report(y, p, w)
 

@@ -33,14 +33,27 @@ _KEEP = ("example_mask", "sample_type", "rank", "click", "purchase", "item_id", 
          "all_scenario_purchases")
 
 
-def collect(model, dataset, tasks: Sequence[str]) -> Dict[str, np.ndarray]:
-    """Scores and fields of every request of ``dataset`` (``(features, labels)`` batches of one list size)."""
+def predict_function(model, dataset, tasks: Sequence[str]):
+    """``features -> {task: [b, L] probability}`` of ``model``, traced once for ``dataset``'s feature spec."""
     # One trace for every batch (the dataset's spec: its batch dimension is None, the last batch is short), and
     # no AutoGraph: the inference pass has no tensor-dependent Python control flow, and converting the model's
     # code costs far more than the evaluation of a small split (tests: same scores as the eager call).
-    predict = tf.function(lambda x: {t: model(x, training=False)[t] for t in tasks},
-                          input_signature=[dataset.element_spec[0]], autograph=False)
-    keep = tuple(dict.fromkeys(_KEEP + tuple(tasks)))  # every task's labels too (AUC per task)
+    return tf.function(lambda x: {t: model(x, training=False)[t] for t in tasks},
+                       input_signature=[dataset.element_spec[0]], autograph=False)
+
+
+def collect(model, dataset, tasks: Sequence[str], keep: Sequence[str] = _KEEP, predict=None) -> Dict[str, np.ndarray]:
+    """Scores and fields of every request of ``dataset`` (``(features, labels)`` batches of one list size).
+
+    Args:
+      model: the pre-ranking model.
+      dataset: ``(features, labels)`` batches.
+      tasks: the tasks whose scores (``score_<task>``) and labels are kept.
+      keep: the feature fields kept besides the tasks' labels (default: every field the report needs).
+      predict: a :func:`predict_function` of ``model`` for ``dataset`` (default: one is traced for this call).
+    """
+    predict = predict or predict_function(model, dataset, tasks)
+    keep = tuple(dict.fromkeys(tuple(keep) + tuple(tasks)))  # every task's labels too (AUC per task)
     parts: Dict[str, list] = {}
     width = {}
     for features, _ in dataset:
@@ -56,6 +69,23 @@ def collect(model, dataset, tasks: Sequence[str]) -> Dict[str, np.ndarray]:
             vs = [np.pad(v, ((0, 0), (0, width[k] - v.shape[1])), constant_values=b"") for v in vs]
         merged[k] = np.concatenate(vs, axis=0)
     return merged
+
+
+#: The fields :func:`impression_aucs` needs (with each task's labels).
+AUC_FIELDS = ("example_mask", "sample_type")
+
+
+def impression_aucs(data: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """Exact AUC of each task's probability (``score_<task>``) against its label on the impressions (N1 items of
+    the lists); NaN for a task without both classes there."""
+    impressions = data["example_mask"].astype(bool) & (data["sample_type"] == SAMPLE_N1)
+    out = {}
+    for key in (k for k in data if k.startswith("score_")):
+        task = key[len("score_"):]
+        if task in data:
+            labels = data[task][impressions]
+            out[task] = auc(labels, data[key][impressions]) if 0 < labels.sum() < labels.size else float("nan")
+    return out
 
 
 def _membership(item_ids: np.ndarray, sets: np.ndarray):
@@ -90,12 +120,7 @@ def preranking_report(data: Dict[str, np.ndarray], hit_ks: Sequence[int] = (10, 
         ranked = candidates & (data["rank"] >= 1) & (data["rank"] <= k)
         report[f"MAP@{k}"] = map_at_k(data["score_click"], ranked, k, candidates)
         report[f"NDCG@{k}"] = ndcg_at_k(data["score_click"], ranked, k, candidates)
-    for key in (k for k in data if k.startswith("score_")):
-        task = key[len("score_"):]
-        if task in data:
-            labels = data[task][impressions]
-            report[f"AUC_{task}"] = auc(labels, data[key][impressions]) if 0 < labels.sum() < labels.size \
-                else float("nan")
+    report.update({f"AUC_{task}": value for task, value in impression_aucs(data).items()})
     octile = popularity_octiles(ids, candidates)
     oct_of = np.vectorize(lambda i: octile.get(i, -1), otypes=[np.int64])(ids)
     for name in ("IS", "ISP"):

@@ -7,7 +7,8 @@ runs Keras ``fit`` with:
 
 * Adam(``learning_rate``) with a global gradient-norm clip (``clip_norm``);
 * ``ReduceLROnPlateau`` (x ``plateau_factor``) and ``EarlyStopping`` (``early_stop_patience`` epochs) on the
-  validation AUC named by ``monitor``;
+  validation AUC named by ``monitor``: the exact AUC of the validation predictions, the number ``tfrec evaluate``
+  reports (:class:`tfrec.callbacks.ExactValidation`), not Keras' 10,000-bucket approximation;
 * ``BackupAndRestore`` every ``save_every_steps`` steps, so a killed run resumes where it was when restarted with
   the same ``model_dir``;
 * the best weights (by ``monitor``) in ``<model_dir>/best/``, reloaded at the end;
@@ -33,8 +34,10 @@ import tf_keras as keras
 
 from tfrec import data as data_lib
 from tfrec import devices, losses, models, transforms
-from tfrec.callbacks import GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
+from tfrec.callbacks import ExactValidation, GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
 from tfrec.config import RunConfig, TrainConfig, dump_config
+from tfrec.evaluate import exact_validation_metrics
+from tfrec.run_config import with_run_architecture
 
 
 class TrainingError(RuntimeError):
@@ -88,11 +91,25 @@ def _example_batch(cfg: RunConfig, schema):
                                 "prepare it again with train rows")
 
 
-def load_trained_model(cfg: RunConfig) -> keras.Model:
-    """Rebuilds the model of a finished run and loads its best weights (no strategy needed)."""
+def trained_weights(cfg: RunConfig) -> Tuple[str, RunConfig]:
+    """``(best weights path, cfg with the run's architecture)`` of the finished run in ``cfg.train.model_dir``:
+    the one loader path of every model family (:func:`load_trained_model`,
+    :func:`tfrec.train_preranking.load_trained_preranking`). The architecture is the run's own
+    (:mod:`tfrec.run_config`: ``<model_dir>/config.yaml``), whatever ``cfg.model`` / ``cfg.preranking`` say.
+
+    Raises:
+      FileNotFoundError: the run has no best weights.
+    """
     path = best_weights_path(cfg.train.model_dir)
     if not tf.io.gfile.exists(path + ".index"):
         raise FileNotFoundError(f"no trained weights at {path} (run `tfrec train` with this model_dir first)")
+    return path, with_run_architecture(cfg)
+
+
+def load_trained_model(cfg: RunConfig) -> keras.Model:
+    """Rebuilds the model of a finished run (its architecture from ``<model_dir>/config.yaml``, see
+    :func:`trained_weights`) and loads its best weights (no strategy needed)."""
+    path, cfg = trained_weights(cfg)
     model = build_model(cfg)
     model(_example_batch(cfg, data_lib.load_schema(cfg.data.dir)), training=False)
     model.load_weights(path).expect_partial()
@@ -214,19 +231,25 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
                                             False, cycle_length=cfg.data.cycle_length, beta_pos=cfg.data.beta_pos,
                                             repeat=multi_worker)
 
+    # The exact metrics read the batches Keras validates on (train.validation_steps of them when set).
+    exact = exact_validation_metrics(cfg, min(validation_steps, t.validation_steps) if t.validation_steps else 0)
     return fit_with_recovery(cfg, model, train_ds, valid_ds, steps_per_epoch, validation_steps, replicas, printer,
-                             extra_callbacks, monitor=monitor)
+                             extra_callbacks, monitor=monitor, exact_validation=exact)
 
 
 def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, steps_per_epoch: int,
                       validation_steps: int, replicas: int, printer: Callable[[str], None] = print,
                       extra_callbacks: Optional[list] = None, monitor: Optional[str] = None,
-                      examples_per_batch: Optional[int] = None) -> TrainResult:
+                      examples_per_batch: Optional[int] = None,
+                      exact_validation: Optional[Callable[[keras.Model], Dict[str, float]]] = None) -> TrainResult:
     """Keras ``fit`` of a compiled model with the driver's callbacks (module docstring), then the summary.
 
     Shared by every training entry (``train`` here, ``tfrec.train_preranking``). ``monitor`` overrides
     ``cfg.train.monitor``; ``examples_per_batch`` is what the throughput counts per global batch (default
-    ``cfg.data.batch_size``: rows, or requests for list-wise data).
+    ``cfg.data.batch_size``: rows, or requests for list-wise data). ``exact_validation`` (``model -> {name:
+    value}``) computes the exact validation metrics that replace Keras' ``val_<name>`` before the checkpoint,
+    the plateau and the early stop read them (:class:`tfrec.callbacks.ExactValidation`); the summary records the
+    seconds it took (``exact_validation_seconds``).
 
     Raises:
       TrainingError: the loss became NaN.
@@ -244,7 +267,9 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
     guard = NaNGuard()
     throughput = Throughput(examples_per_batch or cfg.data.batch_size)
     best = best_weights_path(t.model_dir)
+    exact = ExactValidation(exact_validation) if exact_validation is not None else None
     callbacks = [
+        *([exact] if exact is not None else []),  # first: every callback below reads its val_* values
         keras.callbacks.BackupAndRestore(os.path.join(t.model_dir, "backup"),
                                          save_freq=t.save_every_steps or "epoch", delete_checkpoint=True),
         guard,
@@ -288,6 +313,7 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
         "train_steps": throughput.steps,
         "train_examples_per_second": throughput.examples_per_second,
         "epoch_examples_per_second": throughput.epoch_rates,
+        "exact_validation_seconds": exact.seconds if exact is not None else None,
         "wall_seconds": wall,
     }
     with open(os.path.join(t.model_dir, "train_summary.json"), "w", encoding="utf-8") as f:

@@ -7,7 +7,8 @@
 NaN guard). Batches count requests (``data.batch_size`` requests per global batch; train lists padded to
 ``preranking.train_list_size`` items, validation lists to ``preranking.eval_list_size``). The monitored metric
 is the validation click AUC on impressions (``val_auc``; ``val_weighted_auc`` is read as ``val_auc``, list-wise
-data carries no sample weights).
+data carries no sample weights): the exact AUC of every task on the impressions of the valid split
+(``val_<task>_auc``), as ``evaluate_preranking`` reports it (``AUC_<task>``), not Keras' bucketed one.
 
 ``evaluate_preranking(cfg, split)`` computes the HCCP report (:mod:`tfrec.evaluate_preranking`) of the best
 weights and records it in ``<model_dir>/preranking_metrics.json`` under the split's name.
@@ -15,7 +16,6 @@ weights and records it in ``<model_dir>/preranking_metrics.json`` under the spli
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Callable, Dict, Optional
@@ -23,13 +23,13 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 
 from tfrec import data as data_lib
-from tfrec.config import RunConfig, load_config
+from tfrec.config import RunConfig
 from tfrec.evaluate import record_report
-from tfrec.evaluate_preranking import collect, preranking_report
+from tfrec.evaluate_preranking import AUC_FIELDS, collect, impression_aucs, predict_function, preranking_report
 from tfrec.features import ListwiseSchema
 from tfrec.listwise_data import distributed_listwise_dataset, make_listwise_dataset
 from tfrec.models.preranking import ThreeTower
-from tfrec.train import TrainResult, best_weights_path, epoch_steps, fit_with_recovery, make_optimizer, start_run
+from tfrec.train import TrainResult, epoch_steps, fit_with_recovery, make_optimizer, start_run, trained_weights
 
 
 def is_listwise(data_dir: str) -> bool:
@@ -89,19 +89,35 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     valid_ds = distributed_listwise_dataset(strategy, cfg.data.dir, "valid", schema, cfg.data.eval_batch_size,
                                             p.eval_list_size, False, repeat=multi_worker)
     monitor = "val_auc"
+    exact = exact_validation_aucs(cfg, schema, min(validation_steps, t.validation_steps) if t.validation_steps else 0)
     return fit_with_recovery(cfg, model, train_ds, valid_ds, steps, validation_steps, replicas, printer,
-                             extra_callbacks, monitor=monitor)
+                             extra_callbacks, monitor=monitor, exact_validation=exact)
+
+
+def exact_validation_aucs(cfg: RunConfig, schema: ListwiseSchema, max_batches: int = 0):
+    """``model -> {"<task>_auc": AUC, "auc": the first task's}``: the exact AUC of each task on the impressions
+    of the valid split (:func:`tfrec.evaluate_preranking.impression_aucs`, as :func:`evaluate_preranking`
+    reports it), under the names of the training logs without ``val_``; ``max_batches`` (0: all) limits the
+    batches read, as ``train.validation_steps`` does."""
+    ds = make_listwise_dataset(data_lib.split_files(cfg.data.dir, "valid"), schema, cfg.data.eval_batch_size,
+                               cfg.preranking.eval_list_size, training=False)
+    ds = ds.take(max_batches) if max_batches else ds
+    cache = {}
+
+    def compute(model) -> Dict[str, float]:
+        if cache.get("model") is not model:
+            cache.update(model=model, predict=predict_function(model, ds, model.tasks))
+        aucs = impression_aucs(collect(model, ds, model.tasks, keep=AUC_FIELDS, predict=cache["predict"]))
+        return {**{f"{t}_auc": aucs[t] for t in model.tasks}, "auc": aucs[model.tasks[0]]}
+
+    return compute
 
 
 def load_trained_preranking(cfg: RunConfig) -> ThreeTower:
     """The model of a finished run with its best weights (no strategy needed). The architecture is the run's own
-    (the ``preranking`` section of ``<model_dir>/config.yaml``), whatever ``cfg.preranking`` says."""
-    path = best_weights_path(cfg.train.model_dir)
-    if not tf.io.gfile.exists(path + ".index"):
-        raise FileNotFoundError(f"no trained weights at {path} (run `tfrec train` with this model_dir first)")
-    run_config = os.path.join(cfg.train.model_dir, "config.yaml")
-    if os.path.exists(run_config):
-        cfg = dataclasses.replace(cfg, preranking=load_config(run_config).preranking)
+    (the model keys of the ``preranking`` section of ``<model_dir>/config.yaml``; :func:`tfrec.train.trained_weights`),
+    whatever ``cfg.preranking`` says."""
+    path, cfg = trained_weights(cfg)
     model = build_preranking_model(cfg, load_listwise_schema(cfg.data.dir))
     model.load_weights(path).expect_partial()
     return model

@@ -21,7 +21,7 @@ out = ['''# Bazel targets of tfrec: one py_library per package, one py_test per 
 
 package(default_visibility = ["//visibility:public"])
 ''']
-deps = {"tfrec": [], "pipelines": [":tfrec"], "export": [":tfrec"], "serving": [":tfrec", ":export"]}
+deps = {"tfrec": [], "pipelines": [":tfrec"], "export": [":tfrec"], "serving": [":tfrec", ":export", ":pipelines"]}
 data = {"tfrec": sorted(glob.glob("tfrec/configs/*.yaml"))}
 for pkg in ("tfrec", "pipelines", "export", "serving"):
     s = f'py_library(\n    name = "{pkg}",\n    srcs = {lst(files(pkg))},\n'

@@ -9,8 +9,10 @@ checkpoints work unchanged); this class only overrides ``compute_loss`` and ``co
   divides the optimised value by the number of replicas (gradients are summed over replicas);
 * ``compute_metrics`` updates AUC and logloss, unweighted and weighted by the ``weight`` feature.
 
-The streaming AUC here uses 10,000 thresholds (close to exact, for monitoring and early stopping); reports use
-the exact NumPy metrics of ``tfrec.metrics``.
+The streaming AUC here uses 10,000 thresholds: it is the training logs' running AUC. The validation metrics that
+pick the best weights, lower the learning rate and stop early are replaced by the exact NumPy metrics of
+``tfrec.metrics`` on the validation predictions (``tfrec.callbacks.ExactValidation``): with predictions in a narrow
+range the bucketed AUC is far from the exact one.
 """
 
 from __future__ import annotations
