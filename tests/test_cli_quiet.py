@@ -54,6 +54,17 @@ def test_prepare_starts_quietly_and_verbose_shows_the_noise(tmp_path):
     assert any("Unable to register" in line for line in shown), shown  # TensorFlow 2.15's CUDA plugin lines
 
 
+def test_predict_starts_quietly(tmp_path):
+    # predict reads TensorFlow's protos (it imports TensorFlow), then fails to reach a server that is not there.
+    rows = tmp_path / "rows.tsv"
+    rows.write_text("0\t1\t2\n")
+    run = _tfrec(["predict", "--server", "127.0.0.1:1", "--model", "ctr", "--input", str(rows)], tmp_path)
+    assert run.returncode != 0
+    assert _noise_lines(run.stderr) == [], run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tfrec predict: error:"), lines
+
+
 def test_verbose_is_accepted_before_and_after_the_command():
     parser = build_parser()
     assert parser.parse_args(["--verbose", "prepare"]).verbose is True

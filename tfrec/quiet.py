@@ -34,15 +34,14 @@ NOISE = (
 )
 
 
-#: Commands that do not import TensorFlow, and those that import Apache Beam.
-_NO_TENSORFLOW = frozenset({"predict"})
+#: Commands that import Apache Beam (every command imports TensorFlow: even ``predict`` reads TensorFlow's protos
+#: through it).
 _BEAM_COMMANDS = frozenset({"prepare", "prepare-hybrid", "demo", "pipeline", "experiment"})
 
 
 def noisy_modules(command: str) -> List[str]:
     """The noisy modules the ``tfrec`` command ``command`` uses, for :func:`import_quietly` to import first."""
-    modules = [] if command in _NO_TENSORFLOW else ["tensorflow"]
-    return modules + (["apache_beam"] if command in _BEAM_COMMANDS else [])
+    return ["tensorflow"] + (["apache_beam"] if command in _BEAM_COMMANDS else [])
 
 
 def is_noise(line: bytes) -> bool:
