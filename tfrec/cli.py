@@ -155,8 +155,8 @@ def _cmd_calibration(args) -> int:
     from tfrec.train import load_trained_model
 
     model = load_trained_model(cfg)
-    p, y, w = predict_split(model, cfg.data.dir, args.split, cfg.data.eval_batch_size,
-                            beta_pos=cfg.data.beta_pos)
+    batch = cfg.for_family(listwise=False).data.eval_batch_size
+    p, y, w = predict_split(model, cfg.data.dir, args.split, batch, beta_pos=cfg.data.beta_pos)
     if args.unweighted:
         w = None
     rows = calibration_by_bucket(y, p, w, num_buckets=args.buckets)

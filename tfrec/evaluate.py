@@ -64,6 +64,7 @@ def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[s
     """
     if split not in data_lib.SPLITS:
         raise ValueError(f"`split` must be one of {data_lib.SPLITS}. Received: split={split!r}")
+    cfg = cfg.for_family(listwise=False)
     if model is None:
         from tfrec.train import load_trained_model
 

@@ -174,6 +174,7 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
       DeviceError: fewer devices than ``cfg.train.replicas``.
       TrainingError: the loss became NaN.
     """
+    cfg = cfg.for_family(listwise=False)
     t = cfg.train
     schema, strategy = start_run(cfg, data_lib.load_schema)
     replicas = strategy.num_replicas_in_sync

@@ -4,10 +4,11 @@
 ``schema.json`` of the list-wise family), builds :class:`tfrec.models.preranking.ThreeTower` from the
 ``preranking`` config section under the distribution strategy, and runs the same driver as the point-wise models
 (:func:`tfrec.train.fit_with_recovery`: BackupAndRestore, best weights, plateau, early stopping, TensorBoard,
-NaN guard). Batches count requests (``data.batch_size`` requests per global batch; train lists padded to
-``preranking.train_list_size`` items, validation lists to ``preranking.eval_list_size``). The monitored metric
-is the validation click AUC on impressions (``val_auc``; ``val_weighted_auc`` is read as ``val_auc``, list-wise
-data carries no sample weights).
+NaN guard). Batches count requests (``data.batch_size`` requests per global batch, 64 when unset; train lists
+padded to ``preranking.train_list_size`` items, validation lists to ``preranking.eval_list_size``). The monitored
+metric is the validation click AUC on impressions (``val_auc``; ``val_weighted_auc`` is read as ``val_auc``,
+list-wise data carries no sample weights). ``loss`` and ``val_loss`` are the same objective (Eq. 6) on lists of
+different make-up, so they are not comparable (:data:`LOSS_NOTE`).
 
 ``evaluate_preranking(cfg, split)`` computes the HCCP report (:mod:`tfrec.evaluate_preranking`) of the best
 weights and records it in ``<model_dir>/preranking_metrics.json`` under the split's name.
@@ -73,6 +74,7 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     Raises:
       DatasetError: missing dataset files or an empty split. DeviceError: too few devices. TrainingError: NaN.
     """
+    cfg = cfg.for_family(listwise=True)
     t = cfg.train
     schema, strategy = start_run(cfg, load_listwise_schema)
     replicas = strategy.num_replicas_in_sync
@@ -113,6 +115,7 @@ def evaluate_preranking(cfg: RunConfig, split: str = "test", model: Optional[Thr
     weights of ``cfg.train.model_dir``) on ``split``, recorded in ``preranking_metrics.json``."""
     if split not in data_lib.SPLITS:
         raise ValueError(f"`split` must be one of {data_lib.SPLITS}. Received: split={split!r}")
+    cfg = cfg.for_family(listwise=True)
     schema = load_listwise_schema(cfg.data.dir)
     model = model or load_trained_preranking(cfg)
     p = cfg.preranking
