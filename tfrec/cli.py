@@ -323,6 +323,9 @@ def _cmd_prepare_hybrid(args) -> int:
     stats = run(cfg.hybrid)
     rows = [("requests in", stats["requests_in"]), ("requests rejected", stats["requests_rejected"])]
     rows += [(f"requests {s}", stats["requests_written"][s]) for s in ("train", "valid", "test")]
+    rows += [("items in", stats["items_in"]), ("items rejected", stats["items_rejected"])]
+    if stats["items_duplicate"]:
+        rows.append(("items duplicated (one kept)", stats["items_duplicate"]))
     rows += [(f"items {t} (train)", n) for t, n in stats["items_per_sample_type"]["train"].items()]
     print(f"prepared {cfg.hybrid.output}\n" + _format_table(rows))
     return 0
