@@ -147,3 +147,17 @@ def test_trainer_workers_that_do_not_finish_in_time_are_stopped_and_fail_the_com
         run_workers(args, str(module), 2, str(tmp_path / "out"), timeout_s=10, printer=lambda _: None)
     assert time.monotonic() - start < 90
     assert sorted(os.listdir(tmp_path / "out")) == ["fn_args.json", "worker-0.log", "worker-1.log"]
+
+
+def test_component_json_is_strict_json(tmp_path):
+    import json
+
+    from pipelines.tfx.components import write_json
+
+    path = str(tmp_path / "evaluation.json")
+    write_json(path, {"auc": float("nan"), "logloss": float("inf"), "rows": np.int64(3), "p": [np.float32(0.5)]})
+
+    def refuse(token):
+        raise AssertionError(f"bare {token} in {path}")
+
+    assert json.load(open(path), parse_constant=refuse) == {"auc": None, "logloss": None, "rows": 3, "p": [0.5]}

@@ -23,7 +23,6 @@ Files in ``model_dir``: ``config.yaml`` (the run's config), ``best/`` (weights),
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Callable, Dict, Optional, Tuple
@@ -35,6 +34,7 @@ from tfrec import data as data_lib
 from tfrec import devices, losses, models, transforms
 from tfrec.callbacks import GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
 from tfrec.config import RunConfig, TrainConfig, dump_config
+from tfrec.jsonio import write_json
 
 
 class TrainingError(RuntimeError):
@@ -215,12 +215,13 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
 def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, steps_per_epoch: int,
                       validation_steps: int, replicas: int, printer: Callable[[str], None] = print,
                       extra_callbacks: Optional[list] = None, monitor: Optional[str] = None,
-                      examples_per_batch: Optional[int] = None) -> TrainResult:
+                      examples_per_batch: Optional[int] = None, unit: str = "examples") -> TrainResult:
     """Keras ``fit`` of a compiled model with the driver's callbacks (module docstring), then the summary.
 
     Shared by every training entry (``train`` here, ``tfrec.train_preranking``). ``monitor`` overrides
     ``cfg.train.monitor``; ``examples_per_batch`` is what the throughput counts per global batch (default
-    ``cfg.data.batch_size``: rows, or requests for list-wise data).
+    ``cfg.data.batch_size``: rows, or requests for list-wise data); ``unit`` names it in the progress lines
+    (``examples``, or ``lists``).
 
     Raises:
       TrainingError: the loss became NaN.
@@ -253,7 +254,7 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
         keras.callbacks.CSVLogger(os.path.join(t.model_dir, "history.csv"), append=True),
     ]
     if t.log_every_seconds > 0 or t.verbose == 0:
-        callbacks.append(ProgressLogger(t.log_every_seconds, cfg.data.batch_size, t.epochs, printer))
+        callbacks.append(ProgressLogger(t.log_every_seconds, cfg.data.batch_size, t.epochs, printer, unit=unit))
     if t.gradient_diagnostics:
         callbacks.append(GradientDiagnostics(os.path.join(t.model_dir, "gradient_diagnostics.csv"),
                                              log_dir=os.path.join(t.model_dir, "logs")))
@@ -284,6 +285,5 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
         "epoch_examples_per_second": throughput.epoch_rates,
         "wall_seconds": wall,
     }
-    with open(os.path.join(t.model_dir, "train_summary.json"), "w", encoding="utf-8") as f:
-        json.dump({"summary": summary, "history": hist}, f, indent=2)
+    write_json(os.path.join(t.model_dir, "train_summary.json"), {"summary": summary, "history": hist})
     return TrainResult(model=model, history=hist, best_weights=best, summary=summary)

@@ -33,6 +33,14 @@ from tfrec.models.preranking import ThreeTower
 from tfrec.train import TrainResult, best_weights_path, epoch_steps, fit_with_recovery, make_optimizer, start_run
 
 
+#: Printed when training starts: why ``val_loss`` is not the training ``loss`` of held-out data.
+LOSS_NOTE = ("loss is Eq. 6 on the train lists (sampled N2, 15 N3 and 10 N5 items, padded to {train} items, plus "
+             "in-batch N4 negatives); val_loss is the same objective on the valid lists, which keep every candidate "
+             "(up to {eval} items, no N4), so the contrastive and list-wise terms run over ~10x more negatives and "
+             "val_loss sits well above loss without any overfitting. Compare epochs by val_auc (click AUC on "
+             "impressions), the monitored metric.")
+
+
 def is_listwise(data_dir: str) -> bool:
     """True when ``data_dir/schema.json`` describes a list-wise (``ExampleListWithContext``) dataset."""
     path = os.path.join(data_dir, "schema.json")
@@ -91,8 +99,10 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     valid_ds = distributed_listwise_dataset(strategy, cfg.data.dir, "valid", schema, cfg.data.eval_batch_size,
                                             p.eval_list_size, False, repeat=multi_worker)
     monitor = "val_auc"
+    printer(f"training on {rows.get('train', 0):,} requests, {cfg.data.batch_size} per batch ({steps} steps an "
+            f"epoch); " + LOSS_NOTE.format(train=p.train_list_size, eval=p.eval_list_size))
     return fit_with_recovery(cfg, model, train_ds, valid_ds, steps, validation_steps, replicas, printer,
-                             extra_callbacks, monitor=monitor)
+                             extra_callbacks, monitor=monitor, unit="lists")
 
 
 def load_trained_preranking(cfg: RunConfig) -> ThreeTower:
