@@ -1,7 +1,8 @@
 """Every command of the README's "Benchmarks" block runs as written, at a small size: the second half of the contract
 test of ``tests/test_readme_commands.py`` (its own file, so that it runs in a worker of its own).
 
-SLOW (about 2 minutes on an idle 2-core host). Each benchmark runs from the repository root as the README says,
+SLOW: the 10 benchmarks took 178 CPU-seconds in all (10 minutes of wall time on a shared 2-core host at load average
+about 10). Each benchmark runs from the repository root as the README says,
 with the size flags of :data:`SMALL` (its numbers are then meaningless; the test checks that it runs and prints).
 A benchmark that is not in :data:`SMALL` runs at its own default size.
 """
