@@ -188,6 +188,8 @@ def read_item_table(path: str) -> List[bytes]:
     out, seen = [], set()
     with tf.io.gfile.GFile(path, "r") as f:
         for number, line in enumerate(f, 1):
+            if number == 1:
+                line = line.lstrip("\ufeff")  # a UTF-8 byte order mark opens the file: not part of the first item
             if not line.strip():
                 continue
             try:

@@ -61,3 +61,25 @@ def test_console_script_help_and_exit_code(tmp_path):
                           "--model-dir", str(tmp_path / "m")], capture_output=True, text=True, env=env, cwd=ROOT,
                          timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and str(tmp_path / "none") in bad.stderr
+
+
+@pytest.mark.parametrize("argv, config", [
+    (["train", "--help"], "tfrec.config.RunConfig"),
+    (["evaluate", "--help"], "tfrec.config.RunConfig"),
+    (["prepare-hybrid", "--help"], "tfrec.config.RunConfig"),
+    (["pipeline", "run", "--help"], "pipelines.tfx.config.PipelineConfig"),
+])
+def test_help_names_every_config_section(capsys, argv, config):
+    import dataclasses
+    import importlib
+    import re
+
+    module, name = config.rsplit(".", 1)
+    sections = [f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    listed = re.search(r"\(sections: ([a-z_, ]+)[;)]", text)
+    assert listed is not None, text
+    assert listed.group(1).split(", ") == sections

@@ -128,6 +128,44 @@ def test_cli_trains_and_evaluates_a_listwise_dataset(hybrid_data, tmp_path, caps
     assert scored["score_click"].shape[0] == report["requests"]
 
 
+def _strict_json(path):
+    def refuse(token):
+        raise AssertionError(f"{path} holds the bare token {token}, which is not JSON")
+
+    with open(path, encoding="utf-8") as f:
+        return json.load(f, parse_constant=refuse)
+
+
+def test_cli_listwise_batch_default_and_what_the_user_reads(hybrid_data, tmp_path, capsys):
+    from tfrec.cli import main
+    from tfrec.train_preranking import LOSS_NOTE
+
+    # data.batch_size / eval_batch_size unset: a request-sized batch (64 requests), not the 4096 rows of the
+    # point-wise default, which is more than this train split's 84 requests.
+    model_dir = str(tmp_path / "model")
+    sets = [a for kv in TINY if not kv.startswith(("data.batch_size", "data.eval_batch_size"))
+            for a in ("--set", kv)]
+    assert main(["train", "--data", hybrid_data, "--model-dir", model_dir, *sets]) == 0
+    out = capsys.readouterr().out
+    summary = _strict_json(os.path.join(model_dir, "train_summary.json"))["summary"]
+    assert summary["global_batch_size"] == 64 and summary["train_steps"] == 1
+    assert load_config(os.path.join(model_dir, "config.yaml")).data.batch_size == 64
+    # The rate counts lists (requests), and the loss vs val_loss note is printed where the losses are.
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("trained 1 epoch(s)") and " lists/s; " in last and "examples/s" not in out
+    assert LOSS_NOTE.format(train=40, eval=112) in out and "val_loss" in out
+
+    assert main(["evaluate", "--data", hybrid_data, "--model-dir", model_dir, "--split", "valid", *sets]) == 0
+    printed = capsys.readouterr().out
+    report = _strict_json(os.path.join(model_dir, "preranking_metrics.json"))["valid"]
+    for key in ("octile_ISH@20", "octile_ISPH@20"):  # the octiles it writes, printed: n/a where it wrote null
+        row = [line for line in printed.splitlines() if line.strip().startswith(f"{key} by octile 1-8")]
+        assert len(row) == 1, printed
+        shown = row[0].split()[-8:]
+        assert shown == ["n/a" if v is None else f"{v:.4f}" for v in report[key]]
+    assert None in report["octile_ISPH@20"]  # an octile without purchases: null, not NaN
+
+
 def test_check_data_rejects_a_pointwise_dataset(tmp_path):
     with open(tmp_path / "schema.json", "w") as f:
         json.dump({"name": "criteo"}, f)

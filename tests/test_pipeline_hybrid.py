@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -203,3 +204,87 @@ def test_ranking_scores_must_be_numbers():
     assert parse_request(json.dumps(req).encode(), ("user_id", "user_segment"), items).reason == "bad_type"
     req["ranking_scores"] = [0.3, 0.1]
     assert parse_request(json.dumps(req).encode(), ("user_id", "user_segment"), items)["ranking"] == ["i1", "i0"]
+
+
+def test_the_output_holds_the_validated_item_table(prepared):
+    cfg, stats, records, _ = prepared
+    from export.preranking import read_item_table
+    from pipelines.hybrid_samples import ITEMS_FILE
+
+    with open(cfg.items[0], encoding="utf-8") as f:
+        table = {}
+        for line in f:
+            item = json.loads(line)
+            if isinstance(item.get("item_id"), str):  # the appended bad line ({"item_id": 5}) is not an item
+                table[item["item_id"]] = item
+    with open(os.path.join(cfg.output, ITEMS_FILE), encoding="utf-8") as f:
+        written = [json.loads(line) for line in f]
+    assert [w["item_id"] for w in written] == sorted(table) and len(written) == stats["items_in_table"]
+    assert all(w == {k: table[w["item_id"]][k] for k in ("item_id", "category", "price")} for w in written)
+    assert len(read_item_table(os.path.join(cfg.output, ITEMS_FILE))) == len(table)  # what `tfrec export --items` reads
+
+
+@pytest.fixture(scope="module")
+def small_logs(tmp_path_factory):
+    logs = str(tmp_path_factory.mktemp("hybrid_small") / "logs")
+    simulate_cascade(CascadeConfig(output=logs, **{**SIM, "requests": 30}))
+    return logs
+
+
+def _prepare_hybrid(requests, items, out, capsys):
+    from tfrec.cli import main
+
+    code = main(["prepare-hybrid", "--input", requests, "--items", items, "--out", out,
+                 "--set", "hybrid.num_shards=1"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_utf8_bom_costs_no_record_and_rejected_items_are_in_the_summary(small_logs, tmp_path, capsys):
+    for name in ("requests.jsonl", "items.jsonl"):
+        with open(os.path.join(small_logs, name), "rb") as f, open(tmp_path / name, "wb") as out:
+            out.write(b"\xef\xbb\xbf" + f.read())
+    with open(tmp_path / "items.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"item_id": "i_bad", "category": "c0", "price": "cheap"}\n')
+    code, out, err = _prepare_hybrid(str(tmp_path / "requests.jsonl"), str(tmp_path / "items.jsonl"),
+                                     str(tmp_path / "out"), capsys)
+    assert code == 0, err
+    stats = json.load(open(tmp_path / "out" / "stats.json"))
+    assert stats["requests_rejected"] == 0 and stats["rejected_by_reason"] == {}
+    assert sum(stats["requests_written"].values()) == 30
+    assert stats["items_rejected"] == 1 and stats["items_in_table"] == SIM["items"]  # only the appended bad line
+    lines = dict(re.split(r"\s{2,}", line.strip()) for line in out.splitlines()[1:])
+    assert lines["items rejected"] == "1" and lines["requests rejected"] == "0"
+    assert lines["items in"] == f"{SIM['items'] + 1:,}"
+
+
+def test_the_export_item_table_reader_drops_a_bom(tmp_path):
+    from export.preranking import read_item_table
+
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"item_id": "i0", "category": "c0", "price": 1.5}\n'
+                     b'{"item_id": "i1", "category": "c1", "price": 2}\n')
+    items = [tf.train.Example.FromString(x).features.feature for x in read_item_table(str(path))]
+    assert [f["item_id"].bytes_list.value[0] for f in items] == [b"i0", b"i1"]
+
+
+def test_no_usable_requests_exit_non_zero_with_one_line(small_logs, tmp_path, capsys):
+    items = os.path.join(small_logs, "items.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, out, err = _prepare_hybrid(str(empty), items, str(tmp_path / "out_empty"), capsys)
+    assert code == 1 and out == ""
+    assert err.strip().count("\n") == 0 and "no requests in" in err and "empty request logs" in err, err
+
+    rejected = tmp_path / "rejected.jsonl"
+    with open(os.path.join(small_logs, "requests.jsonl"), encoding="utf-8") as f, open(rejected, "w") as out_f:
+        for line in f:  # every request names an item the table does not have
+            r = json.loads(line)
+            r["click_history"] = ["i_unknown"]
+            out_f.write(json.dumps(r) + "\n")
+    code, out, err = _prepare_hybrid(str(rejected), items, str(tmp_path / "out_rejected"), capsys)
+    assert code == 1 and out == ""
+    assert err.strip().count("\n") == 0, err
+    assert "all 30 requests were rejected (unknown_item 30)" in err and "deadletter" in err
+    # The dead letter and stats.json are written before the run fails, so the reason can be read there.
+    assert json.load(open(tmp_path / "out_rejected" / "stats.json"))["rejected_by_reason"] == {"unknown_item": 30}

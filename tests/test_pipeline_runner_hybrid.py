@@ -17,6 +17,7 @@ import tensorflow as tf
 import yaml
 from sklearn.metrics import log_loss, roc_auc_score
 
+from export.preranking import ITEM_EMBEDDINGS_FILE, read_item_embeddings, read_item_table
 from export.versions import list_versions
 from pipelines.tfx import PipelineError, load_pipeline_config, run_pipeline
 from pipelines.tfx.components import ComponentError, ORDER, evaluator, read_json, trainer
@@ -59,8 +60,9 @@ def base(tmp_path_factory):
     simulate_cascade(CascadeConfig(output=logs, **SIM))
     serving = os.path.join(work, "serving", "hccp")
     path = _write_config(os.path.join(work, "pipeline.yaml"), os.path.join(work, "root"), serving, logs)
-    result = run_pipeline(load_pipeline_config(path))
-    return {"work": work, "config": path, "logs": logs, "result": result, "serving": serving}
+    lines = []
+    result = run_pipeline(load_pipeline_config(path), printer=lines.append)
+    return {"work": work, "config": path, "logs": logs, "result": result, "serving": serving, "lines": lines}
 
 
 def _split(root, result, split):
@@ -79,6 +81,9 @@ def test_end_to_end_run_pushes_a_version_whose_score_candidates_the_prediction_s
     examples = result.outputs["example_gen"]["examples"]
     assert examples.properties["family"] == "hybrid" and examples.properties["rows_rejected"] == 0
     assert sum(examples.properties["rows_written"].values()) == SIM["requests"]
+    # A record of the hybrid family is one request's list: ExampleGen's line counts requests.
+    written = [line.strip() for line in base["lines"] if " written " in line]
+    assert written == [f"requests written {examples.properties['rows_written']}; requests rejected 0"], base["lines"]
 
     # StatisticsGen counts the labels on impressions from the records; the Beam pipeline counted them itself.
     stats = read_json(os.path.join(result.outputs["statistics_gen"]["statistics"].path(root), "statistics.json"))
@@ -109,6 +114,17 @@ def test_end_to_end_run_pushes_a_version_whose_score_candidates_the_prediction_s
     assert pushed["pushed"] and list_versions(base["serving"]) == [pushed["version"]]
     local = tf.saved_model.load(os.path.join(base["serving"], str(pushed["version"])))
     assert {"user_embedding", "item_embedding", "score_candidates", "serving_default"} <= set(local.signatures)
+
+    # The pushed version holds the precomputed item embeddings of the item table, as `tfrec export --items` writes
+    # them: one per valid item of the table (from the dataset's items.jsonl), equal to what item_embedding answers.
+    ids, vectors = read_item_embeddings(os.path.join(base["serving"], str(pushed["version"]), "assets.extra",
+                                                     ITEM_EMBEDDINGS_FILE))
+    with open(os.path.join(base["logs"], "items.jsonl"), encoding="utf-8") as f:
+        table = sorted(json.loads(line)["item_id"] for line in f)
+    assert [i.decode() for i in ids] == table and vectors.shape == (SIM["items"], 4)
+    items = read_item_table(os.path.join(examples.path(root), "items.jsonl"))
+    want = local.signatures["item_embedding"](examples=tf.constant(items))["embedding"].numpy()
+    np.testing.assert_array_equal(vectors, want)
 
     # The Evaluator's AUC / logloss: the click probability of score_candidates over the test impressions.
     lists = _split(root, result, "test")

@@ -57,12 +57,14 @@ def test_aliexpress_example_gen_statistics_schema_validator(tmp_path):
     schema = _execute(schema_gen, cfg, root, {"statistics": statistics})["schema"]
     inferred = read_json(os.path.join(schema.path(root), "schema.json"))
     assert inferred["label_rates"] == {"click": 0.6, "conversion": 0.4}
-    anomalies = _execute(example_validator, cfg, root, {"statistics": statistics, "schema": schema})["anomalies"]
+    anomalies = _execute(example_validator, cfg, root,
+                         {"statistics": statistics, "schema": schema, "examples": examples})["anomalies"]
     assert anomalies.properties["count"] == 0
 
     # The conversion rate drifts (0.4 -> 0.2) while the click rate stays: only the conversion label is flagged.
     stats["train"]["labels"]["conversion"] = {"positives": 1.0, "positive_rate": 0.2}
-    found = example_validator.find_anomalies(stats, inferred, example_validator.parameters(cfg))
+    found = example_validator.find_anomalies(stats, inferred, example_validator.parameters(cfg),
+                                             example_validator.data_counter(examples.path(root)))
     assert [(a["kind"], a.get("label")) for a in found] == [("positive_rate_drift", "conversion")]
 
 

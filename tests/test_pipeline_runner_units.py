@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import pytest
 
 from pipelines.tfx import artifacts, metadata
-from pipelines.tfx.components.example_validator import find_anomalies
+from pipelines.tfx.components.example_validator import find_anomalies, report
 from pipelines.tfx.components.schema_gen import infer_schema
 from pipelines.tfx.config import load_pipeline_config
 from tfrec.config import ConfigError
@@ -24,6 +25,15 @@ def _stats(rate=0.25, presence=1.0, lo=0.0, hi=100.0, extra=None):
     return {"train": {"rows": 100, "positives": rate * 100, "positive_rate": rate, "features": features}}
 
 
+def _uniform_counter(lo, hi, n=10_000):
+    """The exact counter of a split whose I1 values are n evenly spaced points of [lo, hi]."""
+    values = np.linspace(lo, hi, n)
+
+    def count(split, ranges):
+        return {name: (int(((values < a) | (values > b)).sum()), n) for name, (a, b) in ranges.items()}
+    return count
+
+
 def test_same_data_has_no_anomalies():
     schema = infer_schema(_stats()["train"])
     assert find_anomalies(_stats(), schema, PARAMS) == []
@@ -37,17 +47,51 @@ def test_same_data_has_no_anomalies():
 ])
 def test_each_anomaly_is_found(stats, kind):
     schema = infer_schema(_stats()["train"])
-    found = find_anomalies(stats, schema, PARAMS)
+    found = find_anomalies(stats, schema, PARAMS, _uniform_counter(50.0, 150.0))
     assert [a["kind"] for a in found] == [kind], found
 
 
-def test_out_of_range_is_estimated_from_percentiles():
-    schema = infer_schema(_stats(lo=0.0, hi=100.0)["train"])
-    # 1 percentile point of 101 above the range: about 1%, not more than the 1% allowed.
-    assert find_anomalies(_stats(lo=0.0, hi=101.0), schema, PARAMS) == []
-    found = find_anomalies(_stats(lo=0.0, hi=110.0), schema, PARAMS)
-    # Uniform on [0, 110]: 10/110 = 9.1% of the values are above 100; the estimate is good to 1%.
-    assert found[0]["kind"] == "out_of_range" and abs(found[0]["fraction"] - 10 / 110) <= 0.01
+def _split_stats(values):
+    return {"rows": len(values), "positives": 0.0, "positive_rate": 0.25,
+            "features": {"x": {"kind": "float", "present": len(values), "presence": 1.0,
+                               "percentiles": [float(v) for v in np.percentile(values, np.arange(101))]}}}
+
+
+def test_out_of_range_counts_the_real_fraction_not_percentile_points():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=14_022)
+    valid = np.clip(rng.normal(size=4_014), train.min(), train.max())
+    valid[:2] = train.min() - 1.0, train.max() + 1.0  # 2 of 4,014 values outside: 0.05%, not "about 2%"
+    many = valid.copy()
+    many[:60] = train.max() + 1.0  # 60 of 4,014: 1.49%
+    splits = {"train": train, "valid": valid}
+    stats = {s: _split_stats(v) for s, v in splits.items()}
+    schema = infer_schema(stats["train"])
+
+    def count(split, ranges):
+        v = splits[split]
+        return {n: (int(((v < lo) | (v > hi)).sum()), v.size) for n, (lo, hi) in ranges.items()}
+
+    assert find_anomalies(stats, schema, PARAMS, count) == []
+    splits["valid"] = many
+    stats["valid"] = _split_stats(many)
+    (found,) = find_anomalies(stats, schema, PARAMS, count)
+    assert (found["kind"], found["split"], found["outside"], found["values"]) == ("out_of_range", "valid", 60, 4014)
+    assert found["fraction"] == 60 / 4014
+    assert "1.49% of x values in valid (60 of 4,014) are outside the schema range" in found["message"]
+    # Counting needs the data: a split whose range reaches outside the schema's cannot be judged without it.
+    with pytest.raises(ValueError, match="counting them needs the data"):
+        find_anomalies(stats, schema, PARAMS)
+
+
+def test_the_report_with_allow_anomalies_says_the_run_goes_on():
+    anomalies = [{"kind": "out_of_range", "message": "3% of x values in valid are outside"}]
+    stopped = report(anomalies, "schema.json")
+    assert stopped.endswith("set validator.allow_anomalies=true to train anyway, or give a curated "
+                            "validator.schema_path")
+    allowed = report(anomalies, "schema.json", allowed=True)
+    assert "set validator.allow_anomalies=true" not in allowed
+    assert allowed.endswith("validator.allow_anomalies=true: training anyway")
 
 
 def test_cache_key_depends_on_name_parameters_inputs_and_code():
@@ -103,3 +147,17 @@ def test_trainer_workers_that_do_not_finish_in_time_are_stopped_and_fail_the_com
         run_workers(args, str(module), 2, str(tmp_path / "out"), timeout_s=10, printer=lambda _: None)
     assert time.monotonic() - start < 90
     assert sorted(os.listdir(tmp_path / "out")) == ["fn_args.json", "worker-0.log", "worker-1.log"]
+
+
+def test_component_json_is_strict_json(tmp_path):
+    import json
+
+    from pipelines.tfx.components import write_json
+
+    path = str(tmp_path / "evaluation.json")
+    write_json(path, {"auc": float("nan"), "logloss": float("inf"), "rows": np.int64(3), "p": [np.float32(0.5)]})
+
+    def refuse(token):
+        raise AssertionError(f"bare {token} in {path}")
+
+    assert json.load(open(path), parse_constant=refuse) == {"auc": None, "logloss": None, "rows": 3, "p": [0.5]}

@@ -121,12 +121,15 @@ class ProgressLogger(keras.callbacks.Callback):
       global_batch_size: examples per step, for the examples/s figure.
       epochs: total epochs, for the ``epoch i/n`` label.
       printer: where lines go.
+      unit: what one example is, in the rate's label (``examples``; ``lists`` for list-wise data, whose
+        ``global_batch_size`` counts requests).
     """
 
     def __init__(self, every_seconds: float, global_batch_size: int, epochs: int,
-                 printer: Callable[[str], None] = print):
+                 printer: Callable[[str], None] = print, unit: str = "examples"):
         super().__init__()
         self.every_seconds = every_seconds
+        self.unit = unit
         self.global_batch_size = global_batch_size
         self.epochs = epochs
         self.printer = printer
@@ -152,7 +155,7 @@ class ProgressLogger(keras.callbacks.Callback):
             rate = (self._steps - 1) * self.global_batch_size / max(now - self._first_step_end, 1e-9)
             loss = (logs or {}).get("loss", float("nan"))
             self.printer(f"  epoch {self._epoch + 1}/{self.epochs}  step {batch + 1}  loss {float(loss):.5f}  "
-                         f"{rate:,.0f} examples/s")
+                         f"{rate:,.0f} {self.unit}/s")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

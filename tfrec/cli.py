@@ -16,6 +16,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 USAGE_ERROR = 2
 RUN_ERROR = 1
+#: The sections of a pipeline YAML (``pipelines.tfx.config.PipelineConfig``; named here so that building the
+#: parser does not import the pipeline package).
+PIPELINE_SECTIONS = ("pipeline", "validator", "evaluator", "prepare", "data", "model", "loss", "train", "hybrid",
+                     "preranking")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +48,12 @@ def package_version() -> str:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config file (sections: simulation, prepare, data, model, loss, train)")
+    import dataclasses
+
+    from tfrec.config import RunConfig
+
+    sections = ", ".join(f.name for f in dataclasses.fields(RunConfig))
+    p.add_argument("--config", help=f"YAML config file (sections: {sections}; every key in tfrec/config.py)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.learning_rate=0.01 (repeatable)")
 
@@ -136,9 +145,10 @@ def _cmd_train(args) -> int:
 
     listwise = bool(cfg.data.dir) and is_listwise(cfg.data.dir)  # a hybrid-sample dataset: HCCP pre-ranking
     result = train_preranking(cfg) if listwise else train(cfg)
-    if listwise:
+    if listwise:  # batches count requests: the rate is lists (requests) per second
         print(f"trained {result.summary['epochs_run']} epoch(s); best val_auc {result.summary['best_val_auc']:.5f} "
-              f"at epoch {result.summary['best_epoch']}; weights in {result.best_weights}")
+              f"at epoch {result.summary['best_epoch']}; {result.summary['train_examples_per_second']:,.0f} "
+              f"lists/s; weights in {result.best_weights}")
         return 0
     monitor = result.summary["monitor"]
     print(f"trained {result.summary['epochs_run']} epoch(s); best {monitor} "
@@ -157,7 +167,12 @@ def _cmd_evaluate(args) -> int:
 
     if cfg.data.dir and is_listwise(cfg.data.dir):  # HCCP pre-ranking report
         report = evaluate_preranking(cfg, split=args.split, output=args.out)
-        print(_format_table([(k, v) for k, v in report.items() if not isinstance(v, list)]))
+        rows = [(k, v) for k, v in report.items() if not isinstance(v, list)]
+        # The per-popularity-octile hit rates (Fig. 7), octile 1 = the most popular items; n/a: an octile with no
+        # positive (written as null in preranking_metrics.json).
+        rows += [(f"{k} by octile 1-8", " ".join("n/a" if x is None or x != x else f"{x:.4f}" for x in v))
+                 for k, v in report.items() if isinstance(v, list)]
+        print(_format_table(rows))
         return 0
     report = evaluate(cfg, split=args.split, output=args.out)
     if "tasks" in report:  # a multi-task model: each task in its own space
@@ -180,8 +195,8 @@ def _cmd_calibration(args) -> int:
     from tfrec.train import load_trained_model
 
     model = load_trained_model(cfg)
-    p, y, w = predict_split(model, cfg.data.dir, args.split, cfg.data.eval_batch_size,
-                            beta_pos=cfg.data.beta_pos)
+    batch = cfg.for_family(listwise=False).data.eval_batch_size
+    p, y, w = predict_split(model, cfg.data.dir, args.split, batch, beta_pos=cfg.data.beta_pos)
     if args.unweighted:
         w = None
     rows = calibration_by_bucket(y, p, w, num_buckets=args.buckets)
@@ -361,6 +376,9 @@ def _cmd_prepare_hybrid(args) -> int:
     stats = run(cfg.hybrid)
     rows = [("requests in", stats["requests_in"]), ("requests rejected", stats["requests_rejected"])]
     rows += [(f"requests {s}", stats["requests_written"][s]) for s in ("train", "valid", "test")]
+    rows += [("items in", stats["items_in"]), ("items rejected", stats["items_rejected"])]
+    if stats["items_duplicate"]:
+        rows.append(("items duplicated (one kept)", stats["items_duplicate"]))
     rows += [(f"items {t} (train)", n) for t, n in stats["items_per_sample_type"]["train"].items()]
     print(f"prepared {cfg.hybrid.output}\n" + _format_table(rows))
     return 0
@@ -585,8 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     psub.required = True
     p = psub.add_parser("run", help="ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Trainer, Evaluator, "
                                     "Pusher, each cached on its inputs and parameters")
-    p.add_argument("--config", required=True, help="pipeline YAML (sections: pipeline, validator, evaluator, "
-                                                   "prepare, data, model, loss, train)")
+    p.add_argument("--config", required=True, help="pipeline YAML (sections: " + ", ".join(PIPELINE_SECTIONS) + ")")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.epochs=1 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the pipeline's last unfinished run")

@@ -151,8 +151,10 @@ class DataConfig:
 
     Attributes:
       dir: prepared dataset directory (TFRecords, schema.json, stats.json, vocabularies).
-      batch_size: global training batch size (split evenly over replicas).
-      eval_batch_size: global evaluation batch size.
+      batch_size: global training batch size (split evenly over replicas), in the dataset's own unit: rows of
+        point-wise data, requests (lists) of list-wise data. ``null`` (the default) is the family's default of
+        :data:`BATCH_DEFAULTS`: 4096 rows, or 64 requests (see :meth:`for_family`).
+      eval_batch_size: global evaluation batch size, in the same unit; ``null``: 16384 rows, or 64 requests.
       shuffle_buffer: examples in the shuffle buffer (0 disables shuffling).
       cycle_length: shards read in parallel by the interleave.
       beta_pos: when set, the reader weights positives by it and negatives by 1 (KDD 2024 Eq. 15) in training and
@@ -162,22 +164,32 @@ class DataConfig:
     """
 
     dir: str = ""
-    batch_size: int = 4096
-    eval_batch_size: int = 16384
+    batch_size: Optional[int] = None
+    eval_batch_size: Optional[int] = None
     shuffle_buffer: int = 100_000
     cycle_length: int = 4
     beta_pos: Optional[float] = None
     negative_keep_ratio: float = 1.0
 
     def validate(self) -> None:
-        _check(self.batch_size > 0, "data.batch_size", self.batch_size, "must be > 0")
-        _check(self.eval_batch_size > 0, "data.eval_batch_size", self.eval_batch_size, "must be > 0")
+        _check(self.batch_size is None or self.batch_size > 0, "data.batch_size", self.batch_size,
+               "must be > 0 (or null for the dataset family's default)")
+        _check(self.eval_batch_size is None or self.eval_batch_size > 0, "data.eval_batch_size",
+               self.eval_batch_size, "must be > 0 (or null for the dataset family's default)")
         _check(self.shuffle_buffer >= 0, "data.shuffle_buffer", self.shuffle_buffer, "must be >= 0")
         _check(self.cycle_length > 0, "data.cycle_length", self.cycle_length, "must be > 0")
         _check(self.beta_pos is None or 0.0 < self.beta_pos <= 1.0, "data.beta_pos", self.beta_pos,
                "must be in (0, 1] (or null for the prepared weights)")
         _check(0.0 < self.negative_keep_ratio <= 1.0, "data.negative_keep_ratio", self.negative_keep_ratio,
                "must be in (0, 1]")
+
+    def for_family(self, listwise: bool) -> "DataConfig":
+        """A copy whose unset (``null``) batch sizes are the family's defaults (:data:`BATCH_DEFAULTS`): rows for
+        point-wise data, requests for list-wise data, whose every request holds tens to hundreds of items."""
+        train, evaluation = BATCH_DEFAULTS["requests" if listwise else "rows"]
+        return dataclasses.replace(self, batch_size=train if self.batch_size is None else self.batch_size,
+                                   eval_batch_size=evaluation if self.eval_batch_size is None
+                                   else self.eval_batch_size)
 
 
 @dataclasses.dataclass
@@ -598,6 +610,16 @@ class RunConfig:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def for_family(self, listwise: bool) -> "RunConfig":
+        """A copy with the ``data`` section's unset batch sizes set for the dataset family
+        (:meth:`DataConfig.for_family`); every training and evaluation entry reads its batch sizes from it."""
+        return dataclasses.replace(self, data=self.data.for_family(listwise))
+
+
+#: ``data.batch_size`` and ``data.eval_batch_size`` when unset (``null``), per unit of the dataset family: rows of
+#: point-wise data (the KDD 2024 / BARS batch of 4096), requests of list-wise data (a train list holds about 48
+#: items, a full evaluation list about 500, so 64 requests are about 3,000 and 33,000 items).
+BATCH_DEFAULTS = {"rows": (4096, 16384), "requests": (64, 64)}
 
 #: The multi-task model names (``tfrec.models.multitask``).
 MULTITASK_MODELS = ("shared_bottom", "mmoe", "ple", "esmm", "single_task")

@@ -65,8 +65,8 @@ def run_demo(cfg: RunConfig, out_dir: str, printer: Callable[[str], None] = prin
             + f"; rejected {stats['rows_rejected']:,}")
 
     step(3, f"training DCN V2 ({cfg.model.structure}, {cfg.model.num_cross_layers} cross layers, DNN "
-            f"{cfg.model.dnn_hidden_units}) on {cfg.train.replicas} replicas, batch {cfg.data.batch_size}, "
-            f"{cfg.train.epochs} epoch(s)")
+            f"{cfg.model.dnn_hidden_units}) on {cfg.train.replicas} replicas, "
+            f"batch {cfg.for_family(listwise=False).data.batch_size}, {cfg.train.epochs} epoch(s)")
     result = train(cfg, printer=printer)
 
     step(4, "evaluating on the test split")

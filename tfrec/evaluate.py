@@ -140,6 +140,7 @@ def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[s
     """
     if split not in data_lib.SPLITS:
         raise ValueError(f"`split` must be one of {data_lib.SPLITS}. Received: split={split!r}")
+    cfg = cfg.for_family(listwise=False)
     if model is None:
         from tfrec.train import load_trained_model
 
@@ -155,7 +156,9 @@ def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[s
 
 def record_report(path: str, split: str, report: Dict[str, object]) -> None:
     """Sets ``report["split"]`` and stores it under ``split`` in the JSON file ``path`` (the other splits' reports
-    kept), written atomically (temp file + rename)."""
+    kept), written atomically (temp file + rename) as strict JSON: an undefined metric (NaN) is ``null``."""
+    from tfrec.jsonio import write_json
+
     report["split"] = split
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     recorded = {}
@@ -163,10 +166,7 @@ def record_report(path: str, split: str, report: Dict[str, object]) -> None:
         with open(path, "r", encoding="utf-8") as f:
             recorded = json.load(f)
     recorded[split] = report
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(recorded, f, indent=2)
-    os.replace(tmp, path)
+    write_json(path, recorded)
 
 
 def train_and_evaluate(cfg: RunConfig, splits=("valid", "test"), printer=print) -> Dict[str, object]:

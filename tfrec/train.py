@@ -24,7 +24,6 @@ Files in ``model_dir``: ``config.yaml`` (the run's config), ``best/`` (weights),
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Callable, Dict, Optional, Tuple
@@ -38,6 +37,7 @@ from tfrec.callbacks import ExactValidation, GradientDiagnostics, NaNGuard, Prog
 from tfrec.config import RunConfig, TrainConfig, dump_config
 from tfrec.evaluate import exact_validation_metrics
 from tfrec.run_config import with_run_architecture
+from tfrec.jsonio import write_json
 
 
 class TrainingError(RuntimeError):
@@ -198,6 +198,7 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
       DeviceError: fewer devices than ``cfg.train.replicas``.
       TrainingError: the loss became NaN.
     """
+    cfg = cfg.for_family(listwise=False)
     t = cfg.train
     schema, strategy = start_run(cfg, data_lib.load_schema)
     replicas = strategy.num_replicas_in_sync
@@ -240,7 +241,7 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
 def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, steps_per_epoch: int,
                       validation_steps: int, replicas: int, printer: Callable[[str], None] = print,
                       extra_callbacks: Optional[list] = None, monitor: Optional[str] = None,
-                      examples_per_batch: Optional[int] = None,
+                      examples_per_batch: Optional[int] = None, unit: str = "examples",
                       exact_validation: Optional[Callable[[keras.Model], Dict[str, float]]] = None) -> TrainResult:
     """Keras ``fit`` of a compiled model with the driver's callbacks (module docstring), then the summary.
 
@@ -249,7 +250,8 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
     ``cfg.data.batch_size``: rows, or requests for list-wise data). ``exact_validation`` (``model -> {name:
     value}``) computes the exact validation metrics that replace Keras' ``val_<name>`` before the checkpoint,
     the plateau and the early stop read them (:class:`tfrec.callbacks.ExactValidation`); the summary records the
-    seconds it took (``exact_validation_seconds``).
+    seconds it took (``exact_validation_seconds``). ``unit`` names what the throughput counts in the progress
+    lines (``examples``, or ``lists``).
 
     Raises:
       TrainingError: the loss became NaN.
@@ -284,7 +286,7 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
         keras.callbacks.CSVLogger(os.path.join(t.model_dir, "history.csv"), append=True),
     ]
     if t.log_every_seconds > 0 or t.verbose == 0:
-        callbacks.append(ProgressLogger(t.log_every_seconds, cfg.data.batch_size, t.epochs, printer))
+        callbacks.append(ProgressLogger(t.log_every_seconds, cfg.data.batch_size, t.epochs, printer, unit=unit))
     if t.gradient_diagnostics:
         callbacks.append(GradientDiagnostics(os.path.join(t.model_dir, "gradient_diagnostics.csv"),
                                              log_dir=os.path.join(t.model_dir, "logs")))
@@ -316,6 +318,5 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
         "exact_validation_seconds": exact.seconds if exact is not None else None,
         "wall_seconds": wall,
     }
-    with open(os.path.join(t.model_dir, "train_summary.json"), "w", encoding="utf-8") as f:
-        json.dump({"summary": summary, "history": hist}, f, indent=2)
+    write_json(os.path.join(t.model_dir, "train_summary.json"), {"summary": summary, "history": hist})
     return TrainResult(model=model, history=hist, best_weights=best, summary=summary)

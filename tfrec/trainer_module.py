@@ -10,8 +10,11 @@ mappings, as in a ``tfrec train`` YAML); ``data.dir`` and ``train.model_dir`` co
 ``model_run_dir``. The training run is :func:`tfrec.train.train` (checkpoints and ``BackupAndRestore`` in
 ``model_run_dir``, so a killed Trainer resumes where it was), or :func:`tfrec.train_preranking.train_preranking`
 when the dataset is list-wise (hybrid samples: the HCCP Three-Tower model of the ``preranking`` section, exported
-with its ``user_embedding``, ``item_embedding`` and ``score_candidates`` signatures besides the stock ones); the
-export is :func:`export.export_model` into ``serving_model_dir``,
+with its ``user_embedding``, ``item_embedding`` and ``score_candidates`` signatures besides the stock ones, and
+the precomputed item embeddings of the item table in ``assets.extra/item_embeddings.tfrecord``, as ``tfrec export
+--items`` writes them: the table is ``custom_config["item_table"]`` when given, else the dataset's own
+``items.jsonl``, written by ``pipelines.hybrid_samples``); the export is :func:`export.export_model` into
+``serving_model_dir``,
 written by the chief only (other workers of a MultiWorkerMirroredStrategy cluster write to a temporary
 directory, see :func:`tfrec.devices.worker_dir`). ``eval_steps`` (> 0) caps the validation batches per epoch
 (``train.validation_steps``; 0 validates on the whole valid split).
@@ -83,6 +86,18 @@ def run_config(fn_args) -> RunConfig:
     return cfg
 
 
+def item_table_of(fn_args, data_dir: str) -> Optional[str]:
+    """The item table whose embeddings a list-wise export precomputes: ``custom_config["item_table"]``, else the
+    dataset's ``items.jsonl`` (``pipelines.hybrid_samples`` writes it), else None (no embeddings)."""
+    from pipelines.hybrid_samples.validate import ITEMS_FILE
+
+    given = (fn_args.custom_config or {}).get("item_table")
+    if given:
+        return str(given)
+    path = os.path.join(data_dir, ITEMS_FILE)
+    return path if os.path.exists(path) else None
+
+
 def run_fn(fn_args, extra_callbacks: Optional[list] = None) -> None:
     """Trains and exports; see the module docstring."""
     from export import export_model
@@ -93,9 +108,11 @@ def run_fn(fn_args, extra_callbacks: Optional[list] = None) -> None:
 
     cfg = run_config(fn_args)
     cfg.train.model_dir = devices.worker_dir(cfg.train.model_dir)
+    item_table = None
     if is_listwise(cfg.data.dir):  # hybrid samples: the HCCP pre-ranking model
         result = train_preranking(cfg, extra_callbacks=extra_callbacks)
         schema = load_listwise_schema(cfg.data.dir)
+        item_table = item_table_of(fn_args, cfg.data.dir)
     else:
         result = train(cfg, extra_callbacks=extra_callbacks)
         schema = load_schema(cfg.data.dir)
@@ -103,7 +120,7 @@ def run_fn(fn_args, extra_callbacks: Optional[list] = None) -> None:
     base = target.rstrip("/") + ".export"
     if os.path.exists(base):
         shutil.rmtree(base)  # a killed attempt's staging
-    exported = export_model(result.model, base, schema, data_dir=cfg.data.dir)
+    exported = export_model(result.model, base, schema, data_dir=cfg.data.dir, item_table=item_table)
     if os.path.exists(target):
         shutil.rmtree(target)
     os.rename(exported.path, target)

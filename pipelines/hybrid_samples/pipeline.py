@@ -15,6 +15,13 @@ Layout of ``<output>/`` (``N`` = ``num_shards``):
 * ``schema.json``: ``tfrec.features.HCCP.to_json()``; ``stats.json``: requests in / written per split / rejected by
   reason (``requests_in == sum(requests_written) + requests_rejected`` is checked), items per sample type and
   split, label rates on impressions, list sizes, item-table counts.
+* ``items.jsonl``: the item table the lists were built from (valid lines only, one per item id, sorted by id;
+  ``item_id``, ``category``, ``price``), the input of ``tfrec export --items`` and of the pipeline's export of
+  precomputed item embeddings.
+
+A run that writes no request (empty logs, every request rejected) or leaves the train or valid split empty fails
+with :class:`EmptyDatasetError` after writing ``stats.json`` and the dead letter, so the reason can be read there.
+A UTF-8 byte order mark at the start of a file is dropped (it is not part of the first record).
 
 Each request's sampling uses ``default_rng([seed, h])`` with ``h`` the keyed hash of its id, so the output is the
 same on every run and runner. The item table is a side input (id -> features, and the sorted ids as the pool).
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 from typing import Dict
 
@@ -44,13 +52,17 @@ from pipelines.criteo.read import ReadLines
 from pipelines.criteo.stages import DEADLETTER, SPLITS, STATS, HashSplitter, run_pipeline, write_outputs
 from pipelines.hybrid_samples.encode import EntryCache
 from pipelines.hybrid_samples.samples import build_list, to_example_list
-from pipelines.hybrid_samples.validate import Rejection, parse_item, parse_request
+from pipelines.hybrid_samples.validate import ITEMS_FILE, Rejection, parse_item, parse_request
 from tfrec.config import HybridSamplesConfig, PrepareConfig
 from tfrec.features import HCCP, SAMPLE_TYPES, ListwiseSchema
 
 COUNTS_FILE = "_counts.json"
 OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
-                  "deadletter/deadletter-*-of-*.jsonl", "schema.json", "stats.json", COUNTS_FILE)
+                  "deadletter/deadletter-*-of-*.jsonl", "schema.json", "stats.json", COUNTS_FILE, ITEMS_FILE)
+
+
+class EmptyDatasetError(RuntimeError):
+    """The run wrote no usable training data: no request, or an empty train or valid split."""
 _TYPE_NAMES = {v: k for k, v in SAMPLE_TYPES.items()}
 
 
@@ -206,6 +218,7 @@ def build(p: beam.Pipeline, cfg: HybridSamplesConfig, schema: ListwiseSchema = H
              | "AllLists" >> beam.Flatten())
     dead = (built[DEADLETTER], item_rows[DEADLETTER]) | "AllDead" >> beam.Flatten()
     written, dead_files, temp_dir = write_outputs(p, out, shards, lists, dead, label="WriteLists")
+    names = schema.item_categorical + schema.item_dense
     rows_in = lines | "RequestsIn" >> beam.CombineGlobally(RowsInFn(lambda _, chunk: len(chunk)))
     items_in = item_lines | "ItemsIn" >> beam.CombineGlobally(RowsInFn(lambda _, chunk: len(chunk)))
     stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
@@ -213,15 +226,18 @@ def build(p: beam.Pipeline, cfg: HybridSamplesConfig, schema: ListwiseSchema = H
     _ = (p | "Once" >> beam.Create([None])
          | "WriteCounts" >> beam.Map(
              _write_counts, out, temp_dir, AsSingleton(rows_in), AsSingleton(items_in), AsSingleton(item_dead),
-             AsSingleton(stats), AsSingleton(table), AsList(written), AsList(dead_files)))
+             AsSingleton(stats), AsSingleton(table), AsList(written), AsList(dead_files), names))
     return {"lines": lines, "lists": lists, "deadletter": dead, "written": written}
 
 
-def _write_counts(_, out, temp_dir, rows_in, items_in, items_rejected, stats, table, written, dead_files):
+def _write_counts(_, out, temp_dir, rows_in, items_in, items_rejected, stats, table, written, dead_files, names):
     try:
         FileSystems.delete([temp_dir])
     except BeamIOError:
         pass
+    files.write_bytes(files.join(out, ITEMS_FILE), "".join(
+        json.dumps(dict(zip(names, table["items"][item])), separators=(",", ":")) + "\n"
+        for item in sorted(table["items"])).encode("utf-8"))
     shard_files = {s: sorted(r.file_name for r in written if r.destination[0] == s) for s in SPLITS}
     files.write_json(files.join(out, COUNTS_FILE), {
         "requests_in": rows_in, "stats": stats, "items_in": items_in, "items_rejected": items_rejected,
@@ -277,6 +293,7 @@ def run(cfg: HybridSamplesConfig) -> Dict[str, object]:
       tfrec.config.ConfigError: an invalid config.
       ValueError: no inputs, no item table, or no output.
       FileNotFoundError: an input pattern that matches nothing.
+      EmptyDatasetError: no request written (empty logs, all rejected), or an empty train or valid split.
       RuntimeError: the run failed or the request accounting does not add up.
     """
     cfg.validate()
@@ -288,4 +305,22 @@ def run(cfg: HybridSamplesConfig) -> Dict[str, object]:
         cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
     files.delete_owned(cfg.output, OWNED_PATTERNS)
     run_pipeline(lambda p: build(p, cfg), pipeline_options(_as_prepare(cfg)), "prepare-hybrid", cfg.runner)
-    return finalize(cfg)
+    stats = finalize(cfg)
+    check_usable(stats, cfg)
+    return stats
+
+
+def check_usable(stats: Dict[str, object], cfg: HybridSamplesConfig) -> None:
+    """Raises :class:`EmptyDatasetError` (one line that says why) when ``stats`` hold no training data."""
+    written = stats["requests_written"]
+    where = f"see {files.join(cfg.output, 'stats.json')}"
+    if not stats["requests_in"]:
+        raise EmptyDatasetError(f"prepare-hybrid: no requests in {', '.join(cfg.inputs)} (empty request logs)")
+    if not sum(written.values()):
+        reasons = ", ".join(f"{k} {v:,}" for k, v in stats["rejected_by_reason"].items())
+        raise EmptyDatasetError(f"prepare-hybrid: all {stats['requests_in']:,} requests were rejected ({reasons}); "
+                                f"see {files.join(cfg.output, 'deadletter')}")
+    for split in ("train", "valid"):
+        if not written[split]:
+            raise EmptyDatasetError(f"prepare-hybrid: the {split} split is empty (requests written: "
+                                    + ", ".join(f"{s} {n:,}" for s, n in written.items()) + f"); {where}")

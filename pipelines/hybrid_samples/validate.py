@@ -7,6 +7,7 @@ A line is either a valid record (a dict, returned as parsed) or a :class:`Reject
 from __future__ import annotations
 
 import json
+import math
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 #: Reason codes of rejected request lines (and item-table lines: ``bad_json``, ``missing_field``, ``bad_type``).
@@ -24,6 +25,11 @@ REASONS: Dict[str, str] = {
     "unknown_item": "an item is not in the item table",
 }
 
+#: The UTF-8 byte order mark some editors and exports put at the start of a file.
+BOM = b"\xef\xbb\xbf"
+#: The validated item table's file name in a prepared hybrid-sample dataset (lines of :func:`parse_item`'s fields).
+ITEMS_FILE = "items.jsonl"
+
 #: Required list fields of a request, in the order they are checked.
 LIST_FIELDS = ("retrieved", "ranking", "exposed", "clicks", "purchases")
 OPTIONAL_LISTS = ("all_scenario_clicks", "all_scenario_purchases", "click_history")
@@ -35,6 +41,8 @@ class Rejection(NamedTuple):
 
 
 def _load(line: bytes) -> Union[dict, Rejection]:
+    if line.startswith(BOM):  # a UTF-8 byte order mark opens the file: not part of the first record
+        line = line[len(BOM):]
     try:
         obj = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -137,7 +145,7 @@ def parse_item(line: bytes, categorical: Sequence[str], dense: Sequence[str]) ->
         if key not in obj:
             return Rejection("missing_field", f"`{key}` is missing")
         v = obj[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return Rejection("bad_type", f"`{key}` must be a number")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return Rejection("bad_type", f"`{key}` must be a finite number")
         values.append(float(v))
     return values[0], tuple(values)

@@ -36,7 +36,7 @@ from pipelines.tfx.config import PipelineConfig
 WIRING = {
     "statistics_gen": {"examples": ("example_gen", "examples")},
     "schema_gen": {"statistics": ("statistics_gen", "statistics")},
-    "example_validator": {"statistics": ("statistics_gen", "statistics")},
+    "example_validator": {"statistics": ("statistics_gen", "statistics"), "examples": ("example_gen", "examples")},
     "trainer": {"examples": ("example_gen", "examples"), "schema": ("schema_gen", "schema")},
     "evaluator": {"examples": ("example_gen", "examples"), "model": ("trainer", "model")},
     "pusher": {"model": ("trainer", "model"), "blessing": ("evaluator", "blessing")},

@@ -248,7 +248,8 @@ def _single_task(cfg: RunConfig, run_dir: str, printer: Callable[[str], None]) -
             result = train(sub, printer=printer)
             arrays = {}
             for split in ("valid", "test"):
-                p, y, w = predict_split(result.model, sub.data.dir, split, sub.data.eval_batch_size,
+                p, y, w = predict_split(result.model, sub.data.dir, split,
+                                        sub.for_family(listwise=False).data.eval_batch_size,
                                         outputs=(task,), beta_pos=sub.data.beta_pos)
                 arrays.update({f"{split}_p": p[task], f"{split}_y": y, f"{split}_w": w})
             write_json(os.path.join(sub.train.model_dir, "summary.json"), _summary(result.summary))

@@ -18,9 +18,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 from typing import Any, Dict, Optional
+
+from tfrec.jsonio import finite
 
 # Config keys that do not change what a run computes (they change where it writes or what it prints).
 _NEUTRAL_KEYS = {("train", "model_dir"), ("train", "verbose"), ("train", "log_every_seconds")}
@@ -44,23 +45,13 @@ def _json_default(value: Any):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities become None (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_json(path: str, payload: Dict[str, Any]) -> None:
     """Writes ``payload`` to ``path`` atomically (NaN written as null)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_finite(json.loads(json.dumps(payload, default=_json_default))), f, indent=2, sort_keys=True)
+        json.dump(finite(json.loads(json.dumps(payload, default=_json_default))), f, indent=2, sort_keys=True,
+                  allow_nan=False)
     os.replace(tmp, path)
 
 

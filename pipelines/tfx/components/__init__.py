@@ -43,10 +43,13 @@ class Context:
 
 
 def write_json(path: str, value) -> None:
-    """Writes JSON atomically (temp file + rename)."""
+    """Writes strict JSON atomically (temp file + rename): NaN and infinities become null, NumPy scalars numbers
+    (:func:`tfrec.jsonio.finite`), other values JSON cannot hold their ``str``."""
+    from tfrec.jsonio import finite
+
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2, sort_keys=True, default=str)
+        json.dump(finite(value), f, indent=2, sort_keys=True, default=str, allow_nan=False)
     os.replace(tmp, path)
 
 

@@ -132,7 +132,8 @@ def execute(ctx, inputs, params):
         raise ComponentError(f"`pipeline.family` {params['family']!r} has no ExampleGen; known: {sorted(FAMILIES)}")
     out = os.path.join(ctx.output_dir, "examples")
     stats = fn(ctx.cfg, out)
-    ctx.printer(f"      rows written {stats.get('rows_written')}; rejected {stats.get('rows_rejected')}")
+    unit = "requests" if is_listwise_family(params["family"]) else "rows"  # a list-wise record is one request
+    ctx.printer(f"      {unit} written {stats.get('rows_written')}; {unit} rejected {stats.get('rows_rejected')}")
     return {"examples": Examples(uri=ctx.relative(out), properties={
         "family": params["family"], "rows_written": stats.get("rows_written"),
         "rows_rejected": stats.get("rows_rejected"), "positive_rate": stats.get("positive_rate")})}

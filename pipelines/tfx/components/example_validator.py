@@ -6,45 +6,71 @@ Anomalies (each a line of ``anomalies.txt`` and an entry of ``anomalies.json``):
   schema's presence (of rows; of lists or of items for the context and item features of list-wise records);
 * ``new_feature``: a feature the schema does not know;
 * ``out_of_range``: more than ``max_out_of_range_fraction`` of a numeric feature's values outside the schema's
-  ``[min, max]`` (estimated from the split's percentiles, so to 1%);
+  ``[min, max]``. The fraction is counted exactly on the split's records (``outside / values``, every value of a
+  multi-valued feature counted), for the features whose percentile range (the split's min and max) reaches
+  outside the schema's; the percentiles alone cannot tell 2 values from 1%.
 * ``positive_rate_drift``: ``|p - p_ref| / p_ref > positive_rate_drift`` on the train split, for each label of
   the schema (``label_rates``; the main label's ``positive_rate`` for a schema without them). For list-wise
   records the rates are those of the impressions (the click rate of impressions, ...).
 
 The reference schema is ``validator.schema_path`` when given, else the schema of the last complete run of the
 pipeline, else this run's own (so the first run checks only that the data is not empty). With anomalies the
-component fails with the report, unless ``validator.allow_anomalies`` is set.
+component fails with the report, unless ``validator.allow_anomalies`` is set; then the report says that the run
+goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
-from typing import Dict, List
-
-import numpy as np
+from typing import Callable, Dict, List, Optional, Tuple
 
 from pipelines.tfx.artifacts import ExampleAnomalies
 from pipelines.tfx.components import ComponentError, read_json, write_json
+from pipelines.tfx.components.example_gen import is_listwise_family
 
 NAME = "example_validator"
-INPUTS = ("statistics", "schema")
+INPUTS = ("statistics", "schema", "examples")
+
+#: ``count_outside(split, {feature: (lo, hi)}) -> {feature: (values outside, values)}``, exact, on the split's data.
+OutsideCounter = Callable[[str, Dict[str, Tuple[float, float]]], Dict[str, Tuple[int, int]]]
 
 
 def parameters(cfg):
-    return dataclasses.asdict(cfg.validator)
+    params = dataclasses.asdict(cfg.validator)
+    if is_listwise_family(cfg.pipeline.family):
+        params["records"] = "ExampleListWithContext"
+    return params
 
 
-def _outside(percentiles, lo, hi) -> float:
-    p = np.asarray(percentiles)
-    # Percentile points 0..100 are 1% apart: k points below ``lo`` (above ``hi``) mean about k% of the values.
-    below = float(np.searchsorted(p, lo, side="left")) / 100.0
-    above = float(len(p) - np.searchsorted(p, hi, side="right")) / 100.0
-    return below + above
+def data_counter(data_dir: str, listwise: bool = False) -> OutsideCounter:
+    """The exact :data:`OutsideCounter` of a prepared dataset (``<split>-*.tfrecord.gz`` in ``data_dir``)."""
+
+    def count(split, ranges):
+        files = sorted(glob.glob(os.path.join(data_dir, f"{split}-*.tfrecord.gz")))
+        if listwise:
+            from pipelines.tfx.components import listwise_stats
+            from tfrec.train_preranking import load_listwise_schema
+
+            return listwise_stats.count_outside(files, load_listwise_schema(data_dir), ranges)
+        from pipelines.tfx.components.statistics_gen import count_outside
+
+        return count_outside(files, ranges)
+
+    return count
 
 
-def find_anomalies(stats: Dict, schema: Dict, params: Dict) -> List[Dict]:
-    """The anomalies of ``stats`` (all splits) against ``schema``; see the module docstring."""
+def find_anomalies(stats: Dict, schema: Dict, params: Dict,
+                   count_outside: Optional[OutsideCounter] = None) -> List[Dict]:
+    """The anomalies of ``stats`` (all splits) against ``schema``; see the module docstring.
+
+    ``count_outside`` counts out-of-range values exactly on the data (:func:`data_counter`); it is called only for
+    the features whose percentile range reaches outside the schema's range.
+
+    Raises:
+      ValueError: a feature may be out of range and there is no ``count_outside`` to count it.
+    """
     out = []
     ref = schema["features"]
     for split, s in stats.items():
@@ -62,15 +88,7 @@ def find_anomalies(stats: Dict, schema: Dict, params: Dict) -> List[Dict]:
         for name in sorted(set(s["features"]) - set(ref)):
             out.append({"kind": "new_feature", "split": split, "feature": name,
                         "message": f"feature {name} in {split} is not in the schema"})
-        for name, f in s["features"].items():
-            r = ref.get(name)
-            if r is None or "percentiles" not in f or "min" not in r:
-                continue
-            frac = _outside(f["percentiles"], r["min"], r["max"])
-            if frac > params["max_out_of_range_fraction"]:
-                out.append({"kind": "out_of_range", "split": split, "feature": name, "fraction": frac,
-                            "message": f"about {frac:.0%} of {name} values in {split} are outside the schema "
-                                       f"range [{r['min']:g}, {r['max']:g}]"})
+        out += _out_of_range(split, s, ref, params["max_out_of_range_fraction"], count_outside)
     train = stats.get("train", {})
     refs = schema.get("label_rates") or {None: schema.get("positive_rate")}
     for label, p_ref in refs.items():
@@ -84,19 +102,51 @@ def find_anomalies(stats: Dict, schema: Dict, params: Dict) -> List[Dict]:
     return out
 
 
-def report(anomalies: List[Dict], schema_uri: str) -> str:
+def _out_of_range(split: str, s: Dict, ref: Dict, allowed: float,
+                  count_outside: Optional[OutsideCounter]) -> List[Dict]:
+    """The ``out_of_range`` anomalies of one split's statistics ``s`` against the schema's features ``ref``."""
+    ranges = {}
+    for name, f in s["features"].items():
+        r = ref.get(name)
+        if r is None or "percentiles" not in f or "min" not in r or not f["percentiles"]:
+            continue
+        # The 0th and 100th percentiles are the split's min and max: inside the range, no value is outside.
+        if f["percentiles"][0] < r["min"] or f["percentiles"][-1] > r["max"]:
+            ranges[name] = (r["min"], r["max"])
+    if not ranges:
+        return []
+    if count_outside is None:
+        raise ValueError(f"features {sorted(ranges)} of {split} reach outside the schema range; counting them needs "
+                         "the data (count_outside)")
+    out = []
+    for name, (outside, values) in sorted(count_outside(split, ranges).items()):
+        frac = outside / values if values else 0.0
+        if frac > allowed:
+            lo, hi = ranges[name]
+            out.append({"kind": "out_of_range", "split": split, "feature": name, "fraction": frac,
+                        "outside": outside, "values": values,
+                        "message": f"{frac:.2%} of {name} values in {split} ({outside:,} of {values:,}) are outside "
+                                   f"the schema range [{lo:g}, {hi:g}] (validator.max_out_of_range_fraction "
+                                   f"{allowed:g})"})
+    return out
+
+
+def report(anomalies: List[Dict], schema_uri: str, allowed: bool = False) -> str:
+    """The text of ``anomalies.txt``; ``allowed``: ``validator.allow_anomalies`` is set and the run goes on."""
     lines = [f"{len(anomalies)} data anomal{'y' if len(anomalies) == 1 else 'ies'} against the schema {schema_uri}:"]
     lines += [f"  - [{a['kind']}] {a['message']}" for a in anomalies]
-    lines.append("set validator.allow_anomalies=true to train anyway, or give a curated validator.schema_path")
+    lines.append("validator.allow_anomalies=true: training anyway" if allowed else
+                 "set validator.allow_anomalies=true to train anyway, or give a curated validator.schema_path")
     return "\n".join(lines)
 
 
 def execute(ctx, inputs, params):
     stats = read_json(os.path.join(inputs["statistics"].path(ctx.root), "statistics.json"))
     schema_path = params["schema_path"] or os.path.join(inputs["schema"].path(ctx.root), "schema.json")
-    anomalies = find_anomalies(stats, read_json(schema_path), params)
+    counter = data_counter(inputs["examples"].path(ctx.root), params.get("records") == "ExampleListWithContext")
+    anomalies = find_anomalies(stats, read_json(schema_path), params, counter)
     write_json(os.path.join(ctx.output_dir, "anomalies.json"), anomalies)
-    text = report(anomalies, schema_path) if anomalies else "no anomalies"
+    text = report(anomalies, schema_path, bool(params["allow_anomalies"])) if anomalies else "no anomalies"
     with open(os.path.join(ctx.output_dir, "anomalies.txt"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
     if anomalies and not params["allow_anomalies"]:

@@ -22,7 +22,7 @@ The pass is in-process, one list at a time (O(items x features)).
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -128,3 +128,29 @@ def split_statistics(files, schema: ListwiseSchema, labels: Sequence[str]) -> Di
     return {"rows": rows, "items": items, "impressions": impressions, "sample_types": types,
             "positives": main["positives"], "positive_rate": main["positive_rate"], "labels": per_label,
             "features": {**context.describe(rows), **item.describe(items)}}
+
+
+def count_outside(files, schema: ListwiseSchema, ranges: Dict[str, Tuple[float, float]]) -> Dict[str, Tuple[int, int]]:
+    """Exactly how many values of each numeric context or item feature of ``ranges`` (name -> ``(lo, hi)``) lie
+    outside its ``[lo, hi]`` in the ``ExampleListWithContext`` records of ``files``: name -> ``(outside, values)``
+    (context features counted once per list, item features once per item, as in :func:`split_statistics`)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import input_pb2
+
+    from pipelines.tfx.components.statistics_gen import _count
+
+    context_names = set(schema.context_categorical + schema.context_int + schema.context_sequences)
+    in_context = {n: r for n, r in ranges.items() if n in context_names}
+    in_items = {n: r for n, r in ranges.items() if n not in context_names}
+    counts = {name: [0, 0] for name in ranges}
+    for record in tf.data.TFRecordDataset(list(files), compression_type="GZIP").as_numpy_iterator():
+        elwc = input_pb2.ExampleListWithContext.FromString(record)
+        feature = elwc.context.features.feature
+        for name, (lo, hi) in in_context.items():
+            _count(feature, name, lo, hi, counts[name])
+        if in_items:
+            for ex in elwc.examples:
+                feature = ex.features.feature
+                for name, (lo, hi) in in_items.items():
+                    _count(feature, name, lo, hi, counts[name])
+    return {name: (c[0], c[1]) for name, c in counts.items()}

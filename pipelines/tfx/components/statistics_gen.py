@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -83,6 +83,33 @@ def split_statistics(files, labels: Sequence[str] = (LABEL,)) -> Dict[str, objec
     main = per_label[labels[0]]
     return {"rows": rows, "positives": main["positives"], "positive_rate": main["positive_rate"], "labels": per_label,
             "features": features}
+
+
+def count_outside(files, ranges: Dict[str, Tuple[float, float]]) -> Dict[str, Tuple[int, int]]:
+    """Exactly how many values of each numeric feature of ``ranges`` (name -> ``(lo, hi)``) lie outside its
+    ``[lo, hi]``, in the tf.Example records of ``files``: name -> ``(outside, values)`` (every value of a
+    multi-valued feature counts, as in the percentiles)."""
+    import tensorflow as tf
+
+    counts = {name: [0, 0] for name in ranges}
+    for record in tf.data.TFRecordDataset(list(files), compression_type="GZIP").as_numpy_iterator():
+        feature = tf.train.Example.FromString(record).features.feature
+        for name, (lo, hi) in ranges.items():
+            _count(feature, name, lo, hi, counts[name])
+    return {name: (c[0], c[1]) for name, c in counts.items()}
+
+
+def _count(feature, name: str, lo: float, hi: float, acc: list) -> None:
+    """Adds the values of ``feature[name]`` (a proto map) outside ``[lo, hi]`` and their number to ``acc``."""
+    if name not in feature:
+        return
+    feat = feature[name]
+    kind = feat.WhichOneof("kind")
+    if kind not in ("float_list", "int64_list"):
+        return
+    vals = getattr(feat, kind).value
+    acc[0] += sum(1 for v in vals if v < lo or v > hi)
+    acc[1] += len(vals)
 
 
 def execute(ctx, inputs, params):
