@@ -6,8 +6,9 @@ ModelService.GetModelStatus, with TF Serving's status codes (see ``serving.handl
 limit get RESOURCE_EXHAUSTED from gRPC itself. It binds 127.0.0.1 unless told otherwise, and on SIGTERM stops
 accepting calls, lets the calls in flight finish (up to ``grace`` seconds) and exits.
 
-The gRPC server is ``grpc.aio``'s, on an event loop in its own thread; each call's bytes go to a thread pool
-(``max_workers``) that parses the request, runs the model and serializes the answer, so calls run in parallel. A request may claim at most ``max_batch_rows`` rows (see ``serving.limits``).
+The gRPC server is ``grpc.aio``'s, on an event loop in its own thread; each call's bytes go to a worker thread
+(``max_workers`` of them, ``serving.workers``) that parses the request, runs the model and serializes the answer,
+so calls run in parallel. A request may claim at most ``max_batch_rows`` rows (see ``serving.limits``).
 
 Example::
 
@@ -23,7 +24,6 @@ import asyncio
 import logging
 import signal
 import threading
-from concurrent import futures
 from typing import Callable, List, Optional, Sequence
 
 import grpc
@@ -35,6 +35,7 @@ from serving import handlers
 from serving.errors import ServingError, from_exception, invalid
 from serving.limits import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ELEMENTS, check_rows, request_examples
 from serving.manager import ModelManager, ModelSource, read_model_config
+from serving.workers import Workers
 
 log = logging.getLogger("tfrec.serving")
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
@@ -111,7 +112,7 @@ class _Methods:
                 entry.status.error_message = st.error.message
         return response
 
-    def generic_handlers(self, pool: futures.Executor):
+    def generic_handlers(self, pool: Workers):
         """gRPC handlers on raw bytes: the event loop only moves bytes; parsing, the model run and the answer's
         serialization run in ``pool`` (TensorFlow releases the GIL, so calls run in parallel)."""
 
@@ -119,7 +120,7 @@ class _Methods:
             parse = request_class.FromString
 
             async def handle(raw, context):
-                out = await asyncio.get_running_loop().run_in_executor(pool, _answer, fn, parse, raw)
+                out = await pool.run(_answer, fn, parse, raw)
                 if isinstance(out, ServingError):
                     await context.abort(out.code, out.message)
                 return out
@@ -173,7 +174,7 @@ class ModelServer:
         self._server: Optional[grpc.aio.Server] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
-        self._pool: Optional[futures.Executor] = None
+        self._pool: Optional[Workers] = None
 
     @property
     def address(self) -> str:
@@ -190,7 +191,7 @@ class ModelServer:
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="tfrec-serving-grpc", daemon=True)
         thread.start()
-        pool = futures.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="tfrec-serving")
+        pool = Workers(self.max_workers)
         try:
             server, port, reason = asyncio.run_coroutine_threadsafe(self._bind(pool), loop).result()
         except BaseException:
@@ -205,7 +206,7 @@ class ModelServer:
         self._server, self._loop, self._thread, self._pool = server, loop, thread, pool
         return self
 
-    async def _bind(self, pool: futures.Executor):
+    async def _bind(self, pool: Workers):
         # grpc.aio rather than grpc.server: the sync server hands each call from its polling thread to a worker
         # before it reads the request, which for a 2.9 MB batch costs ~2-3 ms over loopback (bench_serving.py).
         options = [("grpc.max_receive_message_length", self.max_message_bytes),
@@ -227,11 +228,11 @@ class ModelServer:
         return server, port, reason
 
     @staticmethod
-    def _close(loop: asyncio.AbstractEventLoop, thread: threading.Thread, pool: futures.Executor) -> None:
+    def _close(loop: asyncio.AbstractEventLoop, thread: threading.Thread, pool: Workers) -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=60)
+        pool.shutdown()
         loop.close()
-        pool.shutdown(wait=True)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops accepting calls, waits up to ``grace`` seconds for the ones in flight, stops polling."""
