@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench.common import HostLoad, print_json  # noqa: E402
-from bench.serving_stages import fixed_cost  # noqa: E402
+from bench.serving_stages import cpu_per_call, fixed_cost  # noqa: E402
 from export import export_model  # noqa: E402
 from export.signatures import PREDICT_METHOD  # noqa: E402
 from tfrec.features import CRITEO  # noqa: E402
@@ -170,9 +170,9 @@ else:
 
 @contextlib.contextmanager
 def echo_servers(request_bytes: int, response_bytes: int, kinds=("aio", "sync")):
-    """``{"echo_<kind>_server": call()}``: gRPC alone, ``request_bytes`` of raw bytes to a server in its own
-    process that answers ``response_bytes`` at once (no protobuf, no TF): ``aio`` is the grpc.aio server
-    ``serving.server`` runs, ``aio_workers`` the same answering through ``serving.workers``,
+    """``({"echo_<kind>_server": call()}, {name: server pid})``: gRPC alone, ``request_bytes`` of raw bytes to a
+    server in its own process that answers ``response_bytes`` at once (no protobuf, no TF): ``aio`` is the
+    grpc.aio server ``serving.server`` runs, ``aio_workers`` the same answering through ``serving.workers``,
     ``sync`` the thread-pool ``grpc.server``."""
     import grpc
 
@@ -189,7 +189,7 @@ def echo_servers(request_bytes: int, response_bytes: int, kinds=("aio", "sync"))
             channels.append(channel)
             call = channel.unary_unary("/bench.Echo/Call")
             calls[f"echo_{kind}_server"] = lambda call=call: call(payload, timeout=60)
-        yield calls
+        yield calls, {name: proc.pid for name, proc in zip(calls, procs)}
     finally:
         for channel in channels:
             channel.close()
@@ -200,7 +200,7 @@ def echo_servers(request_bytes: int, response_bytes: int, kinds=("aio", "sync"))
 
 def transport_floor(request_bytes: int, response_bytes: int, iters: int) -> dict:
     """:func:`echo_servers` ``aio`` and ``sync`` side by side at concurrency 1 and 8."""
-    with echo_servers(request_bytes, response_bytes) as calls:
+    with echo_servers(request_bytes, response_bytes) as (calls, _):
         return {f"c{c}": measure(calls, c, iters) for c in (1, 8)}
 
 
@@ -339,10 +339,15 @@ def main() -> None:
             small = make_batch(n)
             _, _, small_request, small_response = payload_steps(small, {k: v[:n] for k, v in outputs.items()},
                                                                 read_signature_defs(version_dir)["serving_default"])
-            with echo_servers(small_request, small_response, ("aio", "aio_workers")) as echo:
-                fixed[n] = measure({"in_process": in_process_call(fn, small), **grpc_paths(small),
-                                    "in_process_payload_only": in_process_call(empty_fn, small),
-                                    **grpc_paths(small, "payload_only"), **echo}, 1, args.iters * 8, rounds=8)
+            with echo_servers(small_request, small_response, ("aio", "aio_workers")) as (echo, echo_pids):
+                paths = {"in_process": in_process_call(fn, small), **grpc_paths(small),
+                         "in_process_payload_only": in_process_call(empty_fn, small),
+                         **grpc_paths(small, "payload_only"), **echo}
+                fixed[n] = measure(paths, 1, args.iters * 8, rounds=8)
+                # CPU time per call, of this process and of the server's: what the host's load barely moves.
+                pids = {**echo_pids, **{k: procs["grpc_baseline" if k.startswith("grpc_baseline") else "grpc"].pid
+                                        for k in paths if k.startswith("grpc")}}
+                fixed[n]["cpu_ms_per_call"] = cpu_per_call(paths, pids, args.iters * 2)
             fixed[n].update(request_bytes=small_request, response_bytes=small_response)
             print(f"{n} row(s), concurrency 1: {fixed[n]}", flush=True)
     finally:

@@ -11,6 +11,7 @@ transport benchmark (an echo answered on the loop vs through ``serving.workers``
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Callable, Dict, Sequence
 
@@ -43,6 +44,31 @@ def after_idle(fn: Callable, idle_s: float) -> Callable[[], float]:
         return time.perf_counter() - t
 
     return timed
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process ``pid`` has used, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_call(calls: Dict[str, Callable], pids: Dict[str, int], n: int, rounds: int = 4) -> Dict[str, dict]:
+    """``{name: {"client": ms, "server": ms}}``: CPU time per call of this process (``time.process_time``: all its
+    threads, gRPC's included) and of the server process ``pids[name]`` (absent for an in-process path), over
+    ``rounds`` blocks of ``n`` calls per path taking turns. Unlike latency, CPU time hardly moves with the host's
+    load; the kernel counts it in ticks (10 ms), hence many calls."""
+    spent = {k: [0.0, 0.0, 0] for k in calls}
+    for _ in range(rounds):
+        for k, fn in calls.items():
+            pid = pids.get(k)
+            c0, s0 = time.process_time(), _process_cpu(pid) if pid else 0.0
+            for _ in range(n):
+                fn()
+            spent[k][0] += time.process_time() - c0
+            spent[k][1] += (_process_cpu(pid) - s0) if pid else 0.0
+            spent[k][2] += n
+    return {k: {"client": c / m * 1e3, "server": s / m * 1e3} for k, (c, s, m) in spent.items()}
 
 
 def stage_costs(version_dir: str, batch: Sequence[bytes], iters: int, idle_s: float) -> Dict[str, float]:
@@ -104,15 +130,23 @@ def fixed_cost(fixed: dict, version_dir: str, batches: dict, iters: int) -> dict
         alone = r["echo_aio_server"]["p50_ms"]
         entry = {"request_bytes": r["request_bytes"], "response_bytes": r["response_bytes"],
                  "transport_alone_p50_ms": alone,
+                 "cpu_ms_per_call_in_process": r["cpu_ms_per_call"]["in_process"]["client"],
+                 "cpu_ms_per_call_transport_alone": sum(r["cpu_ms_per_call"]["echo_aio_server"].values()),
                  "hand_off_to_workers_ms": r["echo_aio_workers_server"]["p50_ms"] - alone}
         for sig, ip, g in [(sig + server[4:], ip, server + suffix) for server in ("grpc", "grpc_baseline")
                            for sig, ip, suffix in (("serving_default", "in_process", ""),
                                                    ("payload_only", "in_process_payload_only", "_payload_only"))
                            if server + suffix in r]:
             overhead = r[g]["p50_ms"] - r[ip]["p50_ms"]
+            cpu = r["cpu_ms_per_call"]
+            own_cpu = (sum(cpu[g].values()) - sum(cpu[ip].values()) - sum(cpu["echo_aio_server"].values()))
             entry[sig] = {"in_process_p50_ms": r[ip]["p50_ms"], "grpc_p50_ms": r[g]["p50_ms"],
                           "p50_overhead_ms": overhead, "own_cost_ms": overhead - alone,
-                          "own_cost_at_most_1ms": overhead - alone <= 1.0}
+                          "own_cost_at_most_1ms": overhead - alone <= 1.0,
+                          # The same difference in CPU time: the gRPC path's (client + server) minus the
+                          # in-process call's minus gRPC alone's.
+                          "cpu_ms_per_call_client_server": [cpu[g]["client"], cpu[g]["server"]],
+                          "own_cpu_ms": own_cpu}
         idle = max(entry["serving_default"]["p50_overhead_ms"], 0.0) / 1e3  # the server's gap between calls
         entry["stages_timed_alone_ms"] = stage_costs(version_dir, batches[n], iters * 8, idle)
         print(f"fixed cost, {n} row(s): " + json.dumps(entry, indent=2), flush=True)
