@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (classification_pb2, input_pb2, predict_pb2, prediction_service_pb2_grpc,
                                      regression_pb2)
 
+from serving.errors import ServingError
+from serving.handlers import claimed_shape
 from serving.limits import count_field, example_list_rows
 from serving.manager import ModelSource
 from serving.server import ModelServer
@@ -80,6 +83,14 @@ def test_example_list_rows_is_exact_past_the_byte_bound():
     assert example_list_rows(_lists(20, 25), 50) == 45
     with pytest.raises(Exception, match="not a serialized ExampleListWithContext"):
         example_list_rows([b"\x0a\xff" * 40], 10)
+
+
+def test_a_tensor_may_claim_2_to_the_24_elements_and_not_one_more():
+    spec = meta_graph_pb2.TensorInfo(dtype=types_pb2.DT_STRING)
+    spec.tensor_shape.unknown_rank = True
+    assert claimed_shape("e", _tensor(types_pb2.DT_STRING, [4096, 4096], string_val=[b"x"]), spec) == [4096, 4096]
+    with pytest.raises(ServingError, match="claims 16,781,312 elements, more than the limit 16,777,216"):
+        claimed_shape("e", _tensor(types_pb2.DT_STRING, [4096, 4097], string_val=[b"x"]), spec)
 
 
 # ------------------------------------------------------------------------------------------ the limit, in process

@@ -182,6 +182,8 @@ BAD_REQUESTS = {
                                               "unknown output(s) ['p']"),
     "a long model name is cut in the message": (_predict({"examples": GOOD}, model="m" * 100_000), NOT_FOUND,
                                                 "... (100,000 characters)"),
+    "a long input name is cut in the message": (_predict({"examples": GOOD, "i" * 100_000: GOOD}), INVALID,
+                                                "... (100,000 characters)"),
     "a long signature name is cut in the message": (_predict({"examples": GOOD}, "s" * 100_000), FAILED_PRECONDITION,
                                                     "... (100,000 characters)"),
     "classify on a predict signature": (_classify("serving_default", _examples((1.0, "a"))), INVALID,
