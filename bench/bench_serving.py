@@ -279,7 +279,8 @@ def main() -> None:
     from serving.client import PredictionClient
 
     host = HostLoad()
-    work = tempfile.mkdtemp(prefix="tfrec_bench_serving_")
+    scratch = tempfile.TemporaryDirectory(prefix="tfrec_bench_serving_")  # removed when the bench exits
+    work = scratch.name
     base = os.path.join(work, "ctr")
     t = time.perf_counter()
     version_dir = build_savedmodel(base)
