@@ -6,8 +6,9 @@
   (``tfrec predict``).
 * ``serving.config``: models.config, batching parameters and monitoring config files for TF Serving.
 * ``serving.manager`` (versions and policies), ``serving.loader`` (one loaded version), ``serving.handlers``
-  (request validation and answers), ``serving.errors`` (status codes), ``serving.wire`` (the client's PredictRequest
-  bytes).
+  (request validation and answers), ``serving.limits`` (rows and elements a request may claim),
+  ``serving.workers`` (the threads that answer calls), ``serving.errors`` (status codes), ``serving.wire`` (the
+  client's PredictRequest bytes).
 
 The modules import TensorFlow and gRPC; ``import serving`` alone imports neither.
 """

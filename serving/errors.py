@@ -1,10 +1,18 @@
-"""The serving error type: a gRPC status code and a one-line reason, mapped from TensorFlow's errors."""
+"""The serving error type: a gRPC status code and a one-line reason, mapped from TensorFlow's errors.
+
+A message quotes what the client sent (a model, signature or input name) through :func:`quote`, which cuts it to
+``CLIENT_TEXT_LIMIT`` characters, so a request cannot make the server echo megabytes back or into its log.
+"""
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import grpc
 
 _BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+CLIENT_TEXT_LIMIT = 200  # characters of one client-supplied string in a message
+MESSAGE_LIMIT = 2000  # characters of a whole message
 
 
 class ServingError(Exception):
@@ -16,9 +24,26 @@ class ServingError(Exception):
     """
 
     def __init__(self, code: grpc.StatusCode, message: str):
+        message = _one_line(message, MESSAGE_LIMIT)
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+
+
+def quote(value, limit: int = CLIENT_TEXT_LIMIT) -> str:
+    """``repr(value)`` of a client-supplied string, cut to ``limit`` characters (``'abc...' (5000 characters)``)."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def quote_all(values: Iterable, limit: int = 5) -> str:
+    """``['a', 'b']`` of client-supplied strings: each cut by :func:`quote`, at most ``limit`` of them shown."""
+    values = list(values)
+    shown = ", ".join(quote(v) for v in values[:limit])
+    more = f", ... ({len(values) - limit} more)" if len(values) > limit else ""
+    return f"[{shown}{more}]"
 
 
 def invalid(message: str) -> ServingError:
@@ -29,6 +54,11 @@ def invalid(message: str) -> ServingError:
 def not_found(message: str) -> ServingError:
     """A NOT_FOUND error."""
     return ServingError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def failed_precondition(message: str) -> ServingError:
+    """A FAILED_PRECONDITION error."""
+    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
 
 
 def from_exception(e: BaseException) -> ServingError:

@@ -18,7 +18,7 @@ import threading
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from export.versions import list_versions
-from serving.errors import ServingError, from_exception, invalid, not_found
+from serving.errors import ServingError, from_exception, invalid, not_found, quote
 from serving.loader import LoadedModel, is_ready
 
 log = logging.getLogger("tfrec.serving")
@@ -240,29 +240,30 @@ class ModelManager:
         """The LoadedModel a request's ModelSpec asks for: a version, a version label, or the highest version.
 
         Raises:
-          ServingError: NOT_FOUND for an unknown model, version or label, or a model with no version loaded;
-            INVALID_ARGUMENT for a request without a model name.
+          ServingError: NOT_FOUND for an unknown model or version, or a model with no version loaded;
+            INVALID_ARGUMENT for a request without a model name or with an unknown version label (TF Serving's
+            server_core.cc: "ModelSpec has no name specified", "Unrecognized servable version label").
         """
         if not spec.name:
             raise invalid("the request's model_spec has no model name")
         with self._lock:
             versions = self._models.get(spec.name)
         if versions is None:
-            raise not_found(f"model {spec.name!r} not found; served models: {', '.join(sorted(self._models))}")
+            raise not_found(f"model {quote(spec.name)} not found; served models: {', '.join(sorted(self._models))}")
         if spec.HasField("version"):
             version = spec.version.value
         elif spec.version_label:
             labels = self.sources[spec.name].labels
             if spec.version_label not in labels:
-                raise not_found(f"version label {spec.version_label!r} of model {spec.name!r} not found; "
-                                f"labels: {sorted(labels)}")
+                raise invalid(f"version label {quote(spec.version_label)} of model {quote(spec.name)} not found; "
+                              f"labels: {sorted(labels)}")
             version = labels[spec.version_label]
         else:
             if not versions:
-                raise not_found(f"no version of model {spec.name!r} is available yet")
+                raise not_found(f"no version of model {quote(spec.name)} is available yet")
             return versions[max(versions)]
         if version not in versions:
-            raise not_found(f"version {version} of model {spec.name!r} not found; available versions: "
+            raise not_found(f"version {version} of model {quote(spec.name)} not found; available versions: "
                             f"{sorted(versions)}")
         return versions[version]
 
@@ -275,13 +276,13 @@ class ModelManager:
         with self._lock:
             states = dict(self._states.get(name, {})) if name in self._states else None
         if states is None:
-            raise not_found(f"model {name!r} not found; served models: {', '.join(sorted(self._states))}")
+            raise not_found(f"model {quote(name)} not found; served models: {', '.join(sorted(self._states))}")
         if version is not None:
             if version not in states:
-                raise not_found(f"version {version} of model {name!r} not found")
+                raise not_found(f"version {version} of model {quote(name)} not found")
             return [(version, states[version])]
         if not states:
-            raise not_found(f"model {name!r} has no version yet (base path {self.sources[name].base_path})")
+            raise not_found(f"model {quote(name)} has no version yet (base path {self.sources[name].base_path})")
         return sorted(states.items())
 
     def available(self, name: str) -> List[int]:

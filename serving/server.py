@@ -6,8 +6,9 @@ ModelService.GetModelStatus, with TF Serving's status codes (see ``serving.handl
 limit get RESOURCE_EXHAUSTED from gRPC itself. It binds 127.0.0.1 unless told otherwise, and on SIGTERM stops
 accepting calls, lets the calls in flight finish (up to ``grace`` seconds) and exits.
 
-The gRPC server is ``grpc.aio``'s, on an event loop in its own thread; each call's bytes go to a thread pool
-(``max_workers``) that parses the request, runs the model and serializes the answer, so calls run in parallel.
+The gRPC server is ``grpc.aio``'s, on an event loop in its own thread; each call's bytes go to a worker thread
+(``max_workers`` of them, ``serving.workers``) that parses the request, runs the model and serializes the answer,
+so calls run in parallel. A request may claim at most ``max_batch_rows`` rows (see ``serving.limits``).
 
 Example::
 
@@ -23,7 +24,6 @@ import asyncio
 import logging
 import signal
 import threading
-from concurrent import futures
 from typing import Callable, List, Optional, Sequence
 
 import grpc
@@ -33,7 +33,9 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 
 from serving import handlers
 from serving.errors import ServingError, from_exception, invalid
+from serving.limits import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_ELEMENTS, check_rows, request_examples
 from serving.manager import ModelManager, ModelSource, read_model_config
+from serving.workers import Workers
 
 log = logging.getLogger("tfrec.serving")
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
@@ -52,7 +54,23 @@ def _answer(fn: Callable, parse: Callable, raw: bytes):
         err = from_exception(e)
         if err.code == grpc.StatusCode.INTERNAL:
             log.exception("request failed")
-        return err
+        code, message = err.code, err.message
+        # The error's traceback holds this frame, which holds ``err``: a cycle that keeps the request the frames
+        # below hold (MBs for a big refused request) until the cyclic collector runs. Dropping the name ends it.
+        del err
+    return ServingError(code, message)
+
+
+class _CountedRequest:
+    """Stands in for a Classify / Regress request class: its ``FromString`` first counts the examples on the wire,
+    and more than ``max_rows`` is refused before the message is parsed (``serving.limits.request_examples``)."""
+
+    def __init__(self, request_class, max_rows: int):
+        self.request_class, self.max_rows = request_class, max_rows
+
+    def FromString(self, raw: bytes):  # noqa: N802 - protobuf's name
+        check_rows(request_examples(raw, self.max_rows), self.max_rows, "examples")
+        return self.request_class.FromString(raw)
 
 
 class _Methods:
@@ -62,14 +80,17 @@ class _Methods:
     ModelService: GetModelStatus (HandleReloadConfigRequest answers UNIMPLEMENTED).
     """
 
-    def __init__(self, manager: ModelManager, max_elements: int):
+    def __init__(self, manager: ModelManager, max_elements: int = DEFAULT_MAX_ELEMENTS,
+                 max_rows: int = DEFAULT_MAX_BATCH_ROWS):
         self.manager = manager
         get = manager.get
         self.table = {
             "tensorflow.serving.PredictionService": {
-                "Predict": (predict_pb2.PredictRequest, lambda r: handlers.predict(r, get, max_elements)),
-                "Classify": (classification_pb2.ClassificationRequest, lambda r: handlers.classify(r, get)),
-                "Regress": (regression_pb2.RegressionRequest, lambda r: handlers.regress(r, get)),
+                "Predict": (predict_pb2.PredictRequest, lambda r: handlers.predict(r, get, max_elements, max_rows)),
+                "Classify": (_CountedRequest(classification_pb2.ClassificationRequest, max_rows),
+                             lambda r: handlers.classify(r, get, max_rows)),
+                "Regress": (_CountedRequest(regression_pb2.RegressionRequest, max_rows),
+                            lambda r: handlers.regress(r, get, max_rows)),
                 "GetModelMetadata": (get_model_metadata_pb2.GetModelMetadataRequest,
                                      lambda r: handlers.metadata(r, get)),
             },
@@ -79,6 +100,8 @@ class _Methods:
         }
 
     def status(self, request):
+        if not request.HasField("model_spec"):  # TF Serving's get_model_status_impl.cc: "Missing ModelSpec"
+            raise invalid("the GetModelStatusRequest has no model_spec")
         spec = request.model_spec
         version = spec.version.value if spec.HasField("version") else None
         response = get_model_status_pb2.GetModelStatusResponse()
@@ -89,7 +112,7 @@ class _Methods:
                 entry.status.error_message = st.error.message
         return response
 
-    def generic_handlers(self, pool: futures.Executor):
+    def generic_handlers(self, pool: Workers):
         """gRPC handlers on raw bytes: the event loop only moves bytes; parsing, the model run and the answer's
         serialization run in ``pool`` (TensorFlow releases the GIL, so calls run in parallel)."""
 
@@ -97,7 +120,7 @@ class _Methods:
             parse = request_class.FromString
 
             async def handle(raw, context):
-                out = await asyncio.get_running_loop().run_in_executor(pool, _answer, fn, parse, raw)
+                out = await pool.run(_answer, fn, parse, raw)
                 if isinstance(out, ServingError):
                     await context.abort(out.code, out.message)
                 return out
@@ -125,26 +148,33 @@ class ModelServer:
       max_message_bytes: the largest request and response message accepted.
       max_workers: threads answering calls (TensorFlow runs in them).
       max_elements: the largest element count one request tensor may claim.
+      max_batch_rows: the most rows one request may claim (Predict: an input's first dimension; Classify /
+        Regress: examples; example lists: candidates); more is INVALID_ARGUMENT, before anything is expanded.
     """
 
     def __init__(self, sources: Sequence[ModelSource], host: str = "127.0.0.1", port: int = 8500,
                  poll_seconds: float = 1.0, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 max_workers: int = 16, max_elements: int = handlers.DEFAULT_MAX_ELEMENTS):
+                 max_workers: int = 16, max_elements: int = DEFAULT_MAX_ELEMENTS,
+                 max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS):
         if not sources:
             raise ValueError("no model to serve")
         if max_message_bytes < 1:
             raise ValueError(f"`max_message_bytes` must be >= 1. Received: max_message_bytes={max_message_bytes}")
+        if max_batch_rows < 1 or max_workers < 1:
+            raise ValueError(f"`max_batch_rows` and `max_workers` must be >= 1. Received: "
+                             f"max_batch_rows={max_batch_rows}, max_workers={max_workers}")
         if not 0 <= port < 65536:
             raise ValueError(f"`port` must be in [0, 65535]. Received: port={port}")
         self.manager = ModelManager(sources, poll_seconds, warmup=handlers.replay_warmup)
         self.host, self._port = host, int(port)
         self.max_message_bytes = int(max_message_bytes)
         self.max_workers, self.max_elements = int(max_workers), int(max_elements)
+        self.max_batch_rows = int(max_batch_rows)
         self.port: Optional[int] = None
         self._server: Optional[grpc.aio.Server] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
-        self._pool: Optional[futures.Executor] = None
+        self._pool: Optional[Workers] = None
 
     @property
     def address(self) -> str:
@@ -161,7 +191,7 @@ class ModelServer:
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="tfrec-serving-grpc", daemon=True)
         thread.start()
-        pool = futures.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="tfrec-serving")
+        pool = Workers(self.max_workers)
         try:
             server, port, reason = asyncio.run_coroutine_threadsafe(self._bind(pool), loop).result()
         except BaseException:
@@ -176,14 +206,15 @@ class ModelServer:
         self._server, self._loop, self._thread, self._pool = server, loop, thread, pool
         return self
 
-    async def _bind(self, pool: futures.Executor):
+    async def _bind(self, pool: Workers):
         # grpc.aio rather than grpc.server: the sync server hands each call from its polling thread to a worker
         # before it reads the request, which for a 2.9 MB batch costs ~2-3 ms over loopback (bench_serving.py).
         options = [("grpc.max_receive_message_length", self.max_message_bytes),
                    ("grpc.max_send_message_length", self.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
         server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers(_Methods(self.manager, self.max_elements).generic_handlers(pool))
+        methods = _Methods(self.manager, self.max_elements, self.max_batch_rows)
+        server.add_generic_rpc_handlers(methods.generic_handlers(pool))
         try:
             port = server.add_insecure_port(_host_port(self.host, self._port))
         except RuntimeError as e:
@@ -197,11 +228,11 @@ class ModelServer:
         return server, port, reason
 
     @staticmethod
-    def _close(loop: asyncio.AbstractEventLoop, thread: threading.Thread, pool: futures.Executor) -> None:
+    def _close(loop: asyncio.AbstractEventLoop, thread: threading.Thread, pool: Workers) -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=60)
+        pool.shutdown()
         loop.close()
-        pool.shutdown(wait=True)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops accepting calls, waits up to ``grace`` seconds for the ones in flight, stops polling."""

@@ -76,6 +76,11 @@ def numeric_tensor(value) -> Optional[tensor_pb2.TensorProto]:
 _NUMPY_OF = {v: k for k, v in _NUMPY_DTYPES.items()}
 
 
+def numpy_dtype(dtype: int) -> Optional[np.dtype]:
+    """The NumPy dtype of a numeric TensorProto ``dtype`` whose ``tensor_content`` NumPy reads as is; else None."""
+    return _NUMPY_OF.get(dtype)
+
+
 def to_ndarray(tensor: tensor_pb2.TensorProto) -> np.ndarray:
     """``tf.make_ndarray(tensor)``; a numeric ``tensor_content`` is read with ``np.frombuffer`` (no TensorFlow call:
     ``tf.make_ndarray`` costs ~0.1 ms of Python per tensor, a large share of a small request's round trip)."""

@@ -4,7 +4,9 @@ Each model parses serialized ``tf.Example`` with one float feature ``x`` and one
 ``ctr_logit = scale * x + [c == "a"]`` and ``ctr = sigmoid(ctr_logit)``. ``scale`` differs per version, so a test
 can tell which version answered. Signatures: ``serving_default`` (``examples`` -> ``ctr``, ``ctr_logit``),
 ``predict_raw`` (``x``, ``c``), ``classification`` (tensorflow/serving/classify: ``inputs`` -> ``scores`` [n, 2],
-``classes``) and ``regression`` (tensorflow/serving/regress: ``inputs`` -> ``outputs``).
+``classes``), ``regression`` (tensorflow/serving/regress: ``inputs`` -> ``outputs``) and ``score_candidates``
+(``lists``, serialized ExampleListWithContext as tfrec's pre-ranking export takes them -> ``bytes``, the length
+of each list: the server counts the candidates, the model does not need to).
 """
 
 from __future__ import annotations
@@ -71,12 +73,16 @@ class _Model(tf.Module):
     def regression(self, inputs):
         return {"outputs": self._parse(inputs)["ctr"]}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="lists")])
+    def score_candidates(self, lists):
+        return {"bytes": tf.strings.length(lists)}
+
 
 def save_model(path: str, scale: float, warmup: bool = True) -> str:
     """Writes the model to ``path`` (a version directory), with classify / regress method names and warmup."""
     m = _Model(scale)
     sigs = {"serving_default": m.serving_default, "predict_raw": m.predict_raw,
-            "classification": m.classification, "regression": m.regression}
+            "classification": m.classification, "regression": m.regression, "score_candidates": m.score_candidates}
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tf.saved_model.save(m, tmp, signatures=sigs)

@@ -20,6 +20,7 @@ from serving.server import ModelServer
 from serving_models import check_answers, example, expected_logit, predict_request, save_model, save_v1_model
 
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 LIMIT = 1 << 20
 
 
@@ -99,6 +100,10 @@ def test_metadata_and_status(server, stub):
     with pytest.raises(grpc.RpcError) as e:
         status.GetModelStatus(sreq, timeout=10)
     assert e.value.code() == NOT_FOUND
+    # No model_spec at all: INVALID_ARGUMENT, as TF Serving's get_model_status_impl.cc ("Missing ModelSpec").
+    with pytest.raises(grpc.RpcError) as e:
+        status.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(), timeout=10)
+    assert e.value.code() == INVALID and "no model_spec" in e.value.details(), e.value.details()
 
 
 def _tensor(dtype, dims, **values):
@@ -108,8 +113,8 @@ def _tensor(dtype, dims, **values):
     return t
 
 
-def _predict(inputs, signature="", model="ctr", version=None):
-    req = predict_pb2.PredictRequest()
+def _predict(inputs, signature="", model="ctr", version=None, output_filter=()):
+    req = predict_pb2.PredictRequest(output_filter=list(output_filter))
     req.model_spec.name, req.model_spec.signature_name = model, signature
     if version is not None:
         req.model_spec.version.value = version
@@ -123,6 +128,13 @@ def _classify(signature="classification", examples=()):
     req.model_spec.name, req.model_spec.signature_name = "ctr", signature
     req.input.example_list.examples.extend(examples)
     return "Classify", req
+
+
+def _regress(signature="regression", examples=()):
+    req = regression_pb2.RegressionRequest()
+    req.model_spec.name, req.model_spec.signature_name = "ctr", signature
+    req.input.example_list.examples.extend(examples)
+    return "Regress", req
 
 
 def _label(label):
@@ -157,8 +169,23 @@ BAD_REQUESTS = {
     "no model name": (_predict({"examples": GOOD}, model=""), INVALID, "no model name"),
     "unknown model": (_predict({"examples": GOOD}, model="nope"), NOT_FOUND, "model 'nope' not found"),
     "unknown version": (_predict({"examples": GOOD}, version=7), NOT_FOUND, "version 7"),
-    "unknown version label": (_label("canary"), NOT_FOUND, "label 'canary'"),
-    "unknown signature": (_predict({"examples": GOOD}, "nope"), NOT_FOUND, "signature 'nope' not found"),
+    # TF Serving's codes (server_core.cc, predict_util.cc, classifier.cc, regressor.cc).
+    "unknown version label": (_label("canary"), INVALID, "label 'canary'"),
+    "unknown signature": (_predict({"examples": GOOD}, "nope"), FAILED_PRECONDITION, "signature 'nope' not found"),
+    "classify on an unknown signature": (_classify("nope", _examples((1.0, "a"))), INVALID,
+                                         "signature 'nope' not found"),
+    "regress on an unknown signature": (_regress("nope", _examples((1.0, "a"))), INVALID,
+                                        "signature 'nope' not found"),
+    "output_filter names an output twice": (_predict({"examples": GOOD}, output_filter=["ctr", "ctr_logit", "ctr"]),
+                                            INVALID, "output_filter names output(s) ['ctr'] more than once"),
+    "output_filter names an unknown output": (_predict({"examples": GOOD}, output_filter=["ctr", "p"]), INVALID,
+                                              "unknown output(s) ['p']"),
+    "a long model name is cut in the message": (_predict({"examples": GOOD}, model="m" * 100_000), NOT_FOUND,
+                                                "... (100,000 characters)"),
+    "a long input name is cut in the message": (_predict({"examples": GOOD, "i" * 100_000: GOOD}), INVALID,
+                                                "... (100,000 characters)"),
+    "a long signature name is cut in the message": (_predict({"examples": GOOD}, "s" * 100_000), FAILED_PRECONDITION,
+                                                    "... (100,000 characters)"),
     "classify on a predict signature": (_classify("serving_default", _examples((1.0, "a"))), INVALID,
                                         "expected 'tensorflow/serving/classify'"),
     "classify without examples": (_classify(), INVALID, "no examples"),
@@ -176,6 +203,7 @@ def test_bad_request_gets_its_status_code_and_the_server_keeps_serving(stub, cas
         getattr(stub, method)(req, timeout=10)
     assert e.value.code() == code, e.value.details()
     assert needle in (e.value.details() or ""), e.value.details()
+    assert len(e.value.details() or "") < 1000, len(e.value.details())  # client strings are cut to ~200 characters
     check_answers(stub)
 
 
@@ -229,7 +257,7 @@ def test_fuzz_of_malformed_requests_leaves_the_server_answering(server, stub):
 
     codes, raw_codes = count(pending), count(garbage)
     print("fuzz status codes:", codes, "undecodable messages:", raw_codes)
-    assert set(codes) <= {"OK", "INVALID_ARGUMENT", "NOT_FOUND"}, codes  # never INTERNAL, never a crash
+    assert set(codes) <= {"OK", "INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"}, codes  # never INTERNAL
     assert codes.get("INVALID_ARGUMENT", 0) > 500, codes
     assert set(raw_codes) <= {"OK", "INVALID_ARGUMENT", "NOT_FOUND", "INTERNAL"}, raw_codes
     check_answers(stub)

@@ -231,8 +231,10 @@ def _cmd_serve(args) -> int:
         sources = sources_from_args(args.model_name, args.base_path, args.model_config_file)
     except ValueError as e:
         raise _UsageError(str(e)) from e
+    if args.max_batch_rows < 1:
+        raise _UsageError(f"--max-batch-rows must be >= 1. Received: {args.max_batch_rows}")
     server = ModelServer(sources, host=args.host, port=args.port, poll_seconds=args.poll_seconds,
-                         max_message_bytes=int(args.max_message_mb * (1 << 20)))
+                         max_message_bytes=int(args.max_message_mb * (1 << 20)), max_batch_rows=args.max_batch_rows)
     serve_until_signal(server, grace=args.grace, printer=lambda s: print(s, flush=True))
     return 0
 
@@ -560,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how often to look for new versions (default 1)")
     p.add_argument("--max-message-mb", dest="max_message_mb", type=float, default=64.0,
                    help="largest request or response in MiB (default 64)")
+    p.add_argument("--max-batch-rows", dest="max_batch_rows", type=int, default=65536,
+                   help="most rows (examples, candidates) one request may hold; more is INVALID_ARGUMENT "
+                        "(default 65536)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds calls in flight get on SIGTERM (default 5)")
     p.set_defaults(fn=_cmd_serve)
 
