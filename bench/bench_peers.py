@@ -19,7 +19,7 @@ Each peer runs in a virtualenv of its own (never in tfrec's dependencies), made 
     .venv-peers/deepctr/bin/pip install --no-deps deepctr==0.9.4
     python3.11 -m venv .venv-peers/fuxictr
     .venv-peers/fuxictr/bin/pip install torch==2.13.0
-    .venv-peers/fuxictr/bin/pip install fuxictr==2.3.10 'polars<2' -c <(echo torch==2.13.0)
+    .venv-peers/fuxictr/bin/pip install fuxictr==2.3.10 'polars<2' torch==2.13.0
 
 DeepCTR 0.9.3 does not import on TensorFlow 2.15 (``from tensorflow.python.keras.layers import LSTM``: that
 private module has no LSTM there) and pins h5py 3.7.0, which has no wheel for Python 3.11; 0.9.4 imports
@@ -57,7 +57,8 @@ from bench.peers.report import LIBRARIES, markdown, ratios, summarize  # noqa: E
 SETUP = {
     "deepctr": [["tensorflow==2.15.1", "numpy==1.26.4", "pandas==2.2.3", "requests", "h5py"],
                 ["--no-deps", "deepctr==0.9.4"]],
-    "fuxictr": [["torch==2.13.0"], ["fuxictr==2.3.10", "polars<2", "-c", "{constraint}"]],
+    # torch named again in the second install, so that pip keeps the CPU build the first one installed.
+    "fuxictr": [["torch==2.13.0"], ["fuxictr==2.3.10", "polars<2", "torch==2.13.0"]],
 }
 PROBE = {"deepctr": "import deepctr.models, pandas", "fuxictr": "import fuxictr.pytorch, torch, ray, polars"}
 
@@ -93,21 +94,24 @@ def probe(venvs: str, library: str):
     return None
 
 
+def setup_commands(venvs: str = ".venv-peers", libraries=("deepctr", "fuxictr"), python: str = "python3.11"):
+    """The commands that make the peers' virtualenvs (the module docstring's; the README shows the same list)."""
+    out = []
+    for lib in libraries:
+        target = os.path.join(venvs, lib)
+        out.append([python, "-m", "venv", target])
+        out += [[os.path.join(target, "bin", "pip"), "install", *args] for args in SETUP[lib]]
+    return out
+
+
 def setup(venvs: str, libraries) -> None:
-    """Makes each peer's virtualenv (the commands of the module docstring); skips one that already imports."""
+    """Makes each peer's virtualenv with :func:`setup_commands`; skips one that already imports."""
     for lib in libraries:
         if lib == "tfrec" or probe(venvs, lib) is None:
             continue
-        target = os.path.join(venvs, lib)
-        print(f"setup: {target}", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", target], check=True)
-        pip = [os.path.join(target, "bin", "python"), "-m", "pip", "install", "-q"]
-        subprocess.run(pip + ["--upgrade", "pip"], check=True)
-        constraint = os.path.join(target, "constraints.txt")
-        with open(constraint, "w") as f:
-            f.write("torch==2.13.0\n")
-        for args in SETUP[lib]:
-            subprocess.run(pip + [a.format(constraint=constraint) for a in args], check=True)
+        print(f"setup: {os.path.join(venvs, lib)}", flush=True)
+        for argv in setup_commands(venvs, [lib], python=sys.executable):
+            subprocess.run(argv, check=True)
 
 
 def split_raw(train_txt: str, raw_dir: str, ratios_=(0.7, 0.2, 0.1)) -> dict:

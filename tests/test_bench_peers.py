@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.bench_peers import split_raw
+from bench.bench_peers import setup_commands, split_raw
 from bench.peers import common, report
 
 
@@ -99,3 +99,13 @@ def test_ratios_and_table():
     text = report.markdown(rows, rat, seeds=2)
     assert "| FuxiCTR DCNv2 | not run: its import fails: ModuleNotFoundError |" in text
     assert "| DeepCTR DCN (matrix) | 2.20x | 2.20x | 2.00x | 2.00x | +0.1050 ± 0.0050 | no |" in text
+
+
+def test_readme_peers_block_is_the_setup_the_bench_runs():
+    """The README's peers block (not run by the README contract test: it installs a few GB) is exactly the list of
+    commands ``bench_peers.py --setup`` runs, so the one that is run is the one a user reads."""
+    from readme_commands import shell_blocks
+
+    blocks = [b for b in shell_blocks() if b.section.startswith("Peers")]
+    assert len(blocks) == 1, [b.section for b in blocks]
+    assert blocks[0].commands == setup_commands(), blocks[0].commands
