@@ -137,9 +137,10 @@ def test_loss_trains_dcn_v2(tiny_dataset, tmp_path, name):
     else:
         assert min(head.values()) > 1e-4, head
         # It learned to rank the rows it was trained on (the label depends on I1 and C1; the 8 steps saw the 512
-        # train rows once): the AUC goes from 0.43 at the initial weights to 0.59 (combined_contrastive, alpha 0.9)
-        # to 0.77 (measured). A loss with the wrong sign or no gradient stays near 0.43 or falls. (The validation AUC after one epoch is about
-        # 0.5 on this data: the tiny model memorises the 37 noise fields before it generalises.)
+        # train rows once): the AUC goes from 0.43 at the initial weights to 0.59 (combined_contrastive, alpha
+        # 0.9) to 0.77 (measured). A loss with the wrong sign or no gradient stays near 0.43 or falls. (The
+        # validation AUC after one epoch is about 0.5 on this data: the tiny model memorises the 37 noise fields
+        # before it generalises.)
         rows = data_lib.make_dataset(data_lib.split_files(tiny_dataset, "train"), schema, 512, training=False)
         before, after = _auc(initial, rows), _auc(trained, rows)
         assert after > 0.55 and after > before + 0.1, (before, after)
