@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_ranking as tfr
 import tf_keras as keras
 
 from tfrec import losses
@@ -139,7 +140,6 @@ def test_agrees_with_tf_ranking_list_mle_on_tie_free_inputs():
     ``labels = max_rank - rank`` gives the same order, and its default reduction (sum over lists / number of lists)
     is Eq. 3's 1/|U|. With padding it differs by the constant log(n_pad!) per list (its padded tail stays in the
     list with logit log(1e-10)), which is subtracted here."""
-    tfr = pytest.importorskip("tensorflow_ranking")
     scores, ranks = _random(B=5, K=7, seed=6, ties=False, pad=False)
     ours = float(list_mle(tf.constant(scores, tf.float32), tf.constant(ranks)))
     labels = (ranks.max() - ranks).astype(np.float32)
