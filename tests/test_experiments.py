@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import log_loss, roc_auc_score
 
 from tfrec import data as data_lib
@@ -67,18 +68,23 @@ def _csv_rows(path):
         return {r["setting"]: r for r in csv.DictReader(f)}
 
 
-def _check_test_metrics_by_hand(cell):
-    """The run's test AUC and weighted logloss (Eq. 15 weights: the cell's beta_pos on positives), recomputed
-    with scikit-learn from the run's best weights, the test split read here, and its own weights."""
+def _scores(cell, split):
+    """``(p, y, w)`` of ``split``: the run's best weights scoring the split read here, with Eq. 15's weights
+    (the cell's beta_pos on positives, 1 on negatives)."""
     cfg = load_config(os.path.join(cell["run_dir"], "config.yaml"))
     model = load_trained_model(cfg)
     ps, ys = [], []
-    for features, y, _ in data_lib.make_dataset(data_lib.split_files(cfg.data.dir, "test"),
+    for features, y, _ in data_lib.make_dataset(data_lib.split_files(cfg.data.dir, split),
                                                 data_lib.load_schema(cfg.data.dir), 128, training=False):
         ps.append(model(features, training=False)["probability"].numpy())
         ys.append(y.numpy())
     p, y = np.concatenate(ps).astype(np.float64), np.concatenate(ys).astype(np.float64)
-    w = np.where(y == 1, cfg.data.beta_pos, 1.0)
+    return p, y, np.where(y == 1, cfg.data.beta_pos, 1.0)
+
+
+def _check_test_metrics_by_hand(cell):
+    """The run's test AUC and weighted logloss, recomputed with scikit-learn from :func:`_scores`."""
+    p, y, w = _scores(cell, "test")
     assert cell["run"]["test"]["rows"] == len(y) == 128
     assert cell["run"]["test"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-6), cell["setting"]
     assert cell["run"]["test"]["weighted_logloss"] == pytest.approx(log_loss(y, p, sample_weight=w), rel=1e-5)
@@ -140,7 +146,15 @@ def test_cells_apply_their_settings(experiment):
     kept = store.cell_result(Cell("negative-sampling", "keep0.5", SEED))["run"]
     full = store.cell_result(Cell("negative-sampling", "keep1", SEED))["run"]
     assert kept["train"]["train_steps"] < full["train"]["train_steps"]  # fewer negatives, fewer steps
-    assert kept["calibrated"]["weighted_logloss"] > 0
+    # After isotonic calibration (fitted on valid with the weights, clipped to its range) on test: AUC and the
+    # weighted logloss (probabilities clipped to [1e-7, 1 - 1e-7]).
+    kept_cell = store.cell_result(Cell("negative-sampling", "keep0.5", SEED))
+    (pv, yv, wv), (pt, yt, wt) = _scores(kept_cell, "valid"), _scores(kept_cell, "test")
+    calibrated = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(pv, yv, sample_weight=wv)
+    pc = np.clip(calibrated.predict(pt), 1e-7, 1 - 1e-7)
+    expected = -np.sum(wt * (yt * np.log(pc) + (1 - yt) * np.log(1 - pc))) / wt.sum()
+    assert kept["calibrated"]["weighted_logloss"] == pytest.approx(expected, rel=1e-6)
+    assert kept["calibrated"]["auc"] == pytest.approx(roc_auc_score(yt, calibrated.predict(pt)), abs=1e-9)
     # Eq. 15 training BCE of the BCE method equals the loss it optimised (the logged training loss).
     assert sparse["train_bce"]["epoch1"] == pytest.approx(sparse["history"]["loss"][0], rel=1e-4)
 
