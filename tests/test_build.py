@@ -1,5 +1,6 @@
 """BUILD stays accurate: every module of the four packages is in a py_library, every test file has a py_test,
-every listed file exists, and `bazel query //...` succeeds when bazel is installed."""
+every listed file exists, and `bazel query //...` succeeds when bazel is installed (required under CI and
+.ci/run, skipped with the reason elsewhere)."""
 
 import glob
 import os
@@ -53,10 +54,31 @@ def test_every_test_file_has_a_py_test():
     assert not sorted(files - tests), f"test files without a py_test: {sorted(files - tests)}"
 
 
+def _bazel_required() -> bool:
+    """Whether a missing bazel is a failure: under CI (``CI`` set, not "0" / "false") and under ``.ci/run``
+    (which installs bazel-bootstrap and exports ``TFREC_REQUIRE_BAZEL=1``)."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return ci or os.environ.get("TFREC_REQUIRE_BAZEL", "").strip() == "1"
+
+
+def test_bazel_required_under_ci_and_ci_run(monkeypatch):
+    for ci, flag, required in (("", "", False), ("0", "", False), ("false", "", False), ("true", "", True),
+                               ("1", "", True), ("", "1", True), ("", "0", False)):
+        monkeypatch.setenv("CI", ci)
+        monkeypatch.setenv("TFREC_REQUIRE_BAZEL", flag)
+        assert _bazel_required() is required, (ci, flag)
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
+        assert "export TFREC_REQUIRE_BAZEL=1" in f.read().splitlines()
+
+
 def test_bazel_query():
     bazel = shutil.which("bazel")
     if bazel is None:
-        pytest.skip("bazel is not installed (apt-get install bazel-bootstrap); BUILD was checked by parsing it")
+        reason = "bazel is not installed (apt-get install bazel-bootstrap); BUILD was checked by parsing it"
+        if _bazel_required():
+            pytest.fail(f"{reason}, but CI / .ci/run require bazel (CI={os.environ.get('CI', '')!r}, "
+                        f"TFREC_REQUIRE_BAZEL={os.environ.get('TFREC_REQUIRE_BAZEL', '')!r})")
+        pytest.skip(reason)
     out = subprocess.run([bazel, "query", "//..."], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     labels = set(out.stdout.split())

@@ -8,10 +8,15 @@ import os
 
 import numpy as np
 import pytest
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import log_loss, roc_auc_score
+
+from tfrec import data as data_lib
 
 from tfrec.config import load_config
 from tfrec.experiments import Options, protocols, run_protocol
 from tfrec.experiments.store import Cell, Store
+from tfrec.train import load_trained_model
 
 SEED = 2020
 # Two settings per protocol (the findings need their three); tiny model, one epoch.
@@ -23,6 +28,16 @@ SETTINGS = {
     "negative-sampling": ["keep1", "keep0.5"],
     "contrastive": ["bce", "combined_contrastive"],
     "findings": ["bce", "combined_pair", "bce_dense"],
+}
+# The pairing of each setting with the setting it is compared with (None: not compared), as the protocols define it.
+BASELINES = {
+    "sparsity": {"bce_beta0.1": None, "combined_pair_beta0.1": "bce_beta0.1"},
+    "alpha": {"bce": None, "alpha0.5": "bce"},
+    "losses": {"bce": None, "combined_pair": "bce"},
+    "focal": {"bce": None, "focal_gamma2": "bce"},
+    "negative-sampling": {"keep1": None, "keep0.5": "keep1"},
+    "contrastive": {"bce": None, "combined_contrastive": "bce"},
+    "findings": {"bce": None, "combined_pair": "bce", "bce_dense": None},
 }
 PLOTS = ("metrics.png", "lift.png", "grad_neg_epoch1.png", "grad_boxplot.png", "train_bce.png",
          "calibration_bias.png")
@@ -53,6 +68,28 @@ def _csv_rows(path):
         return {r["setting"]: r for r in csv.DictReader(f)}
 
 
+def _scores(cell, split):
+    """``(p, y, w)`` of ``split``: the run's best weights scoring the split read here, with Eq. 15's weights
+    (the cell's beta_pos on positives, 1 on negatives)."""
+    cfg = load_config(os.path.join(cell["run_dir"], "config.yaml"))
+    model = load_trained_model(cfg)
+    ps, ys = [], []
+    for features, y, _ in data_lib.make_dataset(data_lib.split_files(cfg.data.dir, split),
+                                                data_lib.load_schema(cfg.data.dir), 128, training=False):
+        ps.append(model(features, training=False)["probability"].numpy())
+        ys.append(y.numpy())
+    p, y = np.concatenate(ps).astype(np.float64), np.concatenate(ys).astype(np.float64)
+    return p, y, np.where(y == 1, cfg.data.beta_pos, 1.0)
+
+
+def _check_test_metrics_by_hand(cell):
+    """The run's test AUC and weighted logloss, recomputed with scikit-learn from :func:`_scores`."""
+    p, y, w = _scores(cell, "test")
+    assert cell["run"]["test"]["rows"] == len(y) == 128
+    assert cell["run"]["test"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-6), cell["setting"]
+    assert cell["run"]["test"]["weighted_logloss"] == pytest.approx(log_loss(y, p, sample_weight=w), rel=1e-5)
+
+
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_protocol_end_to_end(experiment, name):
     out, summaries = experiment
@@ -65,6 +102,7 @@ def test_protocol_end_to_end(experiment, name):
     assert list(rows) == SETTINGS[name]
     store = Store(out)
     md = open(os.path.join(report, "results.md")).read()
+    paired = 0
     for setting in SETTINGS[name]:
         cell = store.cell_result(Cell(name, setting, SEED))
         assert cell["status"] in ("computed", "reused")
@@ -76,13 +114,17 @@ def test_protocol_end_to_end(experiment, name):
             assert float(rows[setting][f"{key}_mean"]) == value  # one seed: the mean is the run's number
             assert rows[setting][f"{key}_std"] == ""  # undefined with one seed, never 0
             assert f"{value:.5f}" in md or f"{value:.2e}" in md
-        if cell["baseline"]:
+        assert cell["baseline"] == BASELINES[name][setting]
+        if cell["baseline"] is not None:
+            paired += 1
             base = store.cell_result(Cell(name, cell["baseline"], SEED))["run"]
             for key in protocol.metrics:
                 m = protocols.METRICS[key]
                 diff = protocols.metric_value(run, m) - protocols.metric_value(base, m)
                 assert float(rows[setting][f"{key}_diff"]) == pytest.approx(diff, rel=1e-12, abs=1e-15)
                 assert rows[setting][f"{key}_p"] == ""  # no test with one seed
+        _check_test_metrics_by_hand(cell)
+    assert paired == sum(b is not None for b in BASELINES[name].values()) > 0
     record = json.load(open(os.path.join(report, "run_record.json")))
     assert record["seeds"] == [SEED] and record["data_stats"]["rows_written"]["train"] == 512
     assert record["versions"]["tensorflow"] and record["wall_seconds"] > 0
@@ -104,7 +146,15 @@ def test_cells_apply_their_settings(experiment):
     kept = store.cell_result(Cell("negative-sampling", "keep0.5", SEED))["run"]
     full = store.cell_result(Cell("negative-sampling", "keep1", SEED))["run"]
     assert kept["train"]["train_steps"] < full["train"]["train_steps"]  # fewer negatives, fewer steps
-    assert kept["calibrated"]["weighted_logloss"] > 0
+    # After isotonic calibration (fitted on valid with the weights, clipped to its range) on test: AUC and the
+    # weighted logloss (probabilities clipped to [1e-7, 1 - 1e-7]).
+    kept_cell = store.cell_result(Cell("negative-sampling", "keep0.5", SEED))
+    (pv, yv, wv), (pt, yt, wt) = _scores(kept_cell, "valid"), _scores(kept_cell, "test")
+    calibrated = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(pv, yv, sample_weight=wv)
+    pc = np.clip(calibrated.predict(pt), 1e-7, 1 - 1e-7)
+    expected = -np.sum(wt * (yt * np.log(pc) + (1 - yt) * np.log(1 - pc))) / wt.sum()
+    assert kept["calibrated"]["weighted_logloss"] == pytest.approx(expected, rel=1e-6)
+    assert kept["calibrated"]["auc"] == pytest.approx(roc_auc_score(yt, calibrated.predict(pt)), abs=1e-9)
     # Eq. 15 training BCE of the BCE method equals the loss it optimised (the logged training loss).
     assert sparse["train_bce"]["epoch1"] == pytest.approx(sparse["history"]["loss"][0], rel=1e-4)
 

@@ -7,14 +7,21 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
+from sklearn.metrics import log_loss, roc_auc_score
 
+from tfrec import data as data_lib
 from tfrec.config import load_config
 from tfrec.experiments import Options, protocols, pwiser, run_protocol
 from tfrec.experiments.engine import selected_settings
 from tfrec.experiments.store import Cell, Store
+from tfrec.train import load_trained_model
 
 SEED = 2020
+# Each setting's baseline (the BCE run of the same architecture and data; None: not compared).
+BASELINES = {"mmoe_bce": None, "mmoe_pwiser": "mmoe_bce", "noise0_bce": None, "noise0_pwiser": "noise0_bce",
+             "margins_bce": None, "lambda1_m0.3": "margins_bce"}
 ONLY = ["mmoe_bce", "mmoe_pwiser", "noise0_bce", "noise0_pwiser", "margins_bce", "lambda1_m0.3"]
 TINY = ["simulation.kind=funnel", "simulation.rows=1500", "simulation.seed=5", "simulation.funnel.users=200",
         "simulation.funnel.items=50", "simulation.funnel.click_rate=0.25", "simulation.funnel.conversion_rate=0.3",
@@ -40,6 +47,28 @@ def _rows(path):
         return {r["setting"]: r for r in csv.DictReader(f)}
 
 
+def _check_test_metrics_by_hand(cell):
+    """The run's test AUC per task and CTR logloss, recomputed with scikit-learn from the run's best weights and
+    the test split read here: CTR over all rows, CVR over the clicked rows, CTCVR = pCTR * pCVR (MMoE)."""
+    cfg = load_config(os.path.join(cell["run_dir"], "config.yaml"))
+    model = load_trained_model(cfg)
+    outs, labels = [], []
+    for features, y, _ in data_lib.make_dataset(data_lib.split_files(cfg.data.dir, "test"),
+                                                data_lib.load_schema(cfg.data.dir), 512, training=False):
+        out = model(features, training=False)
+        assert "ctcvr" not in out
+        outs.append(np.stack([out["ctr"].numpy(), out["cvr"].numpy()], axis=1))
+        labels.append(y.numpy())
+    p, y = np.concatenate(outs).astype(np.float64), np.concatenate(labels).astype(np.float64)
+    click, conv = y[:, 0], y[:, 1]
+    test = cell["run"]["test"]
+    assert test["rows"] == len(y) and test["clicks"] == int(click.sum())
+    assert test["ctr_auc"] == pytest.approx(roc_auc_score(click, p[:, 0]), abs=1e-6), cell["setting"]
+    assert test["cvr_auc"] == pytest.approx(roc_auc_score(conv[click == 1], p[click == 1, 1]), abs=1e-6)
+    assert test["ctcvr_auc"] == pytest.approx(roc_auc_score(click * conv, p[:, 0] * p[:, 1]), abs=1e-6)
+    assert test["ctr_logloss"] == pytest.approx(log_loss(click, p[:, 0]), rel=1e-5)
+
+
 def test_pwiser_end_to_end(experiment):
     out, data, _, summary = experiment
     report = os.path.join(out, "pwiser")
@@ -50,6 +79,7 @@ def test_pwiser_end_to_end(experiment):
     assert summary["cells"] == 6 and summary["computed"] == 5 and summary["reused"] == 1  # margins_bce = mmoe_bce
     store = Store(out)
     md = open(os.path.join(report, "results.md")).read()
+    paired = 0
     parts = {"grid": ["mmoe_bce", "mmoe_pwiser"], "noise": ["noise0_bce", "noise0_pwiser"],
              "margins": ["margins_bce", "lambda1_m0.3"]}
     for part, names in parts.items():
@@ -65,13 +95,17 @@ def test_pwiser_end_to_end(experiment):
                 assert float(rows[name][f"{key}_mean"]) == value  # one seed: the mean is the run's number
                 assert rows[name][f"{key}_std"] == ""
                 assert f"{value:.5f}" in md
-            if cell["baseline"]:  # the paired difference to BCE of the same architecture and data
+            assert cell["baseline"] == BASELINES[name]
+            if cell["baseline"] is not None:  # the paired difference to BCE of the same architecture and data
+                paired += 1
                 base = store.cell_result(Cell("pwiser", cell["baseline"], SEED))["run"]
                 for key in pwiser.PWISER_METRICS:
                     m = protocols.METRICS[key]
                     diff = protocols.metric_value(run, m) - protocols.metric_value(base, m)
                     assert float(rows[name][f"{key}_diff"]) == pytest.approx(diff, rel=1e-12, abs=1e-15)
                     assert rows[name][f"{key}_p"] == ""
+            _check_test_metrics_by_hand(cell)
+    assert paired == 3
     assert _rows(os.path.join(report, "results_margins.csv"))["lambda1_m0.3"]["baseline"] == "margins_bce"
     record = json.load(open(os.path.join(report, "run_record.json")))
     assert record["seeds"] == [SEED] and set(record["datasets"]) == {"noise0"}

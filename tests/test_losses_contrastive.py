@@ -153,9 +153,20 @@ def test_edge_cases(normalize):
     # All padding.
     v, g = _value_and_grad([-1.0] * 4, e, **kw)
     assert v == 0.0 and np.all(g == 0)
-    # A zero embedding: finite.
-    v, g = _value_and_grad([1.0, 0.0, 1.0, 0.0], np.vstack([np.zeros((1, 3), np.float32), e[1:]]), **kw)
+    # A zero embedding: finite, and the exact value and gradient. Normalised, it stays the zero vector
+    # (l2_normalize divides by sqrt(max(|z|^2, 1e-12))), so its row's gradient is 1e6 times the gradient at the
+    # normalised point, and the other rows get the normalisation's Jacobian (I - n n^T) / |z|.
+    y = [1.0, 0.0, 1.0, 0.0]
+    ez = np.vstack([np.zeros((1, 3), np.float32), e[1:]])
+    v, g = _value_and_grad(y, ez, **kw)
     assert np.isfinite(v) and np.all(np.isfinite(g))
+    assert v == pytest.approx(_oracle(y, ez, 0.4, normalize), rel=1e-5)
+    z = ez.astype(np.float64)
+    norms = np.sqrt(np.maximum((z ** 2).sum(axis=1, keepdims=True), 1e-12))
+    n = z / norms if normalize else z
+    upstream = _grad_oracle(y, n, 0.4)
+    expected = (upstream - n * (n * upstream).sum(axis=1, keepdims=True)) / norms if normalize else upstream
+    np.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(expected).max()))
 
 
 def test_huge_norms_without_normalisation_are_finite():

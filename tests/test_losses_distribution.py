@@ -31,6 +31,7 @@ def _takes_pairing(name):
 
 def _step(name, params, batch, replicas, init):
     strategy = make_strategy(replicas)
+    assert strategy.num_replicas_in_sync == replicas
     with strategy.scope():
         model = PointProbe()
         model(batch[0])
@@ -96,7 +97,10 @@ def test_gather_concatenates_replica_slices_in_order():
         return strategy.run(lambda v: distributed.gather([v], "global")[0], args=(x,))
 
     out = run(next(iter(strategy.experimental_distribute_dataset(data))))
-    for part in strategy.experimental_local_results(out):
+    assert strategy.num_replicas_in_sync == 2
+    parts = strategy.experimental_local_results(out)
+    assert len(parts) == 2  # each replica holds the whole batch, its slice [0, 1, 2] or [3, 4, 5] in place
+    for part in parts:
         np.testing.assert_array_equal(part.numpy(), np.arange(6, dtype=np.float32))
 
 
@@ -107,6 +111,7 @@ def test_strategies_in_one_process_keep_their_collectives_apart():
     names = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
     for op in ("all_reduce", "gather", "all_reduce", "gather"):
         strategy = devices._mirrored(names, None)
+        assert strategy.num_replicas_in_sync == 2
         data = tf.data.Dataset.from_tensors(tf.range(4, dtype=tf.float32))
 
         def step(v, op=op):

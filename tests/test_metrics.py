@@ -52,7 +52,7 @@ def test_edge_cases():
     assert np.isnan(auc([1, 1], [0.2, 0.3]))  # no negatives
     assert np.isnan(auc([0, 0], [0.2, 0.3]))  # no positives
     assert auc([1, 0], [0.5, 0.5]) == 0.5  # a tie
-    assert np.isfinite(logloss([1, 0], [0.0, 1.0]))  # clipped, no inf
+    assert logloss([1, 0], [0.0, 1.0]) == pytest.approx(7 * np.log(10))  # clipped to [1e-7, 1 - 1e-7], no inf
     with pytest.raises(ValueError, match="same length"):
         auc([1, 0], [0.5])
     with pytest.raises(ValueError, match="0 or 1"):

@@ -119,10 +119,26 @@ def test_jrc_head_config_validation_and_round_trip(tiny_dataset):
     assert DCNv2.from_config(legacy).head_type == "binary"
 
 
-def test_jrc_head_trains_with_the_jrc_loss_and_reloads(tiny_dataset, tmp_path):
-    from tfrec import losses
+class _FirstBatchLogs(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            self.logs = {k: float(v) for k, v in logs.items()}
 
-    model = build_model(_cfg(tiny_dataset, "model.head=jrc"))
+
+def _keras_auc_buckets(p, num_thresholds=10000):
+    """The number of ``keras.metrics.AUC`` thresholds below each probability (predictions in a bucket tie)."""
+    inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+    return np.searchsorted(np.array([-1e-7, *inner, 1.0 + 1e-7], np.float32), np.asarray(p, np.float32))
+
+
+def test_jrc_head_trains_with_the_jrc_loss_and_reloads(tiny_dataset, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from tfrec import losses
+    from test_losses_listwise import _jrc_oracle
+
+    # No dropout: the first train step's forward pass is the inference pass the oracle below scores.
+    model = build_model(_cfg(tiny_dataset, "model.head=jrc", "model.dropout=0.0"))
     schema = data_lib.load_schema(tiny_dataset)
     ds = data_lib.make_dataset(data_lib.split_files(tiny_dataset, "train"), schema, 64, training=False)
     # run_eagerly: tracing the train function of the 39-field model costs ~20 s on 2 cores; the step is the same
@@ -130,11 +146,22 @@ def test_jrc_head_trains_with_the_jrc_loss_and_reloads(tiny_dataset, tmp_path):
     features, _, _ = _batch(tiny_dataset)
     model(features)
     kernel = model.head.kernel.numpy().copy()
-    hist = model.fit(ds.take(2), epochs=1, verbose=0).history
+    first_x, first_y, first_w = next(iter(ds))
+    first_out = model(first_x, training=False)
+    first = _FirstBatchLogs()
+    hist = model.fit(ds.take(2), epochs=1, verbose=0, callbacks=[first]).history
     assert np.max(np.abs(model.head.kernel.numpy() - kernel)) > 1e-4  # both columns are trained
     assert np.all(np.max(np.abs(model.head.kernel.numpy() - kernel), axis=0) > 1e-4)
     assert np.isfinite(hist["loss"][0]) and np.isfinite(hist["jrc_clf_loss"][0])
-    assert np.isfinite(hist["jrc_rank_loss"][0]) and hist["auc"][0] > 0
+    assert np.isfinite(hist["jrc_rank_loss"][0])
+    # The first step's loss and terms are JRC's float64 oracle (KDD 2024 Eq. 6-7) of the initial logits, and its
+    # AUC that of the initial click probability.
+    clf, rank = _jrc_oracle(first_y.numpy(), first_out["logits"].numpy(), first_w.numpy())
+    assert first.logs["jrc_clf_loss"] == pytest.approx(clf, rel=1e-5)
+    assert first.logs["jrc_rank_loss"] == pytest.approx(rank, rel=1e-5)
+    assert first.logs["loss"] == pytest.approx(0.5 * clf + 0.5 * rank, rel=1e-5)
+    expected_auc = roc_auc_score(first_y.numpy(), _keras_auc_buckets(first_out["probability"].numpy()))
+    assert first.logs["auc"] == pytest.approx(expected_auc, abs=1e-5)
     before = model(features, training=False)
     path = str(tmp_path / "jrc.keras")
     model.save(path)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from sklearn.metrics import roc_auc_score
 
 from tfrec.devices import make_strategy
 from tfrec.layers import CGC, Experts, Gate
@@ -72,23 +73,58 @@ def test_layer_configs_round_trip():
     assert [o.shape for o in outs] == [(5, 4)] * 3 and [g.shape[1] for g in gates] == [3, 3, 5]
 
 
+def _bucket(p, num_thresholds=10000):
+    """The number of ``keras.metrics.AUC`` thresholds below each probability (its ROC bucket)."""
+    inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+    thresholds = np.array([-1e-7, *inner, 1.0 + 1e-7], np.float32)
+    return np.searchsorted(thresholds, np.asarray(p, np.float32), side="left")
+
+
+def _fit(arch, replicas, init, x, y, pwiser):
+    strategy = make_strategy(replicas)
+    with strategy.scope():
+        model = ARCHS[arch](pwiser_tasks=pwiser, pwiser_pairing="global")
+        model(x)
+        model.set_weights(init)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=False)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)  # 2 global batches, split over the replicas
+    return model, model.fit(ds, epochs=1, steps_per_epoch=2, verbose=0).history
+
+
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_fit_two_replicas_save_and_reload(arch, tmp_path):
     x, y = _data(64, seed=1)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     pwiser = ("cvr",) if arch == "single_cvr" else ("ctr",)
-    strategy = make_strategy(2)
-    with strategy.scope():
-        model = ARCHS[arch](pwiser_tasks=pwiser)
-        model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=False)
-    hist = model.fit(ds, epochs=1, steps_per_epoch=2, verbose=0).history
+    base = ARCHS[arch](pwiser_tasks=pwiser, pwiser_pairing="global")
+    base(x)
+    init = base.get_weights()
+    model, hist = _fit(arch, 2, init, x, y, pwiser)
+    one, hist_one = _fit(arch, 1, init, x, y, pwiser)
     assert np.isfinite(hist["loss"][0]) and np.isfinite(hist[f"{pwiser[0]}_pwiser_loss"][0])
     comps = {"esmm": ["ctr_bce", "ctcvr_bce"], "single_cvr": ["cvr_bce"]}.get(arch, ["ctr_bce", "cvr_bce"])
     for c in comps:
         assert np.isfinite(hist[f"{c}_loss"][0])
-    assert "cvr_bce_loss" not in hist if arch == "esmm" else True
-    for t in {"esmm": ["ctr", "cvr", "ctcvr"], "single_cvr": ["cvr"]}.get(arch, ["ctr", "cvr"]):
-        assert 0.0 <= hist[f"{t}_auc"][0] <= 1.0
+    assert {k for k in hist if k.endswith("_bce_loss")} == {f"{c}_loss" for c in comps}  # ESMM: no cvr_bce
+    # With PWiseR's global pairing, two replicas train exactly as one device on the same global batches:
+    # weights, losses and metrics.
+    trained_one = [v.numpy() for v in one.trainable_weights]
+    assert max(float(np.abs(a - b.numpy()).max()) for a, b in zip(trained_one, base.trainable_weights)) > 1e-3
+    for a, b in zip(trained_one, model.trainable_weights):
+        np.testing.assert_allclose(b.numpy(), a, rtol=1e-4, atol=1e-5)
+    assert set(hist) == set(hist_one)
+    for k in hist:
+        assert hist[k][0] == pytest.approx(hist_one[k][0], rel=1e-4, abs=1e-6), k
+    # The per-task AUC metric is the AUC of the task's probability in the task's space (CVR: clicked rows), on
+    # the metric's 10,000 thresholds (predictions between two thresholds tie).
+    tasks = {"esmm": ["ctr", "cvr", "ctcvr"], "single_cvr": ["cvr"]}.get(arch, ["ctr", "cvr"])
+    metrics = model.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), verbose=0, return_dict=True)
+    out = model(x, training=False)
+    click, conv = y[:, 0], y[:, 1]
+    spaces = {"ctr": (click >= 0, click), "cvr": (click == 1, conv), "ctcvr": (click >= 0, click * conv)}
+    for t in tasks:
+        mask, labels = spaces[t]
+        expected = roc_auc_score(labels[mask], _bucket(out[t].numpy()[mask]))
+        assert metrics[f"{t}_auc"] == pytest.approx(expected, abs=1e-5), t
     before = model(x, training=False)
     path = str(tmp_path / f"{arch}.keras")
     model.save(path)
@@ -99,12 +135,22 @@ def test_fit_two_replicas_save_and_reload(arch, tmp_path):
         np.testing.assert_allclose(after[k].numpy(), before[k].numpy(), atol=1e-6)
 
 
+def _product_logit_oracle(a, b):
+    """``logit(sigma(a) sigma(b))`` in float64 with the documented cap ``log p <= -1e-30``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    log_p = np.minimum(-np.logaddexp(0.0, -a) - np.logaddexp(0.0, -b), -1e-30)
+    return log_p - np.log(-np.expm1(log_p))
+
+
 def test_esmm_product_and_stable_logit():
     model = ARCHS["esmm"]()
     x, _ = _data()
     out = model(x)
     np.testing.assert_allclose(out["ctcvr"].numpy(), (out["ctr"] * out["cvr"]).numpy(), rtol=1e-6)
     np.testing.assert_allclose(tf.sigmoid(out["ctcvr_logit"]).numpy(), out["ctcvr"].numpy(), rtol=1e-4)
+    np.testing.assert_allclose(out["ctcvr_logit"].numpy(),
+                               _product_logit_oracle(out["ctr_logit"].numpy(), out["cvr_logit"].numpy()),
+                               rtol=1e-5, atol=1e-5)
     from tfrec.models.multitask import product_logit
 
     a = tf.constant([-200.0, -30.0, 0.0, 30.0, 80.0])
@@ -112,6 +158,11 @@ def test_esmm_product_and_stable_logit():
     z = product_logit(a, b).numpy()
     assert np.all(np.isfinite(z))
     np.testing.assert_allclose(z[2], np.log(0.25 / 0.75), rtol=1e-6)
+    # Every input against float64: -400, -30.0067, log(1/3), 29.307 (p = 1 - 1.9e-13), and the cap at
+    # p = 1 - 1e-30 (logit 69.08; uncapped it would be 80) for the last.
+    expected = _product_logit_oracle(a.numpy(), b.numpy())
+    np.testing.assert_allclose(z, expected, rtol=1e-5)
+    np.testing.assert_allclose(expected, [-400.0, -30.006715348, np.log(1 / 3), 29.3068, 69.0776], rtol=1e-4)
 
 
 def _tower_grads(model, x, y, names=None):

@@ -122,8 +122,34 @@ def _info_nce_np(pos_rows, neg_rows, tau):
     return total / len(pos_rows)
 
 
-def _oracle(model, x, y, out):
-    """Every component of the full variant with N4 = all candidates (rate 1) and beta = 0 (pure Eq. 5)."""
+# variant -> (local term, global Eq. 3, InfoNCE on the final score, dot-product loss, N2-N3 in it, N4-N5 in it):
+# HCCP section 4.1.3's rows as tfrec reads them (tfrec.hccp_variants' table), written out here for the oracle.
+ORACLE_SWITCHES = {
+    "base": ("none", False, False, "none", False, False),
+    "base_listnet": ("list_net", False, False, "none", False, False),
+    "base_listmle": ("list_mle", False, False, "none", False, False),
+    "wo_up": ("list_mle", True, False, "none", False, False),
+    "wo_prc": ("list_mle", True, False, "plain", False, True),
+    "wo_neg": ("list_mle", True, True, "plain", True, False),
+    "wo_margin": ("list_mle", True, True, "plain", True, True),
+    "hccp": ("list_mle", True, True, "margin", True, True),
+}
+
+
+def _list_net_np(z, lab, imp):
+    """ListNet per request over its impressions, the labels as the target distribution; mean over requests."""
+    total = 0.0
+    for b in range(z.shape[0]):
+        target = lab[b][imp[b]]
+        if target.sum() > 0:
+            total += -((target / target.sum()) * (z[b][imp[b]] - _lse(z[b][imp[b]]))).sum()
+    return total / z.shape[0]
+
+
+def _oracle(model, x, y, out, variant="hccp"):
+    """Every component of ``variant`` with N4 = all candidates (rate 1) and beta = 0 (pure Eq. 5), and Eq. 6's
+    total from them."""
+    local, use_global, score_nce, dot, use_hard, use_easy = ORACLE_SWITCHES[variant]
     o = {k: v.numpy() for k, v in out.items() if k not in ("item_key",)}
     st, valid = y["sample_type"].numpy(), y["example_mask"].numpy()
     ids = x["item_id"].numpy()
@@ -131,37 +157,52 @@ def _oracle(model, x, y, out):
     imp = valid & (st == 1)
     hard = valid & np.isin(st, (2, 3))
     easy = valid & (st == 5)
-    m, tau = model.margin, model.temperature
+    m = model.margin if dot == "margin" else 0.0  # plain InfoNCE: the dot products themselves
+    tau = model.temperature
     terms, total = {}, 0.0
-    if "logit_global" in o:  # the global task exists only in the variants with Eq. 3
+    if use_global:
         terms["global"] = _list_mle_np(o["logit_global"], np.where(valid, y["rc_position"].numpy(), -1))
         total = model.global_weight * terms["global"]
     for t, w in zip(model.tasks, model.task_weights):
         lab = y[t].numpy()
         z = o[f"logit_{t}"]
         bce = np.logaddexp(0, z) - lab * z
-        terms[f"cali_{t}"] = bce[imp].sum() / B
-        terms[f"local_{t}"] = _list_mle_np(z, np.where(valid, y[f"rt_{t}_position"].numpy(), -1))
+        task = terms[f"cali_{t}"] = bce[imp].sum() / B
+        if local == "list_mle":
+            terms[f"local_{t}"] = _list_mle_np(z, np.where(valid, y[f"rt_{t}_position"].numpy(), -1))
+        elif local == "list_net":
+            terms[f"local_{t}"] = _list_net_np(z, lab, imp)
+        if local != "none":
+            task += model.alpha * terms[f"local_{t}"]
         pos = imp & (lab > 0.5)
-        terms[f"infonce_{t}"] = _info_nce_np([z[b][pos[b]] for b in range(B)], [z[b][hard[b]] for b in range(B)],
-                                             tau)
-        u, items = o[f"user_{t}"], o["item_embedding"]
-        pos_rows, neg_rows = [], []
-        for b in range(B):
-            def v_cos(vec):
-                v = np.linalg.norm(u[b]) * np.linalg.norm(vec)
-                return v, u[b] @ vec / v
-            margin_logit = [v * (c - m) for v, c in (v_cos(items[b, k]) for k in range(L) if pos[b, k])]
-            negs = [v * (c - m) for v, c in (v_cos(items[b, k]) for k in range(L) if hard[b, k])]
-            negs += [u[b] @ items[b, k] for k in range(L) if easy[b, k]]
-            own = set(ids[b][valid[b]])
-            negs += [u[b] @ items[ob, ol] for ob in range(B) for ol in range(L)
-                     if ob != b and imp[ob, ol] and ids[ob, ol] not in own]  # N4, rate 1
-            pos_rows.append(margin_logit)
-            neg_rows.append(negs)
-        terms[f"margin_infonce_{t}"] = _info_nce_np(pos_rows, neg_rows, tau)
-        neg = (terms[f"infonce_{t}"] + terms[f"margin_infonce_{t}"]) / 2
-        total += w * (terms[f"cali_{t}"] + model.alpha * terms[f"local_{t}"] + model.neg_weight * neg)
+        contrastive = []
+        if score_nce:
+            terms[f"infonce_{t}"] = _info_nce_np([z[b][pos[b]] for b in range(B)],
+                                                 [z[b][hard[b]] for b in range(B)], tau)
+            contrastive.append(terms[f"infonce_{t}"])
+        if dot != "none":
+            u, items = o[f"user_{t}"], o["item_embedding"]
+            pos_rows, neg_rows = [], []
+            for b in range(B):
+                def v_cos(vec):
+                    v = np.linalg.norm(u[b]) * np.linalg.norm(vec)
+                    return v, u[b] @ vec / v
+                margin_logit = [v * (c - m) for v, c in (v_cos(items[b, k]) for k in range(L) if pos[b, k])]
+                negs = []
+                if use_hard:
+                    negs += [v * (c - m) for v, c in (v_cos(items[b, k]) for k in range(L) if hard[b, k])]
+                if use_easy:
+                    negs += [u[b] @ items[b, k] for k in range(L) if easy[b, k]]
+                    own = set(ids[b][valid[b]])
+                    negs += [u[b] @ items[ob, ol] for ob in range(B) for ol in range(L)
+                             if ob != b and imp[ob, ol] and ids[ob, ol] not in own]  # N4, rate 1
+                pos_rows.append(margin_logit)
+                neg_rows.append(negs)
+            terms[f"margin_infonce_{t}"] = _info_nce_np(pos_rows, neg_rows, tau)
+            contrastive.append(terms[f"margin_infonce_{t}"])
+        if contrastive:
+            task += model.neg_weight * np.mean(contrastive)
+        total += w * task
     return total, terms
 
 
@@ -183,16 +224,52 @@ def test_loss_components_match_oracle():
     assert float(no_n4["margin_infonce_click"]) < float(terms["margin_infonce_click"])
 
 
-def test_loss_gradients_finite_and_nonzero():
+def test_loss_gradients_finite_nonzero_and_match_finite_differences():
     x, y = tiny_batch()
-    model = ThreeTower(**SMALL)
+    keras.utils.set_random_seed(11)
+    model = ThreeTower(**SMALL, in_batch_rate=1.0, beta_init=0.0)  # N4 deterministic (every candidate)
     model(x)
-    with tf.GradientTape() as tape:
-        model._sample_in_batch = True
-        loss, _ = model.task_loss_terms(y, model(x, training=True))
-    grads = tape.gradient(loss, model.trainable_variables)
-    assert all(g is not None and np.all(np.isfinite(tf.convert_to_tensor(g).numpy())) for g in grads)
-    assert sum(float(tf.reduce_sum(tf.abs(tf.convert_to_tensor(g)))) for g in grads) > 0
+    model._sample_in_batch = True
+    with tf.GradientTape(persistent=True) as tape:
+        loss, terms = model.task_loss_terms(y, model(x, training=True))
+    for k, v in {"loss": loss, **terms}.items():
+        g = [tf.convert_to_tensor(gi).numpy() for gi in tape.gradient(v, model.trainable_variables)
+             if gi is not None]
+        assert all(np.all(np.isfinite(gi)) for gi in g), k
+        assert np.sqrt(sum(float((gi ** 2).sum()) for gi in g)) > 1e-3, k  # every term reaches the parameters
+    # Eq. 6 and every term as functions of the model's outputs (logits, user / item embeddings and norms; smooth,
+    # unlike the towers' ReLUs): the tape's directional derivatives along random unit directions against central
+    # differences.
+    out = model(x, training=True)
+    outputs = {k: tf.Variable(v) for k, v in out.items() if v.dtype.is_floating}
+    fixed = {k: v for k, v in out.items() if not v.dtype.is_floating}  # the item keys of the N4 mask
+
+    def values():
+        total, parts = model.task_loss_terms(y, {**fixed, **outputs})
+        return {"loss": total, **parts}
+
+    with tf.GradientTape(persistent=True) as tape:
+        at = values()
+    names = sorted(outputs)
+    grads = {k: [tape.gradient(v, outputs[n]) for n in names] for k, v in at.items()}
+    rng = np.random.default_rng(5)
+    start = {n: outputs[n].numpy() for n in names}
+    eps = 1e-2
+    for _ in range(3):
+        direction = {n: rng.normal(size=start[n].shape) for n in names}
+        norm = np.sqrt(sum(float((d ** 2).sum()) for d in direction.values()))
+        shifted = {}
+        for sign in (1.0, -1.0):
+            for n in names:
+                outputs[n].assign((start[n] + sign * eps * direction[n] / norm).astype(np.float32))
+            shifted[sign] = {k: float(t) for k, t in values().items()}
+        for n in names:
+            outputs[n].assign(start[n])
+        for k, g in grads.items():
+            analytic = sum(float(np.sum(tf.convert_to_tensor(gi).numpy() * direction[n] / norm))
+                           for gi, n in zip(g, names) if gi is not None)
+            numeric = (shifted[1.0][k] - shifted[-1.0][k]) / (2 * eps)
+            assert analytic == pytest.approx(numeric, rel=1e-2, abs=2e-5), k
 
 
 EXPECTED = {
@@ -213,29 +290,16 @@ def test_variants_turn_components_off(variant):
     total, terms = model.task_loss_terms(y, out)
     assert {k.rsplit("_", 1)[0] if k != "global" else k for k in terms} == EXPECTED[variant]
     assert ("user_global" in out) == ("global" in EXPECTED[variant])
-    _, full = _oracle(model, x, y, out)
-    # Eq. 6 from the variant's own terms
-    expected = model.global_weight * float(terms["global"]) if "global" in terms else 0.0
-    for t, w in zip(model.tasks, model.task_weights):
-        contrastive = [float(terms[k]) for k in (f"infonce_{t}", f"margin_infonce_{t}") if k in terms]
-        expected += w * (float(terms[f"cali_{t}"]) + model.alpha * float(terms.get(f"local_{t}", 0.0))
-                         + (model.neg_weight * np.mean(contrastive) if contrastive else 0.0))
-    assert float(total) == pytest.approx(expected, rel=1e-5)
-    # terms shared with the full model's definition agree with the oracle
-    for k in ("cali_click", "global", "infonce_click"):
-        if k in terms:
-            assert float(terms[k]) == pytest.approx(full[k], rel=2e-4)
+    # Every term and Eq. 6's total against the oracle given the variant's switches (which negative sets enter
+    # the dot-product loss, with or without the margin).
+    expected_total, expected = _oracle(model, x, y, out, variant)
+    assert set(terms) == set(expected)
+    for k, v in expected.items():
+        assert float(terms[k]) == pytest.approx(v, rel=2e-4, abs=1e-5), k
+    assert float(total) == pytest.approx(expected_total, rel=2e-4)
     if variant == "wo_margin":  # plain InfoNCE over the same N2-N5 set as the full model's margin term
         nce = _oracle(ThreeTower(**SMALL, margin=0.0, in_batch_rate=1.0, beta_init=0.0), x, y, out)[1]
         assert float(terms["margin_infonce_click"]) == pytest.approx(nce["margin_infonce_click"], rel=2e-4)
-    if variant == "base_listnet":
-        z, lab = out["logit_click"].numpy(), y["click"].numpy()
-        imp = y["sample_type"].numpy() == 1
-        ref = 0.0
-        for b in range(z.shape[0]):
-            target = lab[b][imp[b]] / lab[b][imp[b]].sum()
-            ref += -(target * (z[b][imp[b]] - _lse(z[b][imp[b]]))).sum()
-        assert float(terms["local_click"]) == pytest.approx(ref / z.shape[0], rel=1e-5)
 
 
 def test_bad_arguments():
@@ -272,17 +336,25 @@ def test_towers_usable_apart():
     np.testing.assert_allclose(out["logit_click"].numpy(), weight * dot, rtol=1e-5, atol=1e-6)
 
 
-def test_fit_two_replicas_then_save_and_reload(tmp_path):
-    strategy = make_strategy(2)
-    x, y = tiny_batch(B=4)
+def _fit_one_task(replicas, x, y, steps, init=None, optimizer=lambda: keras.optimizers.Adam(1e-2), **kwargs):
+    strategy = make_strategy(replicas)
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     with strategy.scope():
-        model = ThreeTower(**{**SMALL, "tasks": ("click",), "task_weights": (1.0,)}, beta_scale=0.5)
-        model.compile(keras.optimizers.Adam(1e-2))
+        model = ThreeTower(**{**SMALL, "tasks": ("click",), "task_weights": (1.0,)}, beta_scale=0.5, **kwargs)
+        model.compile(optimizer())
         before = model(x)["logit_click"].numpy()  # builds the weights under the strategy
-    hist = model.fit(strategy.experimental_distribute_dataset(ds), steps_per_epoch=3, epochs=1, verbose=0)
-    assert strategy.num_replicas_in_sync == 2
-    assert np.isfinite(hist.history["loss"][-1]) and "margin_infonce_click_loss" in hist.history
+        if init is not None:
+            model.set_weights(init)
+            before = model(x)["logit_click"].numpy()
+    hist = model.fit(strategy.experimental_distribute_dataset(ds), steps_per_epoch=steps, epochs=1, verbose=0)
+    assert strategy.num_replicas_in_sync == replicas
+    return model, before, hist.history
+
+
+def test_fit_two_replicas_then_save_and_reload(tmp_path):
+    x, y = tiny_batch(B=4)
+    model, before, history = _fit_one_task(2, x, y, 3)
+    assert np.isfinite(history["loss"][-1]) and "margin_infonce_click_loss" in history
     assert float(model.dot_nce.beta.numpy()) == pytest.approx(9999.0 * 0.5 ** 3)  # once per global step
     after = model(x)
     assert np.max(np.abs(after["logit_click"].numpy() - before)) > 1e-4
@@ -292,3 +364,25 @@ def test_fit_two_replicas_then_save_and_reload(tmp_path):
     again = reloaded(x)
     for k in ("logit_click", "click", "logit_global", "dot_click"):
         np.testing.assert_allclose(again[k].numpy(), after[k].numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_two_replicas_train_as_one_device_without_in_batch_negatives():
+    # Each replica samples its N4 from its own slice of the batch (in-batch sampling of B / R requests), so the
+    # step equals the 1-device step only without N4; every other term is a mean over the requests.
+    x, y = tiny_batch(B=4)
+    kwargs = dict(in_batch_rate=0.0, beta_init=1.0, optimizer=lambda: keras.optimizers.SGD(0.5))  # scale-sensitive
+    base = ThreeTower(**{**SMALL, "tasks": ("click",), "task_weights": (1.0,)}, beta_scale=0.5, in_batch_rate=0.0,
+                      beta_init=1.0)
+    base.compile(keras.optimizers.SGD(0.5))
+    base(x)
+    init = base.get_weights()
+    two, _, hist_two = _fit_one_task(2, x, y, 2, init=init, **kwargs)
+    one, _, hist_one = _fit_one_task(1, x, y, 2, init=init, **kwargs)
+    moved = max(float(np.abs(v.numpy() - w).max()) for v, w in zip(one.trainable_weights, base.trainable_weights))
+    assert moved > 1e-3
+    for a, b in zip(one.trainable_weights, two.trainable_weights):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5)
+    assert set(hist_two) == set(hist_one) and "margin_infonce_click_loss" in hist_two
+    for k in hist_two:
+        assert hist_two[k][-1] == pytest.approx(hist_one[k][-1], rel=1e-4, abs=1e-6), k
+    assert float(two.dot_nce.beta.numpy()) == float(one.dot_nce.beta.numpy()) == pytest.approx(0.25)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import glob
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -250,19 +251,45 @@ def _split_files(out_dir, split):
     return sorted(glob.glob(os.path.join(str(out_dir), f"{split}-*-of-*.tfrecord.gz")))
 
 
+def _example_bytes(line: str, beta: float) -> bytes:
+    """The documented Example of a valid Kaggle line, built here from :func:`expected_row`: label, weight (beta on
+    positives), I1..I13 float_lists and C1..C26 bytes_lists of the present values; deterministic serialization."""
+    import tensorflow as tf
+
+    label, dense, cats = expected_row(line, "\t")
+    feature = {"label": tf.train.Feature(float_list=tf.train.FloatList(value=[label])),
+               "weight": tf.train.Feature(float_list=tf.train.FloatList(value=[beta if label == 1.0 else 1.0]))}
+    feature.update({d: tf.train.Feature(float_list=tf.train.FloatList(value=[x]))
+                    for d, x in zip(CRITEO_DENSE, dense) if x is not None})
+    feature.update({c: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+                    for c, v in zip(CRITEO_CATEGORICAL, cats) if v})
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+
+
+def _hash_split_and_shard(raw: bytes, salt: str = "tfrec", num_shards: int = 2):
+    """The documented split: a keyed 64-bit BLAKE2b (key: the 32-byte BLAKE2b of the salt) of the line's bytes,
+    little-endian; train below 0.7 * 2^64, valid below 0.9 * 2^64, else test; shard = hash % num_shards.
+    Returns ``(hash, split, shard)``."""
+    key = hashlib.blake2b(salt.encode("utf-8"), digest_size=32).digest()
+    h = int.from_bytes(hashlib.blake2b(raw, digest_size=8, key=key).digest(), "little")
+    split = "train" if h < 0.7 * 2 ** 64 else ("valid" if h < 0.9 * 2 ** 64 else "test")
+    return h, split, h % num_shards
+
+
 def test_records_are_to_example_bytes_in_their_hash_shard(kaggle_run):
-    """Each shard holds exactly the to_example bytes of the rows whose keyed hash picks its split and shard."""
+    """Each shard holds exactly the Example bytes of the rows whose keyed hash picks its split and shard (both
+    computed here from the documented formulas, not with the pipeline's own splitter and serializer)."""
     import tensorflow as tf
 
     from pipelines.criteo.pipeline import HashSplitter
 
-    cfg = cfg_for(kaggle_run["out"])
-    splitter = HashSplitter(cfg.split_ratios, cfg.split_salt, cfg.num_shards)
+    assert kaggle_run["stats"]["split"] == {"mode": "hash", "ratios": [0.7, 0.2, 0.1], "salt": "tfrec"}
+    splitter = HashSplitter((0.7, 0.2, 0.1), "tfrec", 2)  # the other pipelines' splitter agrees with it too
     want = collections.defaultdict(collections.Counter)
     for line in kaggle_run["good"]:
-        raw = line.encode()
-        h = splitter.hash(raw)
-        want[(splitter.split_of(h), splitter.shard_of(h))][criteo.to_example(parse_line(raw, KAGGLE), BETA)] += 1
+        h, split, shard = _hash_split_and_shard(line.encode())
+        assert (splitter.hash(line.encode()), splitter.split_of(h), splitter.shard_of(h)) == (h, split, shard)
+        want[(split, shard)][_example_bytes(line, BETA)] += 1
     got = {}
     for s in SPLITS:
         for k, path in enumerate(_split_files(kaggle_run["out"], s)):
@@ -482,7 +509,13 @@ def test_to_example_round_trip():
     neg = parse_line(b"\t".join([b"0", *[b""] * 39]), KAGGLE)
     assert tf.train.Example.FromString(criteo.to_example(neg, 0.25)).features.feature["weight"].float_list.value \
         == [1.0]
-    assert criteo.to_example(row, 0.25) == criteo.to_example(row, 0.25)
+    # The bytes: the deterministic serialization of the same Example built here.
+    want = tf.train.Example(features=tf.train.Features(feature={
+        "label": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0])),
+        "weight": tf.train.Feature(float_list=tf.train.FloatList(value=[0.25])),
+        "I1": tf.train.Feature(float_list=tf.train.FloatList(value=[-2.0])),
+        "C1": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"0a0b"]))}))
+    assert criteo.to_example(row, 0.25) == want.SerializeToString(deterministic=True)
 
 
 def test_scale_combine_fn_equals_scale_accumulator():

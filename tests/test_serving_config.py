@@ -33,12 +33,26 @@ def test_writers_produce_files_tf_serving_parses(tmp_path):
 
 def test_tf_serving_documented_files_parse_into_the_declared_messages():
     # The examples of TF Serving's batching and monitoring guides, verbatim field names.
-    text_format.Parse("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\n"
-                      "max_enqueued_batches { value: 1000000 }\nnum_batch_threads { value: 8 }\n"
-                      "allowed_batch_sizes: 64\nallowed_batch_sizes: 128\npad_variable_length_inputs: true",
-                      BatchingParameters())
-    text_format.Parse('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }',
-                      MonitoringConfig())
+    b = text_format.Parse("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\n"
+                          "max_enqueued_batches { value: 1000000 }\nnum_batch_threads { value: 8 }\n"
+                          "allowed_batch_sizes: 64\nallowed_batch_sizes: 128\npad_variable_length_inputs: true",
+                          BatchingParameters())
+    assert (b.max_batch_size.value, b.batch_timeout_micros.value, b.max_enqueued_batches.value,
+            b.num_batch_threads.value) == (128, 0, 1000000, 8)
+    assert b.HasField("batch_timeout_micros") and not b.HasField("thread_pool_name")
+    assert list(b.allowed_batch_sizes) == [64, 128] and b.pad_variable_length_inputs is True
+    # The wire bytes, encoded by hand from session_bundle_config.proto's field numbers and types (Int64Value
+    # wrappers 1-4, packed repeated int64 6, bool 7): what TF Serving's own message would read.
+    assert b.SerializeToString() == bytes([0x0A, 3, 0x08, 0x80, 0x01,  # 1: {1: 128}
+                                           0x12, 0,  # 2: {} (value 0, present)
+                                           0x1A, 4, 0x08, 0xC0, 0x84, 0x3D,  # 3: {1: 1000000}
+                                           0x22, 2, 0x08, 8,  # 4: {1: 8}
+                                           0x32, 3, 0x40, 0x80, 0x01,  # 6: packed [64, 128]
+                                           0x38, 1])  # 7: true
+    path = "/monitoring/prometheus/metrics"
+    m = text_format.Parse(f'prometheus_config {{ enable: true, path: "{path}" }}', MonitoringConfig())
+    assert m.prometheus_config.enable is True and m.prometheus_config.path == path
+    assert m.SerializeToString() == bytes([0x0A, 4 + len(path), 0x08, 1, 0x12, len(path)]) + path.encode()
 
 
 def test_default_batching_uses_the_cpu_count(tmp_path):

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from sklearn.metrics import log_loss, roc_auc_score
 
+from tfrec import data as data_lib
 from tfrec.cli import main
 from tfrec.config import ConfigError, load_config
 from tfrec.devices import make_strategy
-from tfrec.evaluate import evaluate, predict_split, train_and_evaluate
-from tfrec.metrics import auc, logloss, multitask_report
+from tfrec.evaluate import evaluate, train_and_evaluate
+from tfrec.metrics import multitask_report
 from tfrec.models import MMoE
 from tfrec.train import build_model, train
 
@@ -93,18 +95,33 @@ def test_train_and_evaluate_each_architecture(funnel_dataset, tmp_path, name, ex
         report, model = evaluate(cfg, "test", model=result.model), result.model
     tasks = {"esmm": ["ctr", "cvr", "ctcvr"], "single_task": ["cvr"]}.get(name, ["ctr", "cvr", "ctcvr"])
     assert report["tasks"] == tasks
-    if name != "esmm":
-        return
-    # The report is the exact NumPy metric of each task in its own space.
-    p, y, w = predict_split(model, funnel_dataset, "test", 256, outputs=tuple(model.output_tasks()))
-    clicked = y[:, 0] == 1
-    assert report["cvr_auc"] == pytest.approx(auc(y[clicked, 1], p["cvr"][clicked]))
-    assert report["cvr_logloss"] == pytest.approx(logloss(y[clicked, 1], p["cvr"][clicked]))
-    if "ctr" in p:
-        assert report["ctr_auc"] == pytest.approx(auc(y[:, 0], p["ctr"]))
-        assert report["ctr_weighted_logloss"] == pytest.approx(logloss(y[:, 0], p["ctr"], w))
-        ctcvr = p.get("ctcvr", p["ctr"].astype(np.float64) * p["cvr"])
-        assert report["ctcvr_auc"] == pytest.approx(auc(y[:, 0] * y[:, 1], ctcvr))
+    # The report is each task's metric in its own space, recomputed here with scikit-learn from the model's own
+    # outputs on the test split (read without tfrec.evaluate): pCTR over all rows, pCVR over the clicked rows,
+    # pCTCVR (the model's, else pCTR * pCVR) against click * conversion over all rows.
+    schema = data_lib.load_schema(funnel_dataset)
+    outs, labels, weights = [], [], []
+    for features, label, weight in data_lib.make_dataset(data_lib.split_files(funnel_dataset, "test"), schema,
+                                                         256, training=False):
+        outs.append({k: v.numpy().astype(np.float64) for k, v in model(features, training=False).items()})
+        labels.append(label.numpy())
+        weights.append(weight.numpy())
+    p = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    y, w = np.concatenate(labels).astype(np.float64), np.concatenate(weights).astype(np.float64)
+    click, conv = y[:, 0], y[:, 1]
+    assert report["rows"] == len(y) and report["clicks"] == int(click.sum())
+    spaces = {"ctr": (np.ones(len(y), bool), click), "cvr": (click == 1, conv), "ctcvr": (np.ones(len(y), bool),
+                                                                                        click * conv)}
+    for task in tasks:
+        prob = p[task] if task in p else p["ctr"] * p["cvr"]
+        mask, target = spaces[task]
+        assert report[f"{task}_rows"] == int(mask.sum()), task
+        assert report[f"{task}_auc"] == pytest.approx(roc_auc_score(target[mask], prob[mask]), rel=1e-9), task
+        assert report[f"{task}_logloss"] == pytest.approx(log_loss(target[mask], prob[mask]), rel=1e-6), task
+    if "ctr" in tasks:
+        assert report["ctr_weighted_auc"] == pytest.approx(roc_auc_score(click, p["ctr"], sample_weight=w))
+        assert report["ctr_weighted_logloss"] == pytest.approx(log_loss(click, p["ctr"], sample_weight=w),
+                                                               rel=1e-6)
+    assert ("ctcvr" in p) == (name == "esmm")  # only ESMM outputs pCTCVR itself
 
 
 def test_models_need_matching_datasets(funnel_dataset, tiny_dataset):

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from tfrec.config import ConfigError
 from tfrec.trainer_module import FnArgs, run_config
 
 
@@ -34,5 +35,5 @@ def test_fn_args_errors(tmp_path):
         run_config(_args([]))
     with pytest.raises(ValueError, match="one dataset directory"):
         run_config(_args([str(tmp_path / "a" / "train-0.gz"), str(tmp_path / "b" / "train-0.gz")]))
-    with pytest.raises(Exception, match="unknown config key"):
+    with pytest.raises(ConfigError, match="unknown config key `train.nope`"):
         run_config(_args([str(tmp_path / "train-0.gz")], custom_config={"train": {"nope": 1}}))
