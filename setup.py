@@ -39,6 +39,7 @@ TFX_REQUIRES = [
     "tensorflow-data-validation>=1.15.1,<1.16",
     "tensorflow-metadata>=1.15,<1.16",
     "ml-metadata>=1.15,<1.16",
+    "absl-py>=1.0",
 ]
 
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:

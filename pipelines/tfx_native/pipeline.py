@@ -214,8 +214,20 @@ def _run_ids(cfg) -> set:
 def compile_kfp(cfg, output_file: str, image: str = "tensorflow/tfx:1.15.1") -> str:
     """Compiles the pipeline of ``cfg`` for Kubeflow Pipelines v2 / Vertex AI with TFX's ``KubeflowV2DagRunner``
     into ``output_file`` (the pipeline JSON); ``image``: the container image the components run in (TFX 1.15 with
-    tfrec installed). Returns ``output_file``."""
+    tfrec installed). Returns ``output_file``.
+
+    Raises:
+      tfrec.config.ConfigError: ``pipeline.name`` is not a Kubeflow pipeline name (``[a-z0-9][a-z0-9-]{0,127}``).
+    """
+    import re
+
     from tfx import v1 as tfx
+
+    from tfrec.config import ConfigError
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", cfg.pipeline.name):
+        raise ConfigError(f"pipeline.name {cfg.pipeline.name!r} is not a Kubeflow Pipelines name "
+                          "([a-z0-9][a-z0-9-]{0,127}: lower-case letters, digits and '-')")
 
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
