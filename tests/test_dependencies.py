@@ -143,3 +143,11 @@ def test_the_walk_flags_an_undeclared_import(tmp_path, monkeypatch):
 ])
 def test_requirement_names_are_normalised(requirement, name):
     assert _dist_name(requirement) == name
+
+
+def test_no_test_directory_shadows_a_first_party_package():
+    """pytest puts tests/ on sys.path (tests/conftest.py); a ``tests/<name>/`` directory named like a first-party
+    package is then found as a namespace package before the editable install's finder, and ``import pipelines``
+    (say) gets the test directory instead of the package."""
+    clash = [p for p in FIRST_PARTY if os.path.isdir(os.path.join(ROOT, "tests", p))]
+    assert not clash, f"tests/ directories named like first-party packages: {clash}"

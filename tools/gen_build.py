@@ -44,7 +44,7 @@ out.append('''py_library(
 out.append('py_library(\n    name = "bench_peers",\n    testonly = True,\n    srcs = %s,\n    imports = ["."],\n'
            '    deps = [":tfrec", ":pipelines"],\n)\n'
            % lst(["bench/bench_peers.py", "bench/common.py"] + files("bench/peers")))
-# Test files in subdirectories of tests/ (tests/pipelines/tfx_native: the tfx extra's tests) carry their directory's
+# Test files in subdirectories of tests/ (tests/tfx_native: the tfx extra's tests) carry their directory's
 # helpers in their srcs.
 for t in sorted(glob.glob("tests/test_*.py")) + sorted(glob.glob("tests/*/**/test_*.py", recursive=True)):
     name = os.path.basename(t)[:-3]

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: What keeps a run short on a 2-core host: one shard, tiny models, one epoch of a few steps.
 TINY = {
     "data": {"batch_size": 128, "eval_batch_size": 1024, "shuffle_buffer": 1000},

@@ -11,7 +11,7 @@ import os
 import pytest
 
 pytest.importorskip("tfx", reason="TFX is not installed (the tfx extra: pip install --ignore-requires-python "
-                                  "-c constraints-tfx.txt -e '.[tfx]'); CI's TFX stage runs these tests")
+                                  "-c constraints-tfx.txt -e '.[tfx]'); in a TFX virtualenv: pytest tests/tfx_native")
 
 from tfx_helpers import assert_served_equals_in_process, output_uri, split_records, write_config  # noqa: E402
 
