@@ -40,6 +40,8 @@ TFX_REQUIRES = [
     "tensorflow-metadata>=1.15,<1.16",
     "ml-metadata>=1.15,<1.16",
     "absl-py>=1.0",
+    # KubeflowV2DagRunner (the KFP v2 / Vertex AI pipeline JSON) imports kfp.pipeline_spec; 0.3 reads protobuf 4.
+    "kfp-pipeline-spec>=0.3,<0.4",
 ]
 
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:

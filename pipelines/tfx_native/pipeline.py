@@ -208,7 +208,8 @@ def _run_ids(cfg) -> set:
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path(cfg)
     store = mlmd.MetadataStore(config)
-    return {ctx.name for ctx in store.get_contexts_by_type("pipeline_run") if _pipeline_of(store, ctx) == cfg.pipeline.name}
+    return {ctx.name for ctx in store.get_contexts_by_type("pipeline_run")
+            if _pipeline_of(store, ctx) == cfg.pipeline.name}
 
 
 def compile_kfp(cfg, output_file: str, image: str = "tensorflow/tfx:1.15.1") -> str:
