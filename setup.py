@@ -31,6 +31,19 @@ INSTALL_REQUIRES = [
 # pytest-xdist: the suite runs its test files in parallel processes (pytest.ini), one file per process.
 TEST_REQUIRES = ["pytest>=7", "pytest-timeout>=2", "pytest-xdist>=3.5"]
 
+# The `tfx` extra: tfrec's components, Trainer module and pipelines under TFX 1.15 (pipelines/tfx_native). TFX's own
+# wheels (tfx, ml-pipelines-sdk) declare python<3.11 although everything they need has cp311 wheels, so on 3.11 it
+# installs with `pip install --ignore-requires-python -c constraints-tfx.txt -e ".[tfx]"` (README, "TFX").
+TFX_REQUIRES = [
+    "tfx>=1.15.1,<1.16",
+    "tensorflow-data-validation>=1.15.1,<1.16",
+    "tensorflow-metadata>=1.15,<1.16",
+    "ml-metadata>=1.15,<1.16",
+    "absl-py>=1.0",
+    # KubeflowV2DagRunner (the KFP v2 / Vertex AI pipeline JSON) imports kfp.pipeline_spec; 0.3 reads protobuf 4.
+    "kfp-pipeline-spec>=0.3,<0.4",
+]
+
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
     LONG_DESCRIPTION = f.read()
 
@@ -47,7 +60,7 @@ setup(
     include_package_data=True,
     python_requires=">=3.9,<3.12",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "tfx": TFX_REQUIRES},
     entry_points={"console_scripts": ["tfrec=tfrec.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

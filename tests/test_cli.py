@@ -83,3 +83,17 @@ def test_help_names_every_config_section(capsys, argv, config):
     listed = re.search(r"\(sections: ([a-z_, ]+)[;)]", text)
     assert listed is not None, text
     assert listed.group(1).split(", ") == sections
+
+
+def test_pipeline_run_engine_tfx_without_tfx_names_the_extra(capsys):
+    """`tfrec pipeline run --engine tfx` on an install without the tfx extra: exit 2 with the install command."""
+    import importlib.util
+
+    if importlib.util.find_spec("tfx") is not None:
+        pytest.skip("TFX is installed here; tests/tfx_native runs the tfx engine")
+    config = os.path.join(ROOT, "configs", "pipeline_criteo.yaml")
+    code, err = _run(capsys, ["pipeline", "run", "--engine", "tfx", "--config", config])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--engine tfx needs the tfx extra" in err and "--ignore-requires-python" in err, err
+    code, err = _run(capsys, ["pipeline", "run", "--engine", "tfx", "--resume", "--config", config])
+    assert code == 2 and "--resume belongs to the local engine" in err, err

@@ -338,11 +338,38 @@ def _cmd_pipeline_run(args) -> int:
     if extra:
         cfg.pipeline.beam_args = list(cfg.pipeline.beam_args) + extra
     _configure_replicas(cfg.train.replicas)
+    if args.engine == "tfx":
+        return _run_tfx_pipeline(cfg, args)
     result = run_pipeline(cfg, resume=args.resume)
     pushed = result.outputs.get("pusher", {}).get("pushed_model")
     if pushed is not None:
         print("pushed version " + str(pushed.properties["version"]) if pushed.properties.get("pushed")
               else "nothing pushed: " + str(pushed.properties.get("reason", "")))
+    return 0
+
+
+def _run_tfx_pipeline(cfg, args) -> int:
+    """``tfrec pipeline run --engine tfx``: the family's TFX pipeline under LocalDagRunner (pipelines.tfx_native)."""
+    if args.resume:
+        raise _UsageError("--resume belongs to the local engine; under --engine tfx a rerun reuses TFX's cached "
+                          "executions")
+    try:
+        import tfx  # noqa: F401 - the tfx extra
+
+        from pipelines.tfx_native.pipeline import metadata_path, run
+    except ImportError as e:
+        raise _UsageError(f"--engine tfx needs the tfx extra ({e}): pip install --ignore-requires-python "
+                          "-c constraints-tfx.txt -e '.[tfx]'") from None
+    result = run(cfg)
+    states = result.states
+    print(f"TFX run {result.run_id} of pipeline {cfg.pipeline.name} (ml-metadata {metadata_path(cfg)}): "
+          + ", ".join(f"{node} {state.lower()}" for node, state in states.items()))
+    if result.pushed and states.get("Pusher") == "CACHED":
+        print(f"nothing new pushed (cached); version {result.pushed_version} was pushed to {result.pushed_path}")
+    elif result.pushed:
+        print(f"pushed version {result.pushed_version} to {result.pushed_path}")
+    elif result.blessing is not None:
+        print("nothing pushed: model not blessed: " + result.blessing["reasons"])
     return 0
 
 
@@ -612,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.epochs=1 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the pipeline's last unfinished run")
+    p.add_argument("--engine", choices=("local", "tfx"), default="local",
+                   help="local: tfrec's own runner (default); tfx: the TFX 1.15 pipeline under LocalDagRunner with "
+                        "ml-metadata (needs the tfx extra)")
     p.add_argument("--beam_pipeline_args", action="append", default=[], metavar="'ARGS'",
                    help="Beam options for ExampleGen as one string, e.g. "
                         "--beam_pipeline_args='--runner=FlinkRunner --flink_master=host:8081' (repeatable)")

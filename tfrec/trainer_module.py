@@ -18,6 +18,11 @@ the precomputed item embeddings of the item table in ``assets.extra/item_embeddi
 written by the chief only (other workers of a MultiWorkerMirroredStrategy cluster write to a temporary
 directory, see :func:`tfrec.devices.worker_dir`). ``eval_steps`` (> 0) caps the validation batches per epoch
 (``train.validation_steps``; 0 validates on the whole valid split).
+
+Under a stock TFX ``Trainer`` the train files are TFX's ``<examples>/Split-train/*`` patterns; the side files
+(``schema.json``, ``vocab/``, ``transform.json``, ``stats.json``) are found in the Examples artifact (tfrec's
+ExampleGen components write them there) or in ``custom_config["dataset_dir"]`` (the ``tfrec prepare`` output that a
+stock ``ImportExampleGen`` read); see :mod:`tfrec.trainer_data`.
 """
 
 from __future__ import annotations
@@ -64,19 +69,19 @@ class FnArgs:
 def run_config(fn_args) -> RunConfig:
     """The :class:`tfrec.config.RunConfig` of a Trainer call.
 
+    The dataset directory is :func:`tfrec.trainer_data.dataset_dir`'s: the train files' directory, or under TFX a
+    view of links in ``<model_run_dir>/dataset`` to the split files and the side files.
+
     Raises:
-      ValueError: no train files, or train files outside one prepared dataset directory.
+      ValueError: no train files, train files outside one prepared dataset directory, or no side files.
     """
-    files = [str(f) for f in fn_args.train_files]
-    if not files:
-        raise ValueError("fn_args.train_files is empty")
-    dirs = {os.path.dirname(f) for f in files}
-    if len(dirs) != 1:
-        raise ValueError(f"fn_args.train_files must lie in one dataset directory. Received directories: {sorted(dirs)}")
+    from tfrec.trainer_data import dataset_dir
+
     cfg = RunConfig()
     sections = {k: v for k, v in (fn_args.custom_config or {}).items() if k in SECTIONS}
     apply_values(cfg, sections, "")
-    cfg.data.dir = dirs.pop()
+    view = os.path.join(fn_args.model_run_dir, "dataset") if fn_args.model_run_dir else None
+    cfg.data.dir = dataset_dir(fn_args.train_files, fn_args.eval_files or [], fn_args.custom_config, view_dir=view)
     cfg.train.model_dir = fn_args.model_run_dir
     if fn_args.eval_steps:
         cfg.train.validation_steps = int(fn_args.eval_steps)

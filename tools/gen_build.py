@@ -6,7 +6,7 @@ import os
 
 os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LARGE = ("test_train", "test_demo", "test_pipeline_criteo", "test_losses_fit", "test_train_multitask", "test_experiments",
-         "test_experiments_hccp")
+         "test_experiments_hccp", "test_tfx_criteo")
 
 
 def files(pkg):
@@ -44,13 +44,18 @@ out.append('''py_library(
 out.append('py_library(\n    name = "bench_peers",\n    testonly = True,\n    srcs = %s,\n    imports = ["."],\n'
            '    deps = [":tfrec", ":pipelines"],\n)\n'
            % lst(["bench/bench_peers.py", "bench/common.py"] + files("bench/peers")))
-for t in sorted(glob.glob("tests/test_*.py")):
+# Test files in subdirectories of tests/ (tests/tfx_native: the tfx extra's tests) carry their directory's
+# helpers in their srcs.
+for t in sorted(glob.glob("tests/test_*.py")) + sorted(glob.glob("tests/*/**/test_*.py", recursive=True)):
     name = os.path.basename(t)[:-3]
     extra_deps = [":test_support", ":tfrec", ":pipelines", ":export", ":serving"]
     if name == "test_bench_peers":
         extra_deps.append(":bench_peers")
     size = "large" if name in LARGE else "medium"
+    helpers = [] if os.path.dirname(t) == "tests" else sorted(
+        p for p in glob.glob(os.path.join(os.path.dirname(t), "*.py")) if not os.path.basename(p).startswith("test_"))
     s = (f'py_test(\n    name = "{name}",\n    size = "{size}",\n    srcs = [\n        "{t}",\n'
+         + "".join(f'        "{h}",\n' for h in helpers) +
          f'        "tests/pytest_main.py",\n    ],\n    args = ["{t}"],\n    main = "tests/pytest_main.py",\n')
     if name == "test_build":
         s += '    data = ["BUILD"],\n'
