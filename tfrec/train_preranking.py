@@ -4,10 +4,12 @@
 ``schema.json`` of the list-wise family), builds :class:`tfrec.models.preranking.ThreeTower` from the
 ``preranking`` config section under the distribution strategy, and runs the same driver as the point-wise models
 (:func:`tfrec.train.fit_with_recovery`: BackupAndRestore, best weights, plateau, early stopping, TensorBoard,
-NaN guard). Batches count requests (``data.batch_size`` requests per global batch, 64 when unset; train lists
-padded to ``preranking.train_list_size`` items, validation lists to ``preranking.eval_list_size``). The monitored
-metric is the validation click AUC on impressions (``val_auc``; ``val_weighted_auc`` is read as ``val_auc``,
-list-wise data carries no sample weights): the exact AUC of every task on the impressions of the valid split
+NaN guard). Margin InfoNCE's ``beta`` follows the schedule of :func:`beta_schedule` over the run's planned
+steps (``train.epochs`` x steps per epoch) and is logged per epoch as ``beta`` (history, TensorBoard). Batches
+count requests (``data.batch_size`` requests per global batch, 64 when unset; train lists padded to
+``preranking.train_list_size`` items, validation lists to ``preranking.eval_list_size``). The monitored metric
+is the validation click AUC on impressions (``val_auc``; ``val_weighted_auc`` is read as ``val_auc``, list-wise
+data carries no sample weights): the exact AUC of every task on the impressions of the valid split
 (``val_<task>_auc``), as ``evaluate_preranking`` reports it (``AUC_<task>``), not Keras' bucketed one. ``loss``
 and ``val_loss`` are the same objective (Eq. 6) on lists of different make-up, so they are not comparable
 (:data:`LOSS_NOTE`).
@@ -25,11 +27,12 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 
 from tfrec import data as data_lib
-from tfrec.config import RunConfig
+from tfrec.config import PrerankingConfig, RunConfig
 from tfrec.evaluate import record_report
 from tfrec.evaluate_preranking import AUC_FIELDS, collect, impression_aucs, predict_function, preranking_report
 from tfrec.features import ListwiseSchema
 from tfrec.listwise_data import distributed_listwise_dataset, make_listwise_dataset
+from tfrec.losses.classes.preranking import derived_beta_scale
 from tfrec.models.preranking import ThreeTower
 from tfrec.train import TrainResult, epoch_steps, fit_with_recovery, make_optimizer, start_run, trained_weights
 
@@ -65,13 +68,38 @@ def load_listwise_schema(data_dir: str) -> ListwiseSchema:
         return ListwiseSchema.from_json(json.load(f))
 
 
-def build_preranking_model(cfg: RunConfig, schema: ListwiseSchema) -> ThreeTower:
-    """The configured model (call inside ``strategy.scope()``); its weights are built on a dummy input."""
+#: The defaults of the run-relative ``beta`` schedule (``preranking.beta_final``, ``preranking.beta_final_at``).
+BETA_FINAL, BETA_FINAL_AT = 0.01, 0.5
+
+
+def beta_schedule(p: PrerankingConfig, planned_steps: Optional[int]) -> Dict[str, Optional[float]]:
+    """The ``beta_scale`` / ``beta_final`` arguments of :class:`ThreeTower` for a run of ``planned_steps`` steps.
+
+    With ``preranking.beta_scale`` set: that fixed factor, no floor (Algorithm 1's literal ``beta *= scale``).
+    Otherwise ``beta`` goes from ``beta_init`` to ``beta_final`` (default :data:`BETA_FINAL`) in
+    ``n = max(1, round(beta_final_at * planned_steps))`` steps (``beta_final_at`` default :data:`BETA_FINAL_AT`):
+    ``scale = (beta_final / beta_init)**(1 / n)`` (:func:`tfrec.losses.classes.preranking.derived_beta_scale`),
+    floored at ``beta_final`` after that. ``planned_steps`` None (a model loaded for inference, whose ``beta`` is
+    unused): ``scale`` 1. A run that stops early (early stopping) keeps the ``beta`` its last step reached."""
+    if p.beta_scale is not None:
+        return {"beta_scale": p.beta_scale, "beta_final": None}
+    final = min(BETA_FINAL if p.beta_final is None else p.beta_final, p.beta_init)
+    if not planned_steps or final <= 0:
+        return {"beta_scale": 1.0, "beta_final": final}
+    at = BETA_FINAL_AT if p.beta_final_at is None else p.beta_final_at
+    n = max(1, int(round(at * planned_steps)))
+    return {"beta_scale": derived_beta_scale(p.beta_init, final, n), "beta_final": final}
+
+
+def build_preranking_model(cfg: RunConfig, schema: ListwiseSchema,
+                           planned_steps: Optional[int] = None) -> ThreeTower:
+    """The configured model (call inside ``strategy.scope()``); its weights are built on a dummy input.
+    ``planned_steps`` (epochs x steps per epoch) sets the ``beta`` schedule (:func:`beta_schedule`)."""
     p = cfg.preranking
     missing = [t for t in p.tasks if t not in schema.tasks]
     if missing:
         raise ValueError(f"`preranking.tasks` {missing} are not labels of the dataset (its tasks: {list(schema.tasks)})")
-    model = ThreeTower(**p.model_kwargs(), name="three_tower")
+    model = ThreeTower(**p.model_kwargs(), **beta_schedule(p, planned_steps), name="three_tower")
     model(model.dummy_inputs(), training=False)
     return model
 
@@ -87,11 +115,11 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     t = cfg.train
     schema, strategy = start_run(cfg, load_listwise_schema)
     replicas = strategy.num_replicas_in_sync
-    with strategy.scope():
-        model = build_preranking_model(cfg, schema)
-        model.compile(optimizer=make_optimizer(t))
     rows = data_lib.load_stats(cfg.data.dir).get("requests_written", {})
     steps, validation_steps = epoch_steps(cfg, rows, "requests")
+    with strategy.scope():
+        model = build_preranking_model(cfg, schema, planned_steps=t.epochs * steps)
+        model.compile(optimizer=make_optimizer(t))
     p = cfg.preranking
     train_ds = distributed_listwise_dataset(strategy, cfg.data.dir, "train", schema, cfg.data.batch_size,
                                             p.train_list_size, True, cfg.data.shuffle_buffer, t.seed, repeat=True)
