@@ -1,7 +1,8 @@
 """Margin InfoNCE's ``beta`` schedule relative to the run: the derived factor against a NumPy oracle, the fixed
 factor of Algorithm 1's literal form, the config's rules, and a small HCCP ablation (HCCP vs HCCP(w/o Margin))
 through ``tfrec experiment`` in which ``beta`` ends below 1, is recorded per epoch (history, ``history.csv``,
-TensorBoard, the run's results and the report table) and the two variants train differently."""
+TensorBoard, the run's results and the report table) and the two variants train differently. The schedule
+through ``model.fit`` on 1 and 2 replicas; checkpoints carry ``beta`` (tests/test_losses_infonce.py)."""
 
 import csv
 import glob
@@ -14,6 +15,8 @@ import tensorflow as tf
 from pipelines.hybrid_samples import run as prepare_hybrid
 from tfrec.cli import main
 from tfrec.config import CascadeConfig, ConfigError, HybridSamplesConfig, PrerankingConfig, load_config
+from tfrec import losses
+from tfrec.devices import make_strategy
 from tfrec.experiments import Options, run_protocol
 from tfrec.experiments.store import Cell, Store
 from tfrec.losses import MarginInfoNCE
@@ -54,6 +57,23 @@ def test_derived_scale_reaches_beta_final_at_the_set_step_and_stays(beta_init, b
     assert got[n - 2] > beta_final * 1.1  # ... not before
     assert np.all(got[n:] == np.float32(beta_final))  # and never below it afterwards
     assert np.all(np.diff(got) <= 0)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_fit_reaches_beta_final_at_the_set_step(replicas):
+    from test_losses_infonce import _beta, _build, _fit  # a two-tower model compiled with the loss
+
+    strategy = make_strategy(replicas)
+    n = 4
+    loss = losses.get("margin_info_nce", beta_init=9999.0, scale=derived_beta_scale(9999.0, 0.01, n),
+                      beta_final=0.01)
+    model = _build(strategy, loss)
+    _fit(model, strategy, steps=n - 1)
+    assert _beta(loss) > 0.01 * 1.1
+    _fit(model, strategy, steps=1)
+    assert _beta(loss) == pytest.approx(0.01, rel=1e-4)
+    _fit(model, strategy, steps=3)
+    assert [float(v) for v in strategy.experimental_local_results(loss.beta)] == [float(np.float32(0.01))] * replicas
 
 
 def test_fixed_scale_is_algorithm_1_literal_with_no_floor():
