@@ -527,7 +527,7 @@ class PrerankingConfig:
       item_units / cross_units: hidden sizes of the item and cross-feature towers.
       output_dim: user / item embedding size.
       train_list_size / eval_list_size: items per list after padding (train lists ~42 items; valid / test lists
-        keep every candidate, ~510).
+        keep every candidate, ~510: a longer one is an error that names the size needed, never truncated).
       hit_ks / consistency_ks / octile_k: K of the hit rates, of MAP / NDCG and of the octile split.
     """
 

@@ -14,12 +14,16 @@ data carries no sample weights): the exact AUC of every task on the impressions 
 and ``val_loss`` are the same objective (Eq. 6) on lists of different make-up, so they are not comparable
 (:data:`LOSS_NOTE`).
 
+Valid and test lists are read whole: a list longer than ``preranking.eval_list_size`` is a ``ConfigError`` that
+names the size needed (:func:`whole_lists`), never a silent truncation.
+
 ``evaluate_preranking(cfg, split)`` computes the HCCP report (:mod:`tfrec.evaluate_preranking`) of the best
 weights and records it in ``<model_dir>/preranking_metrics.json`` under the split's name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Callable, Dict, Optional
@@ -27,11 +31,11 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 
 from tfrec import data as data_lib
-from tfrec.config import PrerankingConfig, RunConfig
+from tfrec.config import ConfigError, PrerankingConfig, RunConfig
 from tfrec.evaluate import record_report
 from tfrec.evaluate_preranking import AUC_FIELDS, collect, impression_aucs, predict_function, preranking_report
 from tfrec.features import ListwiseSchema
-from tfrec.listwise_data import distributed_listwise_dataset, make_listwise_dataset
+from tfrec.listwise_data import TOO_LONG, distributed_listwise_dataset, longest_list, make_listwise_dataset
 from tfrec.losses.classes.preranking import derived_beta_scale
 from tfrec.models.preranking import ThreeTower
 from tfrec.train import TrainResult, epoch_steps, fit_with_recovery, make_optimizer, start_run, trained_weights
@@ -131,8 +135,25 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     exact = exact_validation_aucs(cfg, schema, min(validation_steps, t.validation_steps) if t.validation_steps else 0)
     printer(f"training on {rows.get('train', 0):,} requests, {cfg.data.batch_size} per batch ({steps} steps an "
             f"epoch); " + LOSS_NOTE.format(train=p.train_list_size, eval=p.eval_list_size))
-    return fit_with_recovery(cfg, model, train_ds, valid_ds, steps, validation_steps, replicas, printer,
-                             extra_callbacks, monitor=monitor, unit="lists", exact_validation=exact)
+    with whole_lists(cfg, schema, "valid"):
+        return fit_with_recovery(cfg, model, train_ds, valid_ds, steps, validation_steps, replicas, printer,
+                                 extra_callbacks, monitor=monitor, unit="lists", exact_validation=exact)
+
+
+@contextlib.contextmanager
+def whole_lists(cfg: RunConfig, schema: ListwiseSchema, split: str):
+    """Turns the error of an evaluation reader that meets a list longer than ``preranking.eval_list_size``
+    (:data:`tfrec.listwise_data.TOO_LONG`: its candidates would be dropped) into a one-line ``ConfigError`` that
+    names the size the ``split`` needs (:func:`tfrec.listwise_data.longest_list`)."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        if TOO_LONG not in str(e):
+            raise
+        longest = longest_list(data_lib.split_files(cfg.data.dir, split), schema)
+        raise ConfigError(f"the {split} lists of {cfg.data.dir} hold up to {longest} items, more than "
+                          f"preranking.eval_list_size={cfg.preranking.eval_list_size}, and evaluation keeps every "
+                          f"candidate: set preranking.eval_list_size={longest} or more") from None
 
 
 def exact_validation_aucs(cfg: RunConfig, schema: ListwiseSchema, max_batches: int = 0):
@@ -176,6 +197,8 @@ def evaluate_preranking(cfg: RunConfig, split: str = "test", model: Optional[Thr
     p = cfg.preranking
     ds = make_listwise_dataset(data_lib.split_files(cfg.data.dir, split), schema, cfg.data.eval_batch_size,
                                p.eval_list_size, training=False)
-    report = preranking_report(collect(model, ds, model.tasks), p.hit_ks, p.consistency_ks, p.octile_k)
+    with whole_lists(cfg, schema, split):
+        collected = collect(model, ds, model.tasks)
+    report = preranking_report(collected, p.hit_ks, p.consistency_ks, p.octile_k)
     record_report(output or os.path.join(cfg.train.model_dir, "preranking_metrics.json"), split, report)
     return report
