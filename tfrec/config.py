@@ -515,14 +515,19 @@ class PrerankingConfig:
       global_weight: ``lambda_c`` of the global consistency loss (0.05).
       alpha: local consistency weight (0.05). neg_weight: Eq. 6's ``beta``, the contrastive weight (0.5).
       margin / temperature: Margin InfoNCE's ``m`` (0.9) and ``tau`` (0.1).
-      beta_init / beta_scale: Algorithm 1's blend coefficient at the start (9999) and its per-step factor.
+      beta_init: Algorithm 1's blend coefficient at the start (9999, the paper's).
+      beta_final / beta_final_at: ``beta`` reaches ``beta_final`` (default 0.01) after the fraction
+        ``beta_final_at`` (default 0.5) of the run's planned steps (epochs x steps per epoch) and stays there; the
+        per-step factor is derived from the run (``tfrec.losses.MarginInfoNCE``). The paper gives no factor.
+      beta_scale: a fixed per-step factor instead (Algorithm 1's literal ``beta *= scale``, no floor); exclusive
+        with ``beta_final`` / ``beta_final_at``.
       in_batch_rate: N4 sampling rate (0.05).
       hash_bins / embedding_dim / embedding_l2: hashed feature embeddings.
       num_experts / expert_units: the user tower's MMoE (8 experts).
       item_units / cross_units: hidden sizes of the item and cross-feature towers.
       output_dim: user / item embedding size.
       train_list_size / eval_list_size: items per list after padding (train lists ~42 items; valid / test lists
-        keep every candidate, ~510).
+        keep every candidate, ~510: a longer one is an error that names the size needed, never truncated).
       hit_ks / consistency_ks / octile_k: K of the hit rates, of MAP / NDCG and of the octile split.
     """
 
@@ -535,7 +540,9 @@ class PrerankingConfig:
     margin: float = 0.9
     temperature: float = 0.1
     beta_init: float = 9999.0
-    beta_scale: float = 0.999
+    beta_scale: Optional[float] = None
+    beta_final: Optional[float] = None
+    beta_final_at: Optional[float] = None
     in_batch_rate: float = 0.05
     hash_bins: int = 20000
     embedding_dim: int = 16
@@ -562,7 +569,15 @@ class PrerankingConfig:
         for key in ("global_weight", "alpha", "neg_weight", "margin", "beta_init", "embedding_l2"):
             _check(getattr(self, key) >= 0, f"preranking.{key}", getattr(self, key), "must be >= 0")
         _check(self.temperature > 0, "preranking.temperature", self.temperature, "must be > 0")
-        _check(0 < self.beta_scale <= 1, "preranking.beta_scale", self.beta_scale, "must be in (0, 1]")
+        _check(self.beta_scale is None or 0 < self.beta_scale <= 1, "preranking.beta_scale", self.beta_scale,
+               "must be in (0, 1]")
+        _check(self.beta_scale is None or (self.beta_final is None and self.beta_final_at is None),
+               "preranking.beta_scale", self.beta_scale, "is a fixed schedule: leave preranking.beta_final and "
+               "preranking.beta_final_at unset with it (they derive the factor from the run)")
+        _check(self.beta_final is None or 0 < self.beta_final < float("inf"), "preranking.beta_final",
+               self.beta_final, "must be > 0")
+        _check(self.beta_final_at is None or 0 < self.beta_final_at <= 1, "preranking.beta_final_at",
+               self.beta_final_at, "must be in (0, 1] (a fraction of the planned training steps)")
         _check(0 <= self.in_batch_rate <= 1, "preranking.in_batch_rate", self.in_batch_rate, "must be in [0, 1]")
         for key in ("hash_bins", "embedding_dim", "num_experts", "output_dim", "train_list_size", "eval_list_size",
                     "octile_k"):
@@ -572,9 +587,10 @@ class PrerankingConfig:
                    getattr(self, key), "must be a non-empty list of values > 0")
 
     def model_kwargs(self) -> Dict[str, Any]:
-        """The :class:`tfrec.models.preranking.ThreeTower` arguments of this section."""
+        """The :class:`tfrec.models.preranking.ThreeTower` arguments of this section, but for the ``beta`` schedule
+        (``beta_scale``, ``beta_final``), which the trainer derives from the run (``tfrec.train_preranking``)."""
         keys = ("variant", "tasks", "task_weights", "global_weight", "alpha", "neg_weight", "margin", "temperature",
-                "beta_init", "beta_scale", "in_batch_rate", "hash_bins", "embedding_dim", "embedding_l2",
+                "beta_init", "in_batch_rate", "hash_bins", "embedding_dim", "embedding_l2",
                 "num_experts", "expert_units", "item_units", "cross_units", "output_dim")
         return {k: getattr(self, k) for k in keys}
 

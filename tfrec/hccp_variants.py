@@ -21,6 +21,18 @@ impressions with the task's labels as the target distribution (no ranking orders
 loss on candidates N2~N3" are read as plain InfoNCE (no margin) on the user-item dot products over those
 negatives; the final-score InfoNCE of section 4.1.4 works on N2-N3 only, so it is off in ``wo_prc``. The two
 contrastive terms, when both are on, are averaged (4.1.4: "The final loss is the average of the two losses").
+
+HCCP(w/o Up): the paper describes it twice, differently. Section 4.1.3 (6): "improves consistency through a
+global consistency task, without N2~N5 samples in estimation tasks", i.e. full HCCP (calibration, local ListMLE
+on ``R^t``, global ListMLE on ``R^c``) without the contrastive terms on the unexposed samples. Section 4.4.1 (2):
+"trains global consistency ... based on Base+ListNet", i.e. the global task added to ListNet on impressions.
+tfrec takes 4.1.3's reading (``wo_up`` = Base+ListMLE + Eq. 3), because: 4.1.3 is where the variants are
+defined, and 4.4.1 is a discussion of results; the ablations are a ladder in which each row removes one part of
+HCCP, and w/o PRC and w/o Neg are defined "based on HCCP(w/o Up)" in 4.1.3, so w/o Up must share HCCP's
+estimation tasks, whose local consistency is ListMLE on ``R^t`` (Eq. 4; 4.1.3 (3) calls Base+ListMLE "HCCP
+with only local consistency tasks"); the 4.4.1 reading would change two parts at once (ListNet for ListMLE and
+the global task), and 4.4.1 (1) itself calls Base+ListNet's ListNet "local consistency", so "Base+ListNet"
+there reads as a loose name for the local-consistency model rather than as a change of loss.
 """
 
 from __future__ import annotations

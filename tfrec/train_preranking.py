@@ -4,13 +4,18 @@
 ``schema.json`` of the list-wise family), builds :class:`tfrec.models.preranking.ThreeTower` from the
 ``preranking`` config section under the distribution strategy, and runs the same driver as the point-wise models
 (:func:`tfrec.train.fit_with_recovery`: BackupAndRestore, best weights, plateau, early stopping, TensorBoard,
-NaN guard). Batches count requests (``data.batch_size`` requests per global batch, 64 when unset; train lists
-padded to ``preranking.train_list_size`` items, validation lists to ``preranking.eval_list_size``). The monitored
-metric is the validation click AUC on impressions (``val_auc``; ``val_weighted_auc`` is read as ``val_auc``,
-list-wise data carries no sample weights): the exact AUC of every task on the impressions of the valid split
+NaN guard). Margin InfoNCE's ``beta`` follows the schedule of :func:`beta_schedule` over the run's planned
+steps (``train.epochs`` x steps per epoch) and is logged per epoch as ``beta`` (history, TensorBoard). Batches
+count requests (``data.batch_size`` requests per global batch, 64 when unset; train lists padded to
+``preranking.train_list_size`` items, validation lists to ``preranking.eval_list_size``). The monitored metric
+is the validation click AUC on impressions (``val_auc``; ``val_weighted_auc`` is read as ``val_auc``, list-wise
+data carries no sample weights): the exact AUC of every task on the impressions of the valid split
 (``val_<task>_auc``), as ``evaluate_preranking`` reports it (``AUC_<task>``), not Keras' bucketed one. ``loss``
 and ``val_loss`` are the same objective (Eq. 6) on lists of different make-up, so they are not comparable
 (:data:`LOSS_NOTE`).
+
+Valid and test lists are read whole: a list longer than ``preranking.eval_list_size`` is a ``ConfigError`` that
+names the size needed (:func:`whole_lists`), never a silent truncation.
 
 ``evaluate_preranking(cfg, split)`` computes the HCCP report (:mod:`tfrec.evaluate_preranking`) of the best
 weights and records it in ``<model_dir>/preranking_metrics.json`` under the split's name.
@@ -18,6 +23,7 @@ weights and records it in ``<model_dir>/preranking_metrics.json`` under the spli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Callable, Dict, Optional
@@ -25,11 +31,12 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 
 from tfrec import data as data_lib
-from tfrec.config import RunConfig
+from tfrec.config import ConfigError, PrerankingConfig, RunConfig
 from tfrec.evaluate import record_report
 from tfrec.evaluate_preranking import AUC_FIELDS, collect, impression_aucs, predict_function, preranking_report
 from tfrec.features import ListwiseSchema
-from tfrec.listwise_data import distributed_listwise_dataset, make_listwise_dataset
+from tfrec.listwise_data import TOO_LONG, distributed_listwise_dataset, longest_list, make_listwise_dataset
+from tfrec.losses.classes.preranking import derived_beta_scale
 from tfrec.models.preranking import ThreeTower
 from tfrec.train import TrainResult, epoch_steps, fit_with_recovery, make_optimizer, start_run, trained_weights
 
@@ -65,13 +72,38 @@ def load_listwise_schema(data_dir: str) -> ListwiseSchema:
         return ListwiseSchema.from_json(json.load(f))
 
 
-def build_preranking_model(cfg: RunConfig, schema: ListwiseSchema) -> ThreeTower:
-    """The configured model (call inside ``strategy.scope()``); its weights are built on a dummy input."""
+#: The defaults of the run-relative ``beta`` schedule (``preranking.beta_final``, ``preranking.beta_final_at``).
+BETA_FINAL, BETA_FINAL_AT = 0.01, 0.5
+
+
+def beta_schedule(p: PrerankingConfig, planned_steps: Optional[int]) -> Dict[str, Optional[float]]:
+    """The ``beta_scale`` / ``beta_final`` arguments of :class:`ThreeTower` for a run of ``planned_steps`` steps.
+
+    With ``preranking.beta_scale`` set: that fixed factor, no floor (Algorithm 1's literal ``beta *= scale``).
+    Otherwise ``beta`` goes from ``beta_init`` to ``beta_final`` (default :data:`BETA_FINAL`) in
+    ``n = max(1, round(beta_final_at * planned_steps))`` steps (``beta_final_at`` default :data:`BETA_FINAL_AT`):
+    ``scale = (beta_final / beta_init)**(1 / n)`` (:func:`tfrec.losses.classes.preranking.derived_beta_scale`),
+    floored at ``beta_final`` after that. ``planned_steps`` None (a model loaded for inference, whose ``beta`` is
+    unused): ``scale`` 1. A run that stops early (early stopping) keeps the ``beta`` its last step reached."""
+    if p.beta_scale is not None:
+        return {"beta_scale": p.beta_scale, "beta_final": None}
+    final = min(BETA_FINAL if p.beta_final is None else p.beta_final, p.beta_init)
+    if not planned_steps or final <= 0:
+        return {"beta_scale": 1.0, "beta_final": final}
+    at = BETA_FINAL_AT if p.beta_final_at is None else p.beta_final_at
+    n = max(1, int(round(at * planned_steps)))
+    return {"beta_scale": derived_beta_scale(p.beta_init, final, n), "beta_final": final}
+
+
+def build_preranking_model(cfg: RunConfig, schema: ListwiseSchema,
+                           planned_steps: Optional[int] = None) -> ThreeTower:
+    """The configured model (call inside ``strategy.scope()``); its weights are built on a dummy input.
+    ``planned_steps`` (epochs x steps per epoch) sets the ``beta`` schedule (:func:`beta_schedule`)."""
     p = cfg.preranking
     missing = [t for t in p.tasks if t not in schema.tasks]
     if missing:
         raise ValueError(f"`preranking.tasks` {missing} are not labels of the dataset (its tasks: {list(schema.tasks)})")
-    model = ThreeTower(**p.model_kwargs(), name="three_tower")
+    model = ThreeTower(**p.model_kwargs(), **beta_schedule(p, planned_steps), name="three_tower")
     model(model.dummy_inputs(), training=False)
     return model
 
@@ -87,11 +119,11 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     t = cfg.train
     schema, strategy = start_run(cfg, load_listwise_schema)
     replicas = strategy.num_replicas_in_sync
-    with strategy.scope():
-        model = build_preranking_model(cfg, schema)
-        model.compile(optimizer=make_optimizer(t))
     rows = data_lib.load_stats(cfg.data.dir).get("requests_written", {})
     steps, validation_steps = epoch_steps(cfg, rows, "requests")
+    with strategy.scope():
+        model = build_preranking_model(cfg, schema, planned_steps=t.epochs * steps)
+        model.compile(optimizer=make_optimizer(t))
     p = cfg.preranking
     train_ds = distributed_listwise_dataset(strategy, cfg.data.dir, "train", schema, cfg.data.batch_size,
                                             p.train_list_size, True, cfg.data.shuffle_buffer, t.seed, repeat=True)
@@ -103,8 +135,25 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     exact = exact_validation_aucs(cfg, schema, min(validation_steps, t.validation_steps) if t.validation_steps else 0)
     printer(f"training on {rows.get('train', 0):,} requests, {cfg.data.batch_size} per batch ({steps} steps an "
             f"epoch); " + LOSS_NOTE.format(train=p.train_list_size, eval=p.eval_list_size))
-    return fit_with_recovery(cfg, model, train_ds, valid_ds, steps, validation_steps, replicas, printer,
-                             extra_callbacks, monitor=monitor, unit="lists", exact_validation=exact)
+    with whole_lists(cfg, schema, "valid"):
+        return fit_with_recovery(cfg, model, train_ds, valid_ds, steps, validation_steps, replicas, printer,
+                                 extra_callbacks, monitor=monitor, unit="lists", exact_validation=exact)
+
+
+@contextlib.contextmanager
+def whole_lists(cfg: RunConfig, schema: ListwiseSchema, split: str):
+    """Turns the error of an evaluation reader that meets a list longer than ``preranking.eval_list_size``
+    (:data:`tfrec.listwise_data.TOO_LONG`: its candidates would be dropped) into a one-line ``ConfigError`` that
+    names the size the ``split`` needs (:func:`tfrec.listwise_data.longest_list`)."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        if TOO_LONG not in str(e):
+            raise
+        longest = longest_list(data_lib.split_files(cfg.data.dir, split), schema)
+        raise ConfigError(f"the {split} lists of {cfg.data.dir} hold up to {longest} items, more than "
+                          f"preranking.eval_list_size={cfg.preranking.eval_list_size}, and evaluation keeps every "
+                          f"candidate: set preranking.eval_list_size={longest} or more") from None
 
 
 def exact_validation_aucs(cfg: RunConfig, schema: ListwiseSchema, max_batches: int = 0):
@@ -148,6 +197,8 @@ def evaluate_preranking(cfg: RunConfig, split: str = "test", model: Optional[Thr
     p = cfg.preranking
     ds = make_listwise_dataset(data_lib.split_files(cfg.data.dir, split), schema, cfg.data.eval_batch_size,
                                p.eval_list_size, training=False)
-    report = preranking_report(collect(model, ds, model.tasks), p.hit_ks, p.consistency_ks, p.octile_k)
+    with whole_lists(cfg, schema, split):
+        collected = collect(model, ds, model.tasks)
+    report = preranking_report(collected, p.hit_ks, p.consistency_ks, p.octile_k)
     record_report(output or os.path.join(cfg.train.model_dir, "preranking_metrics.json"), split, report)
     return report

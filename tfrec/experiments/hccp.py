@@ -66,8 +66,9 @@ def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], N
     """Trains ``cfg`` (a pre-ranking config) in ``run_dir`` and evaluates its best weights on the test split.
 
     Returns:
-      ``{"train", "history", "test", "train_seconds", "eval_seconds", "wall_seconds"}``; ``test`` is the
-      :func:`tfrec.evaluate_preranking.preranking_report` (also in ``run_dir/preranking_metrics.json``).
+      ``{"train", "history", "test", "beta_end", "train_seconds", "eval_seconds", "wall_seconds"}``; ``test`` is
+      the :func:`tfrec.evaluate_preranking.preranking_report` (also in ``run_dir/preranking_metrics.json``);
+      ``beta_end`` is Margin InfoNCE's ``beta`` at the end of training (None for the variants without it).
       A killed run resumes from its backup (same ``run_dir``).
     """
     import tf_keras as keras
@@ -83,7 +84,9 @@ def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], N
                                  output=os.path.join(run_dir, "preranking_metrics.json"))
     summary = dict(result.summary)
     summary.pop("epoch_examples_per_second", None)
-    out = {"train": summary, "history": result.history, "test": report, "train_seconds": train_seconds,
+    beta = result.history.get("beta") or [None]  # Margin InfoNCE's beta after the last epoch (None: no margin)
+    out = {"train": summary, "history": result.history, "test": report, "beta_end": beta[-1],
+           "train_seconds": train_seconds,
            "eval_seconds": time.perf_counter() - start - train_seconds, "wall_seconds": time.perf_counter() - start}
     del result
     keras.backend.clear_session()

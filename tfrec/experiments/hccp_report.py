@@ -7,9 +7,12 @@ Files written to the protocol's report directory:
   ``AUC_click``, ..., and ``octile_ISH@K[q]`` per octile ``q``): ``m_n``, ``m_mean``, ``m_std`` over seeds; for
   every variant but Base ``m_diff``, ``m_diff_std``, ``m_t``, ``m_p``, the paired difference variant - Base over
   seeds and its two-sided t-test (:func:`tfrec.experiments.stats.paired_test`); for the w/o rows the same
-  against full HCCP as ``m_vs_hccp_diff`` ... ``m_vs_hccp_p``. Every number at full precision, as fractions.
+  against full HCCP as ``m_vs_hccp_diff`` ... ``m_vs_hccp_p``; ``beta_end_n`` / ``_mean`` / ``_std``: Margin
+  InfoNCE's ``beta`` at the end of training over seeds (n 0 for the variants without it). Every number at full
+  precision, as fractions.
 * ``results.md``: the tables in the paper's shape (rows Base, Base+ListNet, Base+ListMLE, the w/o rows, HCCP):
-  values as ``mean ± std``, differences in percentage points (pp) with the paired p-value.
+  values as ``mean ± std``, differences in percentage points (pp) with the paired p-value, and each variant's
+  ``beta`` at the end of training.
 * ``octiles.png``: hit@K per popularity octile (0 = most popular) per variant for ISH and ISPH, absolute and as
   the difference to Base in pp (Fig. 7).
 """
@@ -91,6 +94,10 @@ def aggregate(settings: Sequence[Setting], results: Mapping[Any, Dict[str, Any]]
                 _paired(row, key, values, per_seed(results, s.baseline, key))
             if s.name in ABLATIONS and FULL in names:
                 _paired(row, f"{key}_vs_hccp", values, per_seed(results, FULL, key))
+        betas = [r["run"]["beta_end"] for c, r in results.items()
+                 if r is not None and c.setting == s.name and _finite(r["run"].get("beta_end"))]
+        summary = stats.summarize(betas)
+        row["beta_end_n"], row["beta_end_mean"], row["beta_end_std"] = summary["n"], summary["mean"], summary["std"]
         rows.append(row)
     return rows
 
@@ -104,6 +111,11 @@ def _value_cell(row, key) -> str:
     if not _finite(mean):
         return "n/a"
     return f"{mean:.4f}" + (f" ± {std:.4f}" if _finite(std) else "")
+
+
+def _beta_cell(row, key) -> str:
+    mean = row.get(f"{key}_mean")
+    return f"{mean:.4g}" if row.get(f"{key}_n") and _finite(mean) else "-"
 
 
 def _diff_cell(row, prefix) -> str:
@@ -141,6 +153,9 @@ def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]], keys: Dict[str,
         if ablations:
             parts.append(_table(rows, group, lambda r, k: _diff_cell(r, f"{k}_vs_hccp"),
                                 f"{name}: ablations, Δ vs HCCP, pp (paired t-test p)", ablations))
+    if any(row["beta_end_n"] for row in rows):
+        parts.append(_table(rows, ["beta_end"], _beta_cell, "Margin InfoNCE beta at the end of training (mean over "
+                            "seeds; -: a variant without the margin loss)"))
     if keys["octile"]:
         parts.append(_table(rows, keys["octile"], _value_cell,
                             "Fig. 7: hit rate per item-popularity octile (0 = most popular; mean ± std)"))

@@ -80,6 +80,24 @@ def _check_temperature_and_neg_min(temperature: float, neg_min: float) -> None:
                          f"(e.g. -1e9). Received: neg_min={neg_min}")
 
 
+def derived_beta_scale(beta_init: float, beta_final: float, steps: int) -> float:
+    """The per-step factor that takes Algorithm 1's ``beta`` from ``beta_init`` to ``beta_final`` in ``steps``
+    optimizer steps: ``scale = (beta_final / beta_init)**(1 / steps)`` (1.0 when ``beta_init <= beta_final``:
+    nothing to anneal). See :class:`MarginInfoNCE` for the schedule.
+
+    Raises:
+      ValueError: ``steps < 1``, ``beta_final <= 0`` or a non-finite ``beta_init``.
+    """
+    if int(steps) < 1:
+        raise ValueError(f"`steps` must be >= 1. Received: steps={steps}")
+    if not (math.isfinite(beta_init) and beta_init >= 0 and math.isfinite(beta_final) and beta_final > 0):
+        raise ValueError(f"`beta_init` must be finite and >= 0 and `beta_final` finite and > 0. Received: "
+                         f"beta_init={beta_init}, beta_final={beta_final}")
+    if beta_init <= beta_final:
+        return 1.0
+    return float((beta_final / beta_init) ** (1.0 / int(steps)))
+
+
 @register("list_mle")
 class ListMLE(Loss):
     """ListMLE consistency loss over an arranged order, HCCP Eq. 3 (global, ``r^c``) and Eq. 4 (local, ``r^t``).
@@ -174,19 +192,34 @@ class MarginInfoNCE(Loss):
     for easy negatives, blended ``l_update = (logits_m + beta * logits) / (1 + beta)``) and divided by ``B``, the
     number of requests in the replica's batch: Eq. 5's ``1/|U|`` (Algorithm 1 returns the sum).
 
-    The schedule (Algorithm 1, line 5): ``beta`` starts at ``beta_init`` (9999, the paper's value: the loss
-    starts as plain InfoNCE) and is multiplied by ``scale`` after every optimizer step, so after ``n`` steps
-    ``beta = beta_init * scale**n``. The paper does not give ``scale``; the default 0.999 reaches the even blend
-    (``beta = 1``) after ``ln(9999) / -ln(0.999) ~ 9.2k`` steps and ``beta = 0.01`` (99% margin) after ~13.8k.
+    The schedule (Algorithm 1, line 5, ``beta *= scale``): ``beta`` starts at ``beta_init`` (line 4's blend
+    coefficient; 9999 is the paper's value: the loss starts as plain InfoNCE) and is multiplied by ``scale`` after
+    every optimizer step, so after ``n`` steps ``beta = beta_init * scale**n``. The paper gives no value for
+    ``scale``: Algorithm 1 names it on line 5 only, with the comment "beta=9999 at the beginning of training. As
+    iteration steps increase, beta becomes smaller", and neither section 3.3.2 (the loss) nor 4.1.4 (the
+    implementation details) gives a value. A fixed factor means something different on every run length: 0.999
+    keeps ``beta`` above 8,000 for the first 130 steps, so a short run never leaves plain InfoNCE. Two modes:
+
+    * relative to the run (``beta_final`` set; tfrec's default through the ``preranking`` config): ``scale`` is
+      :func:`derived_beta_scale` ``= (beta_final / beta_init)**(1 / n_final)``, so that ``beta`` reaches
+      ``beta_final`` after ``n_final`` steps (the trainer sets ``n_final`` to a fraction of the planned steps),
+      and ``beta_final`` is a floor: ``beta = max(beta * scale, beta_final)``, so it does not decrease below
+      ``beta_final`` afterwards (the margin phase keeps a fixed ``beta_final / (1 + beta_final)`` of InfoNCE);
+    * fixed (``beta_final`` None): Algorithm 1's literal form, ``beta *= scale`` with the given ``scale`` and no
+      floor.
+
     ``beta`` is a non-trainable float32 variable (``ON_WRITE`` synchronisation, ``ONLY_FIRST_REPLICA``
     aggregation: the update in replica context under MirroredStrategy happens once per global step) held by the
-    ``tf.Module`` that :meth:`state` returns, which the model tracks, so checkpoints save and restore it.
+    ``tf.Module`` that :meth:`state` returns, which the model tracks, so checkpoints save and restore it (a
+    resumed run continues the schedule where it stopped).
 
     Args:
       margin: the additive margin ``m`` (HCCP: 0.9); ``>= 0``.
       temperature: ``tau`` (HCCP: 0.1).
       beta_init: initial ``beta`` (HCCP: 9999); ``>= 0``.
       scale: per-step factor on ``beta``, in (0, 1] (1 keeps ``beta`` fixed).
+      beta_final: the floor of ``beta`` (relative mode, see above), in [0, ``beta_init``]; None: no floor
+        (Algorithm 1's literal form).
       neg_min: the fill of unused slots (see :class:`InfoNCE`; default -1e9).
       logit_key, user_norm_key, item_norm_key: keys of ``u . i`` ``[B, K]``, ``||u||`` (``[B]``, ``[B, 1]`` or
         ``[B, K]``) and ``||i||`` ``[B, K]`` in the model's output dict.
@@ -195,7 +228,8 @@ class MarginInfoNCE(Loss):
 
     def __init__(self, margin: float = 0.9, temperature: float = 0.1, beta_init: float = 9999.0,
                  scale: float = 0.999, neg_min: float = -1e9, logit_key: str = "logit",
-                 user_norm_key: str = "user_norm", item_norm_key: str = "item_norm", name: Optional[str] = None):
+                 user_norm_key: str = "user_norm", item_norm_key: str = "item_norm", name: Optional[str] = None,
+                 beta_final: Optional[float] = None):
         super().__init__(name=name)
         self.margin = float(margin)
         self.temperature = float(temperature)
@@ -208,6 +242,10 @@ class MarginInfoNCE(Loss):
             raise ValueError(f"`beta_init` must be a finite value >= 0. Received: beta_init={beta_init}")
         if not 0.0 < self.scale <= 1.0:
             raise ValueError(f"`scale` must be in (0, 1]. Received: scale={scale}")
+        self.beta_final = None if beta_final is None else float(beta_final)
+        if self.beta_final is not None and not 0.0 <= self.beta_final <= self.beta_init:
+            raise ValueError(f"`beta_final` must be in [0, beta_init={self.beta_init}]. Received: "
+                             f"beta_final={beta_final}")
         _check_temperature_and_neg_min(self.temperature, self.neg_min)
         self.logit_key, self.user_norm_key, self.item_norm_key = logit_key, user_norm_key, item_norm_key
         self._state: Optional[tf.Module] = None
@@ -247,10 +285,16 @@ class MarginInfoNCE(Loss):
         self.create_state()
         return self._state.beta
 
-    def on_train_step_end(self) -> None:
-        """Algorithm 1, line 5: ``beta *= scale`` (once per global step; see the class docstring)."""
+    def on_train_step_end(self) -> tf.Tensor:
+        """Algorithm 1, line 5: ``beta *= scale``, not below ``beta_final`` when set (once per global step; see
+        the class docstring). Returns the new value (computed from the read that the update uses: a read of the
+        mirrored variable after the update is not ordered after it on every replica)."""
         beta = self.beta
-        beta.assign(beta * self.scale)
+        new = beta.read_value() * self.scale
+        if self.beta_final is not None:
+            new = tf.maximum(new, tf.constant(self.beta_final, beta.dtype))
+        beta.assign(new)
+        return new
 
     # -- loss ----------------------------------------------------------------------------------------------------
     def compute(self, y_true, y_pred, sample_weight=None):
@@ -273,6 +317,7 @@ class MarginInfoNCE(Loss):
 
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "margin": self.margin, "temperature": self.temperature,
-                "beta_init": self.beta_init, "scale": self.scale, "neg_min": self.neg_min,
+                "beta_init": self.beta_init, "scale": self.scale, "beta_final": self.beta_final,
+                "neg_min": self.neg_min,
                 "logit_key": self.logit_key, "user_norm_key": self.user_norm_key,
                 "item_norm_key": self.item_norm_key}

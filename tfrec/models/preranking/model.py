@@ -38,8 +38,9 @@ L = lambda_c L^c + sum_t lambda_t (L_cali^t + alpha L_cons^t + beta L_neg^t)
 
 Defaults are section 4.1.4's: ``lambda_c`` 0.05; ``lambda_t`` 0.98 / 0.2 / 0.1; ``alpha`` 0.05; ``beta``
 (``neg_weight``) 0.5; ``m`` 0.9; ``tau`` 0.1. The variant (:mod:`tfrec.hccp_variants`) switches terms
-off. Algorithm 1's annealed ``beta`` (``beta_init``, ``beta_scale``) is one variable shared by the tasks, advanced
-once per step by :meth:`on_train_step_end` and saved in checkpoints.
+off. Algorithm 1's annealed ``beta`` (``beta_init``, ``beta_scale``, floor ``beta_final``) is one variable shared by
+the tasks, advanced once per step by :meth:`on_train_step_end`, saved in checkpoints and logged after each step as
+``beta`` (the Keras history and TensorBoard record its value at the end of each epoch).
 
 Inputs: the parsed features of :meth:`tfrec.features.ListwiseSchema.parse` (context ``[B]``, sequences as
 ``tf.SparseTensor``, items ``[B, L]``, ``example_mask``). Labels ``y``: a dict of ``[B, L]`` tensors
@@ -99,6 +100,8 @@ class ThreeTower(RankingModel):
       global_weight: ``lambda_c``. task_weights: ``lambda_t`` per task, in ``tasks`` order.
       alpha: local consistency weight. neg_weight: Eq. 6's ``beta`` (contrastive weight).
       margin / temperature / beta_init / beta_scale: Margin InfoNCE's ``m``, ``tau`` and Algorithm 1's schedule.
+      beta_final: the floor of ``beta`` (None: Algorithm 1's literal ``beta *= scale``; see
+        :class:`tfrec.losses.MarginInfoNCE`).
       in_batch_rate: N4 sampling rate.
     """
 
@@ -108,7 +111,8 @@ class ThreeTower(RankingModel):
                  cross_units: Sequence[int] = (32,), output_dim: int = 32, global_weight: float = 0.05,
                  task_weights: Sequence[float] = (0.98, 0.2, 0.1), alpha: float = 0.05, neg_weight: float = 0.5,
                  margin: float = 0.9, temperature: float = 0.1, beta_init: float = 9999.0,
-                 beta_scale: float = 0.999, in_batch_rate: float = 0.05, **kwargs):
+                 beta_scale: float = 0.999, in_batch_rate: float = 0.05, beta_final: Optional[float] = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.tasks = [str(t) for t in tasks]
         if not self.tasks or GLOBAL in self.tasks or len(set(self.tasks)) != len(self.tasks):
@@ -127,6 +131,7 @@ class ThreeTower(RankingModel):
         self.global_weight, self.alpha, self.neg_weight = float(global_weight), float(alpha), float(neg_weight)
         self.margin, self.temperature = float(margin), float(temperature)
         self.beta_init, self.beta_scale, self.in_batch_rate = float(beta_init), float(beta_scale), float(in_batch_rate)
+        self.beta_final = None if beta_final is None else float(beta_final)
         # The global consistency task is a task of the MMoE (HCCP 4.4.3) that only the variants with Eq. 3 have.
         self.all_tasks = ([GLOBAL] if self.switches.global_consistency else []) + self.tasks
         emb = (self.hash_bins, self.embedding_dim, self.embedding_l2)
@@ -138,11 +143,12 @@ class ThreeTower(RankingModel):
         self.score_nce = InfoNCE(temperature=self.temperature, logit_key="logit")
         if self.switches.dot_loss == "margin_info_nce":
             self.dot_nce = MarginInfoNCE(margin=self.margin, temperature=self.temperature, beta_init=self.beta_init,
-                                         scale=self.beta_scale)
+                                         scale=self.beta_scale, beta_final=self.beta_final)
         else:
             self.dot_nce = InfoNCE(temperature=self.temperature, logit_key="logit")
         self.task_auc = {t: keras.metrics.AUC(num_thresholds=10000, name=f"{t}_auc") for t in self.tasks}
         self._sample_in_batch = False
+        self._step_beta = None  # set while tracing train_step (on_train_step_end)
 
     # ------------------------------------------------------------------------------------------ towers and scores
 
@@ -277,7 +283,8 @@ class ThreeTower(RankingModel):
 
     def on_train_step_end(self) -> None:
         if isinstance(self.dot_nce, MarginInfoNCE):
-            self.dot_nce.on_train_step_end()  # Algorithm 1, line 5: beta *= scale, once per step
+            # Algorithm 1, line 5: beta *= scale, once per step; the new value is logged by train_step.
+            self._step_beta = self.dot_nce.on_train_step_end()
 
     # The train / test steps hold no Python control flow on tensors: autograph's conversion of the whole step
     # (towers, four tasks' losses) costs minutes of tracing on CPU and is skipped.
@@ -285,9 +292,12 @@ class ThreeTower(RankingModel):
     def train_step(self, data):
         self._sample_in_batch = True  # read while tracing: N4 in the training loss only
         try:
-            return super().train_step(data)
+            logs = super().train_step(data)
         finally:
             self._sample_in_batch = False
+        if isinstance(self.dot_nce, MarginInfoNCE):  # Algorithm 1's beta after the step: history, TensorBoard
+            logs = {**logs, "beta": self._step_beta}
+        return logs
 
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
@@ -351,4 +361,5 @@ class ThreeTower(RankingModel):
                 "cross_units": self.cross_units, "output_dim": self.output_dim, "global_weight": self.global_weight,
                 "task_weights": self.task_weights, "alpha": self.alpha, "neg_weight": self.neg_weight,
                 "margin": self.margin, "temperature": self.temperature, "beta_init": self.beta_init,
-                "beta_scale": self.beta_scale, "in_batch_rate": self.in_batch_rate, "name": self.name}
+                "beta_scale": self.beta_scale, "beta_final": self.beta_final, "in_batch_rate": self.in_batch_rate,
+                "name": self.name}
