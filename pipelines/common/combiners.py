@@ -1,7 +1,9 @@
-"""Beam CombineFns of the Criteo pipeline: vocabularies, the numeric transform, counts.
+"""Beam CombineFns of the row pipelines: counts per split, the numeric transform, rejections per reason, and the
+per-bundle value counts that feed the vocabularies (:mod:`pipelines.common.vocab`, one ``CombinePerKey`` per
+(field, value)).
 
-Every accumulator is one mergeable Python object per bundle (a dict of ``collections.Counter`` for the
-vocabularies), never one element per (field, value) pair, which keeps the DirectRunner fast. The row-wise
+Every statistics accumulator is one mergeable Python object per bundle, never one element per row, which keeps the
+DirectRunner fast. The row-wise
 combiners fold rows in batches with C-level iterators (``Counter.update`` of each column of ``zip(*rows)``,
 ``max(map(abs, ...))``; several times faster than a Python loop per value): ``add_inputs`` takes a batch (the
 pipeline's parser passes a few hundred rows at a time), ``add_input`` buffers up to :data:`BUFFER_ROWS` rows first.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import collections
 import functools
 import operator
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
 
@@ -44,6 +46,22 @@ class VocabAccumulator:
             for counter, column in zip(self.counts.values(), zip(*rows)):
                 counter.update(column)
         return self
+
+    def distinct(self) -> int:
+        """Distinct (field, value) pairs counted so far."""
+        return sum(map(len, self.counts.values()))
+
+    def pairs(self) -> Iterator[Tuple[Tuple[int, bytes], int]]:
+        """``((field index, value), count)`` of every counted value; a missing value (``b""``) is counted as
+        :data:`tfrec.features.MISSING_TOKEN` (merged with that token, as :func:`vocabulary` does)."""
+        self.flush()
+        missing = MISSING_TOKEN.encode("utf-8")
+        for i, counter in enumerate(self.counts.values()):
+            n_missing = counter.pop(b"", 0)
+            if n_missing:
+                counter[missing] += n_missing
+            for value, n in counter.items():
+                yield (i, value), n
 
     def __getstate__(self):
         self.flush()
@@ -243,16 +261,15 @@ class RowsInFn(beam.CombineFn):
 
 
 class TrainStatsFn(beam.CombineFn):
-    """Train rows -> ``((rows, positives), vocabularies, transform params)``: SplitCountFn, VocabCombineFn and
-    ScaleCombineFn over the same rows (a tuple combiner whose ``add_inputs`` stays batched).
+    """Train rows -> ``((rows, positives), transform params)``: a count CombineFn and ScaleCombineFn over the same
+    rows (a tuple combiner whose ``add_inputs`` stays batched). The vocabularies are counted apart, per (field,
+    value) (:mod:`pipelines.common.vocab`).
 
-    ``count_fn`` (default :class:`SplitCountFn`), ``categorical`` and ``dense`` (default Criteo's fields) let
-    other row types (rows with ``categorical`` and ``dense`` lists) reuse it."""
+    ``count_fn`` (default :class:`SplitCountFn`) and ``dense`` (default Criteo's fields) let other row types (rows
+    with a ``dense`` list) reuse it."""
 
-    def __init__(self, min_count: int, kind: str, count_fn: beam.CombineFn = None,
-                 categorical: Iterable[str] = CRITEO_CATEGORICAL, dense: Iterable[str] = CRITEO_DENSE):
-        self.fns = (count_fn or SplitCountFn(), VocabCombineFn(min_count, categorical),
-                    ScaleCombineFn(kind, dense))
+    def __init__(self, kind: str, count_fn: beam.CombineFn = None, dense: Iterable[str] = CRITEO_DENSE):
+        self.fns = (count_fn or SplitCountFn(), ScaleCombineFn(kind, dense))
 
     def create_accumulator(self) -> list:
         return [fn.create_accumulator() for fn in self.fns]
@@ -278,10 +295,10 @@ class TrainStatsFn(beam.CombineFn):
 class PipelineStatsFn(beam.CombineFn):
     """All the statistics of one run over keyed inputs ``(key, value)``; accumulator: key -> sub-accumulator.
 
-    Keys: ``train`` (rows: counts, vocabularies, transform), ``valid`` / ``test`` (rows: counts) and
-    ``deadletter`` (dead-letter dicts: counts per reason). ``count_fn`` makes the per-split counter (default
-    :class:`SplitCountFn`); ``categorical`` / ``dense`` / ``reasons`` default to Criteo's. The output maps each
-    key to its sub-combiner's output.
+    Keys: ``train`` (rows: counts, transform), ``valid`` / ``test`` (rows: counts) and ``deadletter``
+    (dead-letter dicts: counts per reason). ``count_fn`` makes the per-split counter (default
+    :class:`SplitCountFn`); ``categorical`` (the fields whose values the parser counts for the vocabularies) /
+    ``dense`` / ``reasons`` default to Criteo's. The output maps each key to its sub-combiner's output.
     ``ParseRows`` pre-aggregates one accumulator per bundle with it (no per-element Beam edge) and
     :class:`MergeAccumulatorsFn` merges the bundles' accumulators.
     """
@@ -289,7 +306,9 @@ class PipelineStatsFn(beam.CombineFn):
     def __init__(self, min_count: int, kind: str, count_fn: Callable[[], beam.CombineFn] = SplitCountFn,
                  categorical: Iterable[str] = CRITEO_CATEGORICAL, dense: Iterable[str] = CRITEO_DENSE,
                  reasons: Iterable[str] = REASONS):
-        self.fns = {"train": TrainStatsFn(min_count, kind, count_fn(), categorical, dense), "valid": count_fn(),
+        self.min_count = min_count
+        self.categorical = tuple(categorical)
+        self.fns = {"train": TrainStatsFn(kind, count_fn(), dense), "valid": count_fn(),
                     "test": count_fn(), "deadletter": ReasonCountFn(reasons)}
 
     def create_accumulator(self) -> dict:

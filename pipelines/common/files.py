@@ -1,4 +1,5 @@
-"""File helpers of the Criteo pipeline, through Beam's ``FileSystems`` (local paths, gs://, ... alike)."""
+"""File helpers of the pipelines, through Beam's ``FileSystems``: every scheme a runner supports (local paths,
+``gs://``, ``s3://``, ``hdfs://``, a registered test scheme) is read, matched and written the same way."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Dict, Iterable, List
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.criteo.parse import InputError, file_format
+from pipelines.criteo.parse import InputError
 
 #: Archive names the pipelines refuse (extract first): tar members would otherwise be read as one stream of lines,
 #: tar headers included, and a Criteo archive holds more than training rows (dac.tar.gz: an unlabelled test.txt).
@@ -29,6 +30,17 @@ def join(*parts: str) -> str:
     return FileSystems.join(*parts)
 
 
+def is_local(path: str) -> bool:
+    """True for a path of the local file system (no ``scheme://``)."""
+    return "://" not in path
+
+
+def absolute(path: str) -> str:
+    """``path`` made absolute when it is local (workers and the launcher may have other working directories); a
+    ``scheme://`` path unchanged."""
+    return os.path.abspath(path) if is_local(path) else path
+
+
 def match(pattern: str) -> List[str]:
     """Sorted files matching ``pattern`` (a path or a glob); empty when none."""
     try:
@@ -36,6 +48,14 @@ def match(pattern: str) -> List[str]:
     except BeamIOError:
         return []
     return sorted(m.path for m in result.metadata_list)
+
+
+def total_bytes(paths: Iterable[str]) -> int:
+    """The summed size in bytes of ``paths`` (as stored: compressed files count their compressed size)."""
+    paths = list(paths)
+    if not paths:
+        return 0
+    return sum(m.size_in_bytes for r in FileSystems.match(paths) for m in r.metadata_list)
 
 
 def match_inputs(patterns: Iterable[str], what: str) -> List[str]:
@@ -47,7 +67,7 @@ def match_inputs(patterns: Iterable[str], what: str) -> List[str]:
     """
     out: List[str] = []
     for pattern in patterns:
-        if "://" not in pattern and os.path.isdir(pattern):
+        if is_local(pattern) and os.path.isdir(pattern):
             raise InputError(f"{what}: {pattern} is a directory; give the files in it, e.g. "
                              f"'{os.path.join(pattern, '*.txt')}'")
         files = match(pattern)
@@ -61,7 +81,7 @@ def match_inputs(patterns: Iterable[str], what: str) -> List[str]:
 def same_file_key(path: str) -> str:
     """A key equal for two spellings of one file (``a.txt``, ``./a.txt``, a link to it): the real path of a local
     file, the path itself elsewhere."""
-    return path if "://" in path else os.path.realpath(path)
+    return os.path.realpath(path) if is_local(path) else path
 
 
 def read_head(path: str) -> bytes:
@@ -95,16 +115,6 @@ def first_line(path: str) -> bytes:
     head = read_head(path)
     end = head.find(b"\n")
     return head if end < 0 else head[:end + 1]
-
-
-def sniff_file(path: str, fmt: str = "auto") -> str:
-    """The format ``path`` is read in (``kaggle`` or ``x1``): ``fmt`` checked against, or (``auto``) told by, its
-    first line (:func:`pipelines.criteo.parse.file_format`).
-
-    Raises:
-      InputError: an archive, or a CSV header that does not fit (see :func:`read_head`, ``file_format``).
-    """
-    return file_format(fmt, first_line(path), path)
 
 
 def write_bytes(path: str, data: bytes) -> None:
