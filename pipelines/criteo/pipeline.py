@@ -45,11 +45,13 @@ from pipelines.common import runner as common_runner
 from pipelines.common.combiners import PipelineStatsFn
 from pipelines.common.rows import (COUNTS_FILE, RowAccountingError, build_rows, check_accounting, finalize_rows,
                                    output_directory)
-from pipelines.common.runner import run_pipeline
+from pipelines.common.runner import count_progress, run_pipeline
 from pipelines.common.split import SPLITS, HashSplitter
 from pipelines.common.stages import DEADLETTER, ParseChunks
+from pipelines.common.vocab import FLUSH_VALUES
 from pipelines.criteo import files
 from pipelines.criteo.example import to_example
+from pipelines.criteo.fast import column_batches
 from pipelines.criteo.parse import KAGGLE, X1, is_header, parse_line
 from tfrec.config import ConfigError, PrepareConfig
 from tfrec.features import CRITEO
@@ -157,7 +159,11 @@ def num_shards(cfg: PrepareConfig, plan: Optional[InputPlan] = None) -> int:
 class ParseRows(ParseChunks):
     """:class:`ParseChunks` for Criteo files: x1 files start with a header line, Kaggle files have none; rows are
     parsed by :func:`pipelines.criteo.parse.parse_line` in the file's format and serialized by
-    :func:`pipelines.criteo.example.to_example`."""
+    :func:`pipelines.criteo.example.to_example`.
+
+    Kaggle chunks take the column path first (:func:`pipelines.criteo.fast.column_batches`: the same rows, bytes
+    and statistics at a fraction of the cost); the lines it leaves (another field count, negative or long numbers,
+    bad values, ...) go through the row parser above, which also rejects them with their reasons."""
 
     def __init__(self, formats: FileFormats, split: Optional[str], ratios: Sequence[float], salt: str,
                  min_count: int, numeric_transform: str, beta_pos: float, num_shards: int = 1):
@@ -178,6 +184,22 @@ class ParseRows(ParseChunks):
         fmt = self.formats(file_name)
         return (is_header if fmt == X1 else None, functools.partial(parse_line, fmt=fmt),
                 functools.partial(to_example, beta_pos=self.beta_pos))
+
+    def process(self, element):
+        file_name, lines = element
+        if self.formats(file_name) != KAGGLE:
+            yield from super().process(element)
+            return
+        sp = self.splitter
+        raws = [line.rstrip(b"\r\n") for line in lines]
+        batches, others = column_batches(raws, self.beta_pos, sp.key, sp.t_train, sp.t_valid, sp.num_shards,
+                                         self.split, self.acc, self.stats.fns, list(self.vocab.counts.values()))
+        count_progress(sum(map(len, batches.values())), 0)
+        yield from batches.items()
+        if others:
+            yield from super().process((file_name, [lines[i] for i in others]))
+        elif self.vocab.distinct() > FLUSH_VALUES:
+            yield from super().process((file_name, []))  # (emits the vocabulary counts past FLUSH_VALUES)
 
 
 # ----------------------------------------------------------------------------------------------- pipeline
