@@ -7,7 +7,7 @@
 * :mod:`pipelines.common.sink`: the shard sink (parts per bundle, no grouping of records: flat memory; the records
   each file holds, for the accounting) and the TFRecord framing.
 * :mod:`pipelines.common.combiners` and :mod:`pipelines.common.vocab`: the statistics and the vocabularies
-  (``CombinePerKey`` per (field, value), the min-count cut before any sort).
+  (``CombinePerKey`` per (field, bucket of values), the min-count cut before any sort).
 * :mod:`pipelines.common.rows`: the row pipelines' skeleton (build, counts, accounting against the sinks).
 * :mod:`pipelines.common.runner`: pipeline options (refused DirectRunner modes, staging for remote workers),
   progress lines, the run.

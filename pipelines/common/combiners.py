@@ -1,6 +1,6 @@
 """Beam CombineFns of the row pipelines: counts per split, the numeric transform, rejections per reason, and the
 per-bundle value counts that feed the vocabularies (:mod:`pipelines.common.vocab`, one ``CombinePerKey`` per
-(field, value)).
+(field, bucket of values)).
 
 Every statistics accumulator is one mergeable Python object per bundle, never one element per row, which keeps the
 DirectRunner fast. The row-wise
@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import functools
 import operator
+import zlib
 from typing import Callable, Dict, Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
@@ -51,17 +52,26 @@ class VocabAccumulator:
         """Distinct (field, value) pairs counted so far."""
         return sum(map(len, self.counts.values()))
 
-    def pairs(self) -> Iterator[Tuple[Tuple[int, bytes], int]]:
-        """``((field index, value), count)`` of every counted value; a missing value (``b""``) is counted as
+    def buckets(self, num_buckets: int) -> Iterator[Tuple[Tuple[int, int], Dict[bytes, int]]]:
+        """``((field index, bucket), {value: count})`` of every counted value, the values of a field spread over
+        ``num_buckets`` buckets by CRC-32 (the same bucket on every worker); a missing value (``b""``) is counted as
         :data:`tfrec.features.MISSING_TOKEN` (merged with that token, as :func:`vocabulary` does)."""
         self.flush()
         missing = MISSING_TOKEN.encode("utf-8")
+        crc32 = zlib.crc32
         for i, counter in enumerate(self.counts.values()):
             n_missing = counter.pop(b"", 0)
             if n_missing:
                 counter[missing] += n_missing
+            parts: Dict[int, Dict[bytes, int]] = {}
             for value, n in counter.items():
-                yield (i, value), n
+                b = crc32(value) % num_buckets
+                part = parts.get(b)
+                if part is None:
+                    part = parts[b] = {}
+                part[value] = n
+            for b, part in parts.items():
+                yield (i, b), part
 
     def __getstate__(self):
         self.flush()

@@ -1,7 +1,7 @@
 """The skeleton of a row pipeline (Criteo, multi-task): build, the last step's side files, and the accounting.
 
 :func:`build_rows` wires read -> parse (a :class:`pipelines.common.stages.ParseChunks` per input group) -> the shard
-sink (examples, dead letters) -> statistics, vocabularies (per (field, value)) and ``transform.json``; its last
+sink (examples, dead letters) -> statistics, vocabularies (per (field, bucket)) and ``transform.json``; its last
 step writes ``_counts.json``: what the parser saw (rows per split, rejections per reason), what the reader read
 (``rows_in``) and what the sinks wrote (records per split, dead-letter lines). :func:`finalize_rows` checks them
 after the run (:func:`check_accounting`): ``rows_in == sum(parsed) + rejected``, and per split the sink wrote what

@@ -26,7 +26,7 @@ from pipelines.common.read import ReadLines
 from pipelines.common.runner import count_progress
 from pipelines.common.sink import LINES, ShardNaming, WriteShards, temp_dir_under
 from pipelines.common.split import SPLITS, HashSplitter
-from pipelines.common.vocab import FLUSH_VALUES
+from pipelines.common.vocab import BUCKETS, FLUSH_VALUES
 from pipelines.criteo.parse import Rejection, raw_text, strip_eol
 
 DEADLETTER = "deadletter"
@@ -44,14 +44,18 @@ __all__ = ["DEADLETTER", "DEADLETTER_FILE", "SPLITS", "STATS", "VOCAB", "HashSpl
            "parse_inputs", "write_outputs", "temp_directory"]
 
 
+_GLOBAL_TIMESTAMP = GlobalWindow().max_timestamp()
+_GLOBAL_WINDOWS = (GlobalWindow(),)
+
+
 def _global(value) -> WindowedValue:
-    return WindowedValue(value, GlobalWindow().max_timestamp(), [GlobalWindow()])
+    return WindowedValue(value, _GLOBAL_TIMESTAMP, _GLOBAL_WINDOWS)
 
 
 class ParseChunks(beam.DoFn):
     """The parse step of the row pipelines: (file, [line, ...]) -> batches ``((split, shard), [serialized example,
     ...])``, dead-letter dicts on ``deadletter``, one statistics accumulator per bundle on ``stats`` and the
-    bundle's vocabulary counts ``((field index, value), count)`` on ``vocab``.
+    bundle's vocabulary counts ``((field index, bucket), {value: count})`` on ``vocab``.
 
     Header lines produce nothing. Every other line becomes a row or a :class:`pipelines.criteo.parse.Rejection`:
     a row goes to its split (``self.split`` when fixed, else by :class:`HashSplitter` on its bytes without the
@@ -132,15 +136,15 @@ class ParseChunks(beam.DoFn):
         count_progress(written, rejected)
         yield from out.items()
         if vocab.distinct() > FLUSH_VALUES:
-            for pair in vocab.pairs():
-                yield TaggedOutput(VOCAB, pair)
+            for part in vocab.buckets(BUCKETS):
+                yield TaggedOutput(VOCAB, part)
             self.vocab = VocabAccumulator(self.stats.categorical)
 
     def finish_bundle(self):
         acc, self.acc = self.stats.compact(self.acc), None
         yield TaggedOutput(STATS, _global(acc))
-        for pair in self.vocab.pairs():
-            yield TaggedOutput(VOCAB, _global(pair))
+        for part in self.vocab.buckets(BUCKETS):
+            yield TaggedOutput(VOCAB, _global(part))
         self.vocab = None
 
 
@@ -166,7 +170,7 @@ def parse_inputs(p: beam.Pipeline, groups: Dict[str, List[str]],
       The PCollections ``lines`` ((file, [line bytes]) chunks read), ``examples`` (batches ``((split, shard),
       [serialized example, ...])``), ``deadletter`` (dead-letter dicts), ``stats`` (the statistics accumulators,
       one per bundle, to merge with a :class:`pipelines.common.combiners.MergeAccumulatorsFn`) and ``vocab``
-      (``((field index, value), count)`` per bundle, for :class:`pipelines.common.vocab.WriteVocabularies`).
+      (``((field index, bucket), {value: count})`` per bundle, for :class:`pipelines.common.vocab.WriteVocabularies`).
     """
     out: Dict[str, list] = {"lines": [], "examples": [], DEADLETTER: [], STATS: [], VOCAB: []}
     for group, paths in groups.items():

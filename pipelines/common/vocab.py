@@ -1,13 +1,17 @@
-"""Vocabularies that scale out: value counts combined per (field, value), the min-count cut before any sort.
+"""Vocabularies that scale out: value counts combined per key (field, bucket of values), the min-count cut before
+any sort.
 
 The parser (:class:`pipelines.common.stages.ParseChunks`) counts the categorical values of the train rows of a
-bundle in a :class:`pipelines.common.combiners.VocabAccumulator` and emits them as ``((field index, value),
-count)`` pairs (at the end of the bundle, or earlier when it holds more than :data:`FLUSH_VALUES` distinct pairs,
-so a long bundle's memory stays bounded). :class:`WriteVocabularies` then
+bundle in a :class:`pipelines.common.combiners.VocabAccumulator` and emits them as ``((field index, bucket),
+{value: count})`` (at the end of the bundle, or earlier when it holds more than :data:`FLUSH_VALUES` distinct
+values, so a long bundle's memory stays bounded); a value's bucket is its CRC-32 modulo :data:`BUCKETS`, the same
+on every worker. :class:`WriteVocabularies` then
 
-1. sums the counts of each (field, value) with ``CombinePerKey``: a runner spreads the keys over its workers, so no
-   worker holds every distinct value (Criteo Kaggle has ~34M, Criteo 1TB several hundred million);
-2. drops the pairs below ``min_count`` (most of the distinct values of a long-tailed field);
+1. sums the counts per key with ``CombinePerKey``: a runner spreads the ``fields x BUCKETS`` keys over its workers,
+   so no worker holds every distinct value (Criteo Kaggle has ~34M, Criteo 1TB several hundred million). A key
+   per (field, value) would spread them as well, at one Beam element per distinct value and bundle; a key per
+   bucket costs one element per bucket and bundle;
+2. drops the values below ``min_count`` (most of the distinct values of a long-tailed field);
 3. groups what is left by field and writes ``vocab/<field>.txt``: tokens by count descending, then token
    ascending (code point order, which is UTF-8 byte order), one per line. A field with no token left gets an empty
    file. A missing value counts as :data:`tfrec.features.MISSING_TOKEN`.
@@ -15,7 +19,7 @@ so a long bundle's memory stays bounded). :class:`WriteVocabularies` then
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Tuple
+from typing import Callable, Dict, Iterable, Tuple
 
 import apache_beam as beam
 
@@ -23,6 +27,8 @@ from pipelines.common import files
 
 #: Distinct (field, value) pairs a parser bundle holds before it emits them (a few hundred bytes each).
 FLUSH_VALUES = 1 << 20
+#: Buckets of values per field (keys of the ``CombinePerKey``).
+BUCKETS = 64
 
 
 def vocab_path(field: str) -> str:
@@ -30,24 +36,47 @@ def vocab_path(field: str) -> str:
     return f"vocab/{field}.txt"
 
 
-def _at_least(element: Tuple[object, int], min_count: int) -> bool:
-    return element[1] >= min_count
+class SumCountsFn(beam.CombineFn):
+    """Sums ``{value: count}`` dicts."""
+
+    def create_accumulator(self) -> Dict[bytes, int]:
+        return {}
+
+    def add_input(self, acc: Dict[bytes, int], counts: Dict[bytes, int]) -> Dict[bytes, int]:
+        if not acc:
+            return dict(counts)
+        get = acc.get
+        for value, n in counts.items():
+            acc[value] = get(value, 0) + n
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[Dict[bytes, int]]) -> Dict[bytes, int]:
+        out: Dict[bytes, int] = {}
+        for acc in accs:
+            out = self.add_input(out, acc)
+        return out
+
+    def extract_output(self, acc: Dict[bytes, int]) -> Dict[bytes, int]:
+        return acc
 
 
-def _by_field(element: Tuple[Tuple[int, bytes], int]):
-    (field, value), n = element
-    return field, (value.decode("utf-8"), n)
+def _kept(element: Tuple[Tuple[int, int], Dict[bytes, int]], min_count: int):
+    """``((field, bucket), counts)`` -> ``(field, [(token, count), ...])`` of the values with count >= min_count."""
+    (field, _), counts = element
+    kept = [(value.decode("utf-8"), n) for value, n in counts.items() if n >= min_count]
+    if kept:
+        yield field, kept
 
 
 class _WriteFieldVocabulary(beam.DoFn):
-    """``(field index, [(token, count) or None, ...])`` -> the field's file; outputs ``(field name, size)``."""
+    """``(field index, [[(token, count), ...] or None, ...])`` -> the field's file; outputs ``(field name, size)``."""
 
     def __init__(self, out: str, fields: Tuple[str, ...], path: Callable[[str], str]):
         self.out, self.fields, self.path = out, fields, path
 
     def process(self, element):
         index, tokens = element
-        kept = sorted((tn for tn in tokens if tn is not None), key=lambda tn: (-tn[1], tn[0]))
+        kept = sorted((tn for part in tokens if part is not None for tn in part), key=lambda tn: (-tn[1], tn[0]))
         field = self.fields[index]
         files.write_bytes(files.join(self.out, *self.path(field).split("/")),
                           "".join(t + "\n" for t, _ in kept).encode("utf-8"))
@@ -55,7 +84,7 @@ class _WriteFieldVocabulary(beam.DoFn):
 
 
 class WriteVocabularies(beam.PTransform):
-    """``((field index, value bytes), count)`` pairs -> one vocabulary file per field; outputs ``(field, size)``.
+    """``((field index, bucket), {value bytes: count})`` -> one vocabulary file per field; outputs ``(field, size)``.
 
     Args:
       out: the output directory.
@@ -71,9 +100,8 @@ class WriteVocabularies(beam.PTransform):
     def expand(self, pairs):
         p = pairs.pipeline
         kept = (pairs
-                | "CountPerValue" >> beam.CombinePerKey(sum)
-                | "MinCount" >> beam.Filter(_at_least, self.min_count)
-                | "ByField" >> beam.Map(_by_field))
+                | "CountPerBucket" >> beam.CombinePerKey(SumCountsFn())
+                | "MinCount" >> beam.FlatMap(_kept, self.min_count))
         every = p | "EveryField" >> beam.Create([(i, None) for i in range(len(self.fields))])
         return ((kept, every) | "WithEveryField" >> beam.Flatten()
                 | "GroupByField" >> beam.GroupByKey()

@@ -13,7 +13,7 @@ Layout of ``<output>/`` (``N`` = ``num_shards``):
   bytes as ``\\xNN``). Always written (possibly empty).
 * ``vocab/C1.txt`` .. ``vocab/C26.txt``: train-split tokens with count >= ``min_count``, one per line, by count
   descending then token ascending; a missing value counts as ``tfrec.features.MISSING_TOKEN``
-  (:mod:`pipelines.common.vocab`: counted per (field, value), cut, then sorted per field).
+  (:mod:`pipelines.common.vocab`: counted per (field, bucket of values), cut, then sorted per field).
 * ``transform.json``: ``tfrec.transforms.ScaleAccumulator(numeric_transform).params()`` fitted on train.
 * ``schema.json``: ``tfrec.features.CRITEO.to_json()``.
 * ``stats.json``: row accounting, positive rates, vocabulary sizes, split and input description.

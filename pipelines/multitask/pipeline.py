@@ -1,7 +1,7 @@
 """The multi-task Beam pipeline: AliExpress / Ali-CCP CSV -> GZIP TFRecords of tf.Example + side files.
 
 It is built on the shared stages (:mod:`pipelines.common`: the chunked byte reader, the hash split and shard, the
-parse step, the shard sink, the statistics, the vocabularies per (field, value), the accounting against the sinks,
+parse step, the shard sink, the statistics, the vocabularies per (field, bucket), the accounting against the sinks,
 the runner options) and the Criteo pipeline's input planning. What differs is the row: two labels (click,
 conversion) and the column roles of the CSV layout (:mod:`pipelines.multitask.parse`, read from the header).
 
