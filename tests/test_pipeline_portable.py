@@ -106,3 +106,17 @@ def test_portable_runner_outputs_equal_the_direct_runners(name, inputs, worker_p
     assert not differences(a, b)
     assert sum(len(v) for k, v in a.items() if k.startswith("records of")) > 0
     assert any(k.startswith("vocab/") for k in a) or name == "hybrid"
+
+
+@pytest.mark.timeout(600)
+def test_portable_runner_in_loopback_mode_equals_the_direct_runner(inputs):
+    """``--job_endpoint=embed --environment_type=LOOPBACK``: the job service and the SDK worker in this process,
+    over the Fn API as with EXTERNAL workers; the Criteo outputs equal the DirectRunner's."""
+    root = inputs["root"] / "loopback"
+    direct_out, portable_out = str(root / "direct"), str(root / "portable")
+    direct = _run("criteo", inputs, direct_out, "DirectRunner", [])
+    portable = _run("criteo", inputs, portable_out, "PortableRunner",
+                    ["--job_endpoint=embed", "--environment_type=LOOPBACK"])
+    assert portable == direct
+    assert not differences(snapshot(direct_out), snapshot(portable_out))
+    assert sum(portable["rows_written"].values()) > 0
