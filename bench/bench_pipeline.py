@@ -1,116 +1,247 @@
-"""Beam pipeline vs a plain Python loop writing the same tf.Examples: rows/s (wall and CPU), target >= 0.5x.
+"""The Beam pipelines at scale: CPU cost per row against a plain loop and the floor, and peak memory against rows.
 
-* plain loop: read the raw file in binary, ``pipelines.criteo.parse_line`` each line, ``to_example`` the valid
-  rows, write them with one ``tf.io.TFRecordWriter(path, "GZIP")`` (no split, no statistics, no side files);
-* Beam: ``pipelines.criteo.run(PrepareConfig(inputs=[path], output=..., beta_pos=0.5, runner="DirectRunner"))``
-  (validation, hash split, ``num_shards`` GZIP TFRecord shards per split, dead letter, vocabularies, transform,
-  stats), i.e. everything the pipeline does, start to finish.
+``cost`` (the default): on ``--rows`` simulated Criteo rows (500k by default), in alternating rounds, side by side:
 
-Both run in this process, in alternating rounds on the same file (a small warm-up of each first, not timed), so
-the ratio is measured side by side; CPU time is ``time.process_time()`` of this process (the DirectRunner's
-in-memory worker runs in-process), less sensitive than wall time to other work on the machine. The data is
-simulated (``tfrec.simulation.simulate``) in a temporary directory unless ``--input`` is given.
+* Beam: ``pipelines.criteo.run`` on the DirectRunner (its default, in-process worker): validation, hash split, GZIP
+  TFRecord shards, dead letter, vocabularies, transform, stats; everything the pipeline does, start to finish;
+* plain loop: ``parse_line`` + ``to_example`` per line, one ``tf.io.TFRecordWriter(path, "GZIP")`` (no split, no
+  statistics, no side files);
+* the floor components of the same output: a pyarrow CSV read of the file, the column encoding of every row
+  (``pipelines.criteo.fast.encode_examples``, byte-identical to ``to_example``), TFRecord framing + CRC-32C, GZIP
+  level 6 (and 1) of the framed bytes.
 
-Usage: python bench/bench_pipeline.py [--rows 100000] [--rounds 2] [--input train.txt] [--num-shards 4]
+Each Beam and plain-loop round runs in a fresh subprocess that reports its own CPU time (``time.process_time()``
+around the work, imports excluded), so the rounds do not share a heap. CPU time, not wall time: the machine is
+shared. The report gives microseconds of CPU per row, the ratio to the plain loop and to the floor, the projected
+time of Criteo Kaggle's 45.8M rows on one core, and the host's load average.
+
+``memory``: peak RSS (``ru_maxrss`` of the child, from ``os.wait4``) of ``tfrec prepare`` (and ``tfrec
+prepare-hybrid``) as a user runs it, on the default local runner, for each pipeline at each size: ``--sizes`` rows
+for Criteo and multi-task, and a fiftieth of them as requests for the hybrid samples (a request is a list of up to
+a few hundred items). Inputs are simulated once into ``--cache``.
+
+Usage:
+  python bench/bench_pipeline.py cost [--rows 500000] [--rounds 2] [--input train.txt]
+  python bench/bench_pipeline.py memory [--sizes 500000,2000000,5000000] [--pipelines criteo,multitask,hybrid]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
-import tensorflow as tf  # noqa: E402
-
-from pipelines.criteo import Row, parse_line, run, to_example  # noqa: E402
-from pipelines.criteo.parse import KAGGLE  # noqa: E402
-from tfrec.config import PrepareConfig, SimulationConfig  # noqa: E402
-from tfrec.simulation import simulate  # noqa: E402
-
-TARGET = 0.5
 BETA_POS = 0.5
+KAGGLE_ROWS = 45_840_617
+TARGET_US = 40.0
+FLAT_RATIO = 1.3
+HYBRID_PER_ROW = 50  # hybrid requests = rows / HYBRID_PER_ROW
 
 
-def plain_loop(path: str, out_file: str) -> int:
-    """The reference: one Python loop, one TFRecordWriter. Returns the rows written."""
-    n = 0
-    with open(path, "rb") as f, tf.io.TFRecordWriter(out_file, options="GZIP") as w:
-        for line in f:
-            r = parse_line(line, KAGGLE)
-            if type(r) is Row:
-                w.write(to_example(r, BETA_POS))
-                n += 1
-    return n
+# ----------------------------------------------------------------------------------------------- children
 
 
-def beam_run(path: str, out_dir: str, num_shards: int) -> int:
-    stats = run(PrepareConfig(inputs=[path], output=out_dir, beta_pos=BETA_POS, runner="DirectRunner",
-                              num_shards=num_shards))
-    return sum(stats["rows_written"].values())
+def _child(what: str, path: str, out: str) -> None:
+    """Runs one measured piece in this (fresh) process and prints ``{"cpu_s", "wall_s", "rows"}``."""
+    import tensorflow as tf
 
+    from pipelines.criteo import Row, parse_line, run, to_example
+    from pipelines.criteo.parse import KAGGLE
+    from tfrec.config import PrepareConfig
 
-def timed(fn, *args):
     wall, cpu = time.perf_counter(), time.process_time()
-    out = fn(*args)
-    return out, time.perf_counter() - wall, time.process_time() - cpu
+    if what == "beam":
+        stats = run(PrepareConfig(inputs=[path], output=out, beta_pos=BETA_POS))
+        n = sum(stats["rows_written"].values())
+    else:
+        n = 0
+        with open(path, "rb") as f, tf.io.TFRecordWriter(out, options="GZIP") as w:
+            for line in f:
+                r = parse_line(line, KAGGLE)
+                if type(r) is Row:
+                    w.write(to_example(r, BETA_POS))
+                    n += 1
+    print(json.dumps({"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "rows": n}))
 
 
-def count_lines(path: str) -> int:
+def _run_child(args, env=None):
+    """Runs ``args`` as a child; returns (its last stdout line, peak RSS in MiB, CPU seconds of the child)."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    out_lines = []
+    for line in proc.stdout:
+        out_lines.append(line.decode(errors="replace"))
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}: {''.join(out_lines[-5:])}")
+    return (out_lines[-1] if out_lines else ""), usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
+
+
+# ----------------------------------------------------------------------------------------------- cost
+
+
+def floor_components(path: str) -> dict:
+    """Microseconds of CPU per row of each floor component on ``path`` (a Kaggle TSV)."""
+    import zlib
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from pipelines.common.sink import frame_records
+    from pipelines.criteo.fast import encode_examples, key_order, parse_columns, split_chunk
+
+    key_order()  # (imports TensorFlow's protos once, outside the timing)
+
+    def cpu(fn):
+        start = time.process_time()
+        out = fn()
+        return out, time.process_time() - start
+
+    names = [f"f{i}" for i in range(40)]
+    opts = pacsv.ParseOptions(delimiter="\t", quote_char=False)
+    conv = pacsv.ConvertOptions(column_types={n: pa.binary() for n in names})
+    table, t_read = cpu(lambda: pacsv.read_csv(path, read_options=pacsv.ReadOptions(column_names=names,
+                                                                                    use_threads=False),
+                                               parse_options=opts, convert_options=conv))
+    rows = table.num_rows
     with open(path, "rb") as f:
-        return sum(1 for _ in f)
+        raws = f.read().split(b"\n")
+    raws = [r for r in raws if r]
+    chunks = [raws[i:i + 4096] for i in range(0, len(raws), 4096)]
+    parsed = [parse_columns(split_chunk(c)[0])[0] for c in chunks]
+    records, t_encode = cpu(lambda: [r for cols in parsed for r in encode_examples(cols, BETA_POS)])
+    framed, t_frame = cpu(lambda: [frame_records(records[i:i + 4096]) for i in range(0, len(records), 4096)])
+    blob = b"".join(framed)
+    out = {"pyarrow_csv_read": t_read, "column_encoding": t_encode, "framing_crc": t_frame}
+    for level in (6, 1):
+        def gz(level=level):
+            c = zlib.compressobj(level, zlib.DEFLATED, 31)
+            return c.compress(blob) + c.flush()
+        _, out[f"gzip_{level}"] = cpu(gz)
+    us = {k: v / rows * 1e6 for k, v in out.items()}
+    us["floor"] = us["pyarrow_csv_read"] + us["column_encoding"] + us["framing_crc"] + us["gzip_6"]
+    return us
+
+
+def cost(args) -> None:
+    from bench.common import HostLoad
+
+    tmp = tempfile.mkdtemp(prefix="bench_pipeline_")
+    load = HostLoad()
+    try:
+        path = args.input or _simulated("criteo", args.rows, args.cache)
+        with open(path, "rb") as f:
+            rows = sum(1 for _ in f)
+        times = {"beam": [], "plain": []}
+        for i in range(args.rounds):
+            for name in ("beam", "plain") if i % 2 == 0 else ("plain", "beam"):
+                out = os.path.join(tmp, "beam_out" if name == "beam" else "plain.tfrecord.gz")
+                line, rss, _ = _run_child([sys.executable, os.path.abspath(__file__), "_child", name, path, out])
+                got = json.loads(line)
+                times[name].append(got["cpu_s"])
+                print(f"round {i + 1} {name:5s}: {got['cpu_s'] / rows * 1e6:6.1f} us CPU/row ({got['cpu_s']:6.1f} s CPU, "
+                      f"{got['wall_s']:6.1f} s wall), peak RSS {rss:,.0f} MiB, {got['rows']:,} rows written",
+                      flush=True)
+                shutil.rmtree(out, ignore_errors=True) if name == "beam" else os.remove(out)
+        floor = floor_components(path)
+        beam_us = statistics.median(times["beam"]) / rows * 1e6
+        plain_us = statistics.median(times["plain"]) / rows * 1e6
+        print(f"\n{rows:,} rows, {args.rounds} rounds (median), {os.cpu_count()} CPUs, host {load.read()}")
+        print(f"Beam (criteo pipeline, DirectRunner): {beam_us:6.1f} us CPU/row = {1e6 / beam_us:,.0f} rows/s/core; "
+              f"target <= {TARGET_US:.0f}: {'met' if beam_us <= TARGET_US else 'NOT met'}")
+        print(f"plain loop:                          {plain_us:6.1f} us CPU/row (Beam / plain: {beam_us / plain_us:.2f}x)")
+        print("floor components (us CPU/row): " + ", ".join(f"{k} {v:.1f}" for k, v in floor.items())
+              + f"; Beam / floor: {beam_us / floor['floor']:.2f}x")
+        hours = KAGGLE_ROWS * beam_us / 1e6 / 3600
+        print(f"projected for Criteo Kaggle ({KAGGLE_ROWS:,} rows) on one core of this machine: {hours:.2f} h "
+              f"({hours * 60:.0f} min)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------- memory
+
+
+def _simulated(kind: str, rows: int, cache: str) -> str:
+    """A simulated input of ``rows`` rows (requests for ``hybrid``) under ``cache``, made once."""
+    base = os.path.join(cache, f"{kind}_{rows}")
+    path = {"criteo": "train.txt", "multitask": "funnel.csv", "hybrid": "requests.jsonl"}[kind]
+    path = os.path.join(base, path)
+    if os.path.exists(path + ".done"):
+        return path
+    os.makedirs(base, exist_ok=True)
+    if kind == "criteo":
+        cmd = ["simulate", "--out", path, "--rows", str(rows)]
+    elif kind == "multitask":
+        cmd = ["simulate", "--kind", "funnel", "--out", path, "--rows", str(rows)]
+    else:
+        cmd = ["simulate-cascade", "--out", base, "--set", f"cascade.requests={rows}"]
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "tfrec"), *cmd], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    open(path + ".done", "w").close()
+    return path
+
+
+def memory(args) -> None:
+    from bench.common import HostLoad
+
+    load = HostLoad()
+    tfrec = os.path.join(os.path.dirname(sys.executable), "tfrec")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = {}
+    for kind in args.pipelines.split(","):
+        for rows in sizes:
+            n = rows // HYBRID_PER_ROW if kind == "hybrid" else rows
+            path = _simulated(kind, n, args.cache)
+            out = tempfile.mkdtemp(prefix=f"bench_memory_{kind}_")
+            try:
+                if kind == "hybrid":
+                    cmd = [tfrec, "prepare-hybrid", "--input", path, "--items",
+                           os.path.join(os.path.dirname(path), "items.jsonl"), "--out", out]
+                else:
+                    cmd = [tfrec, "prepare", "--input", path, "--out", out, "--progress-every", "600"]
+                    if kind == "multitask":
+                        cmd += ["--format", "aliexpress"]
+                start = time.perf_counter()
+                _, rss, cpu_s = _run_child(cmd)
+                results.setdefault(kind, []).append((n, rss))
+                print(f"{kind:9s} {n:>9,} {'requests' if kind == 'hybrid' else 'rows':8s}: peak RSS {rss:7,.0f} MiB, "
+                      f"{cpu_s:7.1f} s CPU ({cpu_s / n * 1e6:6.1f} us/{'request' if kind == 'hybrid' else 'row'}), "
+                      f"{time.perf_counter() - start:7.1f} s wall", flush=True)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+    print(f"\nhost {load.read()}")
+    for kind, rs in results.items():
+        ratio = rs[-1][1] / rs[0][1]
+        print(f"{kind:9s}: peak RSS {' / '.join(f'{r:,.0f}' for _, r in rs)} MiB at {' / '.join(f'{n:,}' for n, _ in rs)}; "
+              f"largest / smallest {ratio:.2f} (flat: <= {FLAT_RATIO}: {'met' if ratio <= FLAT_RATIO else 'NOT met'})")
 
 
 def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_child"]:
+        _child(*argv[1:4])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=100_000, help="rows to simulate (ignored with --input)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating timed rounds of each")
-    ap.add_argument("--input", default="", help="an existing Kaggle-format train.txt instead of simulated rows")
-    ap.add_argument("--num-shards", type=int, default=PrepareConfig.num_shards, help="prepare.num_shards")
+    ap.add_argument("mode", nargs="?", default="cost", choices=("cost", "memory"))
+    ap.add_argument("--rows", type=int, default=500_000, help="cost: rows to simulate (ignored with --input)")
+    ap.add_argument("--rounds", type=int, default=2, help="cost: alternating rounds of each")
+    ap.add_argument("--input", default="", help="cost: an existing Kaggle-format train.txt instead of simulated rows")
+    ap.add_argument("--sizes", default="500000,2000000,5000000", help="memory: rows per run (comma-separated)")
+    ap.add_argument("--pipelines", default="criteo,multitask,hybrid", help="memory: pipelines (comma-separated)")
+    ap.add_argument("--cache", default=os.environ.get("TFREC_BENCH_DIR", "/tmp/tfrec_bench") + "/pipeline_inputs",
+                    help="where simulated inputs are kept between runs")
     args = ap.parse_args(argv)
-
-    tmp = tempfile.mkdtemp(prefix="bench_pipeline_")
-    try:
-        path = args.input
-        if not path:
-            path = os.path.join(tmp, "raw", "train.txt")
-            simulate(SimulationConfig(rows=args.rows, output=path))
-        rows = count_lines(path)
-        warm = os.path.join(tmp, "warm.txt")
-        with open(path, "rb") as src, open(warm, "wb") as dst:
-            dst.writelines(line for _, line in zip(range(2000), src))
-        plain_loop(warm, os.path.join(tmp, "plain_warm.tfrecord.gz"))
-        beam_run(warm, os.path.join(tmp, "beam_warm"), args.num_shards)
-
-        times = {"plain": [], "beam": []}
-        for i in range(args.rounds):
-            for name in ("plain", "beam") if i % 2 == 0 else ("beam", "plain"):
-                if name == "plain":
-                    n, wall, cpu = timed(plain_loop, path, os.path.join(tmp, "plain.tfrecord.gz"))
-                else:
-                    n, wall, cpu = timed(beam_run, path, os.path.join(tmp, "beam_out"), args.num_shards)
-                times[name].append((wall, cpu))
-                print(f"round {i + 1} {name:5s}: {rows / wall:9,.0f} rows/s wall ({wall:6.2f} s), "
-                      f"{rows / cpu:9,.0f} rows/s CPU ({cpu:6.2f} s); {n} rows written", flush=True)
-
-        print(f"\n{rows} input rows, {args.rounds} rounds, num_shards={args.num_shards}, {os.cpu_count()} CPUs")
-        med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
-        for name in ("plain", "beam"):
-            wall, cpu = med[name]
-            print(f"{name:5s} (median): {rows / wall:9,.0f} rows/s wall, {rows / cpu:9,.0f} rows/s CPU")
-        ratios_wall = [p[0] / b[0] for p, b in zip(times["plain"], times["beam"])]
-        ratios_cpu = [p[1] / b[1] for p, b in zip(times["plain"], times["beam"])]
-        wall_ratio, cpu_ratio = statistics.median(ratios_wall), statistics.median(ratios_cpu)
-        print(f"Beam / plain rows/s: wall {wall_ratio:.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios_wall)}), "
-              f"CPU {cpu_ratio:.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios_cpu)}); "
-              f"target >= {TARGET}x: {'met' if wall_ratio >= TARGET else 'NOT met'} (wall)")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    (cost if args.mode == "cost" else memory)(args)
 
 
 if __name__ == "__main__":

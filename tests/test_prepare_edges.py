@@ -288,7 +288,7 @@ def test_progress_lines_while_beam_runs_and_wall_time(tmp_path, capsys):
 def _read_range(path, start, stop):
     from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 
-    from pipelines.criteo.read import ReadLineChunks
+    from pipelines.common.read import ReadLineChunks
 
     tracker = OffsetRestrictionTracker(OffsetRange(start, stop))
     out = [line for _, lines in ReadLineChunks().process(path, tracker) for line in lines]
@@ -298,7 +298,7 @@ def _read_range(path, start, stop):
 
 @pytest.mark.parametrize("chunk_bytes", [2, 7, 1 << 20])
 def test_reader_drops_a_leading_bom_and_splits_lose_and_repeat_nothing(tmp_path, monkeypatch, chunk_bytes):
-    import pipelines.criteo.read as read
+    import pipelines.common.read as read
 
     monkeypatch.setattr(read, "CHUNK_BYTES", chunk_bytes)
     lines = [b"first", b"0\t1\t\xef\xbb\xbfinner BOM kept", b"", b"x" * 12, b"last"]

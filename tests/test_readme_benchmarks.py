@@ -20,10 +20,11 @@ try:
 except ValueError:  # a fence that is not closed: tests/test_readme_commands.py reports it
     BLOCKS = []
 
-#: Script -> size flags (each benchmark's own; see its --help).
+#: Script (or script and mode, as written) -> size flags (each benchmark's own; see its --help).
 SMALL = {
     "bench/bench_reader.py": ["--rows", "5000", "--batch", "256", "--steps", "2"],
     "bench/bench_pipeline.py": ["--rows", "2000", "--rounds", "1"],
+    "bench/bench_pipeline.py memory": ["--sizes", "1000,2000", "--pipelines", "criteo"],
     "bench/bench_replicas.py": ["--rows", "5000", "--batch", "256", "--steps", "2", "--rounds", "1"],
     "bench/bench_pair_loss.py": ["--quick", "--batch", "256", "--rounds", "1", "--steps", "1", "--pair-batch",
                                  "1024", "--naive-batch", "256"],
@@ -46,7 +47,7 @@ def test_benchmark_runs_as_written(argv, tmp_path):
     runner = Runner(ROOT)  # "Run from the repository root"
     runner.env["TMPDIR"] = str(tmp_path)  # scratch files of the benchmarks stay out of the shared /tmp
     try:
-        out = runner.run(list(argv) + SMALL.get(argv[1], []), timeout=900)
+        out = runner.run(list(argv) + SMALL.get(" ".join(argv[1:]), SMALL.get(argv[1], [])), timeout=900)
     except CommandFailed as e:
         pytest.fail(str(e), pytrace=False)
     assert out.strip(), f"{argv[1]} printed nothing"

@@ -109,7 +109,7 @@ class PrepareConfig:
       split_ratios: train, valid, test shares (hash split).
       split_salt: salt of the split hash; change it to draw another split.
       numeric_transform: ``log_minmax`` (default), ``minmax`` or ``none``; see ``tfrec.transforms``.
-      num_shards: output shards per split (0 means 1).
+      num_shards: output shards per split (0: one per 256 MiB of input, at least one).
       runner: Beam runner name.
       beam_args: extra Beam pipeline arguments, passed through untouched.
     """

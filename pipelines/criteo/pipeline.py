@@ -6,58 +6,65 @@ Layout of ``<output>/`` (``N`` = ``num_shards``):
   values, ``label``, ``weight``; see :func:`pipelines.criteo.example.to_example`). A row's shard is a
   deterministic function of its bytes (the keyed hash of the split, modulo ``N``), so a row lands in the same
   file on every run. Every split gets exactly ``N`` shards, an empty split or shard a valid, empty GZIP
-  TFRecord file (``stats.json`` says ``rows_written[split] == 0``). ``num_shards`` 0 means
-  :data:`DEFAULT_NUM_SHARDS` (1) shard per split: the writer shards by the row's hash, so the runner has no
-  bundle-based choice to make; set ``num_shards`` for parallel reads of a large dataset.
+  TFRecord file (``stats.json`` says ``rows_written[split] == 0``). ``num_shards`` 0 chooses the number from
+  the input size (:func:`num_shards`: one shard per :data:`SHARD_INPUT_BYTES` of input, at least one).
 * ``deadletter/deadletter-00000-of-00001.jsonl``: one JSON object per rejected line: ``source`` (file),
   ``reason`` (a code of :data:`pipelines.criteo.parse.REASONS`), ``message``, ``row`` (the raw line, undecodable
   bytes as ``\\xNN``). Always written (possibly empty).
 * ``vocab/C1.txt`` .. ``vocab/C26.txt``: train-split tokens with count >= ``min_count``, one per line, by count
-  descending then token ascending; a missing value counts as ``tfrec.features.MISSING_TOKEN``.
+  descending then token ascending; a missing value counts as ``tfrec.features.MISSING_TOKEN``
+  (:mod:`pipelines.common.vocab`: counted per (field, bucket of values), cut, then sorted per field).
 * ``transform.json``: ``tfrec.transforms.ScaleAccumulator(numeric_transform).params()`` fitted on train.
 * ``schema.json``: ``tfrec.features.CRITEO.to_json()``.
 * ``stats.json``: row accounting, positive rates, vocabulary sizes, split and input description.
 
-Graph: matched files -> :class:`pipelines.criteo.read.ReadLines` (raw bytes, chunks of lines, splittable) ->
-:class:`ParseRows` (parse once; split by hash or by file, shard by hash; serialize; one batch of serialized
-examples per (chunk, split, shard); pre-aggregate the statistics per bundle with the CombineFns of
-:mod:`pipelines.criteo.combiners`) -> one ``fileio.WriteToFiles`` of the batches for all splits (destination
-``(split, shard)``, the batched GZIP TFRecord sink of :mod:`pipelines.criteo.tfrecord`, which says why it
-replaces ``WriteToTFRecord``), ``WriteToText`` for the dead letters; ``RowsIn`` counts the lines read
-independently of the parser.
+Graph (:func:`pipelines.common.rows.build_rows`): matched files -> :class:`pipelines.common.read.ReadLines` (raw
+bytes, chunks of lines, splittable) -> :class:`ParseRows` (parse once; split by hash or by file, shard by hash;
+serialize; one batch of serialized examples per (chunk, split, shard); statistics and vocabulary counts
+pre-aggregated per bundle) -> the shard sink (:class:`pipelines.common.sink.WriteShards`: parts written per
+bundle, no grouping of records, so memory stays flat in the number of rows) for the examples and the dead letters;
+``RowsIn`` counts the lines read independently of the parser.
 
-Every count is computed inside the pipeline by combiners; a last pipeline step writes the vocabularies,
-``transform.json`` and ``_counts.json``, and :func:`finalize` (after the run) checks
-``rows_in == sum(rows_written) + rows_rejected``, writes ``stats.json`` and ``schema.json`` and removes
-``_counts.json``.
+The last pipeline step writes ``transform.json`` and ``_counts.json``; :func:`finalize` (after the run) checks
+``rows_in == sum(rows_written) + rows_rejected`` with ``rows_written`` what the sinks wrote, and per split that the
+sink wrote every row the parser sent it (:func:`pipelines.common.rows.check_accounting`), writes ``stats.json`` and
+``schema.json`` and removes ``_counts.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
+import math
 from typing import Callable, Dict, List, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystem import BeamIOError
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
-from apache_beam.pvalue import AsList, AsSingleton
+from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.common import runner as common_runner
+from pipelines.common.combiners import PipelineStatsFn
+from pipelines.common.rows import (COUNTS_FILE, RowAccountingError, build_rows, check_accounting, finalize_rows,
+                                   output_directory)
+from pipelines.common.runner import count_progress, run_pipeline
+from pipelines.common.split import SPLITS, HashSplitter
+from pipelines.common.stages import DEADLETTER, ParseChunks
+from pipelines.common.vocab import FLUSH_VALUES
 from pipelines.criteo import files
-from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
 from pipelines.criteo.example import to_example
+from pipelines.criteo.fast import column_batches
 from pipelines.criteo.parse import KAGGLE, X1, is_header, parse_line
-from pipelines.criteo.stages import (DEADLETTER, SPLITS, HashSplitter, ParseChunks, parse_inputs, run_pipeline,
-                                     write_outputs)
 from tfrec.config import ConfigError, PrepareConfig
-from tfrec.features import CRITEO, CRITEO_CATEGORICAL
+from tfrec.features import CRITEO
 
-COUNTS_FILE = "_counts.json"
-#: Shards per split when ``num_shards`` is 0.
+#: Shards per split when ``num_shards`` is 0 and the input size is unknown.
 DEFAULT_NUM_SHARDS = 1
+#: Input bytes per output shard when ``num_shards`` is 0 (Criteo Kaggle's 11 GB train.txt: 42 shards per split).
+SHARD_INPUT_BYTES = 256 << 20
 _HASH_GROUP = ""  # the input group of the hash split (all of ``inputs``)
+
+__all__ = ["COUNTS_FILE", "DEADLETTER", "SPLITS", "HashSplitter", "InputPlan", "NoUsableDataError",
+           "RowAccountingError", "build", "check_row_accounting", "check_usable", "finalize", "num_shards",
+           "pipeline_options", "plan_inputs", "run", "split_description"]
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -138,15 +145,25 @@ class FileFormats:
         return len(lines)
 
 
-def num_shards(cfg: PrepareConfig) -> int:
-    """Shards per split: ``cfg.num_shards``, or :data:`DEFAULT_NUM_SHARDS` when it is 0."""
-    return cfg.num_shards or DEFAULT_NUM_SHARDS
+def num_shards(cfg: PrepareConfig, plan: Optional[InputPlan] = None) -> int:
+    """Shards per split: ``cfg.num_shards``; when it is 0, one per :data:`SHARD_INPUT_BYTES` of the plan's input
+    files (at least one), or :data:`DEFAULT_NUM_SHARDS` without a plan."""
+    if cfg.num_shards:
+        return cfg.num_shards
+    if plan is None:
+        return DEFAULT_NUM_SHARDS
+    size = files.total_bytes(f for fs in plan.files.values() for f in fs)
+    return max(DEFAULT_NUM_SHARDS, math.ceil(size / SHARD_INPUT_BYTES))
 
 
 class ParseRows(ParseChunks):
     """:class:`ParseChunks` for Criteo files: x1 files start with a header line, Kaggle files have none; rows are
     parsed by :func:`pipelines.criteo.parse.parse_line` in the file's format and serialized by
-    :func:`pipelines.criteo.example.to_example`."""
+    :func:`pipelines.criteo.example.to_example`.
+
+    Kaggle chunks take the column path first (:func:`pipelines.criteo.fast.column_batches`: the same rows, bytes
+    and statistics at a fraction of the cost); the lines it leaves (another field count, negative or long numbers,
+    bad values, ...) go through the row parser above, which also rejects them with their reasons."""
 
     def __init__(self, formats: FileFormats, split: Optional[str], ratios: Sequence[float], salt: str,
                  min_count: int, numeric_transform: str, beta_pos: float, num_shards: int = 1):
@@ -168,6 +185,22 @@ class ParseRows(ParseChunks):
         return (is_header if fmt == X1 else None, functools.partial(parse_line, fmt=fmt),
                 functools.partial(to_example, beta_pos=self.beta_pos))
 
+    def process(self, element):
+        file_name, lines = element
+        if self.formats(file_name) != KAGGLE:
+            yield from super().process(element)
+            return
+        sp = self.splitter
+        raws = [line.rstrip(b"\r\n") for line in lines]
+        batches, others = column_batches(raws, self.beta_pos, sp.key, sp.t_train, sp.t_valid, sp.num_shards,
+                                         self.split, self.acc, self.stats.fns, list(self.vocab.counts.values()))
+        count_progress(sum(map(len, batches.values())), 0)
+        yield from batches.items()
+        if others:
+            yield from super().process((file_name, [lines[i] for i in others]))
+        elif self.vocab.distinct() > FLUSH_VALUES:
+            yield from super().process((file_name, []))  # (emits the vocabulary counts past FLUSH_VALUES)
+
 
 # ----------------------------------------------------------------------------------------------- pipeline
 
@@ -182,72 +215,32 @@ def build(p: beam.Pipeline, cfg: PrepareConfig, plan: Optional[InputPlan] = None
 
     Returns:
       The main PCollections by name: ``lines`` ((file, [line bytes]) chunks read), ``examples`` (batches
-      ``((split, shard), [serialized tf.Example, ...])``, including one empty batch per (split, shard)),
-      ``deadletter`` (dicts), ``written`` (a ``fileio.FileResult`` per shard file; ``destination`` is
-      ``(split, shard)``, ``file_name`` the name under ``cfg.output``).
+      ``((split, shard), [serialized tf.Example, ...])``), ``deadletter`` (dicts), ``written`` (a
+      :class:`pipelines.common.sink.ShardResult` per shard file: ``destination`` ``(split, shard)``, ``file_name``
+      under ``cfg.output``, ``records`` written) and ``dead_written``.
     """
     plan = plan or plan_inputs(cfg)
-    out = cfg.output
-    shards = num_shards(cfg)
+    shards = num_shards(cfg, plan)
     formats = FileFormats(cfg.input_format, plan.formats)
-    result, bundle_stats = parse_inputs(p, plan.files, shards, lambda split: ParseRows(
-        formats, split, cfg.split_ratios, cfg.split_salt, cfg.min_count, cfg.numeric_transform, cfg.beta_pos,
-        shards))
-    result["written"], dead_files, temp_dir = write_outputs(p, out, shards, result["examples"], result["deadletter"])
-    rows_in = result["lines"] | "RowsIn" >> beam.CombineGlobally(RowsInFn(formats.rows_in))
-    stats = bundle_stats | "Stats" >> beam.CombineGlobally(
-        MergeAccumulatorsFn(PipelineStatsFn(cfg.min_count, cfg.numeric_transform)))
-    _ = (p | "Once" >> beam.Create([None])
-         | "WriteSideFiles" >> beam.Map(
-             _write_side_files, out, temp_dir, AsSingleton(rows_in), AsSingleton(stats),
-             AsList(result["written"]), AsList(dead_files)))
-    return result
-
-
-def _write_side_files(_, out, temp_dir, rows_in, stats, written, dead_files):
-    """The last pipeline step: vocab/C*.txt, transform.json and the raw counts (``_counts.json``); removes the
-    (by now empty) temporary directory of the TFRecord writes."""
-    try:
-        FileSystems.delete([temp_dir])
-    except BeamIOError:
-        pass  # already gone (a retried step), or nothing was ever created there
-    (train_rows, train_pos), vocabs, transform = stats["train"]
-    valid, test, reasons = stats["valid"], stats["test"], stats[DEADLETTER]
-    sizes = {}
-    for field in CRITEO_CATEGORICAL:
-        tokens = [t for t, _ in vocabs[field]]
-        sizes[field] = len(tokens)
-        files.write_bytes(files.join(out, "vocab", f"{field}.txt"),
-                          "".join(t + "\n" for t in tokens).encode("utf-8"))
-    files.write_json(files.join(out, "transform.json"), transform)
-    shard_files = {s: [] for s in SPLITS}
-    for r in written:
-        shard_files[r.destination[0]].append(r.file_name)  # ShardNaming's name, relative to ``out``
-    files.write_json(files.join(out, COUNTS_FILE), {
-        "rows_in": rows_in,
-        "splits": {"train": [train_rows, train_pos], "valid": list(valid), "test": list(test)},
-        "rejected_by_reason": reasons,
-        "vocabulary_sizes": sizes,
-        "files": {s: sorted(fs) for s, fs in shard_files.items()},
-        "deadletter_files": sorted(files.relative(f, out) for f in dead_files),
-    })
+    return build_rows(
+        p, cfg.output, plan.files, shards,
+        lambda split: ParseRows(formats, split, cfg.split_ratios, cfg.split_salt, cfg.min_count,
+                                cfg.numeric_transform, cfg.beta_pos, shards),
+        PipelineStatsFn(cfg.min_count, cfg.numeric_transform), formats.rows_in, cfg.min_count)
 
 
 # ----------------------------------------------------------------------------------------------- run
 
 
 def pipeline_options(cfg: PrepareConfig) -> PipelineOptions:
-    """``--runner cfg.runner`` then ``cfg.beam_args`` (which win). The DirectRunner defaults to one in-memory
-    worker unless ``beam_args`` say otherwise (measured fastest for this CPU-bound, pure-Python pipeline)."""
-    args = ["--runner", cfg.runner, *cfg.beam_args]
-    options = PipelineOptions(args)
-    direct = options.view_as(DirectOptions)
-    given = " ".join(cfg.beam_args)
-    if "--direct_running_mode" not in given:
-        direct.direct_running_mode = "in_memory"
-    if "--direct_num_workers" not in given:
-        direct.direct_num_workers = 1
-    return options
+    """``--runner cfg.runner`` then ``cfg.beam_args`` (which win), through
+    :func:`pipelines.common.runner.pipeline_options`: one in-memory DirectRunner worker by default, its parallel
+    modes refused, tfrec staged for remote workers.
+
+    Raises:
+      tfrec.config.ConfigError: a refused DirectRunner mode, or a remote runner that cannot get tfrec.
+    """
+    return common_runner.pipeline_options(cfg.runner, cfg.beam_args)
 
 
 def _rate(positives: int, rows: int) -> Optional[float]:
@@ -259,20 +252,13 @@ def _effective_rate(p: Optional[float], beta: float) -> Optional[float]:
 
 
 def check_row_accounting(rows_in: int, written: Dict[str, int], rejected: int, counts_path: str) -> None:
-    """Checks ``rows_in == sum(rows_written) + rows_rejected`` for a finished run.
-
-    Args:
-      rows_in: the rows read (header lines excluded).
-      written: rows written per split.
-      rejected: rows sent to the dead letter.
-      counts_path: the run's raw counts file, named in the error.
+    """Checks ``rows_in == sum(rows_written) + rows_rejected`` for a finished run (rows written as counted by the
+    sinks; :func:`pipelines.common.rows.check_accounting` also checks them against the parser's counts).
 
     Raises:
-      RuntimeError: the sum does not add up (rows lost or duplicated).
+      RowAccountingError: the sum does not add up (rows lost or duplicated).
     """
-    if rows_in != sum(written.values()) + rejected:
-        raise RuntimeError(f"prepare: row accounting failed: rows_in={rows_in} != rows_written "
-                           f"{sum(written.values())} {written} + rows_rejected {rejected}; see {counts_path}")
+    check_accounting("prepare", rows_in, written, rejected, written, rejected, counts_path)
 
 
 class NoUsableDataError(RuntimeError):
@@ -327,20 +313,19 @@ def split_description(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
 def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
     """After the run: checks the row accounting, writes ``stats.json`` and ``schema.json``, returns the stats.
 
+    ``rows_written`` is what the sinks wrote (checked against what the parser sent to each split).
+
     Raises:
-      RuntimeError: ``rows_in != sum(rows_written) + rows_rejected`` (rows lost or duplicated).
+      RowAccountingError: (a ``RuntimeError``) the counts do not add up: rows lost or repeated by the run.
     """
     out = cfg.output
-    counts_path = files.join(out, COUNTS_FILE)
-    counts = files.read_json(counts_path)
-    written = {s: int(counts["splits"][s][0]) for s in SPLITS}
+    counts = finalize_rows(out)
+    written = {s: int(counts["written"][s]) for s in SPLITS}
     positives = {s: int(counts["splits"][s][1]) for s in SPLITS}
     rejected = int(sum(counts["rejected_by_reason"].values()))
-    rows_in = int(counts["rows_in"])
-    check_row_accounting(rows_in, written, rejected, counts_path)
     rates = {s: _rate(positives[s], written[s]) for s in SPLITS}
     stats = {
-        "rows_in": rows_in,
+        "rows_in": int(counts["rows_in"]),
         "rows_written": written,
         "rows_rejected": rejected,
         "rejected_by_reason": counts["rejected_by_reason"],
@@ -354,14 +339,13 @@ def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
         "split": split_description(cfg, plan),
         "files": counts["files"],
         "deadletter_files": counts["deadletter_files"],
-        "num_shards": num_shards(cfg),
+        "num_shards": num_shards(cfg, plan),
         "input_format": cfg.input_format,
         "input_formats": plan.formats,
         "inputs": [f for fs in plan.files.values() for f in fs],
     }
     files.write_json(files.join(out, "schema.json"), CRITEO.to_json())
     files.write_json(files.join(out, "stats.json"), stats)
-    beam.io.filesystems.FileSystems.delete([counts_path])
     return stats
 
 
@@ -378,18 +362,18 @@ def run(cfg: PrepareConfig, progress: Optional[Callable[[str], None]] = None,
       progress_every: seconds between progress lines.
 
     Raises:
-      tfrec.config.ConfigError: an invalid config, no inputs, or a file listed for two splits.
+      tfrec.config.ConfigError: an invalid config, no inputs, a file listed for two splits, a refused
+        DirectRunner mode (:func:`pipelines.common.runner.check_direct_mode`).
       pipelines.criteo.parse.InputError: a directory or archive as input, a CSV header that does not fit.
       ValueError: an empty ``output``.
       FileNotFoundError: an input path or pattern that matches nothing (named in the message).
-      RuntimeError: the run failed or the row accounting does not add up.
+      RuntimeError: the run failed, or the row accounting does not add up (:class:`RowAccountingError`).
     """
     cfg.validate()
     if not cfg.output:
         raise ValueError("prepare.output is empty; set it to the output directory of the prepared dataset")
+    options = pipeline_options(cfg)
     plan = plan_inputs(cfg)
-    if "://" not in cfg.output:
-        cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
-    files.delete_owned(cfg.output)
-    run_pipeline(lambda p: build(p, cfg, plan), pipeline_options(cfg), "prepare", cfg.runner, progress, progress_every)
+    cfg = dataclasses.replace(cfg, output=output_directory(cfg.output, files.OWNED_PATTERNS))
+    run_pipeline(lambda p: build(p, cfg, plan), options, "prepare", cfg.runner, progress, progress_every)
     return finalize(cfg, plan)

@@ -25,9 +25,11 @@ A UTF-8 byte order mark at the start of a file is dropped (it is not part of the
 
 Each request's sampling uses ``default_rng([seed, h])`` with ``h`` the keyed hash of its id, so the output is the
 same on every run and runner. The item table is a side input (id -> features, and the sorted ids as the pool).
-The TFRecord and dead-letter writes and the split hash reuse the Criteo pipeline's pieces
-(:func:`pipelines.criteo.stages.write_outputs`, :class:`pipelines.criteo.stages.HashSplitter`,
-:class:`pipelines.criteo.read.ReadLines`).
+The reads, the split hash and the TFRecord and dead-letter writes are the shared stages (:mod:`pipelines.common`:
+:class:`pipelines.common.read.ReadLines`, :class:`pipelines.common.split.HashSplitter`,
+:func:`pipelines.common.stages.write_outputs`, whose sink writes parts per bundle and counts the records of every
+file); the accounting checks the requests the sink wrote per split against the requests built
+(:func:`pipelines.common.rows.check_accounting`).
 """
 
 from __future__ import annotations
@@ -35,25 +37,26 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import os
 from typing import Dict
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
-from pipelines.criteo import files
-from pipelines.criteo.combiners import RowsInFn
+from pipelines.common import files
+from pipelines.common.combiners import RowsInFn
+from pipelines.common.read import ReadLines
+from pipelines.common.rows import check_accounting, output_directory
+from pipelines.common.runner import pipeline_options, run_pipeline
+from pipelines.common.sink import records_by_split, remove_temp_dir
+from pipelines.common.split import SPLITS, HashSplitter
+from pipelines.common.stages import DEADLETTER, STATS, temp_directory, write_outputs
 from pipelines.criteo.parse import raw_text, strip_eol
-from pipelines.criteo.pipeline import pipeline_options
-from pipelines.criteo.read import ReadLines
-from pipelines.criteo.stages import DEADLETTER, SPLITS, STATS, HashSplitter, run_pipeline, write_outputs
 from pipelines.hybrid_samples.encode import EntryCache
 from pipelines.hybrid_samples.samples import build_list, to_example_list
 from pipelines.hybrid_samples.validate import ITEMS_FILE, Rejection, parse_item, parse_request
-from tfrec.config import HybridSamplesConfig, PrepareConfig
+from tfrec.config import HybridSamplesConfig
 from tfrec.features import HCCP, SAMPLE_TYPES, ListwiseSchema
 
 COUNTS_FILE = "_counts.json"
@@ -214,10 +217,10 @@ def build(p: beam.Pipeline, cfg: HybridSamplesConfig, schema: ListwiseSchema = H
     lines = p | "ReadRequests" >> ReadLines(request_files)
     built = lines | "BuildLists" >> beam.ParDo(BuildLists(cfg, schema, shards), AsSingleton(table)).with_outputs(
         DEADLETTER, STATS, main="lists")
-    lists = ((built["lists"], p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)]))
-             | "AllLists" >> beam.Flatten())
+    lists = built["lists"]
     dead = (built[DEADLETTER], item_rows[DEADLETTER]) | "AllDead" >> beam.Flatten()
-    written, dead_files, temp_dir = write_outputs(p, out, shards, lists, dead, label="WriteLists")
+    temp_dir = temp_directory(p, out)
+    written, dead_written = write_outputs(p, out, shards, lists, dead, temp_dir, label="WriteLists")
     names = schema.item_categorical + schema.item_dense
     rows_in = lines | "RequestsIn" >> beam.CombineGlobally(RowsInFn(lambda _, chunk: len(chunk)))
     items_in = item_lines | "ItemsIn" >> beam.CombineGlobally(RowsInFn(lambda _, chunk: len(chunk)))
@@ -226,45 +229,44 @@ def build(p: beam.Pipeline, cfg: HybridSamplesConfig, schema: ListwiseSchema = H
     _ = (p | "Once" >> beam.Create([None])
          | "WriteCounts" >> beam.Map(
              _write_counts, out, temp_dir, AsSingleton(rows_in), AsSingleton(items_in), AsSingleton(item_dead),
-             AsSingleton(stats), AsSingleton(table), AsList(written), AsList(dead_files), names))
-    return {"lines": lines, "lists": lists, "deadletter": dead, "written": written}
+             AsSingleton(stats), AsSingleton(table), AsList(written), AsList(dead_written), names))
+    return {"lines": lines, "lists": lists, "deadletter": dead, "written": written, "dead_written": dead_written}
 
 
-def _write_counts(_, out, temp_dir, rows_in, items_in, items_rejected, stats, table, written, dead_files, names):
-    try:
-        FileSystems.delete([temp_dir])
-    except BeamIOError:
-        pass
+def _write_counts(_, out, temp_dir, rows_in, items_in, items_rejected, stats, table, written, dead_written, names):
+    remove_temp_dir(temp_dir)
     files.write_bytes(files.join(out, ITEMS_FILE), "".join(
         json.dumps(dict(zip(names, table["items"][item])), separators=(",", ":")) + "\n"
         for item in sorted(table["items"])).encode("utf-8"))
-    shard_files = {s: sorted(r.file_name for r in written if r.destination[0] == s) for s in SPLITS}
+    n_written, names_by_split = records_by_split(written)
     files.write_json(files.join(out, COUNTS_FILE), {
         "requests_in": rows_in, "stats": stats, "items_in": items_in, "items_rejected": items_rejected,
-        "items_in_table": len(table["items"]), "items_duplicate": table["duplicates"], "files": shard_files,
-        "deadletter_files": sorted(files.relative(f, out) for f in dead_files)})
-
-
-def _as_prepare(cfg: HybridSamplesConfig) -> PrepareConfig:
-    return PrepareConfig(runner=cfg.runner, beam_args=list(cfg.beam_args))
+        "items_in_table": len(table["items"]), "items_duplicate": table["duplicates"],
+        "files": {s: names_by_split.get(s, []) for s in SPLITS},
+        "deadletter_files": sorted(r.file_name for r in dead_written),
+        "written": {s: n_written.get(s, 0) for s in SPLITS},
+        "deadletter_written": sum(r.records for r in dead_written)})
 
 
 def finalize(cfg: HybridSamplesConfig, schema: ListwiseSchema = HCCP) -> Dict[str, object]:
     """Checks ``requests_in == sum(requests_written) + requests_rejected``; writes stats.json and schema.json.
 
+    ``requests_written`` is what the sink wrote per split, checked against the requests built for it.
+
     Raises:
-      RuntimeError: the accounting does not add up.
+      pipelines.common.rows.RowAccountingError: (a ``RuntimeError``) the accounting does not add up.
     """
     out = cfg.output
     counts_path = files.join(out, COUNTS_FILE)
     counts = files.read_json(counts_path)
     st = counts["stats"]
     reasons = dict(sorted(st.get(DEADLETTER, {}).items()))
-    written = {s: int(st.get(s, {}).get("requests", 0)) for s in SPLITS}
+    built = {s: int(st.get(s, {}).get("requests", 0)) for s in SPLITS}
     rejected = sum(reasons.values())
-    if counts["requests_in"] != sum(written.values()) + rejected:
-        raise RuntimeError(f"prepare-hybrid: request accounting failed: requests_in={counts['requests_in']} != "
-                           f"written {written} + rejected {rejected}; see {counts_path}")
+    items_rejected = int(counts["items_rejected"])
+    check_accounting("prepare-hybrid", int(counts["requests_in"]), built, rejected, counts["written"],
+                     int(counts["deadletter_written"]) - items_rejected, counts_path, unit="requests")
+    written = {s: int(counts["written"][s]) for s in SPLITS}
     per_type, rates, sizes = {}, {}, {}
     for s in SPLITS:
         c = st.get(s, {})
@@ -301,10 +303,9 @@ def run(cfg: HybridSamplesConfig) -> Dict[str, object]:
         raise ValueError("prepare-hybrid: give the request logs (hybrid.inputs) and the item table (hybrid.items)")
     if not cfg.output:
         raise ValueError("prepare-hybrid: hybrid.output is empty; set it to the output directory")
-    if "://" not in cfg.output:
-        cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
-    files.delete_owned(cfg.output, OWNED_PATTERNS)
-    run_pipeline(lambda p: build(p, cfg), pipeline_options(_as_prepare(cfg)), "prepare-hybrid", cfg.runner)
+    options = pipeline_options(cfg.runner, cfg.beam_args, "prepare-hybrid")
+    cfg = dataclasses.replace(cfg, output=output_directory(cfg.output, OWNED_PATTERNS))
+    run_pipeline(lambda p: build(p, cfg), options, "prepare-hybrid", cfg.runner)
     stats = finalize(cfg)
     check_usable(stats, cfg)
     return stats

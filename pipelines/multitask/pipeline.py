@@ -1,10 +1,9 @@
 """The multi-task Beam pipeline: AliExpress / Ali-CCP CSV -> GZIP TFRecords of tf.Example + side files.
 
-It follows the Criteo pipeline's conventions and reuses its pieces (:mod:`pipelines.criteo`): the chunked byte
-reader, the hash split and shard (:class:`pipelines.criteo.pipeline.HashSplitter`), the batched TFRecord sink,
-the vocabulary / numeric-transform / reason CombineFns, the file helpers and the runner options. What differs is
-the row: two labels (click, conversion) and the column roles of the CSV layout (:mod:`pipelines.multitask.parse`,
-read from the header).
+It is built on the shared stages (:mod:`pipelines.common`: the chunked byte reader, the hash split and shard, the
+parse step, the shard sink, the statistics, the vocabularies per (field, bucket), the accounting against the sinks,
+the runner options) and the Criteo pipeline's input planning. What differs is the row: two labels (click,
+conversion) and the column roles of the CSV layout (:mod:`pipelines.multitask.parse`, read from the header).
 
 Layout of ``<output>/`` (as the Criteo pipeline's): ``<split>-SSSSS-of-NNNNN.tfrecord.gz`` (raw feature values,
 ``click``, ``conversion``, ``weight`` = ``beta_pos`` on click positives), ``deadletter/deadletter-00000-of-00001
@@ -12,8 +11,8 @@ Layout of ``<output>/`` (as the Criteo pipeline's): ``<split>-SSSSS-of-NNNNN.tfr
 ``vocab/<feature>.txt`` (train split, count >= ``min_count``), ``transform.json`` (fitted on train),
 ``schema.json`` (:class:`tfrec.features.MultiTaskSchema`, ``kind: multitask``) and ``stats.json`` (rows in /
 written per split / rejected by reason, clicks, conversions, click rate, conversions per click, effective click
-rate after ``beta_pos``, vocabulary sizes). The run checks ``rows_in == sum(rows_written) + rows_rejected``;
-header lines are not rows.
+rate after ``beta_pos``, vocabulary sizes). The run checks ``rows_in == sum(rows_written) + rows_rejected`` with
+the rows the sinks wrote (:func:`pipelines.common.rows.check_accounting`); header lines are not rows.
 
 Every input file must have the same layout (the same header); an Ali-CCP file must start with its header.
 """
@@ -22,27 +21,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from typing import Callable, Dict, Iterable, List, Optional
 
 import apache_beam as beam
-from apache_beam.io.filesystem import BeamIOError
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.pvalue import AsList, AsSingleton
 
+from pipelines.common.combiners import PipelineStatsFn
+from pipelines.common.rows import COUNTS_FILE, build_rows, finalize_rows, output_directory
+from pipelines.common.runner import run_pipeline
+from pipelines.common.split import SPLITS, HashSplitter
+from pipelines.common.stages import ParseChunks
 from pipelines.criteo import files
-from pipelines.criteo.combiners import MergeAccumulatorsFn, PipelineStatsFn, RowsInFn
 from pipelines.criteo.example import add_features, new_example
-from pipelines.criteo.pipeline import (InputPlan, check_row_accounting, num_shards, pipeline_options, plan_inputs,
-                                       split_description)
-from pipelines.criteo.stages import (DEADLETTER, SPLITS, HashSplitter, ParseChunks, parse_inputs, run_pipeline,
-                                     write_outputs)
+from pipelines.criteo.pipeline import InputPlan, num_shards, pipeline_options, plan_inputs, split_description
 from pipelines.multitask.parse import (FORMATS, REASONS, Layout, LayoutError, Row, file_layout, is_header,
                                        parse_line)
 from tfrec.config import PrepareConfig
 from tfrec.features import CLICK, CONVERSION, WEIGHT
 
-COUNTS_FILE = "_counts.json"
 OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
                   "deadletter/deadletter-*-of-*.jsonl", "vocab/*.txt", "schema.json", "transform.json",
                   "stats.json", COUNTS_FILE)
@@ -131,17 +126,11 @@ class ParseRows(ParseChunks):
 
 
 def build(p: beam.Pipeline, cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, object]:
-    """Adds the whole pipeline to ``p``; returns the PCollections ``lines``, ``examples``, ``deadletter`` and
-    ``written`` (as :func:`pipelines.criteo.pipeline.build`)."""
-    out, shards, layout_json = cfg.output, num_shards(cfg), layout.to_json()
-    result, bundle_stats = parse_inputs(p, plan.files, shards, lambda split: ParseRows(layout_json, split, cfg, shards))
-    result["written"], dead_files, temp_dir = write_outputs(p, out, shards, result["examples"], result["deadletter"])
-    rows_in = result["lines"] | "RowsIn" >> beam.CombineGlobally(RowsInFn(_HeaderlessCount(layout_json)))
-    stats = bundle_stats | "Stats" >> beam.CombineGlobally(MergeAccumulatorsFn(_stats_fn(cfg, layout)))
-    _ = (p | "Once" >> beam.Create([None])
-         | "WriteSideFiles" >> beam.Map(_write_side_files, out, temp_dir, layout_json, AsSingleton(rows_in),
-                                        AsSingleton(stats), AsList(result["written"]), AsList(dead_files)))
-    return result
+    """Adds the whole pipeline to ``p``; returns the PCollections ``lines``, ``examples``, ``deadletter``,
+    ``written`` and ``dead_written`` (as :func:`pipelines.criteo.pipeline.build`)."""
+    shards, layout_json = num_shards(cfg, plan), layout.to_json()
+    return build_rows(p, cfg.output, plan.files, shards, lambda split: ParseRows(layout_json, split, cfg, shards),
+                      _stats_fn(cfg, layout), _HeaderlessCount(layout_json), cfg.min_count)
 
 
 class _HeaderlessCount:
@@ -163,30 +152,6 @@ class _HeaderlessCount:
         self.layout_json, self.layout = state["layout_json"], None
 
 
-def _write_side_files(_, out, temp_dir, layout_json, rows_in, stats, written, dead_files):
-    """The last pipeline step: vocabularies, transform.json and the raw counts (``_counts.json``)."""
-    try:
-        FileSystems.delete([temp_dir])
-    except BeamIOError:
-        pass
-    counts, vocabs, transform = stats["train"]
-    sizes = {}
-    for field in Layout.from_json(layout_json).schema().categorical:
-        tokens = [t for t, _ in vocabs[field]]
-        sizes[field] = len(tokens)
-        files.write_bytes(files.join(out, "vocab", f"{field}.txt"), "".join(t + "\n" for t in tokens).encode("utf-8"))
-    files.write_json(files.join(out, "transform.json"), transform)
-    shard_files: Dict[str, List[str]] = {s: [] for s in SPLITS}
-    for r in written:
-        shard_files[r.destination[0]].append(r.file_name)
-    files.write_json(files.join(out, COUNTS_FILE), {
-        "rows_in": rows_in, "splits": {"train": list(counts), "valid": list(stats["valid"]),
-                                       "test": list(stats["test"])},
-        "rejected_by_reason": stats[DEADLETTER], "vocabulary_sizes": sizes,
-        "files": {s: sorted(fs) for s, fs in shard_files.items()},
-        "deadletter_files": sorted(files.relative(f, out) for f in dead_files)})
-
-
 def _ratio(a: int, b: int) -> Optional[float]:
     return a / b if b else None
 
@@ -195,15 +160,15 @@ def finalize(cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, o
     """After the run: checks the row accounting, writes ``stats.json`` and ``schema.json``, returns the stats.
 
     Raises:
-      RuntimeError: ``rows_in != sum(rows_written) + rows_rejected``.
+      pipelines.common.rows.RowAccountingError: (a ``RuntimeError``) the counts do not add up: rows lost or
+        repeated by the run (``rows_written`` is what the sinks wrote, checked against the parser's counts).
     """
     out = cfg.output
-    counts_path = files.join(out, COUNTS_FILE)
-    counts = files.read_json(counts_path)
-    rows, clicks, convs = ({s: int(counts["splits"][s][i]) for s in SPLITS} for i in range(3))
+    counts = finalize_rows(out)
+    clicks, convs = ({s: int(counts["splits"][s][i]) for s in SPLITS} for i in (1, 2))
+    rows = {s: int(counts["written"][s]) for s in SPLITS}
     rejected = int(sum(counts["rejected_by_reason"].values()))
     rows_in = int(counts["rows_in"])
-    check_row_accounting(rows_in, rows, rejected, counts_path)
     click_rate = {s: _ratio(clicks[s], rows[s]) for s in SPLITS}
     b = cfg.beta_pos
     stats = {
@@ -216,13 +181,12 @@ def finalize(cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, o
         "beta_pos": b, "min_count": cfg.min_count, "vocabulary_sizes": counts["vocabulary_sizes"],
         "numeric_transform": cfg.numeric_transform,
         "split": split_description(cfg, plan),
-        "files": counts["files"], "deadletter_files": counts["deadletter_files"], "num_shards": num_shards(cfg),
+        "files": counts["files"], "deadletter_files": counts["deadletter_files"], "num_shards": num_shards(cfg, plan),
         "input_format": cfg.input_format, "columns": list(layout.columns),
         "inputs": [f for fs in plan.files.values() for f in fs],
     }
     files.write_json(files.join(out, "schema.json"), layout.schema().to_json())
     files.write_json(files.join(out, "stats.json"), stats)
-    FileSystems.delete([counts_path])
     return stats
 
 
@@ -237,7 +201,8 @@ def run(cfg: PrepareConfig, progress: Optional[Callable[[str], None]] = None,
       ValueError: another input format, no inputs, an empty ``output``, or a header that does not fit
         (:class:`LayoutError`).
       FileNotFoundError: an input pattern that matches nothing.
-      RuntimeError: the run failed or the row accounting does not add up.
+      tfrec.config.ConfigError: a refused DirectRunner mode (:func:`pipelines.common.runner.check_direct_mode`).
+      RuntimeError: the run failed, or the row accounting does not add up.
     """
     cfg.validate()
     if cfg.input_format not in FORMATS:
@@ -245,11 +210,9 @@ def run(cfg: PrepareConfig, progress: Optional[Callable[[str], None]] = None,
                          f"Received: prepare.input_format={cfg.input_format!r}")
     if not cfg.output:
         raise ValueError("prepare.output is empty; set it to the output directory of the prepared dataset")
+    options = pipeline_options(cfg)
     plan = plan_inputs(cfg)
     layout = plan_layout(cfg, plan)
-    if "://" not in cfg.output:
-        cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
-    files.delete_owned(cfg.output, OWNED_PATTERNS)
-    run_pipeline(lambda p: build(p, cfg, plan, layout), pipeline_options(cfg), "prepare", cfg.runner, progress,
-                 progress_every)
+    cfg = dataclasses.replace(cfg, output=output_directory(cfg.output, OWNED_PATTERNS))
+    run_pipeline(lambda p: build(p, cfg, plan, layout), options, "prepare", cfg.runner, progress, progress_every)
     return finalize(cfg, plan, layout)
