@@ -52,6 +52,8 @@ def tiny_batch(B=4, L=7, seed=0):
         for t in TASKS:
             rt[t][b, :3] = rng.permutation(3)
     y["rc_position"] = rc
+    y["rank"] = np.where(st <= 2, np.tile(np.arange(1, L + 1), (B, 1)), -1)  # ranking orders of N1-N2
+    y["ranker_score"] = np.where(st == 1, rng.uniform(0, 1, size=(B, L)), -1.0).astype(np.float32)
     for t in TASKS:
         y[f"rt_{t}_position"] = rt[t]
     return {k: tf.constant(v) for k, v in x.items()}, {k: tf.constant(v) for k, v in y.items()}
@@ -201,6 +203,7 @@ EXPECTED = {
     "wo_neg": {"cali", "local", "global", "infonce", "margin_infonce"},
     "wo_margin": {"cali", "local", "global", "infonce", "margin_infonce"},
     "hccp": {"cali", "local", "global", "infonce", "margin_infonce"},
+    "copr": {"cali", "copr_pairwise", "copr_reg"}, "rethink": {"cali", "rethink_list", "rethink_distill"},
 }
 
 
@@ -220,6 +223,12 @@ def test_variants_turn_components_off(variant):
         contrastive = [float(terms[k]) for k in (f"infonce_{t}", f"margin_infonce_{t}") if k in terms]
         expected += w * (float(terms[f"cali_{t}"]) + model.alpha * float(terms.get(f"local_{t}", 0.0))
                          + (model.neg_weight * np.mean(contrastive) if contrastive else 0.0))
+    # the baselines' own terms (tfrec.models.preranking.baselines) on the first task
+    expected += (model.copr_weight * float(terms.get("copr_pairwise_click", 0.0))
+                 + model.copr_reg_weight * float(terms.get("copr_reg_click", 0.0))
+                 + model.rethink_weight * float(terms.get("rethink_list_exposure", 0.0)
+                                                + terms.get("rethink_list_click", 0.0))
+                 + model.rethink_distill_weight * float(terms.get("rethink_distill_click", 0.0)))
     assert float(total) == pytest.approx(expected, rel=1e-5)
     # terms shared with the full model's definition agree with the oracle
     for k in ("cali_click", "global", "infonce_click"):
