@@ -70,10 +70,17 @@ def test_dice_against_numpy():
 
 
 def test_config_and_argument_checks():
-    model = DIN(**SMALL, activation="prelu", embedding_l2=1e-3, use_history=False)
+    model = DIN(**SMALL, activation="prelu", embedding_l2=1e-3, use_history=False, exclude=["user_id"])
     assert DIN.from_config(model.get_config()).get_config() == model.get_config()
+    assert "user_id" not in model.embeddings and "item_id" in model.embeddings
+    a = model(batch([["c1"], ["c2"]]), training=False)["logit"].numpy()
+    other = {**batch([["c1"], ["c2"]]), "user_id": tf.constant(["someone", "else"])}
+    np.testing.assert_array_equal(model(other, training=False)["logit"].numpy(), a)  # an excluded input is ignored
     with pytest.raises(ValueError, match="activation"):
         DIN(activation="relu")
+    for bad in (["category"], ["nope"]):
+        with pytest.raises(ValueError, match="exclude"):
+            DIN(exclude=bad)
     with pytest.raises(ValueError, match="embedding_l2"):
         DIN(embedding_l2=-1.0)
 

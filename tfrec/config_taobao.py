@@ -182,6 +182,7 @@ class DinConfig:
       activation: ``dice`` or ``prelu`` (the MLP and the activation unit).
       use_history: False drops the behaviour sequence (the no-history baseline of the tests).
       embedding_l2: L2 weight on the embedding rows of each batch (``tfrec.models.din.DIN``).
+      exclude: features DIN does not read (``tfrec.models.din.DIN``'s ``exclude``).
       max_history: history entries read per example (the most recent ones).
       batch_size / epochs / learning_rate: training (Adam, BCE).
       seed: the training seed.
@@ -194,6 +195,7 @@ class DinConfig:
     activation: str = "dice"
     use_history: bool = True
     embedding_l2: float = 0.0
+    exclude: List[str] = dataclasses.field(default_factory=list)
     max_history: int = 50
     batch_size: int = 256
     epochs: int = 2

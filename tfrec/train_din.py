@@ -37,7 +37,7 @@ def build_din(cfg: DinConfig, use_history=None):
     model = DIN(hash_bins=cfg.hash_bins, embedding_dim=cfg.embedding_dim, attention_units=cfg.attention_units,
                 hidden_units=cfg.hidden_units, activation=cfg.activation,
                 use_history=cfg.use_history if use_history is None else use_history,
-                embedding_l2=cfg.embedding_l2, name="din")
+                embedding_l2=cfg.embedding_l2, exclude=cfg.exclude, name="din")
     model(model.dummy_inputs(), training=False)
     return model
 

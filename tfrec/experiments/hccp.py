@@ -56,9 +56,13 @@ def _settings(opts: Options) -> List[Setting]:
 
 def check_data(data_dir: str) -> None:
     """Raises ``DatasetError`` unless ``data_dir`` is a prepared hybrid-sample (list-wise) dataset."""
+    from tfrec.data import DatasetError
     from tfrec.train_preranking import load_listwise_schema
 
-    load_listwise_schema(data_dir)
+    schema = load_listwise_schema(data_dir)
+    if "purchase" not in schema.tasks:  # Table 1's ISPH / ASPH need purchases (the Taobao lists: hccp-taobao)
+        raise DatasetError(f"{data_dir} has no purchase labels (tasks {list(schema.tasks)}); the hccp protocol "
+                           "reports purchase hit rates")
 
 
 def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = print,

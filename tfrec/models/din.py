@@ -115,11 +115,14 @@ class DIN(RankingModel):
       embedding_l2: L2 weight on the embedding rows a batch uses (the mean over the batch of their squared norms;
         in the spirit of the paper's mini-batch aware regularisation, Eq. 5-6, which also touches only the rows
         that occur in the batch).
+      exclude: context or ad features the model does not read (still inputs, ignored): on small data the
+        high-cardinality ids (``user_id``, ``item_id``, ``campaign_id``, ``customer``) mostly memorise.
+        ``category`` and ``brand`` are the attention key and cannot be excluded.
     """
 
     def __init__(self, hash_bins: int = 50_000, embedding_dim: int = 12, attention_units: Sequence[int] = (36,),
                  hidden_units: Sequence[int] = (200, 80), activation: str = "dice", use_history: bool = True,
-                 embedding_l2: float = 0.0, **kwargs):
+                 embedding_l2: float = 0.0, exclude: Sequence[str] = (), **kwargs):
         super().__init__(**kwargs)
         if activation not in ("dice", "prelu"):
             raise ValueError(f"`activation` must be dice or prelu. Received: activation={activation!r}")
@@ -130,12 +133,18 @@ class DIN(RankingModel):
         self.attention_units, self.hidden_units = [int(u) for u in attention_units], [int(u) for u in hidden_units]
         self.activation, self.use_history = str(activation), bool(use_history)
         self.embedding_l2 = float(embedding_l2)
+        self.exclude = [str(f) for f in exclude]
+        unknown = sorted(set(self.exclude) - set(CONTEXT_FEATURES + ITEM_FEATURES) | set(self.exclude) & set(_KEYS))
+        if unknown:
+            raise ValueError(f"`exclude` must name context or ad features other than {list(_KEYS)}. Received: "
+                             f"exclude={self.exclude}")
+        self.features = [f for f in CONTEXT_FEATURES + ITEM_FEATURES if f not in self.exclude]
         if not self.embedding_l2 >= 0:
             raise ValueError(f"`embedding_l2` must be >= 0. Received: embedding_l2={embedding_l2}")
         self.hashing = keras.layers.Hashing(self.hash_bins, name="hashing")
         self.embeddings = {f: keras.layers.Embedding(self.hash_bins, self.embedding_dim, name=f"embed_{f}",
                                                      embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05))
-                           for f in CONTEXT_FEATURES + ITEM_FEATURES}
+                           for f in self.features}
         self.attention = AttentionPooling(self.attention_units, self.activation, name="attention")
         self.dense = [keras.layers.Dense(u, name=f"mlp_{i}") for i, u in enumerate(self.hidden_units)]
         self.acts = [_activation(self.activation, f"mlp_act_{i}") for i in range(len(self.hidden_units))]
@@ -155,7 +164,7 @@ class DIN(RankingModel):
         return e, tf.not_equal(cats, "")
 
     def call(self, features, training=None):
-        parts = [self._embed(f, tf.reshape(features[f], [-1])) for f in CONTEXT_FEATURES + ITEM_FEATURES]
+        parts = [self._embed(f, tf.reshape(features[f], [-1])) for f in self.features]
         if self.embedding_l2 > 0 and training:
             self.add_loss(self.embedding_l2 * tf.reduce_mean(tf.add_n([tf.reduce_sum(tf.square(p), -1)
                                                                        for p in parts])))
@@ -196,4 +205,4 @@ class DIN(RankingModel):
         return {"hash_bins": self.hash_bins, "embedding_dim": self.embedding_dim,
                 "attention_units": self.attention_units, "hidden_units": self.hidden_units,
                 "activation": self.activation, "use_history": self.use_history, "embedding_l2": self.embedding_l2,
-                "name": self.name}
+                "exclude": self.exclude, "name": self.name}
