@@ -120,3 +120,24 @@ def test_check_data(tmp_path):
         hccp_taobao.check_data(str(data))
     with pytest.raises(DatasetError):
         hccp_taobao.check_data(str(tmp_path / "missing"))
+
+
+def test_prepare_taobao_command_on_real_layout_files(tmp_path, capsys):
+    """``tfrec prepare-taobao`` on files in the joined layout (the test's small file): requests, DIN, lists."""
+    from tfrec.cli import main
+
+    import taobao_files as F
+
+    paths = F.write(str(tmp_path / "raw"), "joined")
+    out = str(tmp_path / "prep")
+    sets = [a for kv in ["din.epochs=1", "din.hidden_units=[8]", "din.hash_bins=100", "taobao.valid_share=0.0",
+                         "taobao.num_shards=1", "taobao.pool_samples=1"] for a in ("--set", kv)]
+    assert main(["prepare-taobao", "--joined", paths["joined"], "--out", out, *sets]) == 0
+    assert f"prepared {os.path.join(out, 'lists')}" in capsys.readouterr().out
+    with open(os.path.join(out, "lists", "stats.json"), encoding="utf-8") as f:
+        stats = json.load(f)
+    assert stats["requests_written"] == {"train": 4, "valid": 0, "test": 1}
+    assert stats["items_per_sample_type"]["test"] == {"N1": 1, "N2": 0, "N3": 0, "N5": 1}
+    hccp_taobao.check_data(os.path.join(out, "lists"))
+    assert main(["prepare-taobao", "--out", out]) == 2
+    assert "give the Alibaba files" in capsys.readouterr().err

@@ -36,7 +36,7 @@ NOISE = (
 
 #: Commands that do not import TensorFlow, and those that import Apache Beam.
 _NO_TENSORFLOW = frozenset({"predict"})
-_BEAM_COMMANDS = frozenset({"prepare", "prepare-hybrid", "demo", "pipeline", "experiment"})
+_BEAM_COMMANDS = frozenset({"prepare", "prepare-hybrid", "prepare-taobao", "demo", "pipeline", "experiment"})
 
 
 def noisy_modules(command: str) -> List[str]:

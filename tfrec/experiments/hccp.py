@@ -22,7 +22,9 @@ Readings of the paper:
   over ``N^r = 80`` ranked ones.
 * Fig. 7 plots ISH / ISPH@100 per item-frequency octile (popular to long-tail); the report plots hit@``octile_k``
   per octile and variant (absolute, mean over seeds; an octile with no positive in the test lists is left out).
-* COPR and Rethink (Table 1's other G3 rows) are other papers' models and are not part of this protocol.
+* COPR and Rethink (Table 1's other G3 rows) are the ``copr`` and ``rethink`` variants of the ``hccp-taobao``
+  protocol (:mod:`tfrec.experiments.hccp_taobao`): Rethink distils the ranker's CTR, which the cascade lists do
+  not carry.
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ so a ranker that reads the behaviour sequence (DIN) can beat one that does not.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import datetime
 import json
@@ -143,11 +142,13 @@ def simulate_rows(cfg: TaobaoSimConfig) -> Dict[str, object]:
     by_cat = [np.flatnonzero(w["ad_cat"] == c) for c in range(cfg.categories)]
     cols: Dict[str, List] = {k: [] for k in ("user", "time", "ad", "pid", "clk", "prob")}
     behaviors: Dict[int, tuple] = {}
+    by_user = np.argsort(users_of, kind="stable")  # each user's requests, in request order
+    starts = np.searchsorted(users_of[by_user], np.arange(cfg.users + 1))
     for u in range(cfg.users):
         urng = np.random.default_rng([cfg.seed, 1, u])
         changes, interests, b_times, b_cats, b_brands, b_tags = _user_timeline(cfg, w, u, urng)
         behaviors[u] = (b_times, b_cats, b_brands, b_tags)
-        reqs = np.flatnonzero(users_of == u)
+        reqs = by_user[starts[u]:starts[u + 1]]
         if not len(reqs):
             continue
         times = np.sort(urng.integers(0, cfg.days * 86400, len(reqs))) + START_UNIX
@@ -159,7 +160,7 @@ def simulate_rows(cfg: TaobaoSimConfig) -> Dict[str, object]:
             while len(chosen) < k:
                 chosen.add(int(urng.choice(cfg.ads, p=ad_p)))
             ads = np.array(sorted(chosen))
-            j = bisect.bisect_left(b_times.tolist(), t)
+            j = int(np.searchsorted(b_times, t, side="left"))
             recent_c, recent_b = b_cats[max(0, j - RECENT):j], b_brands[max(0, j - RECENT):j]
             share = np.array([np.mean(recent_c == c) if len(recent_c) else 0.0 for c in w["ad_cat"][ads]])
             brand_hit = np.isin(w["ad_brand"][ads], recent_b[recent_b >= 0])
