@@ -21,8 +21,9 @@ from tfrec.losses import distributed
 
 from loss_probe import SPECS, PointProbe
 
-# Per-request (list-per-row) losses: their fit and 2-replica tests are in test_losses_listmle / test_losses_infonce.
-PRERANKING = {"list_mle", "info_nce", "margin_info_nce"}
+# Per-request (list-per-row) losses: their fit and 2-replica tests are in test_losses_listmle / test_losses_infonce
+# (the COPR and Rethink losses: test_losses_cascade_baselines).
+PRERANKING = {"list_mle", "info_nce", "margin_info_nce", "copr_pairwise", "rethink_listwise", "ranker_distillation"}
 
 
 def _takes_pairing(name):

@@ -413,6 +413,34 @@ def _cmd_prepare_hybrid(args) -> int:
     return 0
 
 
+def _cmd_simulate_taobao(args) -> int:
+    from tfrec.simulation.taobao import simulate_taobao
+
+    cfg = _load(args, {"out": "taobao_sim.output", "rows": "taobao_sim.impressions", "layout": "taobao_sim.layout",
+                       "seed": "taobao_sim.seed"})
+    if not cfg.taobao_sim.output:
+        raise _UsageError("no output directory given (--out or taobao_sim.output)")
+    m = simulate_taobao(cfg.taobao_sim)
+    print(f"wrote {cfg.taobao_sim.impressions:,} impressions ({cfg.taobao_sim.layout} layout, simulated) to "
+          f"{cfg.taobao_sim.output}: click rate {m['click_rate']:.4f}, AUC of the true click probability "
+          f"{m['true_probability_auc']:.4f}")
+    return 0
+
+
+def _cmd_prepare_taobao(args) -> int:
+    from tfrec.experiments.hccp_taobao import prepare_taobao
+
+    cfg = _load(args, {"raw_sample": "taobao.raw_sample", "ad_feature": "taobao.ad_feature",
+                       "user_profile": "taobao.user_profile", "behavior_log": "taobao.behavior_log",
+                       "joined": "taobao.joined", "runner": "taobao.runner"})
+    if bool(cfg.taobao.raw_sample) == bool(cfg.taobao.joined):
+        raise _UsageError("give the Alibaba files (--raw-sample, --ad-feature, optional --user-profile and "
+                          "--behavior-log) or the pre-joined file (--joined)")
+    lists = prepare_taobao(cfg, args.out)
+    print(f"prepared {lists}\nrun: tfrec experiment hccp-taobao --data {lists} --out <dir>")
+    return 0
+
+
 def _cmd_experiment(args) -> int:
     from tfrec.experiments import Options, get, names, run_protocol, seeds_of
 
@@ -664,6 +692,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("beam_args", nargs="*", help="after --: extra Beam pipeline options")
     _common(p)
     p.set_defaults(fn=_cmd_prepare_hybrid)
+
+    p = sub.add_parser("simulate-taobao", help="write simulated files in the Taobao display-ad log's layouts "
+                                               "(raw_sample.csv, ad_feature.csv, ...; clicks depend on history)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--rows", type=int, help="impressions (raw_sample.csv rows)")
+    p.add_argument("--layout", choices=("alibaba", "joined", "both"))
+    p.add_argument("--seed", type=int)
+    _common(p)
+    p.set_defaults(fn=_cmd_simulate_taobao)
+
+    p = sub.add_parser("prepare-taobao", help="the Taobao display-ad log (either layout) -> requests, DIN, "
+                                              "HCCP lists under --out (for `tfrec experiment hccp-taobao`)")
+    p.add_argument("--raw-sample", dest="raw_sample", nargs="+", help="raw_sample.csv files or globs")
+    p.add_argument("--ad-feature", dest="ad_feature", nargs="+", help="ad_feature.csv")
+    p.add_argument("--user-profile", dest="user_profile", nargs="+", help="user_profile.csv (optional)")
+    p.add_argument("--behavior-log", dest="behavior_log", nargs="+", help="behavior_log.csv (optional: history)")
+    p.add_argument("--joined", nargs="+", help="the pre-joined FuxiCTR CSV (instead of the Alibaba files)")
+    p.add_argument("--out", required=True, help="output directory (raw/, requests/, din/, lists/)")
+    p.add_argument("--runner", help="Beam runner (default DirectRunner)")
+    _common(p)
+    p.set_defaults(fn=_cmd_prepare_taobao)
 
     from tfrec.experiments.protocols import names as protocol_names
 

@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from tfrec.config_taobao import DinConfig, TaobaoConfig, TaobaoSimConfig
+
 
 class ConfigError(ValueError):
     """A configuration problem, reported as one line that names the key and the value received."""
@@ -529,6 +531,10 @@ class PrerankingConfig:
       train_list_size / eval_list_size: items per list after padding (train lists ~42 items; valid / test lists
         keep every candidate, ~510: a longer one is an error that names the size needed, never truncated).
       hit_ks / consistency_ks / octile_k: K of the hit rates, of MAP / NDCG and of the octile split.
+      copr_weight / copr_reg_weight / copr_chunk_size / copr_relax_units: the ``copr`` variant's pairwise
+        consistency and relaxation-regularisation weights, the ranking-order chunk size and the relaxation net's
+        hidden sizes (``tfrec.losses.cascade_baselines``).
+      rethink_weight / rethink_distill_weight: the ``rethink`` variant's list-wise and distillation weights.
     """
 
     variant: str = "hccp"
@@ -557,6 +563,12 @@ class PrerankingConfig:
     hit_ks: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100, 200])
     consistency_ks: List[int] = dataclasses.field(default_factory=lambda: [10, 50, 100])
     octile_k: int = 100
+    copr_weight: float = 1.0
+    copr_reg_weight: float = 0.1
+    copr_chunk_size: int = 1
+    copr_relax_units: List[int] = dataclasses.field(default_factory=lambda: [16])
+    rethink_weight: float = 1.0
+    rethink_distill_weight: float = 1.0
 
     def validate(self) -> None:
         from tfrec.hccp_variants import VARIANTS  # pure Python, no TensorFlow
@@ -566,7 +578,8 @@ class PrerankingConfig:
                "preranking.tasks", self.tasks, "must be distinct task names other than 'global'")
         _check(len(self.task_weights) == len(self.tasks) and all(w >= 0 for w in self.task_weights),
                "preranking.task_weights", self.task_weights, "must be one weight >= 0 per task")
-        for key in ("global_weight", "alpha", "neg_weight", "margin", "beta_init", "embedding_l2"):
+        for key in ("global_weight", "alpha", "neg_weight", "margin", "beta_init", "embedding_l2", "copr_weight",
+                    "copr_reg_weight", "rethink_weight", "rethink_distill_weight"):
             _check(getattr(self, key) >= 0, f"preranking.{key}", getattr(self, key), "must be >= 0")
         _check(self.temperature > 0, "preranking.temperature", self.temperature, "must be > 0")
         _check(self.beta_scale is None or 0 < self.beta_scale <= 1, "preranking.beta_scale", self.beta_scale,
@@ -582,7 +595,8 @@ class PrerankingConfig:
         for key in ("hash_bins", "embedding_dim", "num_experts", "output_dim", "train_list_size", "eval_list_size",
                     "octile_k"):
             _check(getattr(self, key) > 0, f"preranking.{key}", getattr(self, key), "must be > 0")
-        for key in ("hit_ks", "consistency_ks", "expert_units"):
+        _check(self.copr_chunk_size > 0, "preranking.copr_chunk_size", self.copr_chunk_size, "must be > 0")
+        for key in ("hit_ks", "consistency_ks", "expert_units", "copr_relax_units"):
             _check(len(getattr(self, key)) > 0 and all(k > 0 for k in getattr(self, key)), f"preranking.{key}",
                    getattr(self, key), "must be a non-empty list of values > 0")
 
@@ -591,7 +605,8 @@ class PrerankingConfig:
         (``beta_scale``, ``beta_final``), which the trainer derives from the run (``tfrec.train_preranking``)."""
         keys = ("variant", "tasks", "task_weights", "global_weight", "alpha", "neg_weight", "margin", "temperature",
                 "beta_init", "in_batch_rate", "hash_bins", "embedding_dim", "embedding_l2",
-                "num_experts", "expert_units", "item_units", "cross_units", "output_dim")
+                "num_experts", "expert_units", "item_units", "cross_units", "output_dim", "copr_weight",
+                "copr_reg_weight", "copr_chunk_size", "copr_relax_units", "rethink_weight", "rethink_distill_weight")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -608,6 +623,9 @@ class RunConfig:
     cascade: CascadeConfig = dataclasses.field(default_factory=CascadeConfig)
     hybrid: HybridSamplesConfig = dataclasses.field(default_factory=HybridSamplesConfig)
     preranking: PrerankingConfig = dataclasses.field(default_factory=PrerankingConfig)
+    taobao_sim: TaobaoSimConfig = dataclasses.field(default_factory=TaobaoSimConfig)
+    taobao: TaobaoConfig = dataclasses.field(default_factory=TaobaoConfig)
+    din: DinConfig = dataclasses.field(default_factory=DinConfig)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):

@@ -224,6 +224,8 @@ class ListwiseSchema:
       item_categorical / item_dense: per-item feature names (from the item table).
       tasks: the Cxr estimation tasks; each has a label ``<task>``, a raw arranged order ``rt_<task>`` and its
         position ``rt_<task>_position``.
+      item_scores: per-item float scores of an upstream model (e.g. ``ranker_score``, the ranking model's
+        predicted click probability), ``-1.0`` where an item has none (and on padded slots).
     """
 
     name: str
@@ -233,6 +235,7 @@ class ListwiseSchema:
     item_categorical: Tuple[str, ...]
     item_dense: Tuple[str, ...]
     tasks: Tuple[str, ...]
+    item_scores: Tuple[str, ...] = ()
 
     def order_fields(self) -> Tuple[str, ...]:
         """Per-item int64 fields: sample type, orders and arranged orders (raw and as positions)."""
@@ -261,7 +264,8 @@ class ListwiseSchema:
                                    for n in self.item_categorical}
         spec.update({n: tf.io.FixedLenFeature([], tf.float32, default_value=0.0) for n in self.item_dense})
         spec.update({n: tf.io.FixedLenFeature([], tf.int64, default_value=NO_ORDER) for n in self.order_fields()})
-        spec.update({n: tf.io.FixedLenFeature([], tf.float32, default_value=-1.0) for n in self.label_fields()})
+        spec.update({n: tf.io.FixedLenFeature([], tf.float32, default_value=-1.0)
+                     for n in self.label_fields() + tuple(self.item_scores)})
         return spec
 
     def parse(self, serialized, list_size=None, mask_feature_name: str = "example_mask"):
@@ -293,6 +297,7 @@ class ListwiseSchema:
             "item_categorical": list(self.item_categorical),
             "item_dense": list(self.item_dense),
             "tasks": list(self.tasks),
+            "item_scores": list(self.item_scores),
             "order_fields": list(self.order_fields()),
             "label_fields": list(self.label_fields()),
             "sample_types": dict(SAMPLE_TYPES),
@@ -321,7 +326,8 @@ class ListwiseSchema:
     def from_json(cls, obj: Dict[str, object]) -> "ListwiseSchema":
         """Inverse of :meth:`to_json`."""
         keys = ("context_categorical", "context_int", "context_sequences", "item_categorical", "item_dense", "tasks")
-        return cls(name=str(obj["name"]), **{k: tuple(obj[k]) for k in keys})  # type: ignore[arg-type]
+        return cls(name=str(obj["name"]), item_scores=tuple(obj.get("item_scores", ())),  # type: ignore[arg-type]
+                   **{k: tuple(obj[k]) for k in keys})  # type: ignore[arg-type]
 
 
 #: The HCCP pre-ranking schema written by ``pipelines.hybrid_samples`` (tasks: click, purchase, diversity).

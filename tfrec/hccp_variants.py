@@ -14,6 +14,13 @@ without TensorFlow):
 | ``wo_neg`` | BCE | ListMLE | ListMLE | on N2-N3 | InfoNCE on N2-N3 |
 | ``wo_margin`` | BCE | ListMLE | ListMLE | on N2-N3 | InfoNCE on N2-N5 |
 | ``hccp`` | BCE | ListMLE | ListMLE | on N2-N3 | Margin InfoNCE on N2-N5 |
+| ``copr`` | BCE | - | - | - | - |
+| ``rethink`` | BCE | - | - | - | - |
+
+``copr`` and ``rethink`` are the other papers' baselines of Tables 1-2 on the same model: COPR adds its relaxation
+net, pairwise consistency and regularisation losses on the ranking candidates, Rethink an exposure task, list-wise
+losses and the distillation of the ranker's CTR (``tfrec.models.preranking.baselines``,
+``tfrec.losses.cascade_baselines``).
 
 Readings: "Base+ListNet ... BCE classification loss and ListNet" is read as ListNet over each request's
 impressions with the task's labels as the target distribution (no ranking orders: G1 uses impressions only);
@@ -52,6 +59,7 @@ class LossSwitches:
       dot_loss: ``"none"``, ``"info_nce"`` or ``"margin_info_nce"`` on the user-item dot products.
       hard_negatives: N2-N3 enter the dot-product loss.
       easy_negatives: N4-N5 enter the dot-product loss (N4 is sampled only when on).
+      copr / rethink: the COPR or Rethink baseline losses (``tfrec.models.preranking.baselines``).
     """
 
     local: str = "none"
@@ -60,6 +68,8 @@ class LossSwitches:
     dot_loss: str = "none"
     hard_negatives: bool = False
     easy_negatives: bool = False
+    copr: bool = False
+    rethink: bool = False
 
     @property
     def uses_in_batch(self) -> bool:
@@ -78,6 +88,8 @@ VARIANTS: Dict[str, LossSwitches] = {
                               easy_negatives=True),
     "hccp": LossSwitches(**_UP, score_info_nce=True, dot_loss="margin_info_nce", hard_negatives=True,
                          easy_negatives=True),
+    "copr": LossSwitches(copr=True),
+    "rethink": LossSwitches(rethink=True),
 }
 
 

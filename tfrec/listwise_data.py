@@ -27,8 +27,8 @@ TOO_LONG = "a list holds more items than the list_size of the reader"
 
 def label_keys(schema: ListwiseSchema) -> Tuple[str, ...]:
     """The ``[B, L]`` fields that go to the labels dict."""
-    return ("sample_type", "rc_position", "exposure", MASK) + tuple(f"rt_{t}_position" for t in schema.tasks) + \
-        tuple(schema.tasks)
+    return ("sample_type", "rank", "rc_position", "exposure", MASK) + \
+        tuple(f"rt_{t}_position" for t in schema.tasks) + tuple(schema.tasks) + tuple(schema.item_scores)
 
 
 def split_labels(parsed: Dict[str, tf.Tensor], schema: ListwiseSchema):

@@ -36,7 +36,7 @@ NOISE = (
 
 #: Commands that import Apache Beam (every command imports TensorFlow: even ``predict`` reads TensorFlow's protos
 #: through it).
-_BEAM_COMMANDS = frozenset({"prepare", "prepare-hybrid", "demo", "pipeline", "experiment"})
+_BEAM_COMMANDS = frozenset({"prepare", "prepare-hybrid", "prepare-taobao", "demo", "pipeline", "experiment"})
 
 
 def noisy_modules(command: str) -> List[str]:

@@ -103,6 +103,9 @@ def build_preranking_model(cfg: RunConfig, schema: ListwiseSchema,
     missing = [t for t in p.tasks if t not in schema.tasks]
     if missing:
         raise ValueError(f"`preranking.tasks` {missing} are not labels of the dataset (its tasks: {list(schema.tasks)})")
+    if p.variant == "rethink" and "ranker_score" not in schema.item_scores:
+        raise ValueError("`preranking.variant` rethink distils the ranker's predicted CTR: the dataset has no "
+                         "ranker_score (the Taobao lists of pipelines.taobao carry it)")
     model = ThreeTower(**p.model_kwargs(), **beta_schedule(p, planned_steps), name="three_tower")
     model(model.dummy_inputs(), training=False)
     return model

@@ -2,7 +2,8 @@
 
 ``tfrec experiment <protocol> --data DIR --seeds N --out OUT`` (or :func:`run_protocol`) runs a registered
 protocol (``protocols.names()``: sparsity, alpha, losses, focal, negative-sampling, contrastive, findings) on a
-prepared dataset, and ``hccp`` (the HCCP variants of Tables 1 and 3) on a prepared hybrid-sample dataset.
+prepared dataset, ``hccp`` (the HCCP variants of Tables 1 and 3) on a prepared hybrid-sample dataset, and
+``hccp-taobao`` (HCCP's Table 2: ``hccp_taobao``, ``hccp_taobao_report``) on the Taobao lists.
 Modules: ``store`` (cells, fingerprints, atomic result files), ``runner`` (one training run), ``stats`` (mean /
 std, paired t-test), ``tables`` (CSV, Markdown), ``plots`` (PNG), ``report``, ``findings``, ``protocols`` (the
 registry), ``engine`` (the sweep), ``quick`` (the ``--quick`` dataset), ``hccp`` and ``hccp_report`` (the HCCP

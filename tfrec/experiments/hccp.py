@@ -22,7 +22,9 @@ Readings of the paper:
   over ``N^r = 80`` ranked ones.
 * Fig. 7 plots ISH / ISPH@100 per item-frequency octile (popular to long-tail); the report plots hit@``octile_k``
   per octile and variant (absolute, mean over seeds; an octile with no positive in the test lists is left out).
-* COPR and Rethink (Table 1's other G3 rows) are other papers' models and are not part of this protocol.
+* COPR and Rethink (Table 1's other G3 rows) are the ``copr`` and ``rethink`` variants of the ``hccp-taobao``
+  protocol (:mod:`tfrec.experiments.hccp_taobao`): Rethink distils the ranker's CTR, which the cascade lists do
+  not carry.
 """
 
 from __future__ import annotations
@@ -56,9 +58,13 @@ def _settings(opts: Options) -> List[Setting]:
 
 def check_data(data_dir: str) -> None:
     """Raises ``DatasetError`` unless ``data_dir`` is a prepared hybrid-sample (list-wise) dataset."""
+    from tfrec.data import DatasetError
     from tfrec.train_preranking import load_listwise_schema
 
-    load_listwise_schema(data_dir)
+    schema = load_listwise_schema(data_dir)
+    if "purchase" not in schema.tasks:  # Table 1's ISPH / ASPH need purchases (the Taobao lists: hccp-taobao)
+        raise DatasetError(f"{data_dir} has no purchase labels (tasks {list(schema.tasks)}); the hccp protocol "
+                           "reports purchase hit rates")
 
 
 def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = print,

@@ -294,4 +294,5 @@ register(Protocol("findings", "Findings 1-4 (Sec. 3)", _findings,
 
 # Protocols of the other model families register themselves in their own modules.
 from tfrec.experiments import hccp as _hccp  # noqa: E402,F401  (registers "hccp": HCCP pre-ranking)
+from tfrec.experiments import hccp_taobao as _hccp_taobao  # noqa: E402,F401  (registers "hccp-taobao": Table 2)
 from tfrec.experiments import pwiser as _pwiser  # noqa: E402,F401  (registers "pwiser": PWiseR, multi-task)

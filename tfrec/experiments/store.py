@@ -107,7 +107,7 @@ def fingerprint(cfg_dict: Dict[str, Any], data_dir: str, extra: Optional[Dict[st
     cfg = json.loads(json.dumps(cfg_dict, default=_json_default))
     for section, key in _NEUTRAL_KEYS:
         cfg.get(section, {}).pop(key, None)
-    for section in ("simulation", "prepare"):  # not read by training
+    for section in ("simulation", "prepare", "taobao_sim", "taobao", "din"):  # not read by training
         cfg.pop(section, None)
     cfg.get("data", {}).pop("dir", None)
     data_dir = os.path.abspath(data_dir)

@@ -59,7 +59,7 @@ from tfrec.features import SAMPLE_N1, SAMPLE_N2, SAMPLE_N3, SAMPLE_N5
 from tfrec.losses.classes.preranking import EASY_NEGATIVE, HARD_NEGATIVE, POSITIVE, InfoNCE, MarginInfoNCE
 from tfrec.losses.consistency import list_mle
 from tfrec.models.base import RankingModel
-from tfrec.models.preranking import negatives
+from tfrec.models.preranking import baselines, negatives
 from tfrec.models.preranking.serving import ServingFunctions
 from tfrec.models.preranking.towers import CONTEXT, HISTORY, CrossTower, ItemTower, UserTower
 from tfrec.hccp_variants import switches
@@ -103,6 +103,8 @@ class ThreeTower(RankingModel):
       beta_final: the floor of ``beta`` (None: Algorithm 1's literal ``beta *= scale``; see
         :class:`tfrec.losses.MarginInfoNCE`).
       in_batch_rate: N4 sampling rate.
+      copr_weight / copr_reg_weight / copr_chunk_size / copr_relax_units / rethink_weight /
+        rethink_distill_weight: the ``copr`` and ``rethink`` variants' losses (``tfrec.models.preranking.baselines``).
     """
 
     def __init__(self, tasks: Sequence[str] = ("click", "purchase", "diversity"), variant: str = "hccp",
@@ -112,7 +114,9 @@ class ThreeTower(RankingModel):
                  task_weights: Sequence[float] = (0.98, 0.2, 0.1), alpha: float = 0.05, neg_weight: float = 0.5,
                  margin: float = 0.9, temperature: float = 0.1, beta_init: float = 9999.0,
                  beta_scale: float = 0.999, in_batch_rate: float = 0.05, beta_final: Optional[float] = None,
-                 **kwargs):
+                 copr_weight: float = 1.0, copr_reg_weight: float = 0.1, copr_chunk_size: int = 1,
+                 copr_relax_units: Sequence[int] = (16,), rethink_weight: float = 1.0,
+                 rethink_distill_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.tasks = [str(t) for t in tasks]
         if not self.tasks or GLOBAL in self.tasks or len(set(self.tasks)) != len(self.tasks):
@@ -132,8 +136,17 @@ class ThreeTower(RankingModel):
         self.margin, self.temperature = float(margin), float(temperature)
         self.beta_init, self.beta_scale, self.in_batch_rate = float(beta_init), float(beta_scale), float(in_batch_rate)
         self.beta_final = None if beta_final is None else float(beta_final)
-        # The global consistency task is a task of the MMoE (HCCP 4.4.3) that only the variants with Eq. 3 have.
-        self.all_tasks = ([GLOBAL] if self.switches.global_consistency else []) + self.tasks
+        self.copr_weight, self.copr_reg_weight = float(copr_weight), float(copr_reg_weight)
+        self.copr_chunk_size, self.copr_relax_units = int(copr_chunk_size), [int(u) for u in copr_relax_units]
+        self.rethink_weight, self.rethink_distill_weight = float(rethink_weight), float(rethink_distill_weight)
+        if self.switches.rethink and baselines.EXPOSURE in self.tasks:
+            raise ValueError(f"`tasks` must not name {baselines.EXPOSURE!r} in the rethink variant (its own task)")
+        # The global consistency task is a task of the MMoE (HCCP 4.4.3) that only the variants with Eq. 3 have;
+        # Rethink's exposure task likewise.
+        self.all_tasks = ([GLOBAL] if self.switches.global_consistency else []) + (
+            [baselines.EXPOSURE] if self.switches.rethink else []) + self.tasks
+        self.relaxation = (baselines.RelaxationNet(self.copr_relax_units, name="relaxation_net")
+                           if self.switches.copr else None)
         emb = (self.hash_bins, self.embedding_dim, self.embedding_l2)
         self.user_tower = UserTower(self.all_tasks, *emb, self.num_experts, self.expert_units, self.output_dim,
                                     name="user_tower")
@@ -188,6 +201,8 @@ class ThreeTower(RankingModel):
             out[f"user_{t}"], out[f"user_norm_{t}"] = user[t], tf.norm(user[t], axis=-1)
         first = self.tasks[0]
         out["logit"], out["probability"] = out[f"logit_{first}"], out[first]
+        if self.relaxation is not None:
+            out["relaxation"] = self.relaxation(tf.stop_gradient(item_emb), tf.stop_gradient(user[first]))
         return out
 
     # ------------------------------------------------------------------------------------------ loss
@@ -203,7 +218,7 @@ class ThreeTower(RankingModel):
             names += [f"infonce_{t}" for t in self.tasks]
         if s.dot_loss != "none":
             names += [f"margin_infonce_{t}" for t in self.tasks]
-        return names
+        return names + list(baselines.component_names(s, self.tasks[0]))
 
     def task_loss_terms(self, y, y_pred, sample_weight=None):
         """``(loss, {component: term})`` of one replica's batch: Eq. 6 with the variant's terms."""
@@ -255,7 +270,9 @@ class ThreeTower(RankingModel):
             if contrastive:
                 task += self.neg_weight * tf.add_n(contrastive) / float(len(contrastive))
             total += weight * task
-        return total, terms
+        extra, extra_terms = baselines.baseline_terms(self, y, y_pred, valid)
+        terms.update(extra_terms)
+        return total + extra, terms
 
     @staticmethod
     def _roles(positives, hard, easy) -> tf.Tensor:
@@ -362,4 +379,7 @@ class ThreeTower(RankingModel):
                 "task_weights": self.task_weights, "alpha": self.alpha, "neg_weight": self.neg_weight,
                 "margin": self.margin, "temperature": self.temperature, "beta_init": self.beta_init,
                 "beta_scale": self.beta_scale, "beta_final": self.beta_final, "in_batch_rate": self.in_batch_rate,
+                "copr_weight": self.copr_weight, "copr_reg_weight": self.copr_reg_weight,
+                "copr_chunk_size": self.copr_chunk_size, "copr_relax_units": self.copr_relax_units,
+                "rethink_weight": self.rethink_weight, "rethink_distill_weight": self.rethink_distill_weight,
                 "name": self.name}

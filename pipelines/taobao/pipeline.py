@@ -1,0 +1,536 @@
+"""The Taobao Beam pipelines: raw files -> requests and DIN examples (A); requests + DIN -> HCCP lists (B).
+
+Why two pipelines: the lists carry the ranking order of each request's impressions, which comes from DIN's
+scores, and DIN must first be trained on the requests' examples. So the protocol runs A, trains DIN
+(``tfrec.train_din``: it exports a scorer SavedModel), then B, which loads that SavedModel once per worker and
+scores the requests in batches.
+
+A, :func:`run_requests` (``cfg: tfrec.config_taobao.TaobaoConfig``): reads either layout
+(:mod:`pipelines.taobao.parse`), joins the ad table (a side input) and, per user (one ``CoGroupByKey`` of the
+impressions, the profile and the behaviours by user id), builds the requests with their history
+(:mod:`pipelines.taobao.requests`). Layout of ``cfg.output``:
+
+* ``{train,valid,test}-SSSSS-of-NNNNN.tfrecord.gz``: one ``tf.train.Example`` per written impression (DIN's
+  training data, ``tfrec.data_taobao.din_feature_spec``);
+* ``requests/{train,valid,test}-SSSSS-of-NNNNN.tfrecord.gz``: one record per request, its JSON (what B reads);
+* ``items.jsonl``: the ad table (``item_id``, ``category``, ``brand``, ``campaign_id``, ``customer``, ``price``;
+  every ad of ``ad_feature``, or of the joined rows), the pool of B's N5 negatives;
+* ``deadletter/deadletter-00000-of-00001.jsonl``: one JSON object per rejected row: ``source`` (the file kind),
+  ``file``, ``reason`` (:data:`pipelines.taobao.parse.REASONS` or ``unknown_ad``), ``message``, ``row``;
+* ``stats.json`` (rows in and rejected per file kind; requests, impressions, clicks per split; history lengths;
+  ``impressions_in == sum(impressions_written) + impressions_rejected`` is checked) and ``schema.json``.
+
+B, :func:`run_lists` (``cfg``, the DIN scorer directory): ``cfg.lists_output`` gets the lists of
+:mod:`pipelines.taobao.lists` (``tfrec.data_taobao.TAOBAO_LISTS``) as ``{split}-SSSSS-of-NNNNN.tfrecord.gz``, a
+dead letter, ``schema.json`` and ``stats.json`` (requests in / written / rejected, checked; items per sample type,
+which names the absent N2 and N3; the ranker). A request's shard and pool sample come from a keyed hash of its id
+(``default_rng([seed, hash])``), so both outputs are the same on every run and runner. The writes reuse the
+Criteo pipeline's stages (:func:`pipelines.criteo.stages.write_outputs`, :func:`~pipelines.criteo.stages.run_pipeline`)
+and the item table of the hybrid-sample pipeline.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import json
+import os
+import uuid
+from typing import Dict, List, Optional
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.value_provider import StaticValueProvider
+from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipelines.criteo import files
+from pipelines.criteo.combiners import RowsInFn
+from pipelines.criteo.parse import Rejection, raw_text, strip_eol
+from pipelines.criteo.pipeline import pipeline_options
+from pipelines.criteo.read import ReadLines
+from pipelines.criteo.stages import DEADLETTER, SPLITS, STATS, run_pipeline, write_outputs
+from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
+from pipelines.hybrid_samples.pipeline import CountsFn, ItemTableFn, ParseItems
+from pipelines.taobao import parse as taobao_parse
+from pipelines.taobao.requests import ExampleEncoder, Splitter, item_values, user_requests
+from tfrec.config import PrepareConfig
+from tfrec.config_taobao import TaobaoConfig
+
+COUNTS_FILE = "_counts.json"
+REQUESTS_DIR = "requests"
+ITEMS_FILE = "items.jsonl"
+OWNED_REQUESTS = tuple(f"{s}-*-of-*.tfrecord.gz" for s in SPLITS) + tuple(
+    f"{REQUESTS_DIR}/{s}-*-of-*.tfrecord.gz" for s in SPLITS) + (
+    "deadletter/deadletter-*-of-*.jsonl", ITEMS_FILE, "schema.json", "stats.json", COUNTS_FILE)
+OWNED_LISTS = tuple(f"{s}-*-of-*.tfrecord.gz" for s in SPLITS) + (
+    "deadletter/deadletter-*-of-*.jsonl", "schema.json", "stats.json", COUNTS_FILE)
+FLUSH = 4096
+#: The stats' note on the sample types the public log cannot give.
+ABSENT_TYPES = {"N2": "unexposed ranking candidates: the Taobao log has impressions only",
+                "N3": "pre-ranking candidates: the Taobao log has impressions only"}
+
+
+def _options(cfg: TaobaoConfig):
+    return pipeline_options(PrepareConfig(runner=cfg.runner, beam_args=list(cfg.beam_args)))
+
+
+def _window(value):
+    return WindowedValue(value, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+
+def layout_of(cfg: TaobaoConfig) -> str:
+    """``alibaba`` or ``joined`` from the configured inputs.
+
+    Raises:
+      ValueError: both layouts, or neither, or Alibaba impressions without the ad table.
+    """
+    alibaba = bool(cfg.raw_sample)
+    if alibaba == bool(cfg.joined):
+        raise ValueError("taobao: give the Alibaba files (taobao.raw_sample, taobao.ad_feature, ...) or the "
+                         "pre-joined file (taobao.joined), not both or neither")
+    if alibaba and not cfg.ad_feature:
+        raise ValueError("taobao: taobao.ad_feature is required with taobao.raw_sample (the ads' categories)")
+    return "alibaba" if alibaba else "joined"
+
+
+def history_source(cfg: TaobaoConfig, layout: str) -> str:
+    """The history source (``taobao.history``, ``auto`` resolved).
+
+    Raises:
+      ValueError: ``behavior`` without a behaviour log, or ``sequence`` outside the joined layout.
+    """
+    source = cfg.history
+    if source == "auto":
+        source = "sequence" if layout == "joined" else ("behavior" if cfg.behavior_log else "clicks")
+    if source == "behavior" and (layout == "joined" or not cfg.behavior_log):
+        raise ValueError("taobao.history=behavior needs taobao.behavior_log (Alibaba layout)")
+    if source == "sequence" and layout != "joined":
+        raise ValueError("taobao.history=sequence needs the joined layout (taobao.joined)")
+    return source
+
+
+def _matched(cfg: TaobaoConfig, layout: str) -> Dict[str, List[str]]:
+    kinds = ("joined",) if layout == "joined" else ("raw_sample", "ad_feature", "user_profile", "behavior_log")
+    out = {}
+    for kind in kinds:
+        patterns = getattr(cfg, kind)
+        if patterns:
+            out[kind] = files.match_inputs(patterns, f"taobao.{kind}")
+            for path in out[kind]:
+                with FileSystems.open(path) as f:
+                    taobao_parse.check_header(f.readline(), kind, path)
+    return out
+
+
+class ParseFile(beam.DoFn):
+    """(file, [line, ...]) of one file kind -> parsed records; rejected lines as dead-letter dicts."""
+
+    def __init__(self, kind: str, utc_offset_hours: int):
+        self.kind, self.utc_offset_hours = kind, utc_offset_hours
+
+    def setup(self):
+        parse = taobao_parse.PARSERS[self.kind]
+        self.parse = (functools.partial(parse, utc_offset_hours=self.utc_offset_hours)
+                      if self.kind == "joined" else parse)
+
+    def process(self, element):
+        file_name, lines = element
+        for line in lines:
+            if taobao_parse.is_header(line, self.kind):
+                continue
+            raw = strip_eol(line)
+            r = self.parse(raw)
+            if type(r) is Rejection:
+                yield TaggedOutput(DEADLETTER, {"source": self.kind, "file": file_name, "reason": r.reason,
+                                                "message": r.message, "row": raw_text(raw)})
+            else:
+                yield r
+
+
+def _count_rows(kind):
+    return RowsInFn(lambda _, chunk: sum(1 for line in chunk if not taobao_parse.is_header(line, kind)))
+
+
+class BuildRequests(beam.DoFn):
+    """(user, {impressions, profiles, behaviors}) -> DIN example batches ``((split, shard), [bytes])``, request
+    batches on ``requests``, dead letters and one statistics dict per bundle (``stats``)."""
+
+    def __init__(self, cfg: TaobaoConfig, source: str):
+        self.cfg, self.source = cfg, source
+
+    def setup(self):
+        c = self.cfg
+        self.splitter = Splitter(c.first_day_unix(), c.train_days, c.test_days, c.valid_share, c.split_salt)
+        self.encoder = ExampleEncoder()
+
+    def start_bundle(self):
+        self.examples: Dict[tuple, list] = {}
+        self.requests: Dict[tuple, list] = {}
+        self.stats: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.pending = 0
+
+    def _flush(self, wrap):
+        for key, batch in self.examples.items():
+            yield wrap(key, batch, None)
+        for key, batch in self.requests.items():
+            yield wrap(key, batch, REQUESTS_DIR)
+        self.examples, self.requests, self.pending = {}, {}, 0
+
+    def process(self, element, table):
+        user, groups = element
+        impressions = list(groups["impressions"])
+        if not impressions:
+            return
+        c, ads = self.cfg, table["items"]
+        profiles = list(groups.get("profiles", []))
+        requests, rejected = user_requests(user, impressions, min(profiles) if profiles else None,
+                                           list(groups.get("behaviors", [])), ads, self.splitter, self.source,
+                                           c.history_btags, c.max_history, c.request_window_s)
+        for imp, rej in rejected:
+            self.stats[DEADLETTER][rej.reason] += 1
+            yield TaggedOutput(DEADLETTER, {"source": "requests", "file": "", "reason": rej.reason,
+                                            "message": rej.message,
+                                            "row": f"{imp.user},{imp.time_stamp},{imp.adgroup_id},{imp.pid},"
+                                                   f"{1 - imp.clk},{imp.clk}"})
+        for req in requests:
+            key = (req["split"], self.splitter.hash(req["request_id"]) % c.num_shards)
+            self.examples.setdefault(key, []).extend(self.encoder.examples(req, ads))
+            self.requests.setdefault(key, []).append(json.dumps(req, sort_keys=True).encode("utf-8"))
+            s = self.stats[req["split"]]
+            s["requests"] += 1
+            s["impressions"] += len(req["items"])
+            s["clicks"] += sum(clk for _, clk in req["items"])
+            s["history_entries"] += len(req["click_history"])
+            s["requests_without_history"] += int(not req["click_history"])
+            self.pending += len(req["items"])
+        if self.pending >= FLUSH:
+            yield from self._flush(lambda k, b, tag: (k, b) if tag is None else TaggedOutput(tag, (k, b)))
+
+    def finish_bundle(self):
+        yield from self._flush(lambda k, b, tag: _window((k, b)) if tag is None else TaggedOutput(tag, _window((k, b))))
+        yield TaggedOutput(STATS, _window({k: dict(v) for k, v in self.stats.items()}))
+
+
+def _write_records(batches, out: str, shards: int, label: str):
+    """Batches ``((split, shard), [bytes])`` -> ``out/<split>-SSSSS-of-NNNNN.tfrecord.gz`` (as ``write_outputs``)."""
+    temp = files.join(out, f".temp-{label.lower()}-{uuid.uuid4().hex}")
+    written = batches | label >> fileio.WriteToFiles(
+        path=out, destination=batch_destination, file_naming=ShardNaming(shards),
+        temp_directory=StaticValueProvider(str, temp), sink=TFRecordBatchSink, shards=1, max_writers_per_bundle=0)
+    return written, temp
+
+
+def build_requests(p: beam.Pipeline, cfg: TaobaoConfig) -> Dict[str, object]:
+    """Adds pipeline A to ``p`` (module docstring); returns its main PCollections."""
+    layout = layout_of(cfg)
+    source = history_source(cfg, layout)
+    inputs = _matched(cfg, layout)
+    out, shards = cfg.output, cfg.num_shards
+    lines = {k: p | f"Read[{k}]" >> ReadLines(v) for k, v in inputs.items()}
+    parsed = {k: v | f"Parse[{k}]" >> beam.ParDo(ParseFile(k, cfg.utc_offset_hours)).with_outputs(
+        DEADLETTER, main="rows") for k, v in lines.items()}
+    groups = {}
+    if layout == "joined":
+        rows = parsed["joined"]["rows"]
+        ads = rows | "Ads" >> beam.Map(lambda r: (r.ad.adgroup_id, r.ad))
+        groups["impressions"] = rows | "ByUser" >> beam.Map(lambda r: (r.impression.user,
+                                                                       (r.impression, r.click_sequence)))
+        groups["profiles"] = rows | "Profiles" >> beam.Map(lambda r: (r.profile.userid, r.profile))
+    else:
+        ads = parsed["ad_feature"]["rows"] | "Ads" >> beam.Map(lambda a: (a.adgroup_id, a))
+        groups["impressions"] = parsed["raw_sample"]["rows"] | "ByUser" >> beam.Map(lambda i: (i.user, (i, ())))
+        if "user_profile" in parsed:
+            groups["profiles"] = parsed["user_profile"]["rows"] | "Profiles" >> beam.Map(lambda r: (r.userid, r))
+        if "behavior_log" in parsed and source == "behavior":
+            keep = set(cfg.history_btags)
+            groups["behaviors"] = (parsed["behavior_log"]["rows"]
+                                   | "Behaviors" >> beam.FlatMap(lambda b: [(b.user, b)] if b.btag in keep else []))
+    table = ads | "AdTable" >> beam.CombineGlobally(ItemTableFn())
+    built = (groups | "ByUserJoin" >> beam.CoGroupByKey()
+             | "Requests" >> beam.ParDo(BuildRequests(cfg, source), AsSingleton(table)).with_outputs(
+                 DEADLETTER, STATS, REQUESTS_DIR, main="examples"))
+    empty = [((s, k), []) for s in SPLITS for k in range(shards)]
+    examples = (built["examples"], p | "EmptyShards" >> beam.Create(empty)) | "AllExamples" >> beam.Flatten()
+    requests = (built[REQUESTS_DIR], p | "EmptyRequestShards" >> beam.Create(empty)) | "AllRequests" >> beam.Flatten()
+    dead = [v[DEADLETTER] for v in parsed.values()] + [built[DEADLETTER]]
+    dead = dead | "AllDead" >> beam.Flatten()
+    written, dead_files, temp_dir = write_outputs(p, out, shards, examples, dead, label="WriteExamples")
+    req_written, req_temp = _write_records(requests, files.join(out, REQUESTS_DIR), shards, "WriteRequests")
+    rows_in = ([v | f"RowsIn[{k}]" >> beam.CombineGlobally(_count_rows(k))
+                | f"RowsInKey[{k}]" >> beam.Map(lambda n, k=k: (k, n)) for k, v in lines.items()]
+               | "AllRowsIn" >> beam.Flatten())
+    rejected = (dead | "DeadKeys" >> beam.Map(lambda d: (d["source"], d["reason"]))
+                | "Rejected" >> beam.combiners.Count.PerElement())
+    stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
+    _ = (p | "Once" >> beam.Create([None])
+         | "WriteCounts" >> beam.Map(_write_counts, cfg, [temp_dir, req_temp], AsList(rows_in), AsList(rejected), AsSingleton(stats), AsSingleton(table), AsList(written),
+                                     AsList(req_written), layout, source))
+    return {"examples": examples, "requests": requests, "deadletter": dead, "table": table}
+
+
+def _remove(paths):
+    for path in paths:
+        try:
+            FileSystems.delete([path])
+        except BeamIOError:
+            pass
+
+
+def _write_counts(_, cfg, temps, rows_in, rejected, stats, table, written, req_written, layout, source):
+    _remove(temps)
+    with FileSystems.create(files.join(cfg.output, ITEMS_FILE)) as f:
+        for ad_id in sorted(table["items"]):
+            v = item_values(table["items"][ad_id])
+            f.write((json.dumps({"item_id": v[0], "category": v[1], "brand": v[2], "campaign_id": v[3],
+                                 "customer": v[4], "price": v[5]}) + "\n").encode("utf-8"))
+    files.write_json(files.join(cfg.output, COUNTS_FILE), {
+        "rows_in": dict(sorted(rows_in)), "rejected": [[s, r, n] for (s, r), n in rejected], "stats": stats,
+        "ads_in_table": len(table["items"]), "ads_duplicate": table["duplicates"], "layout": layout,
+        "history": source,
+        "files": {s: sorted(files.relative(r.file_name, cfg.output) for r in written if r.destination[0] == s)
+                  for s in SPLITS},
+        "request_files": {s: sorted(REQUESTS_DIR + "/" + files.relative(r.file_name, files.join(cfg.output, REQUESTS_DIR)) for r in req_written
+                                    if r.destination[0] == s) for s in SPLITS}})
+
+
+def finalize_requests(cfg: TaobaoConfig) -> Dict[str, object]:
+    """Checks the impression accounting and writes ``stats.json`` and ``schema.json`` of A.
+
+    Raises:
+      RuntimeError: ``impressions_in != sum(impressions_written) + impressions_rejected``.
+    """
+    from tfrec.data_taobao import CONTEXT_FEATURES, HISTORY_FEATURES, ITEM_FEATURES
+
+    counts_path = files.join(cfg.output, COUNTS_FILE)
+    counts = files.read_json(counts_path)
+    st = counts["stats"]
+    kind = "joined" if counts["layout"] == "joined" else "raw_sample"
+    by_source: Dict[str, Dict[str, int]] = {}
+    for source, reason, n in counts["rejected"]:
+        by_source.setdefault(source, {})[reason] = n
+    imp_rejected = sum(by_source.get(kind, {}).values()) + sum(by_source.get("requests", {}).values())
+    written = {s: int(st.get(s, {}).get("impressions", 0)) for s in SPLITS}
+    impressions_in = counts["rows_in"][kind]
+    if impressions_in != sum(written.values()) + imp_rejected:
+        raise RuntimeError(f"taobao: impression accounting failed: impressions_in={impressions_in} != written "
+                           f"{written} + rejected {imp_rejected}; see {counts_path}")
+    per_split = {s: {k: int(v) for k, v in st.get(s, {}).items()} for s in SPLITS}
+    stats = {
+        "layout": counts["layout"], "history": counts["history"], "impressions_in": impressions_in,
+        "impressions_written": written, "impressions_rejected": imp_rejected,
+        "requests_written": {s: per_split[s].get("requests", 0) for s in SPLITS},
+        "clicks": {s: per_split[s].get("clicks", 0) for s in SPLITS},
+        "mean_impressions_per_request": {s: (per_split[s]["impressions"] / per_split[s]["requests"]
+                                             if per_split[s].get("requests") else None) for s in SPLITS},
+        "mean_history_length": {s: (per_split[s].get("history_entries", 0) / per_split[s]["requests"]
+                                    if per_split[s].get("requests") else None) for s in SPLITS},
+        "per_split": per_split, "rows_in": counts["rows_in"],
+        "rejected_by_source": {k: dict(sorted(v.items())) for k, v in sorted(by_source.items())},
+        "ads_in_table": counts["ads_in_table"], "ads_duplicate": counts["ads_duplicate"],
+        "config": dataclasses.asdict(cfg), "files": counts["files"], "request_files": counts["request_files"],
+    }
+    schema = {"name": "taobao_din", "kind": "taobao_din",
+              "format": "tf.train.Example, one per impression (tfrec.data_taobao.din_feature_spec)",
+              "context": ["request_id", *CONTEXT_FEATURES], "item": [*ITEM_FEATURES, "price"],
+              "history": list(HISTORY_FEATURES), "ints": ["day", "time_stamp"], "label": "label"}
+    files.write_json(files.join(cfg.output, "schema.json"), schema)
+    files.write_json(files.join(cfg.output, "stats.json"), stats)
+    FileSystems.delete([counts_path])
+    return stats
+
+
+def _prepare_output(cfg: TaobaoConfig, attr: str, owned) -> TaobaoConfig:
+    out = getattr(cfg, attr)
+    if not out:
+        raise ValueError(f"taobao: taobao.{attr} is empty; set it to the output directory")
+    if "://" not in out:
+        cfg = dataclasses.replace(cfg, **{attr: os.path.abspath(out)})
+    files.delete_owned(getattr(cfg, attr), owned)
+    return cfg
+
+
+def run_requests(cfg: TaobaoConfig, progress=None) -> Dict[str, object]:
+    """Validates ``cfg``, runs pipeline A, checks the accounting, returns its stats.
+
+    Raises:
+      tfrec.config.ConfigError: an invalid config. ValueError: inputs or output missing or inconsistent.
+      FileNotFoundError: an input pattern that matches nothing. InputError: a header that is not the layout's.
+      RuntimeError: the run failed or the accounting does not add up.
+    """
+    cfg.validate()
+    layout_of(cfg)
+    cfg = _prepare_output(cfg, "output", OWNED_REQUESTS)
+    run_pipeline(lambda p: build_requests(p, cfg), _options(cfg), "taobao-requests", cfg.runner, progress=progress)
+    return finalize_requests(cfg)
+
+
+# ------------------------------------------------------------------------------------------ B: the lists
+
+
+class ScoreLists(beam.DoFn):
+    """Batches of request JSON -> list batches ``((split, shard), [bytes])``, dead letters, statistics."""
+
+    def __init__(self, cfg: TaobaoConfig, scorer_dir: str, max_history: int):
+        self.cfg, self.scorer_dir, self.max_history = cfg, scorer_dir, max_history
+
+    def setup(self):
+        from tfrec.data_taobao import TAOBAO_LISTS
+        from tfrec.train_din import load_scorer
+
+        c = self.cfg
+        self.schema = TAOBAO_LISTS
+        self.splitter = Splitter(c.first_day_unix(), c.train_days, c.test_days, c.valid_share, c.split_salt)
+        self.score = load_scorer(self.scorer_dir)
+        self._table_id = None
+
+    def _pool(self, table):
+        from pipelines.hybrid_samples.encode import EntryCache
+
+        if self._table_id != id(table):
+            self._table_id, self._ids = id(table), sorted(table["items"])
+            self._cache = EntryCache(table["items"], self.schema.item_categorical, self.schema.item_dense)
+        return self._ids
+
+    def process(self, batch, table):
+        import numpy as np
+
+        from pipelines.taobao.lists import build_request_list, din_inputs, to_example_list
+
+        items, pool = table["items"], self._pool(table)
+        stats: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        reqs = []
+        for record in batch:
+            try:
+                req = json.loads(record)
+                missing = [x for x, _ in req["items"] if x not in items]
+            except (ValueError, KeyError, TypeError) as e:
+                stats[DEADLETTER]["bad_request"] += 1
+                yield TaggedOutput(DEADLETTER, {"source": "requests", "file": "", "reason": "bad_request",
+                                                "message": f"{type(e).__name__}: {e}"[:200],
+                                                "row": raw_text(record[:2000])})
+                continue
+            if missing:
+                stats[DEADLETTER]["unknown_ad"] += 1
+                yield TaggedOutput(DEADLETTER, {"source": "requests", "file": "", "reason": "unknown_ad",
+                                                "message": f"ad {missing[0]} is not in the item table",
+                                                "row": raw_text(record[:2000])})
+                continue
+            reqs.append(req)
+        if reqs:
+            import tensorflow as tf
+
+            inputs = din_inputs(reqs, items, self.max_history)
+            scores = self.score(**{k: tf.constant(v) for k, v in inputs.items()})["probability"].numpy()
+        out: Dict[tuple, list] = {}
+        start = 0
+        for req in reqs:
+            n = len(req["items"])
+            h = self.splitter.hash(req["request_id"])
+            rng = np.random.default_rng([self.cfg.seed, h])
+            cols = build_request_list(req, scores[start:start + n].tolist(), pool, items, self.schema,
+                                      self.cfg.pool_samples, rng)
+            start += n
+            out.setdefault((req["split"], h % self.cfg.num_shards), []).append(
+                to_example_list(req, cols, self.schema, self._cache))
+            s = stats[req["split"]]
+            s["requests"] += 1
+            s["items"] += len(cols["item"])
+            s["clicks"] += int(sum(cols["click"]))
+            for t in cols["sample_type"]:
+                s[f"type_{t}"] += 1
+        yield from out.items()
+        yield TaggedOutput(STATS, {k: dict(v) for k, v in stats.items()})
+
+
+def build_lists(p: beam.Pipeline, cfg: TaobaoConfig, scorer_dir: str, max_history: int) -> Dict[str, object]:
+    """Adds pipeline B to ``p`` (module docstring)."""
+    from tfrec.data_taobao import TAOBAO_LISTS
+
+    out, shards = cfg.lists_output, cfg.num_shards
+    item_rows = (p | "ReadItems" >> ReadLines([files.join(cfg.output, ITEMS_FILE)])
+                 | "ParseItems" >> beam.ParDo(ParseItems(TAOBAO_LISTS)).with_outputs(DEADLETTER, main="items"))
+    table = item_rows["items"] | "ItemTable" >> beam.CombineGlobally(ItemTableFn())
+    records = p | "ReadRequests" >> beam.io.ReadFromTFRecord(
+        files.join(cfg.output, REQUESTS_DIR, "*-of-*.tfrecord.gz"))
+    built = (records | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
+             | "Score" >> beam.ParDo(ScoreLists(cfg, scorer_dir, max_history), AsSingleton(table)).with_outputs(
+                 DEADLETTER, STATS, main="lists"))
+    empty = p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)])
+    lists = (built["lists"], empty) | "AllLists" >> beam.Flatten()
+    dead = (built[DEADLETTER], item_rows[DEADLETTER]) | "AllDead" >> beam.Flatten()
+    written, dead_files, temp_dir = write_outputs(p, out, shards, lists, dead, label="WriteLists")
+    requests_in = records | "RequestsIn" >> beam.combiners.Count.Globally()
+    stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
+    _ = (p | "Once" >> beam.Create([None])
+         | "WriteCounts" >> beam.Map(_write_list_counts, out, temp_dir, AsSingleton(requests_in), AsSingleton(stats),
+                                     AsSingleton(table), AsList(written)))
+    return {"lists": lists, "deadletter": dead}
+
+
+def _write_list_counts(_, out, temp_dir, requests_in, stats, table, written):
+    _remove([temp_dir])
+    files.write_json(files.join(out, COUNTS_FILE), {
+        "requests_in": requests_in, "stats": stats, "items_in_table": len(table["items"]),
+        "files": {s: sorted(files.relative(r.file_name, out) for r in written if r.destination[0] == s)
+                  for s in SPLITS}})
+
+
+def finalize_lists(cfg: TaobaoConfig, ranker: Optional[dict] = None) -> Dict[str, object]:
+    """Checks ``requests_in == sum(requests_written) + requests_rejected``; writes stats.json and schema.json.
+
+    Raises:
+      RuntimeError: the accounting does not add up.
+    """
+    from tfrec.data_taobao import TAOBAO_LISTS
+    from tfrec.features import SAMPLE_TYPES
+
+    out = cfg.lists_output
+    counts_path = files.join(out, COUNTS_FILE)
+    counts = files.read_json(counts_path)
+    st = counts["stats"]
+    reasons = dict(sorted(st.get(DEADLETTER, {}).items()))
+    written = {s: int(st.get(s, {}).get("requests", 0)) for s in SPLITS}
+    if counts["requests_in"] != sum(written.values()) + sum(reasons.values()):
+        raise RuntimeError(f"taobao-lists: request accounting failed: requests_in={counts['requests_in']} != "
+                           f"written {written} + rejected {reasons}; see {counts_path}")
+    per_type = {s: {t: int(st.get(s, {}).get(f"type_{v}", 0)) for t, v in SAMPLE_TYPES.items()} for s in SPLITS}
+    stats = {
+        "requests_in": counts["requests_in"], "requests_written": written,
+        "requests_rejected": sum(reasons.values()), "rejected_by_reason": reasons,
+        "items_per_sample_type": per_type, "absent_sample_types": ABSENT_TYPES,
+        "label_rate_on_impressions": {s: {"click": (st.get(s, {}).get("clicks", 0) / per_type[s]["N1"]
+                                                    if per_type[s]["N1"] else None)} for s in SPLITS},
+        "mean_list_size": {s: (st.get(s, {}).get("items", 0) / written[s] if written[s] else None) for s in SPLITS},
+        "items_in_table": counts["items_in_table"], "ranker": ranker or {},
+        "config": dataclasses.asdict(cfg), "files": counts["files"],
+    }
+    files.write_json(files.join(out, "schema.json"), TAOBAO_LISTS.to_json())
+    files.write_json(files.join(out, "stats.json"), stats)
+    FileSystems.delete([counts_path])
+    return stats
+
+
+def run_lists(cfg: TaobaoConfig, scorer_dir: str, max_history: int = 50, ranker: Optional[dict] = None,
+              progress=None) -> Dict[str, object]:
+    """Runs pipeline B on ``cfg.output`` (pipeline A's) with the DIN scorer SavedModel at ``scorer_dir``.
+
+    Raises:
+      ValueError: no lists output. FileNotFoundError: A's outputs or the scorer are missing.
+      RuntimeError: the run failed or the accounting does not add up.
+    """
+    cfg.validate()
+    if not files.match(files.join(cfg.output, ITEMS_FILE)):
+        raise FileNotFoundError(f"taobao-lists: {cfg.output} has no {ITEMS_FILE}; run the requests pipeline first")
+    if not os.path.isdir(scorer_dir) and "://" not in scorer_dir:
+        raise FileNotFoundError(f"taobao-lists: no DIN scorer SavedModel at {scorer_dir}")
+    cfg = _prepare_output(cfg, "lists_output", OWNED_LISTS)
+    if "://" not in cfg.output:
+        cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
+    run_pipeline(lambda p: build_lists(p, cfg, scorer_dir, max_history), _options(cfg), "taobao-lists",
+                 cfg.runner, progress=progress)
+    return finalize_lists(cfg, ranker)
