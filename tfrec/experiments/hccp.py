@@ -54,13 +54,6 @@ def _settings(opts: Options) -> List[Setting]:
                     baseline=None if v == BASE else BASE) for v, label in VARIANT_LABELS.items()]
 
 
-def check_data(data_dir: str) -> None:
-    """Raises ``DatasetError`` unless ``data_dir`` is a prepared hybrid-sample (list-wise) dataset."""
-    from tfrec.train_preranking import load_listwise_schema
-
-    load_listwise_schema(data_dir)
-
-
 def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = print,
                         **_: Any) -> Dict[str, Any]:
     """Trains ``cfg`` (a pre-ranking config) in ``run_dir`` and evaluates its best weights on the test split.
@@ -136,6 +129,6 @@ def _report(*args, **kwargs):
 
 
 register(Protocol("hccp", "HCCP (WWW 2025) Tables 1 and 3: pre-ranking variants and ablations", _settings,
-                  metrics=(), run_cell=run_preranking_cell, report=_report, check_data=check_data,
-                  summary=cell_summary, family="listwise", quick_config=QUICK_CONFIG,
+                  metrics=(), run_cell=run_preranking_cell, report=_report,
+                  summary=cell_summary, family="preranking", quick_config=QUICK_CONFIG,
                   quick_data=prepare_quick_data))

@@ -102,6 +102,8 @@ class ThreeTower(RankingModel):
       in_batch_rate: N4 sampling rate.
     """
 
+    family = "preranking"
+
     def __init__(self, tasks: Sequence[str] = ("click", "purchase", "diversity"), variant: str = "hccp",
                  hash_bins: int = 20000, embedding_dim: int = 16, embedding_l2: float = 0.0, num_experts: int = 8,
                  expert_units: Sequence[int] = (64,), item_units: Sequence[int] = (64,),
