@@ -30,6 +30,7 @@ from export import preranking
 from export import signatures as sig
 from export.validate import ValidationReport, validate as validate_export
 from export import versions, warmup
+from tfrec.families import family_of_model
 from tfrec.features import PointwiseSchema
 
 INFO_FILE = "tfrec_export.json"
@@ -118,21 +119,6 @@ def _refresh_fingerprint(export_dir: str) -> None:
             tf.io.gfile.remove(path)
 
 
-def _warmup_examples(schema: PointwiseSchema, examples, rows, data_dir, count) -> List[bytes]:
-    if examples is not None:
-        out = [bytes(e) for e in examples][:count]
-    elif rows is not None:
-        out = warmup.serialize_rows(list(rows)[:count], schema)
-    elif data_dir:
-        out = warmup.dataset_examples(data_dir, schema, count)
-    else:
-        # No rows given: one example with every feature missing, a valid request for any schema.
-        out = [tf.train.Example().SerializeToString()]
-    if not out:
-        raise ValueError("warmup needs at least one example; `examples` / `rows` is empty")
-    return out
-
-
 def _write_info(export_dir: str, signature_set: sig.SignatureSet, methods: Mapping[str, str]) -> None:
     info = {"model": type(signature_set.model).__name__, "tasks": [t.task for t in signature_set.tasks],
             "signatures": dict(methods), "schema": signature_set.schema.to_json(),
@@ -180,28 +166,23 @@ def export_model(model, base_path: str, schema: Optional[PointwiseSchema] = None
     if int(warmup_rows) < 1:
         raise ValueError(f"`warmup_rows` must be >= 1. Received: warmup_rows={warmup_rows}")
     _ensure_built(model)
-    signature_set = preranking.make_signature_set(model, schema)
-    listwise = isinstance(signature_set, preranking.PrerankingSignatureSet)
-    if item_table is not None and not listwise:
-        raise ValueError("`item_table` is for pre-ranking models (item embeddings); this model has none")
-    if listwise:
-        serialized = preranking.warmup_lists(examples, data_dir, max(1, int(warmup_lists)))
-        items = preranking.read_item_table(item_table) if item_table is not None else None
-    else:
-        serialized = _warmup_examples(signature_set.schema, examples, rows, data_dir, int(warmup_rows))
+    family = family_of_model(model)
+    signature_set = family.signature_set(model, schema)
+    if item_table is not None and not family.item_embeddings:
+        raise ValueError(f"`item_table` is for pre-ranking models (item embeddings); this {family.name} model has "
+                         "none")
+    serialized = signature_set.warmup_inputs(examples, rows, data_dir, int(warmup_rows), max(1, int(warmup_lists)))
+    items = preranking.read_item_table(item_table) if item_table is not None else None
     staged = versions.staging_dir(base_path)
     try:
         methods = _write_savedmodel(signature_set, staged)
-        if listwise:
-            records = preranking.build_records(signature_set, serialized, model_name, int(warmup_rows))
-            if items is not None:
-                # The exported function itself (reloaded from the staged SavedModel), so the file equals what
-                # the item_embedding signature answers.
-                embed = tf.saved_model.load(staged).signatures[preranking.ps.ITEM_EMBEDDING]
-                preranking.write_item_embeddings(embed, items, os.path.join(staged, warmup.WARMUP_DIR),
-                                                 source=item_table)
-        else:
-            records = warmup.build_records(signature_set, serialized, model_name)
+        records = signature_set.warmup_records(serialized, model_name, int(warmup_rows))
+        if items is not None:
+            # The exported function itself (reloaded from the staged SavedModel), so the file equals what the
+            # item_embedding signature answers.
+            embed = tf.saved_model.load(staged).signatures[preranking.ps.ITEM_EMBEDDING]
+            preranking.write_item_embeddings(embed, items, os.path.join(staged, warmup.WARMUP_DIR),
+                                             source=item_table)
         warmup.write_records(staged, records)
         _write_info(staged, signature_set, methods)
         report = None

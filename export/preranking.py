@@ -38,11 +38,6 @@ ITEM_EMBEDDINGS_INFO = "item_embeddings.json"
 EXTRA_SIGNATURES = (ps.USER_EMBEDDING, ps.ITEM_EMBEDDING, ps.SCORE_CANDIDATES)
 
 
-def is_preranking(model, schema=None) -> bool:
-    """Whether ``model`` / ``schema`` take the pre-ranking export path."""
-    return isinstance(schema, ListwiseSchema) or callable(getattr(model, "serving_functions", None))
-
-
 class PrerankingSignatureSet(sig.SignatureSet):
     """:class:`export.signatures.SignatureSet` of a pre-ranking model: the stock signatures on point-wise rows
     (module docstring), the model's three extra signatures from its ``extra_serving_signatures``.
@@ -60,7 +55,7 @@ class PrerankingSignatureSet(sig.SignatureSet):
         self.serving = model.serving_functions()
         self.schema = schema if schema is not None else ps.model_schema(model.tasks)
         ps.check_schema(self.schema)
-        self.tasks = [sig.TaskOutputs(t, t, f"logit_{t}") for t in model.tasks]
+        self.tasks = sig.task_outputs(model)
         self.raw_spec = self.serving.raw_spec()
 
     def parse(self, serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -75,9 +70,13 @@ class PrerankingSignatureSet(sig.SignatureSet):
         return {k: v.numpy() for k, v in self.serving.eager(name, value.tolist()).items()}
 
 
-def make_signature_set(model, schema=None) -> sig.SignatureSet:
-    """The signature set of any tfrec model: pre-ranking models get :class:`PrerankingSignatureSet`."""
-    return PrerankingSignatureSet(model, schema) if is_preranking(model, schema) else sig.SignatureSet(model, schema)
+    def warmup_inputs(self, examples, rows, data_dir, warmup_rows: int, list_count: int) -> List[bytes]:
+        """The serialized ``ExampleListWithContext`` of the warmup records (:func:`warmup_lists`)."""
+        return warmup_lists(examples, data_dir, list_count)
+
+    def warmup_records(self, serialized: List[bytes], model_name: str, warmup_rows: int):
+        """Warmup records of every signature, built from the example lists (:func:`build_records`)."""
+        return build_records(self, serialized, model_name, warmup_rows)
 
 
 # ---------------------------------------------------------------------------------------------- warmup inputs

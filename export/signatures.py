@@ -17,8 +17,9 @@ categorical feature as "", the conventions the model's own preprocessing (vocabu
 transforms) was trained with, so a raw Criteo row (hexadecimal strings, raw integers) goes in and a probability
 comes out.
 
-Task names: a multi-task model (``output_tasks()``) exports one probability and one logit per task it outputs;
-a single-task model (DCN V2) exports its ``probability`` and ``logit`` as task ``ctr``.
+Task names come from the model's family (:meth:`tfrec.families.Family.export_tasks`): a multi-task model exports one
+probability and one logit per task it outputs; a point-wise model (DCN V2) exports its ``probability`` and
+``logit`` as task ``ctr``.
 
 The functions are traced without AutoGraph: tfrec's models branch only on Python values and select with
 ``tf.where``, and tracing is much faster (a first export of a small model: 20 s with AutoGraph, 1 s without, on a
@@ -71,10 +72,11 @@ class TaskOutputs:
 
 
 def task_outputs(model) -> List[TaskOutputs]:
-    """The exported tasks of ``model``, in output order (the first one answers Classify and Regress)."""
-    if hasattr(model, "output_tasks"):
-        return [TaskOutputs(t, t, f"{t}_logit") for t in model.output_tasks()]
-    return [TaskOutputs(DEFAULT_TASK, "probability", "logit")]
+    """The exported tasks of ``model``, in output order (the first one answers Classify and Regress), as its
+    family names them (:meth:`tfrec.families.Family.export_tasks`)."""
+    from tfrec.families import family_of_model
+
+    return [TaskOutputs(*t) for t in family_of_model(model).export_tasks(model)]
 
 
 def schema_of(model, name: str = "model") -> PointwiseSchema:
@@ -118,6 +120,18 @@ class SignatureSet:
         check_schema(model, self.schema)
         self.tasks = task_outputs(model)
         self.raw_spec = {k: tf.TensorSpec([None], s.dtype, name=k) for k, s in model.input_signature().items()}
+
+    def warmup_inputs(self, examples, rows, data_dir, warmup_rows: int, list_count: int) -> List[bytes]:
+        """The serialized requests the warmup records carry (:func:`export.warmup.warmup_examples`: rows)."""
+        from export.warmup import warmup_examples
+
+        return warmup_examples(self.schema, examples, rows, data_dir, warmup_rows)
+
+    def warmup_records(self, serialized: List[bytes], model_name: str, warmup_rows: int):
+        """The warmup ``PredictionLog`` records of every signature (:func:`export.warmup.build_records`)."""
+        from export import warmup
+
+        return warmup.build_records(self, serialized, model_name)
 
     # ------------------------------------------------------------------------------------------ pieces
 

@@ -30,9 +30,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from export import preranking
 from export import signatures as sig
 from export import warmup
+from tfrec.families import family_of_model
 from tfrec.features import PointwiseSchema
 
 FRESH_CHECK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fresh_check.py")
@@ -215,7 +215,7 @@ def validate(export_dir: str, model, schema: Optional[PointwiseSchema] = None, t
       check).
     """
     report = ValidationReport(export_dir)
-    signature_set = preranking.make_signature_set(model, schema)
+    signature_set = family_of_model(model).signature_set(model, schema)
     expected_methods = {sig.SERVING_DEFAULT: sig.PREDICT_METHOD, sig.PREDICT_RAW: sig.PREDICT_METHOD,
                         sig.CLASSIFICATION: sig.CLASSIFY_METHOD, sig.REGRESSION: sig.REGRESS_METHOD,
                         **{name: method for name, (_, method) in _extra_signatures(model).items()}}

@@ -207,3 +207,23 @@ def read_records(path: str, limit: Optional[int] = None) -> List[prediction_log_
             break
     return out
 
+
+def warmup_examples(schema: PointwiseSchema, examples, rows, data_dir, count: int) -> List[bytes]:
+    """The serialized rows of the stock signatures' warmup requests: ``examples`` (the first ``count``), the
+    ``rows`` serialized with ``schema``, the dataset's first rows, or one all-missing example.
+
+    Raises:
+      ValueError: ``examples`` / ``rows`` is empty.
+    """
+    if examples is not None:
+        out = [bytes(e) for e in examples][:count]
+    elif rows is not None:
+        out = serialize_rows(list(rows)[:count], schema)
+    elif data_dir:
+        out = dataset_examples(data_dir, schema, count)
+    else:
+        # No rows given: one example with every feature missing, a valid request for any schema.
+        out = [tf.train.Example().SerializeToString()]
+    if not out:
+        raise ValueError("warmup needs at least one example; `examples` / `rows` is empty")
+    return out

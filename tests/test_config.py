@@ -3,7 +3,10 @@
 import pytest
 import yaml
 
+from tfrec import families
 from tfrec.config import ConfigError, RunConfig, dump_config, load_config, parse_override
+
+ROWS, LISTS = families.get("pointwise"), families.get("preranking")
 
 
 def test_defaults_are_the_paper_setting():
@@ -11,7 +14,7 @@ def test_defaults_are_the_paper_setting():
     assert cfg.model.dnn_hidden_units == [500, 500, 500] and cfg.model.num_cross_layers == 3
     assert cfg.model.embedding_dim == 10 and cfg.model.dropout == 0.1 and cfg.model.embedding_l2 == 1e-5
     assert cfg.train.learning_rate == 1e-3 and cfg.train.clip_norm == 10.0
-    assert cfg.for_family(listwise=False).data.batch_size == 4096
+    assert ROWS.resolve(cfg).data.batch_size == 4096
     assert cfg.train.early_stop_patience == 2 and cfg.train.plateau_factor == 0.1
     assert cfg.prepare.min_count == 10 and cfg.prepare.split_ratios == [0.7, 0.2, 0.1]
 
@@ -19,12 +22,12 @@ def test_defaults_are_the_paper_setting():
 def test_batch_sizes_default_to_the_dataset_familys_unit():
     cfg = load_config()
     assert (cfg.data.batch_size, cfg.data.eval_batch_size) == (None, None)  # unset: the family decides
-    rows, lists = cfg.for_family(listwise=False).data, cfg.for_family(listwise=True).data
+    rows, lists = ROWS.resolve(cfg).data, LISTS.resolve(cfg).data
     assert (rows.batch_size, rows.eval_batch_size) == (4096, 16384)  # rows, the KDD 2024 / BARS batch
     assert (lists.batch_size, lists.eval_batch_size) == (64, 64)  # requests, each tens to hundreds of items
-    given = load_config(None, ["data.batch_size=4096", "data.eval_batch_size=32"]).for_family(listwise=True).data
+    given = LISTS.resolve(load_config(None, ["data.batch_size=4096", "data.eval_batch_size=32"])).data
     assert (given.batch_size, given.eval_batch_size) == (4096, 32)  # a value the user set is kept
-    assert cfg.data.batch_size is None  # for_family returns a copy
+    assert cfg.data.batch_size is None  # resolve returns a copy
     with pytest.raises(ConfigError, match="`data.batch_size` must be > 0"):
         load_config(None, ["data.batch_size=0"])
 

@@ -181,10 +181,12 @@ def test_cli_listwise_batch_default_and_what_the_user_reads(hybrid_data, tmp_pat
 
 
 def test_check_data_rejects_a_pointwise_dataset(tmp_path):
+    from tfrec.families import get
+
     with open(tmp_path / "schema.json", "w") as f:
         json.dump({"name": "criteo"}, f)
-    with pytest.raises(DatasetError, match="list-wise"):
-        hccp.check_data(str(tmp_path))
+    with pytest.raises(DatasetError, match="is a pointwise dataset .*not a preranking one"):
+        get(protocols.get("hccp").family).check_dataset(str(tmp_path))
 
 
 def test_settings_are_the_papers_rows():

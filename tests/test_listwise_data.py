@@ -8,7 +8,11 @@ import tensorflow as tf
 
 from tfrec.features import HCCP
 from tfrec.listwise_data import label_keys, make_listwise_dataset
-from tfrec.train_preranking import is_listwise, load_listwise_schema
+import pytest
+
+from tfrec.data import DatasetError
+from tfrec.families import family_of
+from tfrec.train_preranking import load_listwise_schema
 
 
 def _feature(v):
@@ -58,8 +62,10 @@ def test_reader_pads_to_each_list_size(tmp_path):
 def test_schema_dispatch(tmp_path):
     with open(tmp_path / "schema.json", "w") as f:
         json.dump(HCCP.to_json(), f)
-    assert is_listwise(str(tmp_path)) and load_listwise_schema(str(tmp_path)) == HCCP
+    assert family_of(str(tmp_path)).name == "preranking" and load_listwise_schema(str(tmp_path)) == HCCP
     os.makedirs(tmp_path / "point")
     with open(tmp_path / "point" / "schema.json", "w") as f:
         json.dump({"name": "criteo", "dense": [], "categorical": []}, f)
-    assert not is_listwise(str(tmp_path / "point"))
+    assert family_of(str(tmp_path / "point")).name == "pointwise"
+    with pytest.raises(DatasetError, match="is a pointwise dataset .*not a preranking one"):
+        load_listwise_schema(str(tmp_path / "point"))

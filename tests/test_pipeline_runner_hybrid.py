@@ -79,7 +79,7 @@ def test_end_to_end_run_pushes_a_version_whose_score_candidates_the_prediction_s
     result, root = base["result"], base["result"].root
     assert result.executed == list(ORDER) and result.cached == []
     examples = result.outputs["example_gen"]["examples"]
-    assert examples.properties["family"] == "hybrid" and examples.properties["rows_rejected"] == 0
+    assert examples.properties["family"] == "preranking" and examples.properties["rows_rejected"] == 0
     assert sum(examples.properties["rows_written"].values()) == SIM["requests"]
     # A record of the hybrid family is one request's list: ExampleGen's line counts requests.
     written = [line.strip() for line in base["lines"] if " written " in line]
@@ -178,7 +178,7 @@ def test_hybrid_family_parameters(tmp_path):
     cfg = load_pipeline_config(CONFIG, sets)
     params = evaluator.parameters(cfg)
     assert (params["task"], params["label"], params["signature"]) == ("click", "click", "score_candidates")
-    with pytest.raises(ComponentError, match="evaluator.task 'ctr' has no default label in the 'hybrid' family"):
+    with pytest.raises(ComponentError, match="evaluator.task 'ctr' has no default label in the 'preranking' family"):
         evaluator.parameters(load_pipeline_config(CONFIG, sets + ["evaluator.task=ctr"]))
     assert "preranking" in trainer.parameters(cfg)["custom_config"]
     criteo = load_pipeline_config(os.path.join(os.path.dirname(CONFIG), "pipeline_criteo.yaml"), sets)

@@ -85,6 +85,19 @@ def _load(args, mapping: Dict[str, str], base_yaml: Optional[str] = None):
     return load_config(args.config, _flag_overrides(args, mapping) + list(args.overrides), base=base)
 
 
+def _run_family(cfg):
+    """The family of the finished run in ``cfg.train.model_dir``, which must be the family of the dataset
+    ``cfg.data.dir`` (:func:`tfrec.families.family_of_run`)."""
+    from tfrec.families import family_of, family_of_run
+
+    family = family_of_run(cfg.train.model_dir, cfg.data.dir)
+    data = family_of(cfg.data.dir)
+    if data is not family:
+        raise _UsageError(f"{cfg.train.model_dir} is a {family.name} run and {cfg.data.dir} a {data.name} dataset; "
+                          "give the dataset the run trained on")
+    return family
+
+
 def _load_run(args, mapping: Dict[str, str]):
     """The config of a command that loads a finished run: its architecture from ``<model_dir>/config.yaml``; a
     setting that contradicts it is a usage error naming the key (``tfrec.run_config.load_for_run``)."""
@@ -140,47 +153,26 @@ def _cmd_train(args) -> int:
     if cfg.data.dir and not cfg.train.model_dir:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
     _configure_replicas(cfg.train.replicas)
-    from tfrec.train import train
-    from tfrec.train_preranking import is_listwise, train_preranking
+    from tfrec.families import family_of
 
-    listwise = bool(cfg.data.dir) and is_listwise(cfg.data.dir)  # a hybrid-sample dataset: HCCP pre-ranking
-    result = train_preranking(cfg) if listwise else train(cfg)
-    if listwise:  # batches count requests: the rate is lists (requests) per second
-        print(f"trained {result.summary['epochs_run']} epoch(s); best val_auc {result.summary['best_val_auc']:.5f} "
-              f"at epoch {result.summary['best_epoch']}; {result.summary['train_examples_per_second']:,.0f} "
-              f"lists/s; weights in {result.best_weights}")
-        return 0
+    family = family_of(cfg.data.dir)
+    result = family.train(cfg)
     monitor = result.summary["monitor"]
+    # A list-wise batch counts requests: its rate is lists (requests) per second.
     print(f"trained {result.summary['epochs_run']} epoch(s); best {monitor} "
           f"{result.summary['best_' + monitor]:.5f} at epoch {result.summary['best_epoch']}; "
-          f"{result.summary['train_examples_per_second']:,.0f} examples/s; weights in {result.best_weights}")
+          f"{result.summary['train_examples_per_second']:,.0f} {family.throughput_unit}/s; weights in "
+          f"{result.best_weights}")
     return 0
 
 
 def _cmd_evaluate(args) -> int:
     cfg = _load_run(args, {"data": "data.dir", "model_dir": "train.model_dir"})
-    from tfrec.evaluate import evaluate
-
     if not cfg.train.model_dir:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
-    from tfrec.train_preranking import evaluate_preranking, is_listwise
-
-    if cfg.data.dir and is_listwise(cfg.data.dir):  # HCCP pre-ranking report
-        report = evaluate_preranking(cfg, split=args.split, output=args.out)
-        rows = [(k, v) for k, v in report.items() if not isinstance(v, list)]
-        # The per-popularity-octile hit rates (Fig. 7), octile 1 = the most popular items; n/a: an octile with no
-        # positive (written as null in preranking_metrics.json).
-        rows += [(f"{k} by octile 1-8", " ".join("n/a" if x is None or x != x else f"{x:.4f}" for x in v))
-                 for k, v in report.items() if isinstance(v, list)]
-        print(_format_table(rows))
-        return 0
-    report = evaluate(cfg, split=args.split, output=args.out)
-    if "tasks" in report:  # a multi-task model: each task in its own space
-        keys = [f"{t}_{m}" for t in report["tasks"] for m in ("auc", "logloss", "rows")]
-        print(_format_table([(k, report[k]) for k in keys + ["rows", "click_rate", "conversion_rate"]]))
-        return 0
-    print(_format_table([(k, report[k]) for k in ("auc", "logloss", "weighted_auc", "weighted_logloss", "rows",
-                                                  "positive_rate", "effective_positive_rate")]))
+    family = _run_family(cfg)
+    report = family.evaluate(cfg, split=args.split, output=args.out)
+    print(_format_table(family.report_rows(report)))
     return 0
 
 
@@ -190,12 +182,15 @@ def _cmd_calibration(args) -> int:
         raise _UsageError("no model directory given (--model-dir or train.model_dir)")
     if args.buckets < 1:
         raise _UsageError(f"--buckets must be >= 1. Received: --buckets={args.buckets}")
+    family = _run_family(cfg)
+    if not family.calibration:
+        raise _UsageError(f"calibration buckets one probability per row; {cfg.train.model_dir} is a {family.name} "
+                          "run")
     from tfrec.evaluate import predict_split
     from tfrec.metrics.calibration import calibration_by_bucket, format_table, overall_bias, write_csv
-    from tfrec.train import load_trained_model
 
-    model = load_trained_model(cfg)
-    batch = cfg.for_family(listwise=False).data.eval_batch_size
+    model = family.load_trained(cfg)
+    batch = family.resolve(cfg).data.eval_batch_size
     p, y, w = predict_split(model, cfg.data.dir, args.split, batch, beta_pos=cfg.data.beta_pos)
     if args.unweighted:
         w = None
@@ -282,17 +277,13 @@ def _cmd_export(args) -> int:
         raise _UsageError(f"export base path is not a directory: {args.base_path}")
     if args.warmup_rows < 1:
         raise _UsageError(f"--warmup-rows must be >= 1. Received: --warmup-rows={args.warmup_rows}")
+    family = _run_family(cfg)
+    if args.items and not family.item_embeddings:
+        raise _UsageError(f"--items is for pre-ranking (hybrid-sample) datasets only; {cfg.train.model_dir} is a "
+                          f"{family.name} run")
     from export import ExportValidationError, export_model
-    from tfrec import data as data_lib
-    from tfrec.train import load_trained_model
-    from tfrec.train_preranking import is_listwise, load_listwise_schema, load_trained_preranking
 
-    if cfg.data.dir and is_listwise(cfg.data.dir):  # HCCP pre-ranking: embeddings and score_candidates too
-        schema, model = load_listwise_schema(cfg.data.dir), load_trained_preranking(cfg)
-    elif args.items:
-        raise _UsageError("--items is for pre-ranking (hybrid-sample) datasets only")
-    else:
-        schema, model = data_lib.load_schema(cfg.data.dir), load_trained_model(cfg)
+    schema, model = family.load_schema(cfg.data.dir), family.load_trained(cfg)
     try:
         # With --validate the staged directory is validated before it is published: a failure publishes nothing.
         result = export_model(model, args.base_path, schema, data_dir=cfg.data.dir, model_name=args.model_name,
@@ -484,14 +475,14 @@ def _experiment_data(args, protocol, cfg, data: Optional[str]) -> Optional[str]:
     """The dataset ``protocol`` runs on: with --quick and no --data, its own simulated one; with `all` and --data,
     None for a protocol whose kind of dataset that is not (it is skipped, with a line saying so)."""
     from tfrec.data import DatasetError
-    from tfrec.experiments.protocols import check_ctr_data
     from tfrec.experiments.quick import prepare_quick_data
+    from tfrec.families import get
 
     if data is None:
         return (protocol.quick_data or prepare_quick_data)(cfg, args.out)
     if args.protocol == "all":
         try:
-            (protocol.check_data or check_ctr_data)(data)
+            get(protocol.family).check_dataset(data)
         except (DatasetError, KeyError, ValueError) as e:
             print(f"{protocol.name}: skipped, {data} is not its kind of dataset ({' '.join(str(e).split())})")
             return None

@@ -1,6 +1,7 @@
 """``tfrec prepare``: the Criteo and multi-task Beam pipelines from the command line.
 
-What the command adds to :func:`pipelines.criteo.run` / :func:`pipelines.multitask.run`:
+What the command adds to the Beam pipeline of the input format's family (``tfrec.families.family_of_format``:
+:func:`pipelines.criteo.run` for the point-wise formats, :func:`pipelines.multitask.run` for the multi-task ones):
 
 * usage checks before anything runs (exit 2): an output directory; pre-split files need a train and a valid split
   (``--train`` and ``--valid``; ``--test`` may be left out): training picks its best weights, stops early and
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence, Tuple
 
 from tfrec.config import ConfigError, PrepareConfig
 
@@ -71,34 +72,29 @@ def run_prepare(cfg: PrepareConfig, printer: Callable[[str], None] = print, prog
       ConfigError: see :func:`check_split_inputs`; and the pipelines' input errors.
       pipelines.criteo.pipeline.NoUsableDataError: the run wrote no usable training data.
     """
-    from pipelines.criteo import run as run_criteo
     from pipelines.criteo.pipeline import check_usable
-    from pipelines.multitask import FORMATS as MULTITASK_FORMATS
-    from pipelines.multitask import run as run_multitask
+    from tfrec.families import family_of_format
 
     check_split_inputs(cfg)
-    multitask = cfg.input_format in MULTITASK_FORMATS
+    family = family_of_format(cfg.input_format)
     start = time.monotonic()
     progress = printer if progress_every > 0 else None
-    stats = (run_multitask if multitask else run_criteo)(cfg, progress=progress, progress_every=progress_every)
+    stats = family.run_pipeline(cfg, progress=progress, progress_every=progress_every)
     wall = time.monotonic() - start
-    printer(format_summary(stats, cfg.output, wall, multitask))
+    printer(format_summary(stats, cfg.output, wall, family.summary_rates()))
     check_usable(stats, cfg.output)
     if not stats["rows_written"].get("test"):
         printer("note: the test split is empty; `tfrec evaluate --split test` needs rows there")
     return stats
 
 
-def format_summary(stats: Dict, output: str, wall_seconds: float, multitask: bool) -> str:
-    """The summary table of a finished run: rows in / rejected / per split and the train split's rates."""
+def format_summary(stats: Dict, output: str, wall_seconds: float, rates: Sequence[Tuple[str, str]]) -> str:
+    """The summary table of a finished run: rows in / rejected / per split and the train split's rates
+    (``(label, stats key)``, the family's :meth:`tfrec.families.rows.RowFamily.summary_rates`)."""
     from tfrec.cli import _format_table
 
     rows = [("rows in", stats["rows_in"]), ("rows rejected", stats["rows_rejected"])]
     rows += [(f"rows {s}", stats["rows_written"].get(s, 0)) for s in ("train", "valid", "test")]
-    rates = ((("click rate (train)", "click_rate"), ("conversions per click (train)", "conversion_rate"),
-              ("effective click rate (train)", "effective_click_rate")) if multitask else
-             (("positive rate (train)", "positive_rate"), ("effective positive rate (train)",
-                                                           "effective_positive_rate")))
     for label, key in rates:
         value = stats[key].get("train")
         rows.append((label, "n/a (empty split)" if value is None else value))

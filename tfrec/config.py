@@ -154,8 +154,8 @@ class DataConfig:
     Attributes:
       dir: prepared dataset directory (TFRecords, schema.json, stats.json, vocabularies).
       batch_size: global training batch size (split evenly over replicas), in the dataset's own unit: rows of
-        point-wise data, requests (lists) of list-wise data. ``null`` (the default) is the family's default of
-        :data:`BATCH_DEFAULTS`: 4096 rows, or 64 requests (see :meth:`for_family`).
+        point-wise data, requests (lists) of list-wise data. ``null`` (the default) is the dataset family's default
+        (``tfrec.families.Family.batch_defaults``): 4096 rows, or 64 requests.
       eval_batch_size: global evaluation batch size, in the same unit; ``null``: 16384 rows, or 64 requests.
       shuffle_buffer: examples in the shuffle buffer (0 disables shuffling).
       cycle_length: shards read in parallel by the interleave.
@@ -185,12 +185,12 @@ class DataConfig:
         _check(0.0 < self.negative_keep_ratio <= 1.0, "data.negative_keep_ratio", self.negative_keep_ratio,
                "must be in (0, 1]")
 
-    def for_family(self, listwise: bool) -> "DataConfig":
-        """A copy whose unset (``null``) batch sizes are the family's defaults (:data:`BATCH_DEFAULTS`): rows for
-        point-wise data, requests for list-wise data, whose every request holds tens to hundreds of items."""
-        train, evaluation = BATCH_DEFAULTS["requests" if listwise else "rows"]
-        return dataclasses.replace(self, batch_size=train if self.batch_size is None else self.batch_size,
-                                   eval_batch_size=evaluation if self.eval_batch_size is None
+    def with_batch_defaults(self, batch_size: int, eval_batch_size: int) -> "DataConfig":
+        """A copy whose unset (``null``) batch sizes are ``batch_size`` / ``eval_batch_size``: the dataset
+        family's defaults (``tfrec.families.Family.batch_defaults``: rows of point-wise data, requests of
+        list-wise data, whose every request holds tens to hundreds of items)."""
+        return dataclasses.replace(self, batch_size=batch_size if self.batch_size is None else self.batch_size,
+                                   eval_batch_size=eval_batch_size if self.eval_batch_size is None
                                    else self.eval_batch_size)
 
 
@@ -644,16 +644,12 @@ class RunConfig:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def for_family(self, listwise: bool) -> "RunConfig":
-        """A copy with the ``data`` section's unset batch sizes set for the dataset family
-        (:meth:`DataConfig.for_family`); every training and evaluation entry reads its batch sizes from it."""
-        return dataclasses.replace(self, data=self.data.for_family(listwise))
+    def with_batch_defaults(self, batch_size: int, eval_batch_size: int) -> "RunConfig":
+        """A copy with the ``data`` section's unset batch sizes set (:meth:`DataConfig.with_batch_defaults`); every
+        training and evaluation entry reads its batch sizes from the copy its family makes
+        (``tfrec.families.Family.resolve``)."""
+        return dataclasses.replace(self, data=self.data.with_batch_defaults(batch_size, eval_batch_size))
 
-
-#: ``data.batch_size`` and ``data.eval_batch_size`` when unset (``null``), per unit of the dataset family: rows of
-#: point-wise data (the KDD 2024 / BARS batch of 4096), requests of list-wise data (a train list holds about 48
-#: items, a full evaluation list about 500, so 64 requests are about 3,000 and 33,000 items).
-BATCH_DEFAULTS = {"rows": (4096, 16384), "requests": (64, 64)}
 
 #: The multi-task model names (``tfrec.models.multitask``).
 MULTITASK_MODELS = ("shared_bottom", "mmoe", "ple", "esmm", "single_task")
@@ -669,6 +665,21 @@ def check(ok: bool, key: str, value: Any, message: str) -> None:
     """Raises ``ConfigError("`key` message. Received: key=value")`` unless ``ok`` (the one-line config error)."""
     if not ok:
         raise ConfigError(f"`{key}` {message}. Received: {key}={value!r}")
+
+
+_DEPRECATED_SEEN: set = set()
+
+
+def deprecated(key: str, value: Any, replacement: str) -> None:
+    """Prints the one-line deprecation message of an older config key or value (once per process and key):
+    it still works for this release; ``replacement`` says what to write instead."""
+    import sys
+
+    if (key, replacement) in _DEPRECATED_SEEN:
+        return
+    _DEPRECATED_SEEN.add((key, replacement))
+    print(f"tfrec: deprecated config: {key}={value!r} is now {replacement} (the old form is read for one more "
+          "release)", file=sys.stderr)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from tfrec.features import MultiTaskSchema, PointwiseSchema, load_any_schema
+from tfrec.features import PointwiseSchema
 
 SPLITS = ("train", "valid", "test")
 
@@ -45,12 +45,15 @@ def split_files(data_dir: str, split: str) -> List[str]:
 
 
 def load_schema(data_dir: str):
-    """Reads ``schema.json`` of a prepared dataset (a ``PointwiseSchema`` or a ``MultiTaskSchema``)."""
-    _require_dir(data_dir)
-    path = os.path.join(data_dir, "schema.json")
-    if not os.path.exists(path):
-        raise DatasetError(f"schema.json not found in {data_dir} (is it a prepared dataset directory?)")
-    return load_any_schema(path)
+    """The schema of a prepared dataset, as its family reads it (``tfrec.families.family_of``): a
+    ``PointwiseSchema``, a ``MultiTaskSchema`` or a ``ListwiseSchema``.
+
+    Raises:
+      DatasetError: the directory or its ``schema.json`` is missing.
+    """
+    from tfrec.families import family_of
+
+    return family_of(data_dir).load_schema(data_dir)
 
 
 def load_stats(data_dir: str) -> Dict[str, object]:
@@ -64,13 +67,11 @@ def load_stats(data_dir: str) -> Dict[str, object]:
 
 
 def parse_batch(serialized: tf.Tensor, schema: PointwiseSchema):
-    """Parses a ``[batch]`` string tensor into ``(features, label, weight)``; a multi-task schema's label is
-    ``[batch, 2]`` = (click, conversion)."""
+    """Parses a ``[batch]`` string tensor into ``(features, label, weight)``; the schema gives the label
+    (:meth:`tfrec.features.PointwiseSchema.pop_labels`: a multi-task schema's is ``[batch, 2]`` = (click,
+    conversion))."""
     parsed = tf.io.parse_example(serialized, schema.parse_spec(with_label=True))
-    if isinstance(schema, MultiTaskSchema):
-        label = tf.stack([parsed.pop(name) for name in schema.labels], axis=1)
-    else:
-        label = parsed.pop(schema.label)
+    label = schema.pop_labels(parsed)
     weight = parsed.pop(schema.weight)
     return parsed, label, weight
 

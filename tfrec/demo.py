@@ -37,9 +37,8 @@ MODEL_NAME = "ctr"
 def run_demo(cfg: RunConfig, out_dir: str, printer: Callable[[str], None] = print) -> Dict[str, object]:
     """Runs the demo in ``out_dir`` (raw/, data/, model/, models/ctr/) and returns the reported numbers."""
     from pipelines.criteo import run as prepare
-    from tfrec.evaluate import evaluate
+    from tfrec.families import get
     from tfrec.simulation import simulate
-    from tfrec.train import train
 
     start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
@@ -66,11 +65,11 @@ def run_demo(cfg: RunConfig, out_dir: str, printer: Callable[[str], None] = prin
 
     step(3, f"training DCN V2 ({cfg.model.structure}, {cfg.model.num_cross_layers} cross layers, DNN "
             f"{cfg.model.dnn_hidden_units}) on {cfg.train.replicas} replicas, "
-            f"batch {cfg.for_family(listwise=False).data.batch_size}, {cfg.train.epochs} epoch(s)")
-    result = train(cfg, printer=printer)
+            f"batch {get('pointwise').resolve(cfg).data.batch_size}, {cfg.train.epochs} epoch(s)")
+    result = get("pointwise").train(cfg, printer=printer)
 
     step(4, "evaluating on the test split")
-    report = evaluate(cfg, split="test", model=result.model)
+    report = get("pointwise").evaluate(cfg, split="test", model=result.model)
     rate = result.summary["epoch_examples_per_second"]
     steady = rate[-1] if rate else result.summary["train_examples_per_second"]
     table = [

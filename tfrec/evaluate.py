@@ -1,5 +1,7 @@
-"""Evaluation of a trained model on a split: exact AUC and logloss, unweighted and weighted by ``weight``; for a
-multi-task model, per task in each task's space (``tfrec.metrics.multitask``)."""
+"""Evaluation of a trained model on a split: the prediction of every example of a split (:class:`SplitPredictor`,
+:func:`predict_split`), the exact validation metrics of training, the report file, and the entries that evaluate
+with the dataset's family (:func:`evaluate`, :func:`train_and_evaluate`): exact AUC and logloss, unweighted and
+weighted by ``weight``; for a multi-task model, per task in each task's space (``tfrec.metrics.multitask``)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,6 @@ import tensorflow as tf
 
 from tfrec import data as data_lib
 from tfrec.config import RunConfig
-from tfrec.features import MultiTaskSchema
-from tfrec.metrics import binary_report, multitask_report
-from tfrec.metrics.multitask import TASKS
 
 
 class SplitPredictor:
@@ -78,80 +77,47 @@ def predict_split(model, data_dir: str, split: str, batch_size: int, outputs=("p
     return SplitPredictor(data_dir, split, batch_size, outputs, beta_pos)(model)
 
 
-def output_tasks(model):
-    """The task outputs of a multi-task model, in output order."""
-    return model.output_tasks() if hasattr(model, "output_tasks") else [t for t in TASKS if t in model.tasks]
-
-
-def exact_validation_metrics(cfg: RunConfig, max_batches: int = 0) -> Callable[[object], Dict[str, float]]:
+def exact_validation_metrics(cfg: RunConfig, family, max_batches: int = 0) -> Callable[[object], Dict[str, float]]:
     """``model -> metrics``: the exact metrics of the valid split under the names of the training logs (without
     ``val_``), for :class:`tfrec.callbacks.ExactValidation`.
 
     The values are those :func:`evaluate` reports for ``split="valid"`` (the same predictions, the same NumPy
-    metrics): a single-task model's ``auc``, ``weighted_auc``, ``logloss``, ``weighted_logloss``; a multi-task
-    model's ``<task>_auc`` per output task, and ``auc`` / ``logloss`` of its first task in that task's space
-    (as its Keras metrics name them). Predictions that are not all finite give NaN for every metric.
+    metrics), as the family names them (:meth:`tfrec.families.rows.RowFamily.validation_metrics`): a point-wise
+    model's ``auc``, ``weighted_auc``, ``logloss``, ``weighted_logloss``; a multi-task model's ``<task>_auc`` per
+    output task, and ``auc`` / ``logloss`` of its first task in that task's space (as its Keras metrics name
+    them). Predictions that are not all finite give NaN for every metric.
 
     Args:
       cfg: the run config (``data.dir``, ``data.eval_batch_size``, ``data.beta_pos``).
+      family: the dataset's row family.
       max_batches: validation batches to read (0: the whole split; ``train.validation_steps``).
     """
-    multitask = isinstance(data_lib.load_schema(cfg.data.dir), MultiTaskSchema)
     predictors: Dict[tuple, SplitPredictor] = {}
 
     def compute(model) -> Dict[str, float]:
-        tasks = tuple(output_tasks(model)) if multitask else ("probability",)
-        if tasks not in predictors:
-            predictors[tasks] = SplitPredictor(cfg.data.dir, "valid", cfg.data.eval_batch_size, tasks,
-                                               cfg.data.beta_pos, max_batches)
-        p, y, w = predictors[tasks](model)
-        if multitask:
-            first = model.tasks[0]
-            names = [f"{t}_auc" for t in tasks] + ["auc", "logloss"]
-            finite = all(np.isfinite(v).all() for v in p.values())
-            if not finite:
-                return {k: float("nan") for k in names}
-            r = multitask_report(y, p, w)
-            return {**{f"{t}_auc": r[f"{t}_auc"] for t in tasks}, "auc": r[f"{first}_auc"],
-                    "logloss": r[f"{first}_logloss"]}
-        names = ["auc", "weighted_auc", "logloss", "weighted_logloss"]
-        if not np.isfinite(p).all():
-            return {k: float("nan") for k in names}
-        r = binary_report(y, p, w)
-        return {k: r[k] for k in names}
+        outputs = family.prediction_outputs(model)
+        if outputs not in predictors:
+            predictors[outputs] = SplitPredictor(cfg.data.dir, "valid", cfg.data.eval_batch_size, outputs,
+                                                 cfg.data.beta_pos, max_batches)
+        p, y, w = predictors[outputs](model)
+        return family.validation_metrics(model, y, p, w)
 
     return compute
 
 
-def evaluate_multitask(model, data_dir: str, split: str, batch_size: int, beta_pos=None) -> Dict[str, object]:
-    """:func:`tfrec.metrics.multitask_report` of ``model``'s task outputs on ``split`` of a multi-task dataset."""
-    tasks = output_tasks(model)
-    p, y, w = predict_split(model, data_dir, split, batch_size, outputs=tuple(tasks), beta_pos=beta_pos)
-    return multitask_report(y, p, w)
-
-
 def evaluate(cfg: RunConfig, split: str = "test", model=None, output: Optional[str] = None) -> Dict[str, float]:
-    """Evaluates the best weights of ``cfg.train.model_dir`` (or ``model``) on ``split``.
+    """Evaluates the best weights of ``cfg.train.model_dir`` (or ``model``) on ``split`` with the report of the
+    dataset's family (:meth:`tfrec.families.Family.evaluate`).
 
-    Returns the metrics (auc, logloss, weighted_auc, weighted_logloss, rows, positive_rate,
-    effective_positive_rate, mean_prediction, split; for a multi-task dataset those of
-    :func:`tfrec.metrics.multitask_report`) and records them under the split's name in ``metrics.json``
-    (``output``, default ``<model_dir>/metrics.json``; the other splits' entries are kept).
+    A point-wise model's report has auc, logloss, weighted_auc, weighted_logloss, rows, positive_rate,
+    effective_positive_rate, mean_prediction, split; a multi-task model's is :func:`tfrec.metrics.multitask_report`
+    (recorded in ``metrics.json``: ``output``, default ``<model_dir>/metrics.json``; the other splits' entries are
+    kept); a pre-ranking model's is :func:`tfrec.evaluate_preranking.preranking_report` (in
+    ``preranking_metrics.json``).
     """
-    if split not in data_lib.SPLITS:
-        raise ValueError(f"`split` must be one of {data_lib.SPLITS}. Received: split={split!r}")
-    cfg = cfg.for_family(listwise=False)
-    if model is None:
-        from tfrec.train import load_trained_model
+    from tfrec.families import family_of
 
-        model = load_trained_model(cfg)
-    if isinstance(data_lib.load_schema(cfg.data.dir), MultiTaskSchema):
-        report = evaluate_multitask(model, cfg.data.dir, split, cfg.data.eval_batch_size, cfg.data.beta_pos)
-    else:
-        p, y, w = predict_split(model, cfg.data.dir, split, cfg.data.eval_batch_size, beta_pos=cfg.data.beta_pos)
-        report = binary_report(y, p, w)
-    record_report(output or os.path.join(cfg.train.model_dir, "metrics.json"), split, report)
-    return report
+    return family_of(cfg.data.dir).evaluate(cfg, split, model=model, output=output)
 
 
 def record_report(path: str, split: str, report: Dict[str, object]) -> None:
@@ -170,16 +136,14 @@ def record_report(path: str, split: str, report: Dict[str, object]) -> None:
 
 
 def train_and_evaluate(cfg: RunConfig, splits=("valid", "test"), printer=print) -> Dict[str, object]:
-    """Trains ``cfg`` (:func:`tfrec.train.train`) and evaluates its best weights on ``splits``: the unit an
-    experiment protocol calls once per (config, seed), for single-task and multi-task models alike.
+    """Trains ``cfg`` and evaluates its best weights on ``splits`` with the dataset's family
+    (:meth:`tfrec.families.Family.train_and_evaluate`), for every family alike.
 
     Returns:
       ``{"summary": the training summary, "metrics": {split: the report of :func:`evaluate`}}``; the metrics are
-      also recorded in ``<model_dir>/metrics.json``. On a CPU host with ``train.replicas > 1`` the caller must
-      first split the CPU (``tfrec.devices.configure_cpu_replicas``).
+      also recorded in the run's metrics file. On a CPU host with ``train.replicas > 1`` the caller must first
+      split the CPU (``tfrec.devices.configure_cpu_replicas``).
     """
-    from tfrec.train import train
+    from tfrec.families import family_of
 
-    result = train(cfg, printer=printer)
-    metrics = {split: evaluate(cfg, split, model=result.model) for split in splits}
-    return {"summary": result.summary, "metrics": metrics}
+    return family_of(cfg.data.dir).train_and_evaluate(cfg, splits, printer=printer)

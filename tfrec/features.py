@@ -32,12 +32,15 @@ class PointwiseSchema:
     """Schema of a point-wise (one row, one label) dataset.
 
     Attributes:
-      name: dataset family name (``criteo``).
+      name: dataset name (``criteo``).
       dense: names of numeric features, stored raw as float32 (missing -> absent -> NaN).
       categorical: names of categorical features, stored raw as bytes (missing -> absent -> "").
       label: name of the label feature.
       weight: name of the sample-weight feature.
     """
+
+    #: The family (``tfrec.families``) of a dataset with this schema: ``schema.json``'s ``kind``.
+    kind = "pointwise"
 
     name: str
     dense: Tuple[str, ...]
@@ -71,9 +74,15 @@ class PointwiseSchema:
             spec[self.weight] = tf.io.FixedLenFeature([], tf.float32, default_value=1.0)
         return spec
 
+    def pop_labels(self, parsed: Dict[str, object]):
+        """Removes the label from a parsed batch (``tf.io.parse_example`` of :meth:`parse_spec`) and returns it:
+        ``[batch]``."""
+        return parsed.pop(self.label)
+
     def to_json(self) -> Dict[str, object]:
         """A JSON-serializable description (written as ``schema.json`` beside the TFRecords)."""
         return {
+            "kind": self.kind,
             "name": self.name,
             "dense": list(self.dense),
             "categorical": list(self.categorical),
@@ -134,11 +143,14 @@ class MultiTaskSchema:
     convention on the click task: ``beta_pos`` for click positives, 1 for non-clicks (KDD 2024 Eq. 15).
 
     Attributes:
-      name: dataset family name (``aliexpress``, ``aliccp``).
+      name: dataset name (``aliexpress``, ``aliccp``).
       dense / categorical: as in :class:`PointwiseSchema`.
       labels: the two label feature names, (click, conversion).
       weight: name of the sample-weight feature.
     """
+
+    #: The family (``tfrec.families``) of a dataset with this schema: ``schema.json``'s ``kind``.
+    kind = "multitask"
 
     name: str
     dense: Tuple[str, ...]
@@ -163,6 +175,12 @@ class MultiTaskSchema:
             spec[self.weight] = tf.io.FixedLenFeature([], tf.float32, default_value=1.0)
         return spec
 
+    def pop_labels(self, parsed: Dict[str, object]):
+        """Removes the labels from a parsed batch and returns them stacked: ``[batch, 2]`` = (click, conversion)."""
+        import tensorflow as tf
+
+        return tf.stack([parsed.pop(name) for name in self.labels], axis=1)
+
     def to_json(self) -> Dict[str, object]:
         """A JSON-serializable description (``schema.json``); ``kind`` is ``multitask``."""
         base = PointwiseSchema(self.name, self.dense, self.categorical).to_json()
@@ -170,7 +188,7 @@ class MultiTaskSchema:
         encoding.pop("label")
         encoding["labels"] = "float_list each, click and conversion 1.0 / 0.0 (a conversion implies a click)"
         encoding["weight"] = "float_list, beta_pos for click positives and 1.0 for non-clicks (KDD 2024 Eq. 15)"
-        return {"kind": "multitask", "name": self.name, "dense": list(self.dense),
+        return {"kind": self.kind, "name": self.name, "dense": list(self.dense),
                 "categorical": list(self.categorical), "labels": list(self.labels), "weight": self.weight,
                 "encoding": encoding}
 
@@ -181,14 +199,6 @@ class MultiTaskSchema:
                    categorical=tuple(obj["categorical"]),  # type: ignore[arg-type]
                    labels=tuple(obj.get("labels", MULTITASK_LABELS)),  # type: ignore[arg-type]
                    weight=str(obj.get("weight", WEIGHT)))
-
-
-def load_any_schema(path: str):
-    """Reads a ``schema.json``: a :class:`MultiTaskSchema` when its ``kind`` is ``multitask``, else a
-    :class:`PointwiseSchema`."""
-    with open(path, "r", encoding="utf-8") as f:
-        obj = json.load(f)
-    return MultiTaskSchema.from_json(obj) if obj.get("kind") == "multitask" else PointwiseSchema.from_json(obj)
 
 
 ALIEXPRESS_CATEGORICAL: Tuple[str, ...] = tuple(f"categorical_{i}" for i in range(1, 17))
@@ -219,7 +229,7 @@ class ListwiseSchema:
     float labels :meth:`label_fields`. The encoding of every field is in :meth:`to_json` (``schema.json``).
 
     Attributes:
-      name: dataset family name.
+      name: dataset name.
       context_categorical / context_int / context_sequences: context feature names.
       item_categorical / item_dense: per-item feature names (from the item table).
       tasks: the Cxr estimation tasks; each has a label ``<task>``, a raw arranged order ``rt_<task>`` and its
@@ -227,6 +237,9 @@ class ListwiseSchema:
       item_scores: per-item float scores of an upstream model (e.g. ``ranker_score``, the ranking model's
         predicted click probability), ``-1.0`` where an item has none (and on padded slots).
     """
+
+    #: The family (``tfrec.families``) of a dataset with this schema: ``schema.json``'s ``kind``.
+    kind = "preranking"
 
     name: str
     context_categorical: Tuple[str, ...]
@@ -289,6 +302,7 @@ class ListwiseSchema:
     def to_json(self) -> Dict[str, object]:
         """A JSON-serializable description (written as ``schema.json`` beside the TFRecords)."""
         return {
+            "kind": self.kind,
             "name": self.name,
             "format": "tensorflow_serving.ExampleListWithContext, one per request",
             "context_categorical": list(self.context_categorical),

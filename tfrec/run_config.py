@@ -45,6 +45,12 @@ def saved_run_config(model_dir: str) -> Optional[RunConfig]:
         raise ConfigError(f"the run's saved config {path} is not readable: {e}") from None
 
 
+def saved_model_name(model_dir: str) -> Optional[str]:
+    """The model name of the run saved in ``model_dir`` when its config tells the family, else None (the
+    dataset's family decides, :func:`tfrec.families.family_of_run`)."""
+    return None
+
+
 def _preranking_keys() -> Tuple[str, ...]:
     return tuple(PrerankingConfig().model_kwargs())
 

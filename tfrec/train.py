@@ -1,7 +1,9 @@
 """The training driver: strategy, model and loss inside ``strategy.scope()``, ``fit`` with recovery.
 
-``train(cfg)`` reads a prepared dataset (``cfg.data.dir``), builds the model named in ``cfg.model`` and the loss
-named in ``cfg.loss`` under the distribution strategy (MirroredStrategy over ``cfg.train.replicas`` devices by
+``train(cfg)`` trains on the prepared dataset ``cfg.data.dir`` with the entry of its family
+(:func:`tfrec.families.family_of`). The row families (point-wise and multi-task) train with :func:`train_rows`: it
+builds the model named in ``cfg.model`` and the family's loss (``cfg.loss`` for DCN V2; a multi-task model
+computes its own) under the distribution strategy (MirroredStrategy over ``cfg.train.replicas`` devices by
 default; on a CPU host the caller must first split the CPU with ``tfrec.devices.configure_cpu_replicas``), and
 runs Keras ``fit`` with:
 
@@ -32,7 +34,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec import data as data_lib
-from tfrec import devices, losses, models, transforms
+from tfrec import devices, models, transforms
 from tfrec.callbacks import ExactValidation, GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
 from tfrec.config import RunConfig, TrainConfig, dump_config
 from tfrec.evaluate import exact_validation_metrics
@@ -59,8 +61,16 @@ def best_weights_path(model_dir: str) -> str:
 
 
 def build_model(cfg: RunConfig) -> keras.Model:
-    """Builds the configured model from the prepared dataset's artifacts (call inside ``strategy.scope()``)."""
+    """Builds the configured row model (point-wise or multi-task) from the prepared dataset's artifacts (call
+    inside ``strategy.scope()``).
+
+    Raises:
+      ConfigError: the model is not one of the dataset family's (:meth:`tfrec.families.Family.check_model`).
+    """
+    from tfrec.families import family_of
+
     data_dir = cfg.data.dir
+    family_of(data_dir).check_model(cfg)
     schema = data_lib.load_schema(data_dir)
     vocabularies = models.load_vocabularies(data_dir, schema.categorical)
     transform_path = os.path.join(data_dir, "transform.json")
@@ -68,14 +78,6 @@ def build_model(cfg: RunConfig) -> keras.Model:
         raise data_lib.DatasetError(f"transform.json not found in {data_dir}")
     transform = transforms.load_params(transform_path)
     return models.build(cfg.model, schema, vocabularies, transform)
-
-
-def monitored_metric(cfg: RunConfig) -> str:
-    """The Keras log name of ``cfg.train.monitor``: multi-task models report no weighted AUC, so for them
-    ``val_weighted_auc`` reads as ``val_auc`` (the first task's AUC in its space; equal when beta_pos = 1)."""
-    if cfg.model.multitask and cfg.train.monitor == "val_weighted_auc":
-        return "val_auc"
-    return cfg.train.monitor
 
 
 def _example_batch(cfg: RunConfig, schema):
@@ -93,7 +95,7 @@ def _example_batch(cfg: RunConfig, schema):
 
 def trained_weights(cfg: RunConfig) -> Tuple[str, RunConfig]:
     """``(best weights path, cfg with the run's architecture)`` of the finished run in ``cfg.train.model_dir``:
-    the one loader path of every model family (:func:`load_trained_model`,
+    the one loader path of every model family (:func:`load_trained_rows`,
     :func:`tfrec.train_preranking.load_trained_preranking`). The architecture is the run's own
     (:mod:`tfrec.run_config`: ``<model_dir>/config.yaml``), whatever ``cfg.model`` / ``cfg.preranking`` say.
 
@@ -107,8 +109,16 @@ def trained_weights(cfg: RunConfig) -> Tuple[str, RunConfig]:
 
 
 def load_trained_model(cfg: RunConfig) -> keras.Model:
-    """Rebuilds the model of a finished run (its architecture from ``<model_dir>/config.yaml``, see
-    :func:`trained_weights`) and loads its best weights (no strategy needed)."""
+    """The model of the finished run in ``cfg.train.model_dir`` with its best weights, whatever its family
+    (:func:`tfrec.families.family_of_run`; its architecture from ``<model_dir>/config.yaml``)."""
+    from tfrec.families import family_of_run
+
+    return family_of_run(cfg.train.model_dir, cfg.data.dir).load_trained(cfg)
+
+
+def load_trained_rows(cfg: RunConfig) -> keras.Model:
+    """Rebuilds the row model (point-wise or multi-task) of a finished run (its architecture from
+    ``<model_dir>/config.yaml``, see :func:`trained_weights`) and loads its best weights (no strategy needed)."""
     path, cfg = trained_weights(cfg)
     model = build_model(cfg)
     model(_example_batch(cfg, data_lib.load_schema(cfg.data.dir)), training=False)
@@ -191,35 +201,50 @@ def epoch_steps(cfg: RunConfig, written: Dict[str, int], unit: str,
 
 def train(cfg: RunConfig, printer: Callable[[str], None] = print,
           extra_callbacks: Optional[list] = None) -> TrainResult:
-    """Trains ``cfg.model`` with ``cfg.loss`` on ``cfg.data.dir``; see the module docstring.
+    """Trains on ``cfg.data.dir`` with the entry of the dataset's family (:meth:`tfrec.families.Family.train`).
 
     Raises:
       DatasetError: the dataset directory or one of its files is missing.
       DeviceError: fewer devices than ``cfg.train.replicas``.
       TrainingError: the loss became NaN.
     """
-    cfg = cfg.for_family(listwise=False)
+    from tfrec.families import family_of
+
+    return family_of(cfg.data.dir).train(cfg, printer=printer, extra_callbacks=extra_callbacks)
+
+
+def train_rows(cfg: RunConfig, family, printer: Callable[[str], None] = print,
+               extra_callbacks: Optional[list] = None) -> TrainResult:
+    """Trains ``cfg.model`` on a row dataset (point-wise or multi-task) of ``family``; see the module docstring.
+
+    Args:
+      cfg: the run config, resolved for the family (:meth:`tfrec.families.Family.resolve`).
+      family: a :class:`tfrec.families.rows.RowFamily` (its loss, monitored metric and validation metrics).
+
+    Raises:
+      DatasetError: the dataset directory or one of its files is missing.
+      DeviceError: fewer devices than ``cfg.train.replicas``.
+      TrainingError: the loss became NaN.
+    """
     t = cfg.train
-    schema, strategy = start_run(cfg, data_lib.load_schema)
+    schema, strategy = start_run(cfg, family.load_schema)
     replicas = strategy.num_replicas_in_sync
 
     with strategy.scope():
         model = build_model(cfg)
         optimizer = make_optimizer(t)
-        # Multi-task models compute their own loss (per-task BCE + PWiseR, from the model config).
-        loss = None if cfg.model.multitask else losses.get(cfg.loss.name, **cfg.loss.params)
-        model.compile(optimizer=optimizer, loss=loss)
+        model.compile(optimizer=optimizer, loss=family.keras_loss(cfg))
         model(_example_batch(cfg, schema), training=False)  # built before fit (see fit_with_recovery)
-    monitor = monitored_metric(cfg)
+    monitor = family.monitor(cfg)
 
     # Keras needs the number of steps of a distributed dataset: one epoch is one pass over the train split
     # (the last partial batch dropped); the train dataset repeats so an epoch never runs dry.
     rows = data_lib.load_stats(cfg.data.dir).get("rows_written", {})
-    train_rows = int(rows.get("train", 0))
+    examples = int(rows.get("train", 0))
     if cfg.data.negative_keep_ratio < 1.0:  # the expected rows left after negative sampling
         rate = float((data_lib.load_stats(cfg.data.dir).get("positive_rate") or {}).get("train") or 0.0)
-        train_rows = int(train_rows * (rate + (1.0 - rate) * cfg.data.negative_keep_ratio))
-    steps_per_epoch, validation_steps = epoch_steps(cfg, rows, "rows", train_rows)
+        examples = int(examples * (rate + (1.0 - rate) * cfg.data.negative_keep_ratio))
+    steps_per_epoch, validation_steps = epoch_steps(cfg, rows, "rows", examples)
     train_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "train", schema, cfg.data.batch_size, True,
                                             cfg.data.shuffle_buffer, cfg.data.cycle_length, t.seed, repeat=True,
                                             beta_pos=cfg.data.beta_pos,
@@ -233,7 +258,8 @@ def train(cfg: RunConfig, printer: Callable[[str], None] = print,
                                             repeat=multi_worker)
 
     # The exact metrics read the batches Keras validates on (train.validation_steps of them when set).
-    exact = exact_validation_metrics(cfg, min(validation_steps, t.validation_steps) if t.validation_steps else 0)
+    exact = exact_validation_metrics(cfg, family,
+                                     min(validation_steps, t.validation_steps) if t.validation_steps else 0)
     return fit_with_recovery(cfg, model, train_ds, valid_ds, steps_per_epoch, validation_steps, replicas, printer,
                              extra_callbacks, monitor=monitor, exact_validation=exact)
 

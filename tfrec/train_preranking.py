@@ -1,7 +1,7 @@
 """Training and evaluation entries of the HCCP pre-ranking model on a prepared hybrid-sample dataset.
 
 ``train_preranking(cfg)`` reads the list-wise TFRecords of ``pipelines.hybrid_samples`` (``cfg.data.dir``;
-``schema.json`` of the list-wise family), builds :class:`tfrec.models.preranking.ThreeTower` from the
+``schema.json`` of the ``preranking`` family), builds :class:`tfrec.models.preranking.ThreeTower` from the
 ``preranking`` config section under the distribution strategy, and runs the same driver as the point-wise models
 (:func:`tfrec.train.fit_with_recovery`: BackupAndRestore, best weights, plateau, early stopping, TensorBoard,
 NaN guard). Margin InfoNCE's ``beta`` follows the schedule of :func:`beta_schedule` over the run's planned
@@ -49,27 +49,15 @@ LOSS_NOTE = ("loss is Eq. 6 on the train lists (sampled N2, 15 N3 and 10 N5 item
              "impressions), the monitored metric.")
 
 
-def is_listwise(data_dir: str) -> bool:
-    """True when ``data_dir/schema.json`` describes a list-wise (``ExampleListWithContext``) dataset."""
-    path = os.path.join(data_dir, "schema.json")
-    if not os.path.exists(path):
-        return False
-    with open(path, "r", encoding="utf-8") as f:
-        return "ExampleListWithContext" in str(json.load(f).get("format", ""))
-
-
 def load_listwise_schema(data_dir: str) -> ListwiseSchema:
-    """The :class:`ListwiseSchema` of a prepared hybrid-sample dataset.
+    """The :class:`ListwiseSchema` of a prepared hybrid-sample dataset (the ``preranking`` family's schema).
 
     Raises:
-      DatasetError: the directory or its ``schema.json`` is missing, or the schema is not list-wise.
+      DatasetError: the directory or its ``schema.json`` is missing, or the dataset is another family's.
     """
-    if not os.path.isdir(data_dir):
-        raise data_lib.DatasetError(f"prepared dataset directory not found: {data_dir}")
-    if not is_listwise(data_dir):
-        raise data_lib.DatasetError(f"{data_dir}/schema.json is missing or not a list-wise (hybrid-sample) schema")
-    with open(os.path.join(data_dir, "schema.json"), "r", encoding="utf-8") as f:
-        return ListwiseSchema.from_json(json.load(f))
+    from tfrec.families import get
+
+    return get("preranking").load_schema(data_dir)
 
 
 #: The defaults of the run-relative ``beta`` schedule (``preranking.beta_final``, ``preranking.beta_final_at``).
@@ -111,6 +99,13 @@ def build_preranking_model(cfg: RunConfig, schema: ListwiseSchema,
     return model
 
 
+def _resolved(cfg: RunConfig) -> RunConfig:
+    """``cfg`` resolved for the ``preranking`` family (its batch sizes count requests)."""
+    from tfrec.families import get
+
+    return get("preranking").resolve(cfg)
+
+
 def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
                      extra_callbacks: Optional[list] = None) -> TrainResult:
     """Trains the Three-Tower model on ``cfg.data.dir`` (module docstring).
@@ -118,7 +113,7 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     Raises:
       DatasetError: missing dataset files or an empty split. DeviceError: too few devices. TrainingError: NaN.
     """
-    cfg = cfg.for_family(listwise=True)
+    cfg = _resolved(cfg)
     t = cfg.train
     schema, strategy = start_run(cfg, load_listwise_schema)
     replicas = strategy.num_replicas_in_sync
@@ -194,7 +189,7 @@ def evaluate_preranking(cfg: RunConfig, split: str = "test", model: Optional[Thr
     weights of ``cfg.train.model_dir``) on ``split``, recorded in ``preranking_metrics.json``."""
     if split not in data_lib.SPLITS:
         raise ValueError(f"`split` must be one of {data_lib.SPLITS}. Received: split={split!r}")
-    cfg = cfg.for_family(listwise=True)
+    cfg = _resolved(cfg)
     schema = load_listwise_schema(cfg.data.dir)
     model = model or load_trained_preranking(cfg)
     p = cfg.preranking

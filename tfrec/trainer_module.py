@@ -7,9 +7,9 @@ attributes that TFX also sets (``train_files``, ``eval_files``, ``train_steps``,
 
 ``custom_config`` carries tfrec's config sections (``data``, ``model``, ``loss``, ``train``, ``preranking`` as
 mappings, as in a ``tfrec train`` YAML); ``data.dir`` and ``train.model_dir`` come from ``train_files`` and
-``model_run_dir``. The training run is :func:`tfrec.train.train` (checkpoints and ``BackupAndRestore`` in
-``model_run_dir``, so a killed Trainer resumes where it was), or :func:`tfrec.train_preranking.train_preranking`
-when the dataset is list-wise (hybrid samples: the HCCP Three-Tower model of the ``preranking`` section, exported
+``model_run_dir``. The training run is the dataset family's (:func:`tfrec.families.family_of`; checkpoints and
+``BackupAndRestore`` in ``model_run_dir``, so a killed Trainer resumes where it was); a ``preranking`` dataset
+(hybrid samples) trains the HCCP Three-Tower model of the ``preranking`` section, exported
 with its ``user_embedding``, ``item_embedding`` and ``score_candidates`` signatures besides the stock ones, and
 the precomputed item embeddings of the item table in ``assets.extra/item_embeddings.tfrecord``, as ``tfrec export
 --items`` writes them: the table is ``custom_config["item_table"]`` when given, else the dataset's own
@@ -107,20 +107,14 @@ def run_fn(fn_args, extra_callbacks: Optional[list] = None) -> None:
     """Trains and exports; see the module docstring."""
     from export import export_model
     from tfrec import devices
-    from tfrec.data import load_schema
-    from tfrec.train import train
-    from tfrec.train_preranking import is_listwise, load_listwise_schema, train_preranking
+    from tfrec.families import family_of
 
     cfg = run_config(fn_args)
     cfg.train.model_dir = devices.worker_dir(cfg.train.model_dir)
-    item_table = None
-    if is_listwise(cfg.data.dir):  # hybrid samples: the HCCP pre-ranking model
-        result = train_preranking(cfg, extra_callbacks=extra_callbacks)
-        schema = load_listwise_schema(cfg.data.dir)
-        item_table = item_table_of(fn_args, cfg.data.dir)
-    else:
-        result = train(cfg, extra_callbacks=extra_callbacks)
-        schema = load_schema(cfg.data.dir)
+    family = family_of(cfg.data.dir)
+    result = family.train(cfg, extra_callbacks=extra_callbacks)
+    schema = family.load_schema(cfg.data.dir)
+    item_table = item_table_of(fn_args, cfg.data.dir) if family.item_embeddings else None
     target = devices.worker_dir(fn_args.serving_model_dir)
     base = target.rstrip("/") + ".export"
     if os.path.exists(base):

@@ -2,7 +2,7 @@
 
 Sections: ``pipeline`` (root, metadata store, dataset family, serving base path, Beam args, Trainer module),
 ``validator`` (anomaly thresholds), ``evaluator`` (blessing thresholds), and tfrec's own ``prepare``, ``data``,
-``model``, ``loss``, ``train`` (see :mod:`tfrec.config`), which ExampleGen and the Trainer read; the ``hybrid``
+``model``, ``loss``, ``train`` (see :mod:`tfrec.config`), which ExampleGen and the Trainer read; the ``preranking``
 family reads ``hybrid`` (ExampleGen: :class:`tfrec.config.HybridSamplesConfig`) and ``preranking`` (the Trainer:
 :class:`tfrec.config.PrerankingConfig`) instead of ``prepare`` and ``model``.
 
@@ -19,7 +19,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from tfrec.config import (DataConfig, HybridSamplesConfig, LossConfig, ModelConfig, PrepareConfig, PrerankingConfig,
-                          TrainConfig, apply_config, check)
+                          TrainConfig, apply_config, check, deprecated)
 
 
 @dataclasses.dataclass
@@ -30,7 +30,7 @@ class PipelineSection:
       name: pipeline name (runs are grouped by it in the metadata store).
       root: pipeline root; artifacts go to ``<root>/<component>/<run id>/``.
       metadata_path: SQLite metadata store (default ``<root>/metadata.sqlite``).
-      family: dataset family ExampleGen dispatches on (``pipelines.tfx.components.example_gen.FAMILIES``).
+      family: the dataset family (``tfrec.families``: ``pointwise``, ``multitask``, ``preranking``).
       serving_base_path: TF Serving base path the Pusher publishes versions to.
       beam_args: Beam pipeline arguments for ExampleGen (``--runner=FlinkRunner --flink_master=...``).
       trainer_module: a module file defining ``run_fn(fn_args)`` (default: ``tfrec/trainer_module.py``).
@@ -47,7 +47,7 @@ class PipelineSection:
     name: str = "tfrec"
     root: str = ""
     metadata_path: str = ""
-    family: str = "criteo"
+    family: str = "pointwise"
     serving_base_path: str = ""
     beam_args: List[str] = dataclasses.field(default_factory=list)
     trainer_module: str = ""
@@ -58,6 +58,13 @@ class PipelineSection:
     worker_timeout_s: float = 0.0
 
     def validate(self) -> None:
+        from tfrec import families
+
+        if self.family in families.registry.ALIASES:  # a name of an earlier release
+            deprecated("pipeline.family", self.family, families.registry.canonical(self.family))
+            self.family = families.registry.canonical(self.family)
+        check(self.family in families.names(), "pipeline.family", self.family,
+              f"must be one of {', '.join(families.names())}")
         check(bool(self.root), "pipeline.root", self.root, "must be set (the pipeline root directory)")
         check(bool(self.name), "pipeline.name", self.name, "must not be empty")
         check(self.train_steps >= 0, "pipeline.train_steps", self.train_steps, "must be >= 0")

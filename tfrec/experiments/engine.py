@@ -122,7 +122,11 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
     protocol = registry.get(name)
     data_dir = os.path.abspath(data_dir)
     stats = data_lib.load_stats(data_dir)
-    (protocol.check_data or registry.check_ctr_data)(data_dir)
+    from tfrec.families import get as family
+
+    family(protocol.family).check_dataset(data_dir)
+    if protocol.check_data is not None:  # what the protocol needs beyond its family (e.g. purchases, Taobao lists)
+        protocol.check_data(data_dir)
     store = Store(out_dir)
     needed = sorted({s.dataset for s in selected_settings(protocol, opts, only) if s.dataset})
     datasets = protocol.datasets(base, opts, store.out_dir, printer, needed) if needed else {}

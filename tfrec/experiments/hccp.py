@@ -145,6 +145,6 @@ def _report(*args, **kwargs):
 
 
 register(Protocol("hccp", "HCCP (WWW 2025) Tables 1 and 3: pre-ranking variants and ablations", _settings,
-                  metrics=(), run_cell=run_preranking_cell, report=_report, check_data=check_data,
-                  summary=cell_summary, family="listwise", quick_config=QUICK_CONFIG,
+                  metrics=(), run_cell=run_preranking_cell, report=_report,
+                  check_data=check_data, summary=cell_summary, family="preranking", quick_config=QUICK_CONFIG,
                   quick_data=prepare_quick_data))

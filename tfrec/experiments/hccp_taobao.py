@@ -196,4 +196,4 @@ def _report(*args, **kwargs):
 
 register(Protocol(NAME, "HCCP (WWW 2025) Table 2: pre-ranking on the public Taobao display-ad log", _settings,
                   metrics=(), run_cell=run_taobao_cell, report=_report, check_data=check_data, summary=cell_summary,
-                  family="listwise", quick_config=QUICK_CONFIG, quick_data=prepare_quick_data))
+                  family="preranking", quick_config=QUICK_CONFIG, quick_data=prepare_quick_data))

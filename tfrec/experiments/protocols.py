@@ -110,10 +110,10 @@ class Protocol:
     """A named experiment: its settings, the metrics of its table, the x-axis of its plots, and the functions
     that run a cell and build the report (None: the defaults).
 
-    A protocol on another kind of dataset also names how to check one (``check_data(data_dir)`` raises;
-    default: a point-wise CTR dataset, :func:`check_ctr_data`), the progress line of a finished cell
-    (``summary(run)``; default: the protocol's first two metrics), its dataset family (``family``: ``ctr``,
-    ``multitask`` or ``listwise``), and what ``--quick`` uses: its config YAML (``quick_config``; None:
+    A protocol names its family (``family``: ``pointwise``, ``multitask`` or ``preranking``,
+    :mod:`tfrec.families`; the dataset must be one of it), its own check of the dataset beyond the family's
+    (``check_data(data_dir)``, raising ``DatasetError``; None: none), the progress line of a finished cell (``summary(run)``;
+    default: the protocol's first two metrics), and what ``--quick`` uses: its config YAML (``quick_config``; None:
     ``tfrec/configs/experiment_quick.yaml``) and the function that makes its dataset (``quick_data(cfg, out_dir,
     printer) -> data dir``; None: ``tfrec.experiments.quick.prepare_quick_data``).
     ``datasets(base, opts, out_dir, printer, names) -> {name: data dir}`` makes those of the protocol's own datasets
@@ -127,32 +127,12 @@ class Protocol:
     x: Optional[str] = None  # a params key plotted on the x axis; None: the settings in order
     run_cell: Optional[Callable[..., Dict[str, Any]]] = None
     report: Optional[Callable[..., List[str]]] = None
-    check_data: Optional[Callable[[str], Any]] = None
     summary: Optional[Callable[[Dict[str, Any]], str]] = None
-    family: str = "ctr"
+    family: str = "pointwise"
+    check_data: Optional[Callable[[str], None]] = None
     quick_config: Optional[str] = None
     quick_data: Optional[Callable[..., str]] = None
     datasets: Optional[Callable[..., Dict[str, str]]] = None
-
-
-def _check_schema(data_dir: str, kind: str, what: str) -> None:
-    from tfrec import data as data_lib
-    from tfrec import features
-
-    schema = data_lib.load_schema(data_dir)
-    if not isinstance(schema, getattr(features, kind)):
-        raise data_lib.DatasetError(f"{data_dir} is not {what} (its schema is a {type(schema).__name__})")
-
-
-def check_ctr_data(data_dir: str) -> None:
-    """Raises ``DatasetError`` unless ``data_dir`` is a prepared point-wise CTR dataset (``tfrec prepare``)."""
-    _check_schema(data_dir, "PointwiseSchema", "a point-wise CTR dataset (a `tfrec prepare` output)")
-
-
-def check_multitask_data(data_dir: str) -> None:
-    """Raises ``DatasetError`` unless ``data_dir`` is a prepared click / conversion dataset."""
-    _check_schema(data_dir, "MultiTaskSchema", "a click / conversion dataset (`tfrec prepare` of AliExpress or "
-                                               "Ali-CCP data)")
 
 
 _REGISTRY: Dict[str, Protocol] = {}

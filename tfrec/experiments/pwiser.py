@@ -36,8 +36,7 @@ from typing import Any, Callable, Dict, List, Sequence
 import numpy as np
 
 from tfrec.config import RunConfig, load_config
-from tfrec.experiments.protocols import (METRICS, Metric, Options, Protocol, Setting, check_multitask_data,
-                                         register)
+from tfrec.experiments.protocols import METRICS, Metric, Options, Protocol, Setting, register
 from tfrec.experiments.quick import made_with, record_made
 from tfrec.experiments.store import read_json, write_json
 
@@ -234,6 +233,7 @@ def _single_task(cfg: RunConfig, run_dir: str, printer: Callable[[str], None]) -
     """Trains a CTR and a CVR single-task model (each task's predictions saved, so a rerun after a kill keeps a
     finished task) and scores them together (CTCVR = pCTR * pCVR)."""
     from tfrec.evaluate import predict_split
+    from tfrec.families import get
     from tfrec.metrics import multitask_report
     from tfrec.train import train
 
@@ -249,7 +249,7 @@ def _single_task(cfg: RunConfig, run_dir: str, printer: Callable[[str], None]) -
             arrays = {}
             for split in ("valid", "test"):
                 p, y, w = predict_split(result.model, sub.data.dir, split,
-                                        sub.for_family(listwise=False).data.eval_batch_size,
+                                        get("multitask").resolve(sub).data.eval_batch_size,
                                         outputs=(task,), beta_pos=sub.data.beta_pos)
                 arrays.update({f"{split}_p": p[task], f"{split}_y": y, f"{split}_w": w})
             write_json(os.path.join(sub.train.model_dir, "summary.json"), _summary(result.summary))
@@ -301,7 +301,7 @@ def _report(*args, **kwargs):
 PROTOCOL = register(Protocol(
     "pwiser", "PWiseR (Durmus et al. 2024): BCE vs BCE + PWiseR on multi-task models", _settings,
     metrics=PWISER_METRICS, run_cell=run_cell, report=_report, family="multitask",
-    check_data=check_multitask_data, quick_config=QUICK_CONFIG, quick_data=_quick_data, datasets=_datasets))
+    quick_config=QUICK_CONFIG, quick_data=_quick_data, datasets=_datasets))
 
 
 def settings_of_part(settings: Sequence[Setting], part: str) -> List[Setting]:

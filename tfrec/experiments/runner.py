@@ -146,6 +146,7 @@ def _evaluate(model, cfg: RunConfig, buckets: int) -> Dict[str, object]:
     import tensorflow as tf
 
     from tfrec import data as data_lib
+    from tfrec.families import get
     from tfrec.metrics import binary_report
     from tfrec.metrics.calibration import calibration_by_bucket
 
@@ -157,7 +158,7 @@ def _evaluate(model, cfg: RunConfig, buckets: int) -> Dict[str, object]:
     preds = {}
     for split in ("valid", "test"):
         ds = data_lib.make_dataset(data_lib.split_files(cfg.data.dir, split), schema,
-                                   cfg.for_family(listwise=False).data.eval_batch_size,
+                                   get("pointwise").resolve(cfg).data.eval_batch_size,
                                    training=False, cycle_length=1, beta_pos=cfg.data.beta_pos)
         parts = [(predict(f).numpy(), y.numpy(), w.numpy()) for f, y, w in ds]
         p, y, w = (np.concatenate([part[i] for part in parts]) for i in range(3))

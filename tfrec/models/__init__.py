@@ -1,4 +1,7 @@
-"""tfrec's models, built by name from a :class:`tfrec.config.ModelConfig` and a prepared dataset."""
+"""tfrec's row models, built by name from a :class:`tfrec.config.ModelConfig` and a prepared dataset.
+
+The model's family (``tfrec.families``) checks that it fits the dataset before it is built
+(:func:`tfrec.train.build_model`); the pre-ranking model is :mod:`tfrec.models.preranking`."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import os
 from typing import Callable, Dict, List
 
 from tfrec.config import ModelConfig
-from tfrec.features import MultiTaskSchema, PointwiseSchema
+from tfrec.features import PointwiseSchema
 from tfrec.models.base import RankingModel
 from tfrec.models.ctr import DCNv2
 from tfrec.models.multitask import ESMM, MMoE, PLE, MultiTaskModel, SharedBottom, SingleTask
@@ -28,9 +31,6 @@ def load_vocabularies(data_dir: str, fields) -> Dict[str, List[str]]:
 
 
 def _build_dcn_v2(cfg: ModelConfig, schema: PointwiseSchema, vocabularies, transform) -> RankingModel:
-    if isinstance(schema, MultiTaskSchema):
-        raise ValueError(f"model 'dcn_v2' is single-task; the dataset {schema.name!r} is multi-task (labels click, "
-                         "conversion): use one of shared_bottom, mmoe, ple, esmm, single_task")
     return DCNv2(dense=schema.dense, categorical=schema.categorical, vocabularies=vocabularies,
                  transform=transform, embedding_dim=cfg.embedding_dim, embedding_l2=cfg.embedding_l2,
                  structure=cfg.structure, num_cross_layers=cfg.num_cross_layers,
@@ -51,9 +51,6 @@ def _multitask_builder(cls, task_arg: bool = True, **fields: str) -> Callable[..
     """A builder of the multi-task model ``cls``; ``fields`` maps its own arguments to ``ModelConfig`` keys."""
 
     def build_fn(cfg: ModelConfig, schema, vocabularies, transform) -> RankingModel:
-        if not isinstance(schema, MultiTaskSchema):
-            raise ValueError(f"model {cfg.name!r} needs a multi-task dataset (labels click, conversion); the "
-                             f"dataset's schema {schema.name!r} has one label")
         args = _multitask_args(cfg, schema, vocabularies, transform)
         if task_arg:
             args["tasks"] = cfg.tasks

@@ -29,6 +29,10 @@ from tfrec.metrics.gradients import diagnostic_step
 class RankingModel(keras.Model):
     """Base class of tfrec's single-task models. Subclasses implement ``call`` returning a dict of outputs."""
 
+    #: The model family (``tfrec.families``): how the model trains, evaluates and exports. A subclass of another
+    #: family sets its own.
+    family = "pointwise"
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.loss_tracker = keras.metrics.Mean(name="loss")

@@ -80,6 +80,8 @@ class MultiTaskModel(RankingModel):
       pwiser_pairing: ``replica`` (pairs within each replica's slice) or ``global`` (the global batch's pairs).
     """
 
+    family = "multitask"
+
     def __init__(self, dense: Sequence[str], categorical: Sequence[str], vocabularies: Mapping[str, List[str]],
                  transform: Mapping[str, object], embedding_dim: int = 10, embedding_l2: float = 1e-5,
                  tasks: Sequence[str] = ("ctr", "cvr"), tower_units: Sequence[int] = (64,),

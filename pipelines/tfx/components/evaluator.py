@@ -9,10 +9,10 @@ thresholds and the reasons; ``BLESSED`` or ``NOT_BLESSED`` marks the outcome (TF
 The metrics are those of the exported task ``evaluator.task`` (output ``<task>``, default ``ctr``: the CTR AUC of
 a multi-task model) against ``evaluator.label`` (default: the family's label of that task).
 
-A list-wise family (``hybrid``) is scored through the SavedModel's ``score_candidates`` signature instead (one
+A family of list-wise records (``preranking``) is scored through the SavedModel's ``score_candidates`` signature instead (one
 serialized ``ExampleListWithContext`` per request in, ``[B, L]`` scores per task out, as a pre-ranking server is
 called) on the split's lists, and the metrics are over the impressions (N1 items) only: the AUC and logloss of
-the task's probability (``click``: the click task, the default of the ``hybrid`` config) against its label, the
+the task's probability (``click``: the click task, the default of the ``preranking`` pipeline config) against its label, the
 impression being the only item whose label was observed.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from pipelines.tfx.artifacts import ModelBlessing
 from pipelines.tfx.components import ComponentError, write_json
-from pipelines.tfx.components.example_gen import TASK_LABELS, is_listwise_family
+from pipelines.tfx.components.example_gen import family
 
 NAME = "evaluator"
 INPUTS = ("examples", "model", "baseline_model")
@@ -37,14 +37,17 @@ SCORE_CANDIDATES = "score_candidates"
 
 
 def parameters(cfg):
+    from tfrec.families import EXAMPLE_LIST
+
     params = dataclasses.asdict(cfg.evaluator)
+    fam = family(cfg)
     if not params["label"]:
-        task_labels = TASK_LABELS.get(cfg.pipeline.family, {"ctr": "label"})
+        task_labels = fam.task_labels
         if params["task"] not in task_labels:
             raise ComponentError(f"evaluator.task {params['task']!r} has no default label in the "
-                                 f"{cfg.pipeline.family!r} family (known: {sorted(task_labels)}); set evaluator.label")
+                                 f"{fam.name!r} family (known: {sorted(task_labels)}); set evaluator.label")
         params["label"] = task_labels[params["task"]]
-    if is_listwise_family(cfg.pipeline.family):
+    if fam.records == EXAMPLE_LIST:  # lists are scored as a pre-ranking server is called
         params["signature"] = SCORE_CANDIDATES
     return params
 

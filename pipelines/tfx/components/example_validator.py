@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from pipelines.tfx.artifacts import ExampleAnomalies
 from pipelines.tfx.components import ComponentError, read_json, write_json
-from pipelines.tfx.components.example_gen import is_listwise_family
+from pipelines.tfx.components.example_gen import family
 
 NAME = "example_validator"
 INPUTS = ("statistics", "schema", "examples")
@@ -38,9 +38,11 @@ OutsideCounter = Callable[[str, Dict[str, Tuple[float, float]]], Dict[str, Tuple
 
 
 def parameters(cfg):
+    from tfrec.families import EXAMPLE_LIST
+
     params = dataclasses.asdict(cfg.validator)
-    if is_listwise_family(cfg.pipeline.family):
-        params["records"] = "ExampleListWithContext"
+    if family(cfg).records == EXAMPLE_LIST:
+        params["records"] = EXAMPLE_LIST
     return params
 
 

@@ -1,4 +1,4 @@
-"""Statistics of list-wise records (``ExampleListWithContext``, the ``hybrid`` family) for StatisticsGen.
+"""Statistics of list-wise records (``ExampleListWithContext``, the ``preranking`` family) for StatisticsGen.
 
 One record is one request's list: a context ``tf.Example`` (user / request features) and one ``tf.Example`` per
 item (N1 impressions, N2 unexposed ranking, N3 pre-ranking and N5 pool samples). The statistics have the layout of

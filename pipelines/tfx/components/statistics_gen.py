@@ -3,9 +3,9 @@
 Statistics are computed from the written TFRecords (what training reads), not from the raw logs. The pass is
 in-process (one record at a time, O(rows x features)); it reads every split file of the ``Examples`` artifact.
 
-The labels are the family's (``example_gen.labels_of``: ``label`` for Criteo, ``click`` and ``conversion`` for
-the multi-task family); ``positives`` / ``positive_rate`` are the first label's, ``labels`` has each label's.
-A list-wise family (``hybrid``: ``ExampleListWithContext`` records) takes
+The labels are the family's (``tfrec.families.Family.labels``: ``label`` for ``pointwise``, ``click`` and
+``conversion`` for ``multitask``); ``positives`` / ``positive_rate`` are the first label's, ``labels`` has each
+label's. A family of list-wise records (``preranking``: ``ExampleListWithContext`` records) takes
 :func:`pipelines.tfx.components.listwise_stats.split_statistics` instead (same layout; rows are lists, labels are
 counted on impressions, features are the context and per-item features).
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from pipelines.tfx.artifacts import Statistics
 from pipelines.tfx.components import write_json
-from pipelines.tfx.components.example_gen import is_listwise_family, labels_of
+from pipelines.tfx.components.example_gen import family
 
 NAME = "statistics_gen"
 INPUTS = ("examples",)
@@ -34,9 +34,12 @@ DISTINCT_CAP = 100_000
 
 
 def parameters(cfg) -> Dict[str, object]:
-    labels = labels_of(cfg.pipeline.family)
-    if is_listwise_family(cfg.pipeline.family):
-        return {"labels": list(labels), "records": "ExampleListWithContext"}
+    from tfrec.families import EXAMPLE_LIST
+
+    fam = family(cfg)
+    labels = tuple(fam.labels)
+    if fam.records == EXAMPLE_LIST:
+        return {"labels": list(labels), "records": EXAMPLE_LIST}
     return {"label": LABEL} if labels == (LABEL,) else {"labels": list(labels)}
 
 
@@ -118,9 +121,9 @@ def execute(ctx, inputs, params):
     listwise = params.get("records") == "ExampleListWithContext"
     if listwise:
         from pipelines.tfx.components import listwise_stats
-        from tfrec.train_preranking import load_listwise_schema
+        from tfrec.families import family_of
 
-        schema = load_listwise_schema(data_dir)
+        schema = family_of(data_dir).load_schema(data_dir)
     stats = {}
     for split in ("train", "valid", "test"):
         files = sorted(glob.glob(os.path.join(data_dir, f"{split}-*.tfrecord.gz")))

@@ -1,8 +1,9 @@
 """Trainer: loads a module file by path and calls its ``run_fn(fn_args)`` (TFX's Trainer contract).
 
 The default module is ``tfrec/trainer_module.py``. ``fn_args`` is :class:`tfrec.trainer_module.FnArgs`;
-``custom_config`` carries the ``data``, ``model``, ``loss`` and ``train`` sections of the pipeline config (and
-``preranking`` for a list-wise family) and ``pipeline.custom_config`` as ``user``. The module file's contents
+``custom_config`` carries the config sections the family's trainer reads (``tfrec.families.Family.trainer_sections``:
+``data``, ``model``, ``loss``, ``train``, and ``preranking`` for the ``preranking`` family) and
+``pipeline.custom_config`` as ``user``. The module file's contents
 are part of the cache key. With ``pipeline.workers`` > 1 the module runs in that many local processes under
 MultiWorkerMirroredStrategy (:mod:`pipelines.tfx.components.trainer_workers`).
 """
@@ -18,7 +19,7 @@ import sys
 
 from pipelines.tfx.artifacts import Model
 from pipelines.tfx.components import ComponentError
-from pipelines.tfx.components.example_gen import is_listwise_family
+from pipelines.tfx.components.example_gen import family
 
 NAME = "trainer"
 INPUTS = ("examples", "schema")
@@ -38,10 +39,7 @@ def parameters(cfg):
     path = module_path(cfg)
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    names = ("data", "model", "loss", "train")
-    if is_listwise_family(cfg.pipeline.family):  # the Three-Tower pre-ranking model's own section
-        names += ("preranking",)
-    sections = {k: dataclasses.asdict(getattr(cfg, k)) for k in names}
+    sections = {k: dataclasses.asdict(getattr(cfg, k)) for k in family(cfg).trainer_sections}
     sections["data"].pop("dir")
     sections["train"].pop("model_dir")
     return {"module_file": path, "module_sha256": digest, "train_steps": cfg.pipeline.train_steps,

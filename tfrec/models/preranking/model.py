@@ -107,6 +107,8 @@ class ThreeTower(RankingModel):
         rethink_distill_weight: the ``copr`` and ``rethink`` variants' losses (``tfrec.models.preranking.baselines``).
     """
 
+    family = "preranking"
+
     def __init__(self, tasks: Sequence[str] = ("click", "purchase", "diversity"), variant: str = "hccp",
                  hash_bins: int = 20000, embedding_dim: int = 16, embedding_l2: float = 0.0, num_experts: int = 8,
                  expert_units: Sequence[int] = (64,), item_units: Sequence[int] = (64,),
