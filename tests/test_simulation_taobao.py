@@ -115,3 +115,30 @@ def test_the_documented_taobao_config_loads():
     assert cfg.preranking.tasks == ["click"] and cfg.preranking.hit_ks == [2, 5]
     assert cfg.preranking.eval_list_size > cfg.taobao.pool_samples
     assert cfg.din.max_history == cfg.taobao.max_history
+
+
+@pytest.mark.parametrize("lost", ["train", "requests"])
+def test_the_requests_pipeline_fails_when_a_sink_loses_a_record(sim, tmp_path, monkeypatch, lost):
+    """The accounting counts what the sinks wrote (DIN examples and request records), not what the parser built: a
+    record dropped before a sink fails the run and writes no stats.json."""
+    from pipelines.common import sink
+    from pipelines.common.rows import RowAccountingError
+
+    out, _ = sim
+    original = sink._WriteParts.process
+    dropped = []
+
+    def lossy(self, element):
+        destination, records = element
+        request_record = records and records[0].startswith(b"{")
+        if records and not dropped and destination[0] == "train" and request_record == (lost == "requests"):
+            dropped.append(destination)
+            element = (destination, records[1:])
+        return original(self, element)
+
+    monkeypatch.setattr(sink._WriteParts, "process", lossy)
+    paths = {k: [os.path.join(out, FILES[k])] for k in ("raw_sample", "ad_feature", "user_profile", "behavior_log")}
+    what = "request records" if lost == "requests" else "DIN examples"
+    with pytest.raises(RowAccountingError, match=f"taobao: the sinks wrote .* {what}"):
+        run_requests(TaobaoConfig(**paths, output=str(tmp_path / "a"), num_shards=1, valid_share=0.0))
+    assert dropped and not (tmp_path / "a" / "stats.json").exists()

@@ -36,14 +36,11 @@ import dataclasses
 import functools
 import json
 import os
-import uuid
 from typing import Dict, List, Optional
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
@@ -54,7 +51,8 @@ from pipelines.criteo.parse import Rejection, raw_text, strip_eol
 from pipelines.criteo.pipeline import pipeline_options
 from pipelines.criteo.read import ReadLines
 from pipelines.criteo.stages import DEADLETTER, SPLITS, STATS, run_pipeline, write_outputs
-from pipelines.criteo.tfrecord import ShardNaming, TFRecordBatchSink, batch_destination
+from pipelines.common.rows import RowAccountingError
+from pipelines.common.sink import ShardNaming, WriteShards, temp_dir_under
 from pipelines.hybrid_samples.pipeline import CountsFn, ItemTableFn, ParseItems
 from pipelines.taobao import parse as taobao_parse
 from pipelines.taobao.requests import ExampleEncoder, Splitter, item_values, user_requests
@@ -217,11 +215,12 @@ class BuildRequests(beam.DoFn):
 
 
 def _write_records(batches, out: str, shards: int, label: str):
-    """Batches ``((split, shard), [bytes])`` -> ``out/<split>-SSSSS-of-NNNNN.tfrecord.gz`` (as ``write_outputs``)."""
-    temp = files.join(out, f".temp-{label.lower()}-{uuid.uuid4().hex}")
-    written = batches | label >> fileio.WriteToFiles(
-        path=out, destination=batch_destination, file_naming=ShardNaming(shards),
-        temp_directory=StaticValueProvider(str, temp), sink=TFRecordBatchSink, shards=1, max_writers_per_bundle=0)
+    """Batches ``((split, shard), [bytes])`` -> ``out/<split>-SSSSS-of-NNNNN.tfrecord.gz`` (as ``write_outputs``:
+    :class:`pipelines.common.sink.WriteShards`, no grouping of records, every shard file written even when empty).
+    Returns the shard results and the parts' temporary directory (removed by the last step)."""
+    temp = temp_dir_under(out)
+    written = batches | label >> WriteShards(out, ShardNaming(shards), [(s, k) for s in SPLITS for k in range(shards)],
+                                             temp)
     return written, temp
 
 
@@ -294,6 +293,9 @@ def _write_counts(_, cfg, temps, rows_in, rejected, stats, table, written, req_w
         "history": source,
         "files": {s: sorted(files.relative(r.file_name, cfg.output) for r in written if r.destination[0] == s)
                   for s in SPLITS},
+        # what the sinks wrote (records per split), which the accounting checks, not the parser's counts
+        "records_written": {s: sum(r.records for r in written if r.destination[0] == s) for s in SPLITS},
+        "requests_records_written": {s: sum(r.records for r in req_written if r.destination[0] == s) for s in SPLITS},
         "request_files": {s: sorted(REQUESTS_DIR + "/" + files.relative(r.file_name, files.join(cfg.output, REQUESTS_DIR)) for r in req_written
                                     if r.destination[0] == s) for s in SPLITS}})
 
@@ -320,6 +322,13 @@ def finalize_requests(cfg: TaobaoConfig) -> Dict[str, object]:
         raise RuntimeError(f"taobao: impression accounting failed: impressions_in={impressions_in} != written "
                            f"{written} + rejected {imp_rejected}; see {counts_path}")
     per_split = {s: {k: int(v) for k, v in st.get(s, {}).items()} for s in SPLITS}
+    # The sinks' own counts: one DIN example per impression written, one request record per request.
+    requests = {s: per_split[s].get("requests", 0) for s in SPLITS}
+    for what, expected, sunk in (("DIN examples", written, counts["records_written"]),
+                                 ("request records", requests, counts["requests_records_written"])):
+        if {s: int(sunk.get(s, 0)) for s in SPLITS} != expected:
+            raise RowAccountingError(f"taobao: the sinks wrote {sunk} {what}, the requests built hold {expected}; "
+                                     f"records were lost between the parser and the files (see {counts_path})")
     stats = {
         "layout": counts["layout"], "history": counts["history"], "impressions_in": impressions_in,
         "impressions_written": written, "impressions_rejected": imp_rejected,
