@@ -44,7 +44,7 @@ class TfrecExampleGen(base_beam_component.BaseBeamComponent):
     """A dataset family's Beam pipeline as a TFX ExampleGen.
 
     Args:
-      family: ``criteo``, ``multitask`` or ``hybrid`` (``pipelines.tfx.components.example_gen.FAMILIES``).
+      family: ``pointwise``, ``multitask`` or ``preranking`` (:mod:`tfrec.families`; the older names read too).
       config: JSON of the tfrec config sections the family reads (``{"prepare": {...}}``, or ``{"hybrid": {...}}``).
       input_fingerprint: identifies the raw input files (paths, sizes, modification times); part of TFX's cache
         key, since an ExampleGen has no input artifact.

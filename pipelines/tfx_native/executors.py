@@ -11,6 +11,7 @@ removed afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -58,21 +59,23 @@ def _context(output_dir: str) -> Context:
 
 
 class ExampleGenExecutor(base_beam_executor.BaseBeamExecutor):
-    """The family's Beam pipeline (``example_gen.FAMILIES``) with the pipeline's ``beam_pipeline_args``, then the
-    shards moved into ``Split-<name>/``."""
+    """The family's Beam pipeline (:meth:`tfrec.families.Family.run_pipeline` on its config section) with the
+    pipeline's ``beam_pipeline_args``, then the shards moved into ``Split-<name>/``."""
 
     def Do(self, input_dict: Dict[str, List], output_dict: Dict[str, List], exec_properties: Dict[str, Any]) -> None:
-        from pipelines.tfx.components.example_gen import FAMILIES, is_listwise_family
+        from pipelines.tfx.components import example_gen
+        from tfrec.families import EXAMPLE_LIST
 
-        family = exec_properties["family"]
         cfg = pipeline_config(exec_properties["config"])
-        cfg.pipeline.family = family
+        cfg.pipeline.family = exec_properties["family"]
         cfg.pipeline.beam_args = list(self._beam_pipeline_args)
         examples = artifact_utils.get_single_instance(output_dict["examples"])
-        fn = FAMILIES.get(family)
-        if fn is None:
-            raise ComponentError(f"`pipeline.family` {family!r} has no ExampleGen; known: {sorted(FAMILIES)}")
-        stats = fn(cfg, examples.uri)
+        fam = example_gen.family(cfg)  # ComponentError for an unknown family
+        family = fam.name
+        section = getattr(cfg, fam.pipeline_section)
+        section = dataclasses.replace(section, output=examples.uri,
+                                      beam_args=list(section.beam_args) + list(cfg.pipeline.beam_args))
+        stats = fam.pipeline_stats(fam.run_pipeline(section))
         for split in SPLITS:
             target = os.path.join(examples.uri, f"Split-{split}")
             os.makedirs(target, exist_ok=True)
@@ -80,7 +83,7 @@ class ExampleGenExecutor(base_beam_executor.BaseBeamExecutor):
                 os.rename(path, os.path.join(target, os.path.basename(path)))
         examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
         examples.span = 0
-        listwise = is_listwise_family(family)
+        listwise = fam.records == EXAMPLE_LIST
         examples.set_string_custom_property(PAYLOAD_FORMAT, "FORMAT_PROTO" if listwise else "FORMAT_TF_EXAMPLE")
         examples.set_string_custom_property("file_format", "tfrecords_gzip")
         examples.set_string_custom_property("tfrec_family", family)

@@ -45,9 +45,10 @@ def metadata_path(cfg) -> str:
 
 
 def node_ids(cfg) -> tuple:
-    from pipelines.tfx.components.example_gen import is_listwise_family
+    from pipelines.tfx.components.example_gen import family
+    from tfrec.families import EXAMPLE_LIST
 
-    return LISTWISE_NODES if is_listwise_family(cfg.pipeline.family) else POINTWISE_NODES
+    return LISTWISE_NODES if family(cfg).records == EXAMPLE_LIST else POINTWISE_NODES
 
 
 def build_pipeline(cfg, metadata: bool = True):
@@ -67,11 +68,13 @@ def build_pipeline(cfg, metadata: bool = True):
         raise ConfigError("pipeline.workers > 1 runs only under the local engine (TFX's Trainer is one process)")
     if not cfg.pipeline.serving_base_path:
         raise ConfigError("pipeline.serving_base_path is empty; the Pusher needs a serving base path")
-    family = cfg.pipeline.family
-    listwise = example_gen.is_listwise_family(family)
-    section = "hybrid" if listwise else "prepare"
+    from tfrec.families import EXAMPLE_LIST
+
+    fam = example_gen.family(cfg)
+    listwise = fam.records == EXAMPLE_LIST
+    section = fam.pipeline_section
     gen_params = example_gen.parameters(cfg)
-    gen = c.TfrecExampleGen(family=family, config=json.dumps({section: gen_params[section]}),
+    gen = c.TfrecExampleGen(family=fam.name, config=json.dumps({section: gen_params[section]}),
                             input_fingerprint=json.dumps(gen_params["input_files"], sort_keys=True))
     examples = gen.outputs["examples"]
     baseline = os.path.join(tfx_root(cfg), "baseline", cfg.pipeline.name)
@@ -88,7 +91,7 @@ def build_pipeline(cfg, metadata: bool = True):
         schema_gen = tfx.components.SchemaGen(statistics=stats.outputs["statistics"])
         stock = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
                                                 schema=schema_gen.outputs["schema"])
-        params = {**dataclasses.asdict(cfg.validator), "labels": list(example_gen.labels_of(family))}
+        params = {**dataclasses.asdict(cfg.validator), "labels": list(fam.labels)}
         gate = c.ValidationGate(statistics=stats.outputs["statistics"], schema=schema_gen.outputs["schema"],
                                 anomalies=stock.outputs["anomalies"], params=json.dumps(params),
                                 baseline_dir=baseline)
