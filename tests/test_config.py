@@ -86,6 +86,14 @@ def test_round_trip(tmp_path):
     ("train.verbose=3", "`train.verbose` must be one of 0, 1, 2"),
     ("train.epochs", "must look like section.key=value"),
     ("model.batch_norm=maybe", "must be true or false"),
+    ("taobao.history=cookies", "`taobao.history` must be one of auto, behavior, clicks, sequence"),
+    ("taobao.test_days=[3]", "`taobao.test_days` must not share days with taobao.train_days"),
+    ("taobao.first_day=May", "`taobao.first_day` must be a date YYYY-MM-DD"),
+    ("taobao.utc_offset_hours=20", "`taobao.utc_offset_hours` must be in [-12, 14]"),
+    ("taobao_sim.ads=4", "`taobao_sim.ads` must be >= 2 * taobao_sim.max_per_request"),
+    ("taobao_sim.null_brand_rate=1", "`taobao_sim.null_brand_rate` must be in [0, 1)"),
+    ("din.activation=relu", "`din.activation` must be dice or prelu"),
+    ("din.hidden_units=[]", "`din.hidden_units` must have at least 1 item(s)"),
 ])
 def test_errors_are_one_line_and_name_the_key(override, needle):
     with pytest.raises(ConfigError) as err:
@@ -183,6 +191,29 @@ def test_a_config_yaml_of_the_previous_release_reads(tmp_path):
     cfg = load_config(str(path))
     assert (cfg.model.name, cfg.model.num_experts, cfg.model.loss.pwiser_tasks) == ("mmoe", 6, ["ctr"])
     assert cfg.preranking.hit_ks == [10]
+
+
+def test_a_preranking_config_yaml_of_the_previous_release_reads(tmp_path, capsys):
+    from tfrec.config.legacy import OLD_MODEL, OLD_THREE_TOWER, OLD_THREE_TOWER_LOSS
+
+    # A COPR run of the previous release: its beta schedule, COPR weights and Taobao sections in the old layout.
+    dump = {"model": dict(OLD_MODEL), "loss": {"name": "weighted_bce", "params": {}},
+            "preranking": {**OLD_THREE_TOWER, **OLD_THREE_TOWER_LOSS, "variant": "copr", "tasks": ["click"],
+                           "task_weights": [0.98], "beta_final": 0.1, "copr_weight": 0.5, "copr_relax_units": [8],
+                           "train_list_size": 32, "eval_list_size": 32, "hit_ks": [2, 5], "consistency_ks": [10],
+                           "octile_k": 100},
+            "taobao": {"max_history": 20}, "din": {"max_history": 20}, "taobao_sim": {"impressions": 1000}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dump))
+    cfg = load_config(str(path))
+    m = cfg.model
+    assert (m.name, m.variant, m.tasks, m.loss.task_weights) == ("three_tower", "copr", ["click"], [0.98])
+    assert (m.loss.beta_final, m.loss.beta_final_at, m.loss.beta_scale) == (0.1, None, None)
+    assert (m.loss.copr_weight, m.loss.copr_relax_units, m.loss.rethink_weight) == (0.5, [8], 1.0)
+    assert (cfg.preranking.hit_ks, cfg.taobao.max_history, cfg.din.max_history) == ([2, 5], 20, 20)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "preranking.copr_relax_units -> model.loss.copr_relax_units" in err[0], err
+    assert "preranking.beta_scale" not in err[0]  # a previous default is dropped silently
 
 
 def test_the_previous_release_helpers_still_work(tmp_path, capsys):

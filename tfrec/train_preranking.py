@@ -24,7 +24,6 @@ weights and records it in ``<model_dir>/preranking_metrics.json`` under the spli
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from typing import Callable, Dict, Optional
 
