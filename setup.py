@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "protobuf>=3.20.3,<5",
     "numpy>=1.23.5,<2",
     "pyyaml>=5.4,<7",
+    # Validates the config sections (tfrec/config): types, ranges, unknown keys, the model chosen by its name.
+    "pydantic>=2,<3",
     "scikit-learn>=1.2,<2",
     "matplotlib>=3.6,<4",
     "scipy>=1.9,<2",  # the paired t-test of tfrec experiment (scikit-learn installs it too)

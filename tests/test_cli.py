@@ -20,7 +20,7 @@ def _run(capsys, argv):
 @pytest.mark.parametrize("argv, code, needle", [
     (["train", "--set", "train.epochz=3", "--data", "x", "--model-dir", "y"], 2, "unknown config key `train.epochz`"),
     (["train", "--set", "train.epochs=-1"], 2, "`train.epochs` must be > 0"),
-    (["train", "--set", "loss.name=nope"], 2, "unknown loss 'nope'"),
+    (["train", "--set", "model.loss.name=nope"], 2, "unknown loss 'nope'"),
     (["train", "--config", "/nonexistent/c.yaml"], 2, "config file not found: /nonexistent/c.yaml"),
     (["train", "--data", "/nonexistent/data", "--model-dir", "/tmp/m"], 2,
      "prepared dataset directory not found: /nonexistent/data"),

@@ -15,9 +15,9 @@ from tfrec.listwise_data import MASK, TOO_LONG, longest_list, make_listwise_data
 VALID_LIST = 13  # hccp_files: 3 impressions, 2 N2, 2 N3, 6 N5 per valid / test list; 9 items per train list
 TRAIN_LIST = 9
 MODEL = ["train.epochs=1", "train.steps_per_epoch=2", "train.replicas=1", "train.log_every_seconds=0",
-         "preranking.hash_bins=64", "preranking.embedding_dim=4", "preranking.num_experts=2",
-         "preranking.expert_units=[8]", "preranking.item_units=[8]", "preranking.cross_units=[4]",
-         "preranking.output_dim=4", "preranking.train_list_size=12", "data.batch_size=8", "data.eval_batch_size=8",
+         "model.name=three_tower", "model.hash_bins=64", "model.embedding_dim=4", "model.num_experts=2",
+         "model.expert_units=[8]", "model.item_units=[8]", "model.cross_units=[4]", "model.output_dim=4",
+         "preranking.train_list_size=12", "data.batch_size=8", "data.eval_batch_size=8",
          "preranking.hit_ks=[5]", "preranking.consistency_ks=[5]", "preranking.octile_k=5"]
 
 

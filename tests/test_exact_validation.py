@@ -88,9 +88,9 @@ def test_preranking_val_auc_is_the_exact_impression_auc(tmp_path):
     data = write_listwise_dataset(str(tmp_path / "data"))
     cfg = load_config(None, [f"data.dir={data}", f"train.model_dir={tmp_path / 'run'}", "train.epochs=1",
                              "train.steps_per_epoch=2", "train.replicas=1", "train.log_every_seconds=0",
-                             "preranking.hash_bins=64", "preranking.embedding_dim=4", "preranking.num_experts=2",
-                             "preranking.expert_units=[8]", "preranking.item_units=[8]", "preranking.cross_units=[4]",
-                             "preranking.output_dim=4", "preranking.train_list_size=12",
+                             "model.name=three_tower", "model.hash_bins=64", "model.embedding_dim=4", "model.num_experts=2",
+                             "model.expert_units=[8]", "model.item_units=[8]", "model.cross_units=[4]",
+                             "model.output_dim=4", "preranking.train_list_size=12",
                              "preranking.eval_list_size=16", "data.batch_size=8", "data.eval_batch_size=8"])
     result = train_preranking(cfg, printer=lambda _: None)
     report = evaluate_preranking(cfg, "valid", model=result.model, output=str(tmp_path / "m.json"))

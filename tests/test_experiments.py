@@ -142,7 +142,7 @@ def test_cells_apply_their_settings(experiment):
     assert sparse["test"]["effective_positive_rate"] == pytest.approx(0.1 * rate / (0.1 * rate + 1 - rate))
     assert sparse["config"]["data"]["beta_pos"] == 0.1 and dense["config"]["data"]["beta_pos"] == 1.0
     jrc = protocols.get("losses").settings(Options())[2]
-    assert jrc.name == "jrc" and "model.head=jrc" in jrc.overrides and "loss.params.pairing=global" in jrc.overrides
+    assert jrc.name == "jrc" and "model.head=jrc" in jrc.overrides and "model.loss.params.pairing=global" in jrc.overrides
     kept = store.cell_result(Cell("negative-sampling", "keep0.5", SEED))["run"]
     full = store.cell_result(Cell("negative-sampling", "keep1", SEED))["run"]
     assert kept["train"]["train_steps"] < full["train"]["train_steps"]  # fewer negatives, fewer steps

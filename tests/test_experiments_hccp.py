@@ -20,9 +20,10 @@ from tfrec.simulation.cascade import simulate_cascade
 
 SEED = 2020
 TINY = ["data.batch_size=16", "data.eval_batch_size=64", "data.shuffle_buffer=0", "train.epochs=1",
-        "train.replicas=1", "train.log_every_seconds=0", "train.save_every_steps=0", "preranking.hash_bins=1000",
-        "preranking.embedding_dim=4", "preranking.num_experts=2", "preranking.expert_units=[8]",
-        "preranking.item_units=[8]", "preranking.cross_units=[4]", "preranking.output_dim=8",
+        "train.replicas=1", "train.log_every_seconds=0", "train.save_every_steps=0", "model.name=three_tower",
+        "model.hash_bins=1000",
+        "model.embedding_dim=4", "model.num_experts=2", "model.expert_units=[8]",
+        "model.item_units=[8]", "model.cross_units=[4]", "model.output_dim=8",
         "preranking.train_list_size=40", "preranking.eval_list_size=112", "preranking.hit_ks=[5,20]",
         "preranking.consistency_ks=[5,20]", "preranking.octile_k=20"]
 
@@ -68,7 +69,7 @@ def test_protocol_files_and_numbers(experiment):
     assert keys["consistency"] == ["MAP@5", "MAP@20", "NDCG@5", "NDCG@20"]
     assert "AUC_click" in keys["auc"] and len(keys["octile"]) == 16
     for setting, run in runs.items():
-        assert run["train"]["epochs_run"] == 1 and run["config"]["preranking"]["variant"] == setting
+        assert run["train"]["epochs_run"] == 1 and run["config"]["model"]["variant"] == setting
         with open(os.path.join(store.run_dir(Store(out).cell_result(Cell("hccp", setting, SEED))["fingerprint"]),
                                "preranking_metrics.json")) as f:
             assert json.load(f)["test"]["ISH@5"] == run["test"]["ISH@5"]
@@ -101,7 +102,7 @@ def test_cli_trains_and_evaluates_a_listwise_dataset(hybrid_data, tmp_path, caps
     from tfrec.cli import main
 
     model_dir = str(tmp_path / "model")
-    sets = [a for kv in TINY + ["preranking.variant=wo_margin"] for a in ("--set", kv)]
+    sets = [a for kv in TINY + ["model.variant=wo_margin"] for a in ("--set", kv)]
     assert main(["train", "--data", hybrid_data, "--model-dir", model_dir, *sets]) == 0
     assert "best val_auc" in capsys.readouterr().out
     assert os.path.exists(os.path.join(model_dir, "config.yaml"))
@@ -195,7 +196,7 @@ def test_settings_are_the_papers_rows():
                                                       "HCCP(w/o PRC)", "HCCP(w/o Neg)", "HCCP(w/o Margin)", "HCCP"]
     assert all(s.baseline == "base" for s in settings[1:]) and settings[0].baseline is None
     for s in settings:
-        assert load_config(None, list(s.overrides)).preranking.variant == s.name
+        assert load_config(None, list(s.overrides)).model.variant == s.name
 
 
 def test_report_statistics_against_numpy(tmp_path):

@@ -19,9 +19,9 @@ from tfrec.experiments.store import Cell
 
 TINY = ["taobao_sim.impressions=3000", "taobao_sim.users=250", "taobao_sim.ads=300", "taobao_sim.categories=10",
         "taobao_sim.brands=40", "taobao_sim.campaigns=100", "taobao_sim.customers=50", "taobao.valid_share=0.2",
-        "din.epochs=1", "din.hidden_units=[16, 8]", "din.hash_bins=2000", "preranking.hash_bins=2000",
-        "preranking.embedding_dim=4", "preranking.num_experts=2", "preranking.expert_units=[8]",
-        "preranking.item_units=[8]", "preranking.cross_units=[4]", "preranking.output_dim=8", "train.epochs=1"]
+        "din.epochs=1", "din.hidden_units=[16, 8]", "din.hash_bins=2000", "model.hash_bins=2000",
+        "model.embedding_dim=4", "model.num_experts=2", "model.expert_units=[8]", "model.item_units=[8]",
+        "model.cross_units=[4]", "model.output_dim=8", "train.epochs=1"]
 SETTINGS = ["base", "copr", "rethink", "hccp"]
 
 
@@ -55,7 +55,7 @@ def test_report_numbers_are_the_runs(experiment):
         for key in ("AUC", "ISH@2", "ISH@5"):
             assert float(rows[s][f"{key}_mean"]) == test[key]
             assert float(rows[s][f"{key}_paper"]) == hccp_taobao_report.PAPER[s][key]
-        assert cells[s]["run"]["config"]["preranking"]["variant"] == s
+        assert cells[s]["run"]["config"]["model"]["variant"] == s
     assert float(rows["rethink"]["AUC_diff"]) == pytest.approx(cells["rethink"]["run"]["test"]["AUC"]
                                                                - cells["base"]["run"]["test"]["AUC"])
     md = open(os.path.join(report, "results.md"), encoding="utf-8").read()

@@ -26,10 +26,10 @@ ONLY = ["mmoe_bce", "mmoe_pwiser", "noise0_bce", "noise0_pwiser", "margins_bce",
 TINY = ["simulation.kind=funnel", "simulation.rows=1500", "simulation.seed=5", "simulation.funnel.users=200",
         "simulation.funnel.items=50", "simulation.funnel.click_rate=0.25", "simulation.funnel.conversion_rate=0.3",
         "simulation.funnel.noisy_click_share=0.3", "prepare.input_format=aliccp", "prepare.min_count=2",
-        "prepare.num_shards=1", "prepare.runner=DirectRunner", "model.embedding_dim=4", "model.tower_units=[8]",
-        "model.expert_units=[8]", "model.num_experts=2", "model.dropout=0", "data.batch_size=128",
-        "data.eval_batch_size=1024", "data.shuffle_buffer=0", "train.epochs=1", "train.steps_per_epoch=4",
-        "train.replicas=1", "train.log_every_seconds=0", "train.save_every_steps=0"]
+        "prepare.num_shards=1", "prepare.runner=DirectRunner", "model.name=mmoe", "model.embedding_dim=4",
+        "model.tower_units=[8]", "model.expert_units=[8]", "model.num_experts=2", "model.dropout=0",
+        "data.batch_size=128", "data.eval_batch_size=1024", "data.shuffle_buffer=0", "train.epochs=1",
+        "train.steps_per_epoch=4", "train.replicas=1", "train.log_every_seconds=0", "train.save_every_steps=0"]
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +115,10 @@ def test_cells_apply_their_settings(experiment):
     out, data, _, _ = experiment
     store = Store(out)
     cfg = {n: store.cell_result(Cell("pwiser", n, SEED))["run"]["config"] for n in ONLY}
-    assert cfg["mmoe_bce"]["model"]["pwiser_tasks"] == []
-    assert cfg["mmoe_pwiser"]["model"]["pwiser_tasks"] == ["ctr", "cvr"]
-    m = cfg["lambda1_m0.3"]["model"]
-    assert (m["pwiser_lambda"], m["pwiser_m1"], m["pwiser_m2"]) == (1.0, 0.3, 0.6)
+    assert cfg["mmoe_bce"]["model"]["loss"]["pwiser_tasks"] == []
+    assert cfg["mmoe_pwiser"]["model"]["loss"]["pwiser_tasks"] == ["ctr", "cvr"]
+    m = cfg["lambda1_m0.3"]["model"]["loss"]
+    assert (m["lam"], m["m1"], m["m2"]) == (1.0, 0.3, 0.6)
     assert cfg["mmoe_bce"]["data"]["dir"] == data and cfg["margins_bce"]["data"]["dir"] == data
     # The noise sweep trains on its own simulated funnel, at its noisy-click share.
     noise_dir = cfg["noise0_bce"]["data"]["dir"]
@@ -167,11 +167,11 @@ def test_settings_and_parts():
 
 def test_method_overrides_validate():
     esmm = load_config(None, pwiser.method_overrides("esmm", "pwiser", lam=0.3, m1=0.05, m2=0.1))
-    assert esmm.model.pwiser_tasks == ["ctr", "ctcvr"] and esmm.model.pwiser_lambda == 0.3
+    assert esmm.model.loss.pwiser_tasks == ["ctr", "ctcvr"] and esmm.model.loss.lam == 0.3
     single = load_config(None, pwiser.method_overrides("single_task", "pwiser"))
-    assert single.model.task == "ctr" and single.model.pwiser_tasks == ["ctr"]
+    assert single.model.task == "ctr" and single.model.loss.pwiser_tasks == ["ctr"]
     for arch in ("shared_bottom", "mmoe", "ple"):
-        assert load_config(None, pwiser.method_overrides(arch, "bce")).model.pwiser_tasks == []
+        assert load_config(None, pwiser.method_overrides(arch, "bce")).model.loss.pwiser_tasks == []
     with pytest.raises(ValueError, match="`method` must be one of"):
         pwiser.method_overrides("mmoe", "focal")
 

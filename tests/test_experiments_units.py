@@ -54,7 +54,7 @@ def _fake_run(cfg, run_dir, printer, buckets=45):
     """A cell runner that trains nothing: metrics are a function of the loss and the seed."""
     _fake_run.calls += 1
     seed = cfg.train.seed
-    bump = 0.01 if cfg.loss.name == "combined_pair" else 0.0
+    bump = 0.01 if cfg.model.loss.name == "combined_pair" else 0.0
     os.makedirs(run_dir, exist_ok=True)
     return {"test": {"auc": 0.7 + bump + 0.001 * (seed % 7) ** 2, "weighted_logloss": 0.2 - bump / 2 + 0.0001 * seed},
             "train": {"epochs_run": 1}, "calibration": []}
@@ -62,8 +62,8 @@ def _fake_run(cfg, run_dir, printer, buckets=45):
 
 _fake_run.calls = 0
 register(Protocol("test-fake", "a protocol with its own cell runner", lambda opts: [
-    Setting("bce", {"method": "BCE", "x": 1.0}, ("loss.name=weighted_bce", "loss.params={}")),
-    Setting("cp", {"method": "Combined-Pair", "x": 2.0}, ("loss.name=combined_pair", "loss.params={}"),
+    Setting("bce", {"method": "BCE", "x": 1.0}, ("model.loss.name=weighted_bce", "model.loss.params={}")),
+    Setting("cp", {"method": "Combined-Pair", "x": 2.0}, ("model.loss.name=combined_pair", "model.loss.params={}"),
             baseline="bce")], x="x", run_cell=_fake_run))
 
 

@@ -27,9 +27,9 @@ from tfrec.config import load_config
 from tfrec.features import HCCP
 from tfrec.train_preranking import load_trained_preranking, train_preranking
 
-SMALL = ["preranking.hash_bins=64", "preranking.embedding_dim=4", "preranking.num_experts=2",
-         "preranking.expert_units=[8]", "preranking.item_units=[8]", "preranking.cross_units=[4]",
-         "preranking.output_dim=4", "preranking.train_list_size=12", "preranking.eval_list_size=16",
+SMALL = ["model.name=three_tower", "model.hash_bins=64", "model.embedding_dim=4", "model.num_experts=2",
+         "model.expert_units=[8]", "model.item_units=[8]", "model.cross_units=[4]",
+         "model.output_dim=4", "preranking.train_list_size=12", "preranking.eval_list_size=16",
          "data.batch_size=8", "data.eval_batch_size=8"]
 TASKS = HCCP.tasks
 

@@ -113,9 +113,6 @@ DISPATCH = re.compile(r"isinstance\([^)]*(PointwiseSchema|MultiTaskSchema|Listwi
                       r"|hasattr\(model, \"output_tasks\"\)")
 
 
-# The model config's cross-section rules move into the models' own sections.
-EXEMPT = (os.path.join("tfrec", "config.py"),)
-
 
 def test_one_place_decides_the_family():
     found = []
@@ -123,7 +120,7 @@ def test_one_place_decides_the_family():
         for dirpath, _, files in os.walk(os.path.join(ROOT, package)):
             for name in files:
                 path = os.path.join(dirpath, name)
-                if not name.endswith(".py") or os.sep + "families" + os.sep in path or path.endswith(EXEMPT):
+                if not name.endswith(".py") or os.sep + "families" + os.sep in path:
                     continue
                 with open(path, encoding="utf-8") as f:
                     for number, line in enumerate(f, 1):
@@ -145,3 +142,17 @@ def test_pipeline_family_takes_the_family_names_and_reads_the_old_ones(tmp_path,
                    "one more release)"]
     with pytest.raises(ConfigError, match="`pipeline.family` must be one of pointwise, multitask, preranking"):
         load_pipeline_config(None, [f"pipeline.root={tmp_path}", "pipeline.family=graph"])
+
+
+@pytest.mark.parametrize("config, listwise", [("pipeline_criteo.yaml", False), ("pipeline_aliexpress.yaml", False),
+                                              ("pipeline_hccp.yaml", True)])
+def test_the_tfx_pipeline_takes_its_nodes_from_the_family(config, listwise):
+    # The TFX-native pipeline's node set follows the family's record format (tfx itself is not needed for this).
+    from pipelines.tfx import load_pipeline_config
+    from pipelines.tfx_native.pipeline import LISTWISE_NODES, POINTWISE_NODES, node_ids
+
+    cfg = load_pipeline_config(os.path.join(ROOT, "configs", config))
+    assert node_ids(cfg) == (LISTWISE_NODES if listwise else POINTWISE_NODES)
+    cfg.pipeline.family = "nope"
+    with pytest.raises(Exception, match="unknown family 'nope'"):
+        node_ids(cfg)

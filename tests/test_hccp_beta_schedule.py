@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from pipelines.hybrid_samples import run as prepare_hybrid
 from tfrec.cli import main
-from tfrec.config import CascadeConfig, ConfigError, HybridSamplesConfig, PrerankingConfig, load_config
+from tfrec.config import CascadeConfig, ConfigError, HybridSamplesConfig, ThreeTowerLossConfig, load_config
 from tfrec import losses
 from tfrec.devices import make_strategy
 from tfrec.experiments import Options, run_protocol
@@ -81,39 +81,63 @@ def test_fixed_scale_is_algorithm_1_literal_with_no_floor():
     got = _advance(MarginInfoNCE(beta_init=9999.0, scale=0.999), 300)
     np.testing.assert_array_equal(got, _float32_oracle(9999.0, 0.999, 300))
     assert _advance(MarginInfoNCE(beta_init=1.0, scale=0.5), 20)[-1] == 0.5 ** 20  # no floor
-    p = PrerankingConfig(beta_scale=0.999)
+    p = ThreeTowerLossConfig(beta_scale=0.999)
     assert beta_schedule(p, 52) == {"beta_scale": 0.999, "beta_final": None}
 
 
 def test_schedule_from_the_config():
-    scale = beta_schedule(PrerankingConfig(), 104)  # defaults: 0.01 at half the planned steps
+    scale = beta_schedule(ThreeTowerLossConfig(), 104)  # defaults: 0.01 at half the planned steps
     assert (BETA_FINAL, BETA_FINAL_AT) == (0.01, 0.5)
     assert scale == {"beta_scale": pytest.approx((0.01 / 9999.0) ** (1 / 52), rel=1e-12), "beta_final": 0.01}
-    scale = beta_schedule(PrerankingConfig(beta_final=0.1, beta_final_at=0.25), 100)
+    scale = beta_schedule(ThreeTowerLossConfig(beta_final=0.1, beta_final_at=0.25), 100)
     assert scale == {"beta_scale": pytest.approx((0.1 / 9999.0) ** (1 / 25), rel=1e-12), "beta_final": 0.1}
-    assert beta_schedule(PrerankingConfig(), None) == {"beta_scale": 1.0, "beta_final": 0.01}  # inference only
-    assert beta_schedule(PrerankingConfig(beta_init=0.0), 100) == {"beta_scale": 1.0, "beta_final": 0.0}
-    assert beta_schedule(PrerankingConfig(beta_final_at=0.001), 10)["beta_scale"] == pytest.approx(0.01 / 9999.0)
+    assert beta_schedule(ThreeTowerLossConfig(), None) == {"beta_scale": 1.0, "beta_final": 0.01}  # inference only
+    assert beta_schedule(ThreeTowerLossConfig(beta_init=0.0), 100) == {"beta_scale": 1.0, "beta_final": 0.0}
+    assert beta_schedule(ThreeTowerLossConfig(beta_final_at=0.001), 10)["beta_scale"] == pytest.approx(0.01 / 9999.0)
 
 
 @pytest.mark.parametrize("sets, match", [
-    (["preranking.beta_scale=0.999", "preranking.beta_final=0.01"], "beta_scale.*fixed schedule"),
-    (["preranking.beta_scale=0.999", "preranking.beta_final_at=0.5"], "beta_scale.*fixed schedule"),
-    (["preranking.beta_scale=0"], r"beta_scale.*\(0, 1\]"),
-    (["preranking.beta_final=0"], "beta_final.*> 0"),
-    (["preranking.beta_final_at=0"], r"beta_final_at.*\(0, 1\]"),
-    (["preranking.beta_final_at=1.5"], r"beta_final_at.*\(0, 1\]"),
+    (["model.loss.beta_scale=0.999", "model.loss.beta_final=0.01"], "model.loss.beta_scale.*fixed schedule"),
+    (["model.loss.beta_scale=0.999", "model.loss.beta_final_at=0.5"], "model.loss.beta_scale.*fixed schedule"),
+    (["model.loss.beta_scale=0"], r"model.loss.beta_scale. must be in \(0, 1\]"),
+    (["model.loss.beta_final=0"], "model.loss.beta_final. must be > 0"),
+    (["model.loss.beta_final=.inf"], "model.loss.beta_final. must be a finite number"),
+    (["model.loss.beta_final_at=0"], r"model.loss.beta_final_at. must be in \(0, 1\]"),
+    (["model.loss.beta_final_at=1.5"], r"model.loss.beta_final_at. must be in \(0, 1\]"),
 ])
 def test_config_errors(sets, match):
     with pytest.raises(ConfigError, match=match):
-        load_config(None, sets)
+        load_config(None, ["model.name=three_tower"] + sets)
+
+
+def test_previous_keys_still_set_the_schedule(tmp_path, capsys):
+    # The previous release's preranking.beta_* keys are the Three-Tower model's loss keys now: one line per file.
+    path = tmp_path / "old.yaml"
+    path.write_text("preranking:\n  beta_final: 0.1\n  beta_final_at: 0.25\n  copr_weight: 0.5\n")
+    cfg = load_config(str(path))
+    assert cfg.model.name == "three_tower"
+    assert (cfg.model.loss.beta_final, cfg.model.loss.beta_final_at, cfg.model.loss.beta_scale) == (0.1, 0.25, None)
+    assert cfg.model.loss.copr_weight == 0.5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "preranking.beta_final -> model.loss.beta_final" in err[0], err
+    assert "preranking.copr_weight -> model.loss.copr_weight" in err[0], err
+    with pytest.raises(ConfigError, match="model.loss.beta_scale.*fixed schedule"):
+        load_config(None, ["preranking.beta_scale=0.999", "preranking.beta_final=0.01"])
+
+
+def test_schedule_keys_are_not_model_arguments():
+    # The trainer derives the factor from the run (beta_schedule); the section passes no beta schedule of its own.
+    kwargs = load_config(None, ["model.name=three_tower", "model.loss.beta_final=0.1"]).model.model_kwargs()
+    assert not {"beta_scale", "beta_final", "beta_final_at"} & set(kwargs)
+    assert {"copr_weight", "copr_reg_weight", "copr_chunk_size", "copr_relax_units", "rethink_weight",
+            "rethink_distill_weight", "beta_init"} <= set(kwargs)
 
 
 def test_cli_exclusive_settings_are_a_usage_error(tmp_path, capsys):
-    rc = main(["train", "--data", str(tmp_path), "--model-dir", str(tmp_path / "run"),
-               "--set", "preranking.beta_scale=0.999", "--set", "preranking.beta_final=0.01"])
+    rc = main(["train", "--data", str(tmp_path), "--model-dir", str(tmp_path / "run"), "--set",
+               "model.name=three_tower", "--set", "model.loss.beta_scale=0.999", "--set", "model.loss.beta_final=0.01"])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and "preranking.beta_scale" in err and len(err.splitlines()) == 1
+    assert rc == 2 and "model.loss.beta_scale" in err and len(err.splitlines()) == 1, err
 
 
 # -- a small HCCP ablation through `tfrec experiment` -------------------------------------------------------------
@@ -122,11 +146,10 @@ SEED = 2020
 EPOCHS = 2
 TINY = ["data.batch_size=16", "data.eval_batch_size=64", "data.shuffle_buffer=0", f"train.epochs={EPOCHS}",
         "train.replicas=1", "train.log_every_seconds=0", "train.save_every_steps=0", "train.early_stop_patience=5",
-        "preranking.hash_bins=1000", "preranking.embedding_dim=4", "preranking.num_experts=2",
-        "preranking.expert_units=[8]", "preranking.item_units=[8]", "preranking.cross_units=[4]",
-        "preranking.output_dim=8", "preranking.train_list_size=40", "preranking.eval_list_size=112",
-        "preranking.hit_ks=[5,20]", "preranking.consistency_ks=[5,20]", "preranking.octile_k=20",
-        "preranking.beta_final_at=0.75"]
+        "model.name=three_tower", "model.hash_bins=1000", "model.embedding_dim=4", "model.num_experts=2",
+        "model.expert_units=[8]", "model.item_units=[8]", "model.cross_units=[4]", "model.output_dim=8",
+        "preranking.train_list_size=40", "preranking.eval_list_size=112", "preranking.hit_ks=[5,20]",
+        "preranking.consistency_ks=[5,20]", "preranking.octile_k=20", "model.loss.beta_final_at=0.75"]
 
 
 @pytest.fixture(scope="module")

@@ -239,8 +239,8 @@ def test_rethink_variant_terms_exposure_task_and_required_score(tmp_path):
     with pytest.raises(ValueError, match="exposure"):
         ThreeTower(**{**SMALL, "tasks": ("exposure", "click")}, variant="rethink")
     schema = ListwiseSchema("x", ("user_id",), (), (), ("item_id", "category"), ("price",), ("click", "purchase"))
-    cfg = load_config(None, ["preranking.variant=rethink", "preranking.tasks=[click, purchase]",
-                             "preranking.task_weights=[1.0, 0.2]"])
+    cfg = load_config(None, ["model.name=three_tower", "model.variant=rethink", "model.tasks=[click, purchase]",
+                             "model.loss.task_weights=[1.0, 0.2]"])
     with pytest.raises(ValueError, match="ranker_score"):
         build_preranking_model(cfg, schema)
 

@@ -96,7 +96,8 @@ def test_loss_trains_dcn_v2(tiny_dataset, tmp_path, name):
                  "model.num_cross_layers=1", "model.embedding_dim=4", "model.dropout=0.0",
                  "train.save_every_steps=0", f"data.batch_size={BATCH}", "data.eval_batch_size=128",
                  "data.shuffle_buffer=0", "train.epochs=1", "train.steps_per_epoch=8", "train.learning_rate=0.01",
-                 "train.log_every_seconds=0", f"loss.name={name}", f"loss.params={params!r}"]
+                 "train.log_every_seconds=0", f"model.loss.name={name}",
+                 f"model.loss.params={params!r}"]
     if name == "jrc":
         overrides.append("model.head=jrc")
     cfg = load_config(None, overrides)

@@ -1,5 +1,6 @@
 """DCN V2: outputs, structures, serialization, save and reload."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec import data as data_lib
-from tfrec.config import load_config
+from tfrec.config import ConfigError, DCNv2Config, load_config
 from tfrec.models import DCNv2, build
 from tfrec.train import build_model
 
@@ -49,8 +50,11 @@ def test_get_config_round_trip(tiny_dataset):
     model = build_model(_cfg(tiny_dataset))
     clone = DCNv2.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
+    # The config refuses a model name it does not know; build refuses a section of an unknown model too.
+    with pytest.raises(ConfigError, match=r"^`model.name` must be one of dcn_v2, .*Received: model.name='dcn_v3'$"):
+        load_config(None, ["model.name=dcn_v3"])
     with pytest.raises(ValueError, match="unknown model"):
-        build(load_config(None, ["model.name=dcn_v3"]).model, None, None, None)
+        build(dataclasses.replace(DCNv2Config(), name="dcn_v3"), None, None, None)
 
 
 def test_save_and_reload_in_fresh_process(tiny_dataset, tmp_path):

@@ -33,8 +33,9 @@ SETTINGS = {
     "evaluator": {"min_auc": 0.0},
     "hybrid": {"chunk_boundaries": [5, 10], "chunk_rates": [0.5, 0.3, 0.2], "preranking_samples": 5,
                "pool_samples": 3, "num_shards": 1},
-    "preranking": {"hash_bins": 256, "embedding_dim": 4, "num_experts": 2, "expert_units": [8], "item_units": [8],
-                   "cross_units": [4], "output_dim": 4, "train_list_size": 24, "eval_list_size": 72},
+    "model": {"hash_bins": 256, "embedding_dim": 4, "num_experts": 2, "expert_units": [8], "item_units": [8],
+              "cross_units": [4], "output_dim": 4},
+    "preranking": {"train_list_size": 24, "eval_list_size": 72},
     "data": {"batch_size": 16, "eval_batch_size": 32, "shuffle_buffer": 200},
     "train": {"epochs": 1, "learning_rate": 0.01, "log_every_seconds": 0, "save_every_steps": 2},
 }
@@ -105,11 +106,13 @@ def test_end_to_end_run_pushes_a_version_whose_score_candidates_the_prediction_s
     assert "min" not in schema["features"]["day"] and "min" in schema["features"]["price"]
     assert result.outputs["example_validator"]["anomalies"].properties["count"] == 0
 
-    # The Trainer got the preranking section; the export has the pre-ranking signatures.
+    # The Trainer got the model section (and the preranking section's list sizes); the export has the pre-ranking
+    # signatures.
     db = sqlite3.connect(os.path.join(root, "metadata.sqlite"))
     (params,) = db.execute("SELECT parameters FROM executions WHERE run_id = ? AND component = 'trainer'",
                            (result.run_id,)).fetchone()
-    assert json.loads(params)["custom_config"]["preranking"]["output_dim"] == 4
+    custom = json.loads(params)["custom_config"]
+    assert custom["model"]["output_dim"] == 4 and custom["preranking"]["train_list_size"] == 24
     pushed = result.outputs["pusher"]["pushed_model"].properties
     assert pushed["pushed"] and list_versions(base["serving"]) == [pushed["version"]]
     local = tf.saved_model.load(os.path.join(base["serving"], str(pushed["version"])))

@@ -22,9 +22,9 @@ from tfrec.config import load_config
 from tfrec.evaluate import evaluate, predict_split
 from tfrec.train import load_trained_model
 
-#: A non-default architecture: each key differs from the ModelConfig default.
+#: A non-default architecture: each key differs from the model section's default.
 ARCHITECTURE = ["model.name=mmoe", "model.num_experts=3", "model.expert_units=[6]", "model.tower_units=[5]",
-                "model.embedding_dim=3", "model.pwiser_tasks=[ctr, cvr]", "model.dropout=0"]
+                "model.embedding_dim=3", "model.loss.pwiser_tasks=[ctr, cvr]", "model.dropout=0"]
 TRAINING = ["data.batch_size=64", "data.eval_batch_size=256", "data.shuffle_buffer=0", "train.epochs=1",
             "train.steps_per_epoch=3", "train.log_every_seconds=0", "train.replicas=2"]
 

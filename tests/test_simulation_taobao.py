@@ -112,7 +112,8 @@ def test_the_documented_taobao_config_loads():
 
     cfg = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs",
                                    "hccp_taobao.yaml"))
-    assert cfg.preranking.tasks == ["click"] and cfg.preranking.hit_ks == [2, 5]
+    assert cfg.model.name == "three_tower" and cfg.model.tasks == ["click"] and cfg.model.loss.task_weights == [0.98]
+    assert cfg.preranking.hit_ks == [2, 5]
     assert cfg.preranking.eval_list_size > cfg.taobao.pool_samples
     assert cfg.din.max_history == cfg.taobao.max_history
 

@@ -57,7 +57,7 @@ def funnel_dataset(tmp_path_factory):
 
 def test_cli_train_evaluate_mmoe_with_pwiser(funnel_dataset, tmp_path, capsys):
     model_dir = str(tmp_path / "mmoe")
-    sets = [a for s in SMALL + ["model.name=mmoe", "model.pwiser_tasks=[ctr, cvr]", "model.pwiser_pairing=global"]
+    sets = [a for s in SMALL + ["model.name=mmoe", "model.loss.pwiser_tasks=[ctr, cvr]", "model.loss.pairing=global"]
             for a in ("--set", s)]
     assert main(["train", "--data", funnel_dataset, "--model-dir", model_dir, *sets]) == 0
     assert main(["evaluate", "--data", funnel_dataset, "--model-dir", model_dir, "--split", "test", *sets]) == 0
@@ -72,15 +72,16 @@ def test_cli_train_evaluate_mmoe_with_pwiser(funnel_dataset, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name, extra", [
-    ("shared_bottom", ["model.pwiser_tasks=[ctr]"]),
-    ("ple", ["model.pwiser_tasks=[cvr]", "model.pwiser_space=logit"]),
-    ("esmm", ["model.pwiser_tasks=[ctcvr]", "train.monitor=val_ctcvr_auc"]),
-    ("single_task", ["model.task=cvr", "model.pwiser_tasks=[cvr]"]),
+    ("shared_bottom", ["model.loss.pwiser_tasks=[ctr]"]),
+    ("ple", ["model.loss.pwiser_tasks=[cvr]", "model.loss.space=logit"]),
+    ("esmm", ["model.loss.pwiser_tasks=[ctcvr]", "train.monitor=val_ctcvr_auc"]),
+    ("single_task", ["model.task=cvr", "model.loss.pwiser_tasks=[cvr]"]),
 ])
 def test_train_and_evaluate_each_architecture(funnel_dataset, tmp_path, name, extra):
     # One replica here (the CLI test and the pairing test cover 2 replicas): each traced graph costs seconds.
+    # The name after SMALL: switching the model keeps the sizes it has and drops those of the other models.
     cfg = load_config(None, [f"data.dir={funnel_dataset}", f"train.model_dir={tmp_path / name}",
-                             f"model.name={name}", *SMALL, "train.replicas=1", *extra])
+                             *SMALL, f"model.name={name}", "train.replicas=1", *extra])
     if name == "esmm":  # the protocol entry point: train, then evaluate the best weights per split
         out = train_and_evaluate(cfg, splits=("test",))
         assert out["summary"]["train_steps"] == 2 and set(out["metrics"]) == {"test"}
@@ -215,14 +216,14 @@ def test_click_space_cvr_bce_two_replicas_equal_one_device_with_unequal_click_co
 @pytest.mark.parametrize("overrides, needle", [
     (["model.name=mmoe", "model.tasks=[ctr, ltv]"], "model.tasks"),
     (["model.name=esmm", "model.tasks=[ctr]"], "model.tasks"),
-    (["model.name=mmoe", "model.pwiser_tasks=[ctcvr]"], "model.pwiser_tasks"),
-    (["model.name=single_task", "model.task=ctr", "model.pwiser_tasks=[cvr]"], "model.pwiser_tasks"),
+    (["model.name=mmoe", "model.loss.pwiser_tasks=[ctcvr]"], "model.loss.pwiser_tasks"),
+    (["model.name=single_task", "model.task=ctr", "model.loss.pwiser_tasks=[cvr]"], "model.loss.pwiser_tasks"),
     (["model.name=ple", "model.num_levels=0"], "model.num_levels"),
     (["model.name=ple", "model.num_shared_experts=0", "model.num_task_experts=0"], "model.num_task_experts"),
-    (["model.name=mmoe", "model.pwiser_lambda=-1"], "model.pwiser_lambda"),
-    (["model.name=mmoe", "model.pwiser_m2=-0.1"], "model.pwiser_m2"),
-    (["model.name=mmoe", "model.pwiser_space=rank"], "model.pwiser_space"),
-    (["model.name=mmoe", "model.pwiser_pairing=all"], "model.pwiser_pairing"),
+    (["model.name=mmoe", "model.loss.lam=-1"], "model.loss.lam"),
+    (["model.name=mmoe", "model.loss.m2=-0.1"], "model.loss.m2"),
+    (["model.name=mmoe", "model.loss.space=rank"], "model.loss.space"),
+    (["model.name=mmoe", "model.loss.pairing=all"], "model.loss.pairing"),
     (["model.name=mmoe", "model.tower_units=[0]"], "model.tower_units"),
     (["model.name=mmoe", "loss.name=rank_net"], "loss.name"),
     (["model.name=single_task", "model.task=ctr", "train.monitor=val_cvr_auc"], "train.monitor"),

@@ -26,8 +26,9 @@ def test_fn_args_map_onto_the_run_config(tmp_path):
 
 def test_the_preranking_section_travels(tmp_path):
     files = [str(tmp_path / "train-00000-of-00001.tfrecord.gz")]
-    cfg = run_config(_args(files, custom_config={"preranking": {"output_dim": 4, "eval_list_size": 72}}))
-    assert cfg.preranking.output_dim == 4 and cfg.preranking.eval_list_size == 72
+    cfg = run_config(_args(files, custom_config={"model": {"name": "three_tower", "output_dim": 4},
+                                                 "preranking": {"eval_list_size": 72}}))
+    assert cfg.model.output_dim == 4 and cfg.preranking.eval_list_size == 72
 
 
 def test_fn_args_errors(tmp_path):

@@ -16,10 +16,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 USAGE_ERROR = 2
 RUN_ERROR = 1
-#: The sections of a pipeline YAML (``pipelines.tfx.config.PipelineConfig``; named here so that building the
-#: parser does not import the pipeline package).
-PIPELINE_SECTIONS = ("pipeline", "validator", "evaluator", "prepare", "data", "model", "loss", "train", "hybrid",
-                     "preranking")
+#: The sections a pipeline YAML adds to a run config's (``pipelines.tfx.config.PipelineConfig``; named here so that
+#: building the parser does not import the pipeline package).
+PIPELINE_SECTIONS = ("pipeline", "validator", "evaluator")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +52,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     from tfrec.config import RunConfig
 
     sections = ", ".join(f.name for f in dataclasses.fields(RunConfig))
-    p.add_argument("--config", help=f"YAML config file (sections: {sections}; every key in tfrec/config.py)")
+    p.add_argument("--config", help=f"YAML config file (sections: {sections}; every key in tfrec/config/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.learning_rate=0.01 (repeatable)")
 
@@ -519,6 +518,10 @@ class _UsageError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import dataclasses
+
+    from tfrec.config import RunConfig
+
     parser = _Parser(prog="tfrec", description="Ranking-aware CTR models: data pipelines, training, evaluation.")
     parser.add_argument("--version", action="version", version=f"tfrec {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -654,7 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     psub.required = True
     p = psub.add_parser("run", help="ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Trainer, Evaluator, "
                                     "Pusher, each cached on its inputs and parameters")
-    p.add_argument("--config", required=True, help="pipeline YAML (sections: " + ", ".join(PIPELINE_SECTIONS) + ")")
+    p.add_argument("--config", required=True, help="pipeline YAML (sections: " + ", ".join(
+        [f.name for f in dataclasses.fields(RunConfig)] + list(PIPELINE_SECTIONS)) + ")")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.epochs=1 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the pipeline's last unfinished run")

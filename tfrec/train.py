@@ -2,7 +2,7 @@
 
 ``train(cfg)`` trains on the prepared dataset ``cfg.data.dir`` with the entry of its family
 (:func:`tfrec.families.family_of`). The row families (point-wise and multi-task) train with :func:`train_rows`: it
-builds the model named in ``cfg.model`` and the family's loss (``cfg.loss`` for DCN V2; a multi-task model
+builds the model named in ``cfg.model`` and the family's loss (``cfg.model.loss`` for DCN V2; a multi-task model
 computes its own) under the distribution strategy (MirroredStrategy over ``cfg.train.replicas`` devices by
 default; on a CPU host the caller must first split the CPU with ``tfrec.devices.configure_cpu_replicas``), and
 runs Keras ``fit`` with:

@@ -1,8 +1,8 @@
 """Training and evaluation entries of the HCCP pre-ranking model on a prepared hybrid-sample dataset.
 
 ``train_preranking(cfg)`` reads the list-wise TFRecords of ``pipelines.hybrid_samples`` (``cfg.data.dir``;
-``schema.json`` of the ``preranking`` family), builds :class:`tfrec.models.preranking.ThreeTower` from the
-``preranking`` config section under the distribution strategy, and runs the same driver as the point-wise models
+``schema.json`` of the ``preranking`` family), builds :class:`tfrec.models.preranking.ThreeTower` from the ``model``
+config section (``name: three_tower``) under the distribution strategy, and runs the same driver as the point-wise models
 (:func:`tfrec.train.fit_with_recovery`: BackupAndRestore, best weights, plateau, early stopping, TensorBoard,
 NaN guard). Margin InfoNCE's ``beta`` follows the schedule of :func:`beta_schedule` over the run's planned
 steps (``train.epochs`` x steps per epoch) and is logged per epoch as ``beta`` (history, TensorBoard). Batches
@@ -24,14 +24,13 @@ weights and records it in ``<model_dir>/preranking_metrics.json`` under the spli
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
 from tfrec import data as data_lib
-from tfrec.config import ConfigError, PrerankingConfig, RunConfig
+from tfrec.config import ConfigError, RunConfig, ThreeTowerLossConfig
 from tfrec.evaluate import record_report
 from tfrec.evaluate_preranking import AUC_FIELDS, collect, impression_aucs, predict_function, preranking_report
 from tfrec.features import ListwiseSchema
@@ -60,14 +59,15 @@ def load_listwise_schema(data_dir: str) -> ListwiseSchema:
     return get("preranking").load_schema(data_dir)
 
 
-#: The defaults of the run-relative ``beta`` schedule (``preranking.beta_final``, ``preranking.beta_final_at``).
+#: The defaults of the run-relative ``beta`` schedule (``model.loss.beta_final``, ``model.loss.beta_final_at``).
 BETA_FINAL, BETA_FINAL_AT = 0.01, 0.5
 
 
-def beta_schedule(p: PrerankingConfig, planned_steps: Optional[int]) -> Dict[str, Optional[float]]:
-    """The ``beta_scale`` / ``beta_final`` arguments of :class:`ThreeTower` for a run of ``planned_steps`` steps.
+def beta_schedule(p: ThreeTowerLossConfig, planned_steps: Optional[int]) -> Dict[str, Optional[float]]:
+    """The ``beta_scale`` / ``beta_final`` arguments of :class:`ThreeTower` for a run of ``planned_steps`` steps
+    (``p``: the Three-Tower model's loss section, ``cfg.model.loss``).
 
-    With ``preranking.beta_scale`` set: that fixed factor, no floor (Algorithm 1's literal ``beta *= scale``).
+    With ``model.loss.beta_scale`` set: that fixed factor, no floor (Algorithm 1's literal ``beta *= scale``).
     Otherwise ``beta`` goes from ``beta_init`` to ``beta_final`` (default :data:`BETA_FINAL`) in
     ``n = max(1, round(beta_final_at * planned_steps))`` steps (``beta_final_at`` default :data:`BETA_FINAL_AT`):
     ``scale = (beta_final / beta_init)**(1 / n)`` (:func:`tfrec.losses.classes.preranking.derived_beta_scale`),
@@ -85,16 +85,17 @@ def beta_schedule(p: PrerankingConfig, planned_steps: Optional[int]) -> Dict[str
 
 def build_preranking_model(cfg: RunConfig, schema: ListwiseSchema,
                            planned_steps: Optional[int] = None) -> ThreeTower:
-    """The configured model (call inside ``strategy.scope()``); its weights are built on a dummy input.
-    ``planned_steps`` (epochs x steps per epoch) sets the ``beta`` schedule (:func:`beta_schedule`)."""
-    p = cfg.preranking
-    missing = [t for t in p.tasks if t not in schema.tasks]
+    """The configured model (``cfg.model``, ``name: three_tower``; call inside ``strategy.scope()``); its weights are
+    built on a dummy input. ``planned_steps`` (epochs x steps per epoch) sets the ``beta`` schedule
+    (:func:`beta_schedule`)."""
+    m = cfg.model
+    missing = [t for t in m.tasks if t not in schema.tasks]
     if missing:
-        raise ValueError(f"`preranking.tasks` {missing} are not labels of the dataset (its tasks: {list(schema.tasks)})")
-    if p.variant == "rethink" and "ranker_score" not in schema.item_scores:
-        raise ValueError("`preranking.variant` rethink distils the ranker's predicted CTR: the dataset has no "
+        raise ValueError(f"`model.tasks` {missing} are not labels of the dataset (its tasks: {list(schema.tasks)})")
+    if m.variant == "rethink" and "ranker_score" not in schema.item_scores:
+        raise ValueError("`model.variant` rethink distils the ranker's predicted CTR: the dataset has no "
                          "ranker_score (the Taobao lists of pipelines.taobao carry it)")
-    model = ThreeTower(**p.model_kwargs(), **beta_schedule(p, planned_steps), name="three_tower")
+    model = ThreeTower(**m.model_kwargs(), **beta_schedule(m.loss, planned_steps), name="three_tower")
     model(model.dummy_inputs(), training=False)
     return model
 
@@ -175,9 +176,10 @@ def exact_validation_aucs(cfg: RunConfig, schema: ListwiseSchema, max_batches: i
 
 def load_trained_preranking(cfg: RunConfig) -> ThreeTower:
     """The model of a finished run with its best weights (no strategy needed). The architecture is the run's own
-    (the model keys of the ``preranking`` section of ``<model_dir>/config.yaml``; :func:`tfrec.train.trained_weights`),
-    whatever ``cfg.preranking`` says."""
+    (the ``model`` section of ``<model_dir>/config.yaml``; :func:`tfrec.train.trained_weights`), whatever
+    ``cfg.model`` says."""
     path, cfg = trained_weights(cfg)
+    cfg = _resolved(cfg)
     model = build_preranking_model(cfg, load_listwise_schema(cfg.data.dir))
     model.load_weights(path).expect_partial()
     return model

@@ -5,8 +5,8 @@ default one and a user can hand the same file to a TFX ``Trainer(module_file=...
 attributes that TFX also sets (``train_files``, ``eval_files``, ``train_steps``, ``eval_steps``,
 ``serving_model_dir``, ``model_run_dir``, ``custom_config``).
 
-``custom_config`` carries tfrec's config sections (``data``, ``model``, ``loss``, ``train``, ``preranking`` as
-mappings, as in a ``tfrec train`` YAML); ``data.dir`` and ``train.model_dir`` come from ``train_files`` and
+``custom_config`` carries tfrec's config sections (``data``, ``model``, ``train``, ``preranking`` as mappings, as in
+a ``tfrec train`` YAML); ``data.dir`` and ``train.model_dir`` come from ``train_files`` and
 ``model_run_dir``. The training run is the dataset family's (:func:`tfrec.families.family_of`; checkpoints and
 ``BackupAndRestore`` in ``model_run_dir``, so a killed Trainer resumes where it was); a ``preranking`` dataset
 (hybrid samples) trains the HCCP Three-Tower model of the ``preranking`` section, exported
@@ -32,10 +32,11 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional
 
-from tfrec.config import RunConfig, apply_values
+from tfrec.config import RunConfig, load_config
 
-#: The :class:`tfrec.config.RunConfig` sections ``custom_config`` may carry.
-SECTIONS = ("data", "model", "loss", "train", "preranking")
+#: The :class:`tfrec.config.RunConfig` sections ``custom_config`` may carry (``loss``: the previous release's DCN V2
+#: loss section, read as ``model.loss``).
+SECTIONS = ("data", "model", "train", "preranking", "loss")
 
 
 @dataclasses.dataclass
@@ -49,8 +50,7 @@ class FnArgs:
       eval_steps: validation steps (0: the whole split).
       serving_model_dir: where the SavedModel goes.
       model_run_dir: checkpoints, logs, history.
-      custom_config: tfrec config sections (``data``, ``model``, ``loss``, ``train``, ``preranking``) and ``user``
-        extras.
+      custom_config: tfrec config sections (``data``, ``model``, ``train``, ``preranking``) and ``user`` extras.
       schema_path: the pipeline's schema.json (optional).
       transform_output: unused by tfrec (the model owns its preprocessing); kept for TFX compatibility.
     """
@@ -77,9 +77,8 @@ def run_config(fn_args) -> RunConfig:
     """
     from tfrec.trainer_data import dataset_dir
 
-    cfg = RunConfig()
     sections = {k: v for k, v in (fn_args.custom_config or {}).items() if k in SECTIONS}
-    apply_values(cfg, sections, "")
+    cfg = load_config(values=sections, validate=False)
     view = os.path.join(fn_args.model_run_dir, "dataset") if fn_args.model_run_dir else None
     cfg.data.dir = dataset_dir(fn_args.train_files, fn_args.eval_files or [], fn_args.custom_config, view_dir=view)
     cfg.train.model_dir = fn_args.model_run_dir

@@ -1,10 +1,10 @@
 """The pipeline config: typed dataclass sections read from YAML, validated, overridable with ``--set``.
 
-Sections: ``pipeline`` (root, metadata store, dataset family, serving base path, Beam args, Trainer module),
-``validator`` (anomaly thresholds), ``evaluator`` (blessing thresholds), and tfrec's own ``prepare``, ``data``,
-``model``, ``loss``, ``train`` (see :mod:`tfrec.config`), which ExampleGen and the Trainer read; the ``preranking``
-family reads ``hybrid`` (ExampleGen: :class:`tfrec.config.HybridSamplesConfig`) and ``preranking`` (the Trainer:
-:class:`tfrec.config.PrerankingConfig`) instead of ``prepare`` and ``model``.
+:class:`PipelineConfig` is a :class:`tfrec.config.RunConfig` (its sections, read and validated the same way) with
+three more: ``pipeline`` (root, metadata store, dataset family, serving base path, Beam args, Trainer module),
+``validator`` (anomaly thresholds) and ``evaluator`` (blessing thresholds). ExampleGen reads the family's pipeline
+section (``prepare``; ``hybrid`` for the ``preranking`` family) and the Trainer the family's trainer sections
+(``data``, ``model``, ``train``; and ``preranking`` for the ``preranking`` family).
 
 Example (``configs/pipeline_criteo.yaml``)::
 
@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Annotated, Any, Dict, List, Literal, Optional, Sequence
 
-from tfrec.config import (DataConfig, HybridSamplesConfig, LossConfig, ModelConfig, PrepareConfig, PrerankingConfig,
-                          TrainConfig, apply_config, check, deprecated)
+from pydantic import Field
+
+from tfrec.config import RunConfig, Section, check, deprecated, load_sections
+from tfrec.config.base import CONFIG
 
 
 @dataclasses.dataclass
-class PipelineSection:
+class PipelineSection(Section):
     """Where the pipeline runs and what it pushes to.
 
     Attributes:
@@ -44,6 +46,9 @@ class PipelineSection:
         holding it.
     """
 
+    __pydantic_config__ = CONFIG
+    config_key = "pipeline"
+
     name: str = "tfrec"
     root: str = ""
     metadata_path: str = ""
@@ -51,13 +56,13 @@ class PipelineSection:
     serving_base_path: str = ""
     beam_args: List[str] = dataclasses.field(default_factory=list)
     trainer_module: str = ""
-    train_steps: int = 0
-    eval_steps: int = 0
+    train_steps: Annotated[int, Field(ge=0)] = 0
+    eval_steps: Annotated[int, Field(ge=0)] = 0
     custom_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    workers: int = 1
-    worker_timeout_s: float = 0.0
+    workers: Annotated[int, Field(ge=1)] = 1
+    worker_timeout_s: Annotated[float, Field(ge=0)] = 0.0
 
-    def validate(self) -> None:
+    def rules(self) -> None:
         from tfrec import families
 
         if self.family in families.registry.ALIASES:  # a name of an earlier release
@@ -67,17 +72,12 @@ class PipelineSection:
               f"must be one of {', '.join(families.names())}")
         check(bool(self.root), "pipeline.root", self.root, "must be set (the pipeline root directory)")
         check(bool(self.name), "pipeline.name", self.name, "must not be empty")
-        check(self.train_steps >= 0, "pipeline.train_steps", self.train_steps, "must be >= 0")
-        check(self.eval_steps >= 0, "pipeline.eval_steps", self.eval_steps, "must be >= 0")
-        check(self.workers >= 1, "pipeline.workers", self.workers, "must be >= 1")
-        check(self.worker_timeout_s >= 0, "pipeline.worker_timeout_s", self.worker_timeout_s,
-              "must be >= 0 (0: no limit)")
         check(not self.trainer_module or os.path.isfile(self.trainer_module), "pipeline.trainer_module",
                self.trainer_module, "must be an existing Python file")
 
 
 @dataclasses.dataclass
-class ValidatorConfig:
+class ValidatorConfig(Section):
     """ExampleValidator thresholds.
 
     Attributes:
@@ -90,22 +90,18 @@ class ValidatorConfig:
         or of this run's data on the first run).
     """
 
-    positive_rate_drift: float = 0.3
-    max_out_of_range_fraction: float = 0.01
-    min_presence_ratio: float = 0.5
+    __pydantic_config__ = CONFIG
+    config_key = "validator"
+
+    positive_rate_drift: Annotated[float, Field(gt=0)] = 0.3
+    max_out_of_range_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    min_presence_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5
     allow_anomalies: bool = False
     schema_path: str = ""
 
-    def validate(self) -> None:
-        check(self.positive_rate_drift > 0, "validator.positive_rate_drift", self.positive_rate_drift, "must be > 0")
-        check(0 <= self.max_out_of_range_fraction < 1, "validator.max_out_of_range_fraction",
-               self.max_out_of_range_fraction, "must be in [0, 1)")
-        check(0 < self.min_presence_ratio <= 1, "validator.min_presence_ratio", self.min_presence_ratio,
-               "must be in (0, 1]")
-
 
 @dataclasses.dataclass
-class EvaluatorConfig:
+class EvaluatorConfig(Section):
     """Evaluator thresholds; a model is blessed only if it passes all of them.
 
     Attributes:
@@ -118,42 +114,26 @@ class EvaluatorConfig:
         for ``ctr`` and ``conversion`` for ``ctcvr`` in the multi-task family).
     """
 
-    split: str = "test"
-    min_auc: float = 0.5
-    max_logloss: float = 0.0
-    max_auc_drop: float = 0.0
-    task: str = "ctr"
-    label: str = ""
+    __pydantic_config__ = CONFIG
+    config_key = "evaluator"
 
-    def validate(self) -> None:
-        check(bool(self.task), "evaluator.task", self.task, "must not be empty")
-        check(self.split in ("train", "valid", "test"), "evaluator.split", self.split, "must be train, valid or test")
-        check(0 <= self.min_auc <= 1, "evaluator.min_auc", self.min_auc, "must be in [0, 1]")
-        check(self.max_logloss >= 0, "evaluator.max_logloss", self.max_logloss, "must be >= 0")
-        check(self.max_auc_drop >= 0, "evaluator.max_auc_drop", self.max_auc_drop, "must be >= 0")
+    split: Literal["train", "valid", "test"] = "test"
+    min_auc: Annotated[float, Field(ge=0, le=1)] = 0.5
+    max_logloss: Annotated[float, Field(ge=0)] = 0.0
+    max_auc_drop: Annotated[float, Field(ge=0)] = 0.0
+    task: Annotated[str, Field(min_length=1)] = "ctr"
+    label: str = ""
 
 
 @dataclasses.dataclass
-class PipelineConfig:
-    """The whole pipeline config."""
+class PipelineConfig(RunConfig):
+    """The whole pipeline config: a :class:`tfrec.config.RunConfig` and the pipeline's own sections."""
+
+    __pydantic_config__ = CONFIG
 
     pipeline: PipelineSection = dataclasses.field(default_factory=PipelineSection)
     validator: ValidatorConfig = dataclasses.field(default_factory=ValidatorConfig)
     evaluator: EvaluatorConfig = dataclasses.field(default_factory=EvaluatorConfig)
-    prepare: PrepareConfig = dataclasses.field(default_factory=PrepareConfig)
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    hybrid: HybridSamplesConfig = dataclasses.field(default_factory=HybridSamplesConfig)
-    preranking: PrerankingConfig = dataclasses.field(default_factory=PrerankingConfig)
-
-    def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            getattr(self, f.name).validate()
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @property
     def metadata_path(self) -> str:
@@ -166,4 +146,4 @@ def load_pipeline_config(path: Optional[str], overrides: Sequence[str] = ()) -> 
     Raises:
       tfrec.config.ConfigError: a missing file, a YAML error, an unknown key, a wrong type or an out-of-range value.
     """
-    return apply_config(PipelineConfig(), path, overrides)
+    return load_sections(PipelineConfig, path, overrides)

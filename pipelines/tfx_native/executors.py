@@ -33,11 +33,9 @@ PAYLOAD_FORMAT = "payload_format"  # TFX's custom property name (tfx.components.
 def pipeline_config(text: str):
     """The :class:`pipelines.tfx.config.PipelineConfig` of a component's ``config`` parameter (JSON of sections)."""
     from pipelines.tfx.config import PipelineConfig
-    from tfrec.config import apply_values
+    from tfrec.config import load_sections
 
-    cfg = PipelineConfig()
-    apply_values(cfg, json.loads(text), "")
-    return cfg
+    return load_sections(PipelineConfig, values=json.loads(text), validate=False)
 
 
 @contextlib.contextmanager

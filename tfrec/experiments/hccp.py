@@ -1,7 +1,7 @@
 """The HCCP pre-ranking ablation protocol (Zhao et al., WWW 2025, section 4): the variants of Tables 1 and 3.
 
 ``tfrec experiment hccp --data DIR`` (a ``tfrec prepare-hybrid`` output) trains the Three-Tower model once per
-variant of :data:`tfrec.hccp_variants.VARIANTS` and seed (``preranking.variant``; everything else equal) and
+variant of :data:`tfrec.hccp_variants.VARIANTS` and seed (``model.variant``; everything else equal) and
 evaluates each on the test split with :func:`tfrec.train_preranking.evaluate_preranking`: ISH / ISPH / ASH / ASPH
 at ``preranking.hit_ks``, MAP / NDCG against the ranking stage's top-K at ``preranking.consistency_ks``, AUC on
 impressions, and hit@``octile_k`` per item-popularity octile. The report (:mod:`tfrec.experiments.hccp_report`)
@@ -52,7 +52,7 @@ QUICK_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 def _settings(opts: Options) -> List[Setting]:
-    return [Setting(v, {"method": label, "group": GROUPS[v]}, (f"preranking.variant={v}",),
+    return [Setting(v, {"method": label, "group": GROUPS[v]}, ("model.name=three_tower", f"model.variant={v}"),
                     baseline=None if v == BASE else BASE) for v, label in VARIANT_LABELS.items()]
 
 

@@ -1,7 +1,7 @@
 """HCCP's Table 2 protocol on the public Taobao display-ad log (Zhao et al., WWW 2025, section 4.1, Table 2).
 
 ``tfrec experiment hccp-taobao --data <Taobao lists> --seeds 5 --out DIR`` trains the Three-Tower model once per
-row of Table 2 and seed (``preranking.variant``: Base, Base+ListNet, Base+ListMLE, COPR, Rethink, HCCP; the
+row of Table 2 and seed (``model.variant``: Base, Base+ListNet, Base+ListMLE, COPR, Rethink, HCCP; the
 lists of ``pipelines.taobao``: impressions in DIN's ranking order, pool negatives, no N2 / N3) and evaluates the
 best weights on the test day: AUC on the test impressions and ISH@K (K = ``preranking.hit_ks``, 2 and 5 as in
 Table 2) over the test requests. The report (:mod:`tfrec.experiments.hccp_taobao_report`) prints the values
@@ -49,7 +49,7 @@ QUICK_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 def _settings(opts: Options) -> List[Setting]:
-    return [Setting(v, {"method": label, "group": GROUPS[v]}, (f"preranking.variant={v}",),
+    return [Setting(v, {"method": label, "group": GROUPS[v]}, ("model.name=three_tower", f"model.variant={v}"),
                     baseline=None if v == BASE else BASE) for v, label in VARIANT_LABELS.items()]
 
 

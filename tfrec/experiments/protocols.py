@@ -161,11 +161,11 @@ def names() -> List[str]:
 
 def loss_overrides(loss: str, beta_pos: float, **params: Any) -> Tuple[str, ...]:
     """Overrides that train ``loss`` (with ``params``) at ``beta_pos``."""
-    out = [f"loss.name={loss}", "loss.params={}", f"data.beta_pos={beta_pos}",
+    out = [f"model.loss.name={loss}", "model.loss.params={}", f"data.beta_pos={beta_pos}",
            f"model.head={'jrc' if loss == 'jrc' else 'binary'}"]
     if loss in _GLOBAL_PAIRING:
-        out.append("loss.params.pairing=global")
-    out += [f"loss.params.{k}={v}" for k, v in params.items()]
+        out.append("model.loss.params.pairing=global")
+    out += [f"model.loss.params.{k}={v}" for k, v in params.items()]
     return tuple(out)
 
 

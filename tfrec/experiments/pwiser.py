@@ -73,17 +73,26 @@ def pwiser_tasks(architecture: str) -> List[str]:
     return ["ctr", "cvr"]
 
 
+#: ``--quick``: each architecture's own small sizes (the quick preset, ``experiment_pwiser_quick.yaml``, holds the
+#: sizes every architecture shares and MMoE's).
+QUICK_SIZES = {"shared_bottom": ("model.bottom_units=[64]",), "esmm": ("model.bottom_units=[64]",),
+               "ple": ("model.num_levels=1", "model.num_shared_experts=1", "model.num_task_experts=1")}
+
+
 def method_overrides(architecture: str, method: str, lam: float = 0.1, m1: float = 0.1,
-                     m2: float = 0.2) -> tuple:
-    """Overrides that train ``architecture`` with ``method`` (``bce`` or ``pwiser``)."""
+                     m2: float = 0.2, quick: bool = False) -> tuple:
+    """Overrides that train ``architecture`` with ``method`` (``bce`` or ``pwiser``); ``quick`` adds the
+    architecture's :data:`QUICK_SIZES`."""
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {sorted(METHODS)}. Received: method={method!r}")
     tasks = pwiser_tasks(architecture) if method == "pwiser" else []
-    out = [f"model.name={architecture}", f"model.pwiser_tasks=[{', '.join(tasks)}]"]
+    out = [f"model.name={architecture}", f"model.loss.pwiser_tasks=[{', '.join(tasks)}]"]
     if architecture == "single_task":
         out.append("model.task=ctr")
     if method == "pwiser":
-        out += [f"model.pwiser_lambda={lam}", f"model.pwiser_m1={m1}", f"model.pwiser_m2={m2}"]
+        out += [f"model.loss.lam={lam}", f"model.loss.m1={m1}", f"model.loss.m2={m2}"]
+    if quick:
+        out += QUICK_SIZES.get(architecture, ())
     return tuple(out)
 
 
@@ -118,7 +127,7 @@ def _settings(opts: Options) -> List[Setting]:
     for arch, label in ARCHITECTURES.items():
         for method in METHODS:
             out.append(Setting(f"{arch}_{method}", {"architecture": label, "method": METHODS[method]},
-                               method_overrides(arch, method),
+                               method_overrides(arch, method, quick=opts.quick),
                                baseline=f"{arch}_bce" if method == "pwiser" else None))
     arch = NOISE_ARCHITECTURE
     for share in noise_shares(opts):
@@ -126,17 +135,19 @@ def _settings(opts: Options) -> List[Setting]:
         for method in METHODS:
             out.append(Setting(f"{name}_{method}", {"architecture": ARCHITECTURES[arch], "method": METHODS[method],
                                                     "noisy_click_share": float(share)},
-                               method_overrides(arch, method), baseline=f"{name}_bce" if method == "pwiser" else None,
+                               method_overrides(arch, method, quick=opts.quick),
+                               baseline=f"{name}_bce" if method == "pwiser" else None,
                                dataset=name))
     out.append(Setting("margins_bce", {"architecture": ARCHITECTURES[arch], "method": "BCE", "lambda": 0.0,
-                                       "m1": "-", "m2": "-"}, method_overrides(arch, "bce")))
+                                       "m1": "-", "m2": "-"}, method_overrides(arch, "bce", quick=opts.quick)))
     lambdas, margins = (QUICK["lambda"], QUICK["margin"]) if opts.quick else (LAMBDAS, MARGINS)
     for lam in lambdas:
         for m1 in margins:
             out.append(Setting(f"lambda{_fmt(lam)}_m{_fmt(m1)}",
                                {"architecture": ARCHITECTURES[arch], "method": "BCE + PWiseR", "lambda": float(lam),
                                 "m1": float(m1), "m2": float(2 * m1)},
-                               method_overrides(arch, "pwiser", lam, m1, 2 * m1), baseline="margins_bce"))
+                               method_overrides(arch, "pwiser", lam, m1, 2 * m1, quick=opts.quick),
+                               baseline="margins_bce"))
     return out
 
 
@@ -240,8 +251,8 @@ def _single_task(cfg: RunConfig, run_dir: str, printer: Callable[[str], None]) -
     preds: Dict[str, Dict[str, np.ndarray]] = {}
     labels, summaries = {}, {}
     for task in ("ctr", "cvr"):
-        tasks = f"[{task}]" if cfg.model.pwiser_tasks else "[]"
-        sub = load_config(None, [f"model.task={task}", f"model.pwiser_tasks={tasks}",
+        tasks = f"[{task}]" if cfg.model.loss.pwiser_tasks else "[]"
+        sub = load_config(None, [f"model.task={task}", f"model.loss.pwiser_tasks={tasks}",
                                  f"train.model_dir='{os.path.join(run_dir, task)}'"], base=copy.deepcopy(cfg))
         done = os.path.join(sub.train.model_dir, "predictions.npz")
         if not os.path.exists(done):

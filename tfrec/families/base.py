@@ -36,7 +36,9 @@ class Family:
       unit: what a record and a batch count (``rows``, ``requests``).
       batch_defaults: ``(data.batch_size, data.eval_batch_size)`` when the config leaves them unset.
       throughput_unit: what the training rate counts (``examples``, ``lists``).
-      models: the model names it trains; the first is its default.
+      models: the model names it trains.
+      default_model: the model it trains while the ``model`` section is left at its ``dcn_v2`` defaults (None:
+        the model must be named).
       labels: the label features of its records, main label first (StatisticsGen counts them).
       task_labels: exported task -> the label it is evaluated against (the pipeline Evaluator's default).
       records: the record format, :data:`EXAMPLE` or :data:`EXAMPLE_LIST`.
@@ -54,13 +56,14 @@ class Family:
     batch_defaults: Tuple[int, int] = (4096, 16384)
     throughput_unit: str = "examples"
     models: Tuple[str, ...] = ()
+    default_model: Optional[str] = None
     labels: Tuple[str, ...] = ("label",)
     task_labels: Mapping[str, str] = {"ctr": "label"}
     records: str = EXAMPLE
     formats: Tuple[str, ...] = ()
     pipeline_section: str = "prepare"
     pipeline_inputs: Tuple[str, ...] = ("inputs", "train", "valid", "test")
-    trainer_sections: Tuple[str, ...] = ("data", "model", "loss", "train")
+    trainer_sections: Tuple[str, ...] = ("data", "model", "train")
     item_embeddings: bool = False
     calibration: bool = False
 
@@ -90,17 +93,33 @@ class Family:
     # ---------------------------------------------------------------------------------------------- config
 
     def resolve(self, cfg):
-        """A copy of ``cfg`` ready for this family: unset batch sizes take :attr:`batch_defaults`; the model is
-        checked against :attr:`models`.
+        """A copy of ``cfg`` ready for this family: unset batch sizes take :attr:`batch_defaults`; a ``model``
+        section left at its (``dcn_v2``) defaults becomes :attr:`default_model`'s; the model must be one of
+        :attr:`models`.
 
         Raises:
           tfrec.config.ConfigError: the configured model is another family's.
         """
+        import dataclasses
+
+        from tfrec.config import MODELS, DCNv2Config
+
+        if cfg.model.name not in self.models and self.default_model and cfg.model == DCNv2Config():
+            cfg = dataclasses.replace(cfg, model=MODELS[self.default_model]())
         self.check_model(cfg)
         return cfg.with_batch_defaults(*self.batch_defaults)
 
     def check_model(self, cfg) -> None:
         """Raises ``ConfigError`` when ``cfg``'s model is not one of :attr:`models`."""
+        from tfrec.config import ConfigError
+        from tfrec.families.registry import family_of_model_name
+
+        name = cfg.model.name
+        if name in self.models:
+            return
+        owner = family_of_model_name(name)
+        raise ConfigError(f"model {name!r} needs a {owner.title}; {cfg.data.dir or 'the dataset'} is a {self.title}: "
+                          f"use one of {', '.join(self.models)} (model.name). Received: model.name={name!r}")
 
     # -------------------------------------------------------------------------------------- train, evaluate
 

@@ -22,6 +22,7 @@ class PointwiseFamily(RowFamily):
     name = "pointwise"
     title = "point-wise CTR dataset (one click label)"
     models = ("dcn_v2",)
+    default_model = "dcn_v2"
     labels = ("label",)
     task_labels = {"ctr": "label"}
     formats = ("auto", "kaggle", "x1")
@@ -29,7 +30,7 @@ class PointwiseFamily(RowFamily):
     def keras_loss(self, cfg):
         from tfrec import losses
 
-        return losses.get(cfg.loss.name, **cfg.loss.params)
+        return losses.get(cfg.model.loss.name, **cfg.model.loss.params)
 
     def schema_class(self):
         from tfrec.features import PointwiseSchema

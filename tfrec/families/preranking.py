@@ -30,12 +30,13 @@ class PrerankingFamily(Family):
     batch_defaults = (64, 64)
     throughput_unit = "lists"
     models = ("three_tower",)
+    default_model = "three_tower"
     labels = ("click", "purchase")
     task_labels = {"click": "click", "purchase": "purchase"}
     records = EXAMPLE_LIST
     pipeline_section = "hybrid"
     pipeline_inputs = ("inputs", "items")
-    trainer_sections = ("data", "model", "loss", "train", "preranking")
+    trainer_sections = ("data", "model", "train", "preranking")
     item_embeddings = True
 
     def load_schema(self, data_dir: str):

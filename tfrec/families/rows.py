@@ -25,7 +25,7 @@ class RowFamily(Family):
     batch_defaults = (4096, 16384)
     throughput_unit = "examples"
     pipeline_section = "prepare"
-    trainer_sections = ("data", "model", "loss", "train")
+    trainer_sections = ("data", "model", "train")
     calibration = True
 
     # ------------------------------------------------------------------------------------------------ data
@@ -39,22 +39,6 @@ class RowFamily(Family):
 
         self.check_dataset(data_dir)
         return self.schema_class().from_json(read_schema_json(data_dir))
-
-    # ---------------------------------------------------------------------------------------------- config
-
-    def check_model(self, cfg) -> None:
-        from tfrec.config import ConfigError
-        from tfrec.families.registry import family_of_model_name
-
-        name = cfg.model.name
-        if name in self.models:
-            return
-        try:
-            owner = family_of_model_name(name)
-        except ValueError as e:
-            raise ConfigError(f"`model.name` {e}") from None
-        raise ConfigError(f"model {name!r} needs a {owner.title}; {cfg.data.dir or 'the dataset'} is a {self.title}: "
-                          f"use one of {', '.join(self.models)}. Received: model.name={name!r}")
 
     # -------------------------------------------------------------------------------------- train, evaluate
 

@@ -1,4 +1,5 @@
-"""tfrec's row models, built by name from a :class:`tfrec.config.ModelConfig` and a prepared dataset.
+"""tfrec's row models, built by name from their ``model`` config section (:mod:`tfrec.config.models`) and a prepared
+dataset.
 
 The model's family (``tfrec.families``) checks that it fits the dataset before it is built
 (:func:`tfrec.train.build_model`); the pre-ranking model is :mod:`tfrec.models.preranking`."""
@@ -8,7 +9,6 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, List
 
-from tfrec.config import ModelConfig
 from tfrec.features import PointwiseSchema
 from tfrec.models.base import RankingModel
 from tfrec.models.ctr import DCNv2
@@ -30,7 +30,7 @@ def load_vocabularies(data_dir: str, fields) -> Dict[str, List[str]]:
     return out
 
 
-def _build_dcn_v2(cfg: ModelConfig, schema: PointwiseSchema, vocabularies, transform) -> RankingModel:
+def _build_dcn_v2(cfg, schema: PointwiseSchema, vocabularies, transform) -> RankingModel:
     return DCNv2(dense=schema.dense, categorical=schema.categorical, vocabularies=vocabularies,
                  transform=transform, embedding_dim=cfg.embedding_dim, embedding_l2=cfg.embedding_l2,
                  structure=cfg.structure, num_cross_layers=cfg.num_cross_layers,
@@ -38,19 +38,19 @@ def _build_dcn_v2(cfg: ModelConfig, schema: PointwiseSchema, vocabularies, trans
                  net_l2=cfg.net_l2, batch_norm=cfg.batch_norm, head=cfg.head, name="dcn_v2")
 
 
-def _multitask_args(cfg: ModelConfig, schema, vocabularies, transform) -> Dict[str, object]:
+def _multitask_args(cfg, schema, vocabularies, transform) -> Dict[str, object]:
+    loss = cfg.loss
     return dict(dense=schema.dense, categorical=schema.categorical, vocabularies=vocabularies,
                 transform=transform, embedding_dim=cfg.embedding_dim, embedding_l2=cfg.embedding_l2,
                 tower_units=cfg.tower_units, dropout=cfg.dropout, batch_norm=cfg.batch_norm, net_l2=cfg.net_l2,
-                pwiser_tasks=cfg.pwiser_tasks, pwiser_lambda=cfg.pwiser_lambda, pwiser_m1=cfg.pwiser_m1,
-                pwiser_m2=cfg.pwiser_m2, pwiser_space=cfg.pwiser_space, pwiser_pairing=cfg.pwiser_pairing,
-                name=cfg.name)
+                pwiser_tasks=loss.pwiser_tasks, pwiser_lambda=loss.lam, pwiser_m1=loss.m1, pwiser_m2=loss.m2,
+                pwiser_space=loss.space, pwiser_pairing=loss.pairing, name=cfg.name)
 
 
 def _multitask_builder(cls, task_arg: bool = True, **fields: str) -> Callable[..., RankingModel]:
-    """A builder of the multi-task model ``cls``; ``fields`` maps its own arguments to ``ModelConfig`` keys."""
+    """A builder of the multi-task model ``cls``; ``fields`` maps its own arguments to its config section's keys."""
 
-    def build_fn(cfg: ModelConfig, schema, vocabularies, transform) -> RankingModel:
+    def build_fn(cfg, schema, vocabularies, transform) -> RankingModel:
         args = _multitask_args(cfg, schema, vocabularies, transform)
         if task_arg:
             args["tasks"] = cfg.tasks
@@ -76,8 +76,8 @@ def names() -> List[str]:
     return sorted(_BUILDERS)
 
 
-def build(cfg: ModelConfig, schema: PointwiseSchema, vocabularies, transform) -> RankingModel:
-    """Builds the model named ``cfg.name`` (call inside ``strategy.scope()``)."""
+def build(cfg, schema: PointwiseSchema, vocabularies, transform) -> RankingModel:
+    """Builds the model of the ``model`` section ``cfg`` (named ``cfg.name``; call inside ``strategy.scope()``)."""
     if cfg.name not in _BUILDERS:
         raise ValueError(f"unknown model {cfg.name!r}; known models: {', '.join(names())}")
     return _BUILDERS[cfg.name](cfg, schema, vocabularies, transform)

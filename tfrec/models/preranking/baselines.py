@@ -1,4 +1,4 @@
-"""The COPR and Rethink baselines of HCCP's Table 2 on the Three-Tower model (``preranking.variant`` ``copr`` /
+"""The COPR and Rethink baselines of HCCP's Table 2 on the Three-Tower model (``model.variant`` ``copr`` /
 ``rethink``; losses and readings in :mod:`tfrec.losses.cascade_baselines`).
 
 * ``copr``: Eq. 1's BCE (the CTR loss) plus ``copr_weight * L_pair + copr_reg_weight * L_reg`` (Eq. B1-B3) on the
