@@ -14,12 +14,12 @@ Files under ``<out>/hccp-taobao/``:
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any, Dict, List, Mapping, Sequence
 
 from tfrec.experiments import stats
-from tfrec.experiments.hccp_report import per_seed
+from tfrec.experiments.hccp_report import _finite, per_seed
+from tfrec.experiments.hccp_report import _value_cell as _ours  # mean ± std of a metric
 from tfrec.experiments.protocols import Options, Protocol, Setting
 from tfrec.experiments.tables import _p, write_csv
 
@@ -63,17 +63,6 @@ def aggregate(settings: Sequence[Setting], results: Mapping[Any, Dict[str, Any]]
                 row[f"{key}_paper_diff"] = paper - PAPER["base"][key] if s.name != "base" else None
         rows.append(row)
     return rows
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def _ours(row, key) -> str:
-    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-    if not _finite(mean):
-        return "n/a"
-    return f"{mean:.4f}" + (f" ± {std:.4f}" if _finite(std) else "")
 
 
 def _impr(row, key) -> str:
