@@ -12,7 +12,10 @@ INSTALL_REQUIRES = [
     "tensorflow>=2.15.0,<2.16",
     "tf-keras>=2.15.0,<2.16",
     "tensorflow-ranking==0.5.5",
-    "tensorflow-recommenders>=0.7.3,<0.8",
+    # tensorflow-recommenders is not a requirement: in TensorFlow 2.15 its layers (tfrs.layers.dcn.Cross among them)
+    # subclass the `keras` package's Layer, not tf_keras's, so a tf_keras functional model does not track them: the
+    # model lists none of the cross layer's weights and drops its kernel's L2 penalty from model.losses, and a save /
+    # reload does not restore it. tfrec.layers.Cross implements DCN V2's cross layer (Eq. 1) on tf_keras instead.
     "tensorflow-serving-api>=2.15.0,<2.16",
     "apache-beam>=2.50,<3",
     # The TFRecord sink computes CRC-32C with crcmod's C extension (pipelines/criteo/tfrecord.py). Beam stopped

@@ -125,6 +125,36 @@ def test_every_third_party_import_is_a_declared_requirement():
     assert {"tensorflow", "tf_keras", "apache_beam", "crcmod", "grpc", "google", "tensorflow_serving"} <= checked
 
 
+def _imported_distributions(top_level) -> set:
+    """Distributions that provide some module imported by tfrec/, pipelines/, export/ or serving/."""
+    stdlib = set(sys.stdlib_module_names)
+    found = set()
+    for rel in _source_files():
+        for module, _ in _imports(os.path.join(ROOT, rel)):
+            top = module.split(".")[0]
+            if top in stdlib or top in FIRST_PARTY or top == "__future__":
+                continue
+            found |= _providers(module, top_level)
+    return found
+
+
+def test_every_declared_requirement_is_imported():
+    """The converse of the test above: every install_requires entry is imported by the four packages, so a
+    dependency nothing uses (tensorflow-recommenders was one) fails here instead of being installed for nothing."""
+    install, _ = _setup_requirements()
+    declared = {_dist_name(r) for r in install}
+    unused = sorted(declared - _imported_distributions(md.packages_distributions()))
+    assert not unused, f"declared in setup.py install_requires but imported by no module: {unused}"
+
+
+def test_the_converse_walk_flags_an_unused_requirement():
+    """A requirement no module imports is reported: the walk's distributions hold the stack and not pytest."""
+    found = _imported_distributions(md.packages_distributions())
+    assert {"tensorflow", "tf-keras", "apache-beam", "protobuf", "grpcio", "pydantic"} <= found
+    assert "pytest" not in found
+    assert "tensorflow-recommenders" not in found
+
+
 def test_the_walk_flags_an_undeclared_import(tmp_path, monkeypatch):
     """The check fails on a module that imports a package setup.py does not declare (here: pytest)."""
     pkg = tmp_path / "tfrec"
