@@ -1,8 +1,9 @@
 """tfrec's losses: ``tfrec.losses.get(name, **config)`` returns a serializable tf-keras ``Loss``.
 
 The math is in plain functions on tensors, one module per family: ``pointwise`` (BCE with beta_pos, Focal,
-Focal'), ``pairwise`` (RankNet, PWiseR), ``listwise`` (ListNet, ListCE, JRC), ``contrastive`` (supervised
-contrastive), ``consistency`` (ListMLE) and ``infonce`` (InfoNCE, Margin InfoNCE). The ``Loss`` classes in
+Focal', BCE on impressions), ``pairwise`` (RankNet, PWiseR), ``listwise`` (ListNet, ListCE, JRC), ``contrastive``
+(supervised contrastive), ``consistency`` (ListMLE, ListNet over impressions) and ``infonce`` (InfoNCE, Margin
+InfoNCE). The ``Loss`` classes in
 ``tfrec.losses.classes`` wrap them and register their names, which YAML configs use (``loss.name``).
 ``distributed`` says how in-batch losses pair under a distribution strategy (``pairing``).
 """

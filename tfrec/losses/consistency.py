@@ -1,4 +1,5 @@
-"""HCCP's consistency losses as plain functions on tensors: ListMLE over an arranged order (HCCP Eq. 3-4).
+"""HCCP's consistency losses as plain functions on tensors: ListMLE over an arranged order (HCCP Eq. 3-4), and
+the ListNet over impressions of its Base+ListNet baseline (section 4.1.3).
 
 Why not ``tfr.keras.losses.ListMLELoss`` (TensorFlow Ranking 0.5.5, ``losses_impl.ListMLELoss``)? Its semantics
 differ from Eq. 3-4 in four ways, so tfrec writes its own (and ``tests/test_losses_listmle.py`` shows the two
@@ -84,3 +85,36 @@ def list_mle(scores: tf.Tensor, ranks: tf.Tensor, mask: Optional[tf.Tensor] = No
         per_list = per_list * tf.reshape(tf.cast(weights, dtype), [-1])
     num_lists = tf.cast(tf.shape(scores)[0], dtype)
     return tf.math.divide_no_nan(tf.reduce_sum(per_list), num_lists)
+
+
+def list_net_impressions(labels: tf.Tensor, logits: tf.Tensor, impressions: tf.Tensor) -> tf.Tensor:
+    """ListNet over each request's impressions: the local consistency term of HCCP's Base+ListNet baseline.
+
+    HCCP section 4.1.3 (2) names "List-Net losses [3]" on impressions beside BCE and gives no formula; tfrec
+    reads it as ListNet's top-one cross entropy (Cao et al. 2007; the form of KDD 2024 Eq. 3) per request ``u``,
+    over its impressions ``R^t_u``, with the labels normalised to a distribution, and HCCP's ``1/|U|`` (Eq. 1, 3-4):
+
+    ```
+    L = -1/|U| * sum_{u in U} sum_{j in R^t_u} (l_j / sum_{k in R^t_u} l_k) * log softmax_{R^t_u}(z)_j
+    ```
+
+    ``|U|`` is the number of requests (rows) in the batch, all of them. A request with no positive impression
+    contributes 0 (its target distribution is undefined); items that are not impressions are out of the softmax
+    (their logits are replaced by the dtype's lowest finite value, so their ``exp`` underflows to exactly 0) and
+    out of the target. Gradient on an impression of a request with positives:
+    ``dL/dz_j = (softmax_{R^t_u}(z)_j - l_j / sum_k l_k) / |U|``.
+
+    Args:
+      labels: ``[B, L]`` task labels ``l`` (float, >= 0).
+      logits: ``[B, L]`` the task's logits ``z``.
+      impressions: ``[B, L]`` bool, True on the request's impressions ``R^t_u`` (N1).
+
+    Returns:
+      Scalar loss (``logits``' dtype); 0 for a batch with no positive impression.
+    """
+    low = tf.fill(tf.shape(logits), logits.dtype.min)
+    log_p = tf.nn.log_softmax(tf.where(impressions, logits, low), axis=1)
+    target = tf.where(impressions, labels, tf.zeros_like(labels))
+    target = tf.math.divide_no_nan(target, tf.reduce_sum(target, axis=1, keepdims=True))
+    per = tf.reduce_sum(tf.where(target > 0, -target * log_p, tf.zeros_like(log_p)), axis=1)
+    return tf.math.divide_no_nan(tf.reduce_sum(per), tf.cast(tf.shape(logits)[0], logits.dtype))

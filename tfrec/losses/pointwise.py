@@ -1,4 +1,5 @@
-"""Point-wise losses as plain functions on tensors."""
+"""Point-wise losses as plain functions on tensors: BCE with positive weights, Focal, Focal' (KDD 2024 Eq. 15-17)
+and the impressions' BCE of HCCP's calibration tasks (HCCP Eq. 1)."""
 
 from __future__ import annotations
 
@@ -139,3 +140,31 @@ def normalized_focal(labels: tf.Tensor, logits: tf.Tensor, weights: Optional[tf.
     per_example = (y * w * pos_weight * tf.nn.softplus(-z)
                    + (1.0 - y) * (p_gamma + 1.0 - mean_neg) * tf.nn.softplus(z))
     return tf.math.divide_no_nan(tf.reduce_sum(per_example * valid), tf.reduce_sum(valid))
+
+
+def impression_bce(labels: tf.Tensor, logits: tf.Tensor, impressions: tf.Tensor) -> tf.Tensor:
+    """The calibration loss of a Cxr task on impressions, HCCP Eq. 1 (Zhao et al., WWW 2025, section 3.1.1).
+
+    ```
+    L_cali^t = -1/|U| * sum_{u in U} sum_{j in R^t_u} [ l_j log(y_j) + (1 - l_j) log(1 - y_j) ],  y_j = sigma(z_j)
+    ```
+
+    Reading chosen: ``|U|`` is the number of requests (rows) in the batch, all of them, whether or not a row has an
+    impression; the sum over impressions is divided by it (Eq. 1's normalisation, not a mean over impressions), so
+    a request's weight does not depend on how many impressions the batch holds and the per-replica normaliser is
+    fixed under a distribution strategy. Items that are not impressions (``impressions`` False: N2-N5 samples and
+    padding) contribute nothing, whatever their label or logit. Computed as
+    ``sigmoid_cross_entropy_with_logits`` (stable for any finite logit); gradient
+    ``dL/dz_j = (sigma(z_j) - l_j) / |U|`` on impressions, 0 elsewhere.
+
+    Args:
+      labels: ``[B, L]`` task labels ``l`` in {0, 1} (float).
+      logits: ``[B, L]`` the task's logits ``z``.
+      impressions: ``[B, L]`` bool, True on the request's impressions ``R^t_u`` (N1).
+
+    Returns:
+      Scalar loss (``logits``' dtype); 0 for an empty batch.
+    """
+    per = tf.nn.sigmoid_cross_entropy_with_logits(tf.where(impressions, labels, tf.zeros_like(labels)), logits)
+    total = tf.reduce_sum(tf.where(impressions, per, tf.zeros_like(per)))
+    return tf.math.divide_no_nan(total, tf.cast(tf.shape(logits)[0], logits.dtype))  # 0 for an empty replica

@@ -20,13 +20,14 @@ The loss, one overridable place (:meth:`ThreeTower.task_loss_terms`), Eq. 6:
 L = lambda_c L^c + sum_t lambda_t (L_cali^t + alpha L_cons^t + beta L_neg^t)
 ```
 
-* ``cali_<t>``: Eq. 1, BCE of ``logit_t`` on the impressions (N1) with the task's labels, summed over the
-  impressions and divided by ``|U|``, the replica's number of requests (Eq. 1's normalisation, not a mean over
-  impressions);
+* ``cali_<t>``: Eq. 1, :func:`tfrec.losses.pointwise.impression_bce`: BCE of ``logit_t`` on the impressions (N1)
+  with the task's labels, summed over the impressions and divided by ``|U|``, the replica's number of requests
+  (Eq. 1's normalisation, not a mean over impressions);
 * ``global``: Eq. 3, :func:`tfrec.losses.consistency.list_mle` of ``logit_global`` over ``R^c`` (label
   ``rc_position``: N1 and N2);
 * ``local_<t>``: Eq. 4, ListMLE of ``logit_t`` over ``R^t`` (label ``rt_<t>_position``: the impressions), or
-  ListNet over the impressions in the ``base_listnet`` variant;
+  ListNet over the impressions in the ``base_listnet`` variant
+  (:func:`tfrec.losses.consistency.list_net_impressions`);
 * ``infonce_<t>``: InfoNCE (``tfrec.losses.InfoNCE``) of the final score ``logit_t``: task positives (impressions
   with label 1) against the request's N2-N3 (section 4.1.4: cross features of N4-N5 are not available);
 * ``margin_infonce_<t>``: Margin InfoNCE (Eq. 5, Algorithm 1, ``tfrec.losses.MarginInfoNCE``) of ``dot_t``:
@@ -57,7 +58,8 @@ import tf_keras as keras
 
 from tfrec.features import SAMPLE_N1, SAMPLE_N2, SAMPLE_N3, SAMPLE_N5
 from tfrec.losses.classes.preranking import EASY_NEGATIVE, HARD_NEGATIVE, POSITIVE, InfoNCE, MarginInfoNCE
-from tfrec.losses.consistency import list_mle
+from tfrec.losses.consistency import list_mle, list_net_impressions
+from tfrec.losses.pointwise import impression_bce
 from tfrec.models.base import RankingModel
 from tfrec.models.preranking import baselines, negatives
 from tfrec.models.preranking.serving import ServingFunctions
@@ -65,24 +67,6 @@ from tfrec.models.preranking.towers import CONTEXT, HISTORY, CrossTower, ItemTow
 from tfrec.hccp_variants import switches
 
 GLOBAL = "global"
-
-
-def impression_bce(labels: tf.Tensor, logits: tf.Tensor, impressions: tf.Tensor) -> tf.Tensor:
-    """Eq. 1: ``-1/|U| sum_u sum_{j in R^t_u} [l log y + (1 - l) log(1 - y)]``, ``|U|`` = rows of ``logits``."""
-    per = tf.nn.sigmoid_cross_entropy_with_logits(tf.where(impressions, labels, tf.zeros_like(labels)), logits)
-    total = tf.reduce_sum(tf.where(impressions, per, tf.zeros_like(per)))
-    return tf.math.divide_no_nan(total, tf.cast(tf.shape(logits)[0], logits.dtype))  # 0 for an empty replica
-
-
-def list_net_impressions(labels: tf.Tensor, logits: tf.Tensor, impressions: tf.Tensor) -> tf.Tensor:
-    """ListNet per request over its impressions: ``-1/|U| sum_u sum_j (l_j / sum l) log softmax_{R^t_u}(y)_j``
-    (a request with no positive contributes 0)."""
-    low = tf.fill(tf.shape(logits), logits.dtype.min)
-    log_p = tf.nn.log_softmax(tf.where(impressions, logits, low), axis=1)
-    target = tf.where(impressions, labels, tf.zeros_like(labels))
-    target = tf.math.divide_no_nan(target, tf.reduce_sum(target, axis=1, keepdims=True))
-    per = tf.reduce_sum(tf.where(target > 0, -target * log_p, tf.zeros_like(log_p)), axis=1)
-    return tf.math.divide_no_nan(tf.reduce_sum(per), tf.cast(tf.shape(logits)[0], logits.dtype))
 
 
 @keras.saving.register_keras_serializable(package="tfrec")
