@@ -226,6 +226,47 @@ def test_loss_against_numpy(arch):
     np.testing.assert_allclose(float(loss), ctr + second + 0.5 * (t1 + t2), rtol=1e-5)
 
 
+def test_pwiser_terms_come_from_the_registered_loss(monkeypatch):
+    """The PWiseR terms of the multi-task models are the registered ``pwiser`` loss's ``pair_terms`` (no copy in
+    the model): a class registered under that name is the one the model builds and calls, with the model's
+    margins, space and pairing, and the terms equal the in-model computation they replace (``pwiser_terms`` on
+    the labels with padding rows' click set to -1)."""
+    from tfrec.losses import PWiseR, base, pairwise
+
+    calls = []
+
+    class Spy(PWiseR):
+        def pair_terms(self, y_true, y_pred):
+            calls.append((self.m1, self.m2, self.space, self.pairing))
+            return super().pair_terms(y_true, y_pred)
+
+    monkeypatch.setitem(base._REGISTRY, "pwiser", Spy)
+    model = ARCHS["mmoe"](pwiser_tasks=("ctr", "cvr"), pwiser_m1=0.05, pwiser_m2=0.3, pwiser_space="logit",
+                          pwiser_lambda=0.7)
+    x, y = _data(16, seed=5)
+    y[-1] = [-1.0, 0.0]  # padding (one negative label is enough)
+    out = model(x)
+    loss, terms = model.task_loss_terms(tf.constant(y), out, None)
+    assert calls == [(0.05, 0.3, "logit", "replica")] * 2
+    pad = (y[:, 0] < 0) | (y[:, 1] < 0)
+    click = np.where(pad, -1.0, y[:, 0]).astype(np.float32)
+    for t in ("ctr", "cvr"):
+        t1, t2 = pairwise.pwiser_terms(click, y[:, 1], tf.reshape(out[f"{t}_logit"], [-1]), 0.05, 0.3, "logit")
+        assert float(t1 + t2) > 0
+        assert float(terms[f"{t}_pwiser"]) == float(t1 + t2)
+    bce = sum(float(terms[f"{t}_bce"]) for t in ("ctr", "cvr"))
+    np.testing.assert_allclose(float(loss), bce + 0.7 * (float(terms["ctr_pwiser"]) + float(terms["cvr_pwiser"])),
+                               rtol=1e-6)
+    # A registered class that scales its pair terms changes the model's loss: the model has no other source.
+    monkeypatch.setitem(base._REGISTRY, "pwiser", type("Doubled", (PWiseR,), {
+        "pair_terms": lambda self, y_true, y_pred: tuple(2.0 * v for v in PWiseR.pair_terms(self, y_true, y_pred))}))
+    doubled = ARCHS["mmoe"](pwiser_tasks=("ctr",), pwiser_m1=0.05, pwiser_m2=0.3, pwiser_space="logit")
+    doubled(x)
+    doubled.set_weights(model.get_weights())
+    _, terms2 = doubled.task_loss_terms(tf.constant(y), doubled(x), None)
+    np.testing.assert_allclose(float(terms2["ctr_pwiser"]), 2.0 * float(terms["ctr_pwiser"]), rtol=1e-6)
+
+
 def test_validation():
     with pytest.raises(ValueError, match="tasks"):
         SharedBottom(**FEATS, tasks=("ctr", "ltv"))

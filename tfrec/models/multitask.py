@@ -18,9 +18,9 @@ one overridable place, :meth:`MultiTaskModel.task_loss_terms`:
 * ``ctcvr_bce``: BCE of ``ctcvr_logit`` on ``click * conversion`` over all exposures (ESMM, or a model whose
   ``tasks`` name ``ctcvr``). ESMM has no ``cvr_bce``: its CVR tower is trained only through ``ctcvr_bce`` (and
   PWiseR on ``cvr`` / ``ctcvr`` where configured), over the entire exposure space (Ma et al., SIGIR 2018);
-* ``<t>_pwiser``: for each ``t`` in ``pwiser_tasks``, ``term1 + term2`` of
-  :func:`tfrec.losses.pairwise.pwiser_terms` (conversions over click-only and no-click samples) on task ``t``'s
-  logit, over all exposures of the replica's batch (the terms need the no-click samples, also for ``cvr``);
+* ``<t>_pwiser``: for each ``t`` in ``pwiser_tasks``, ``term1 + term2`` of the registered ``pwiser`` loss's
+  :meth:`tfrec.losses.PWiseR.pair_terms` (:func:`tfrec.losses.pairwise.pwiser_terms`: conversions over
+  click-only and no-click samples) on task ``t``'s logit, over all exposures of the replica's batch (the terms need the no-click samples, also for ``cvr``);
   with ``pwiser_pairing="global"`` over the global batch (labels and logits all-gathered across replicas, see
   :mod:`tfrec.losses.distributed`, so a 2-replica step equals the 1-device step).
 
@@ -43,8 +43,8 @@ import tf_keras as keras
 
 from tfrec.layers import CGC, MLP, Experts, FeatureEmbedding, Gate
 from tfrec.layers.experts import mix
-from tfrec.losses.distributed import check_pairing, gather, global_mean
-from tfrec.losses.pairwise import check_margin, check_space, pwiser_terms
+from tfrec import losses
+from tfrec.losses.distributed import global_mean
 from tfrec.losses.pointwise import weighted_bce_sum
 from tfrec.models.base import RankingModel
 
@@ -100,10 +100,11 @@ class MultiTaskModel(RankingModel):
         if not float(pwiser_lambda) >= 0.0:
             raise ValueError(f"`pwiser_lambda` must be >= 0. Received: pwiser_lambda={pwiser_lambda}")
         self.pwiser_lambda = float(pwiser_lambda)
-        self.pwiser_m1 = check_margin("m1", pwiser_m1)
-        self.pwiser_m2 = check_margin("m2", pwiser_m2)
-        self.pwiser_space = check_space(pwiser_space)
-        self.pwiser_pairing = check_pairing(pwiser_pairing)
+        # The pair terms are the registered `pwiser` loss's (it validates m1, m2, space and pairing); the model
+        # adds its own BCE terms and the weight lambda, so the loss's BCE and `lam` are not used.
+        self._pwiser = losses.get("pwiser", m1=pwiser_m1, m2=pwiser_m2, space=pwiser_space, pairing=pwiser_pairing)
+        self.pwiser_m1, self.pwiser_m2 = self._pwiser.m1, self._pwiser.m2
+        self.pwiser_space, self.pwiser_pairing = self._pwiser.space, self._pwiser.pairing
         self.embedding = FeatureEmbedding(dense, categorical, vocabularies, transform, embedding_dim,
                                           embedding_l2, name="features")
         self.tower_units = [int(u) for u in tower_units]
@@ -190,12 +191,8 @@ class MultiTaskModel(RankingModel):
             weights = sample_weight if t == "ctr" else None
             total, count = weighted_bce_sum(self.task_labels(t, y), y_pred[f"{t}_logit"], weights)
             terms[f"{t}_bce"] = global_mean(total, count, n)
-        click, conv, pad = self.split_labels(y)
-        click = tf.where(pad, -tf.ones_like(click), click)
         for t in self.pwiser_tasks:
-            g_click, g_conv, g_logit = gather((click, conv, tf.reshape(y_pred[f"{t}_logit"], [-1])),
-                                              self.pwiser_pairing)
-            t1, t2 = pwiser_terms(g_click, g_conv, g_logit, self.pwiser_m1, self.pwiser_m2, self.pwiser_space)
+            t1, t2 = self._pwiser.pair_terms(tf.reshape(tf.cast(y, tf.float32), [-1, 2]), y_pred[f"{t}_logit"])
             terms[f"{t}_pwiser"] = t1 + t2
         loss = tf.add_n([terms[f"{t}_bce"] for t in self.loss_tasks()])
         if self.pwiser_tasks:

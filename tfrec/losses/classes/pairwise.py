@@ -132,12 +132,27 @@ class PWiseR(_PairwiseLoss):
         self.m2 = pairwise.check_margin("m2", m2)
         self.space = pairwise.check_space(space)
 
-    def compute_terms(self, y_true, y_pred, sample_weight=None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+    @staticmethod
+    def _check_labels(y_true) -> tf.Tensor:
         y_true = tf.convert_to_tensor(y_true)
         if y_true.shape.rank is not None and (y_true.shape.rank != 2 or y_true.shape[-1] not in (None, 2)):
             raise ValueError(f"pwiser needs y_true of shape [batch, 2] = (click, conversion). "
                              f"Received: shape {y_true.shape}")
-        labels, logits, weights = _flat_inputs(y_true, y_pred, sample_weight, label_columns=2)
+        return y_true
+
+    def pair_terms(self, y_true, y_pred) -> Tuple[tf.Tensor, tf.Tensor]:
+        """``(term1, term2)`` of :func:`tfrec.losses.pairwise.pwiser_terms` (``m1``, ``m2``, ``space``) on the
+        batch that ``pairing`` selects: PWiseR without its BCE and without ``lam``, for a model that computes its
+        own BCE terms (the multi-task models, :meth:`tfrec.models.MultiTaskModel.task_loss_terms`). ``y_true`` is
+        ``[batch, 2]`` = (click, conversion), a row with a negative label is padding; ``y_pred`` the logits of
+        the task whose scores are paired."""
+        labels, logits, _ = _flat_inputs(self._check_labels(y_true), y_pred, None, label_columns=2)
+        clicks, conversions, logits = distributed.gather([labels[:, 0], labels[:, 1], logits], self.pairing)
+        return pairwise.pwiser_terms(clicks, conversions, logits, self.m1, self.m2, self.space,
+                                     self.max_pairs_per_chunk)
+
+    def compute_terms(self, y_true, y_pred, sample_weight=None) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        labels, logits, weights = _flat_inputs(self._check_labels(y_true), y_pred, sample_weight, label_columns=2)
         # Gathered as [batch] columns: the gradient of a joint all_gather fails on tensors of different ranks.
         clicks, conversions, logits, weights = distributed.gather(
             [labels[:, 0], labels[:, 1], logits, weights], self.pairing)
