@@ -97,3 +97,33 @@ def test_pipeline_run_engine_tfx_without_tfx_names_the_extra(capsys):
     assert "--engine tfx needs the tfx extra" in err and "--ignore-requires-python" in err, err
     code, err = _run(capsys, ["pipeline", "run", "--engine", "tfx", "--resume", "--config", config])
     assert code == 2 and "--resume belongs to the local engine" in err, err
+
+
+def test_flags_bind_to_config_fields_with_their_types(monkeypatch):
+    """A command's flags reach the config as the values argparse typed (``tfrec.cli.common.flag_values``), not as
+    YAML text parsed again: nothing is parsed without --set, a string stays a string, a list a list, a nested
+    key goes to its subsection, an unset flag sets nothing; --set comes after the flags."""
+    import argparse
+
+    from tfrec.cli.common import flag_values, load
+    from tfrec.config import run as config_run
+
+    mapping = {"out": "simulation.output", "rows": "simulation.rows", "share": "simulation.funnel.noisy_click_share",
+               "seed": "simulation.seed", "inputs": "prepare.inputs"}
+    args = argparse.Namespace(out="2024", rows=12, share=0.25, seed=None, inputs=["a.txt", "yes"], config=None,
+                              overrides=[])
+    assert flag_values(args, mapping) == {"simulation": {"output": "2024", "rows": 12,
+                                                         "funnel": {"noisy_click_share": 0.25}},
+                                          "prepare": {"inputs": ["a.txt", "yes"]}}
+
+    def no_parse(text):
+        raise AssertionError(f"a flag was parsed as an override: {text}")
+
+    with monkeypatch.context() as m:
+        m.setattr(config_run, "parse_override", no_parse)
+        cfg = load(args, mapping)
+    assert (cfg.simulation.output, cfg.simulation.rows, cfg.simulation.funnel.noisy_click_share) == ("2024", 12, 0.25)
+    assert cfg.prepare.inputs == ["a.txt", "yes"]
+    assert cfg.simulation.seed == load(argparse.Namespace(config=None, overrides=[]), {}).simulation.seed
+    args.overrides = ["simulation.rows=7"]
+    assert load(args, mapping).simulation.rows == 7

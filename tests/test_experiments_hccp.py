@@ -233,14 +233,14 @@ def test_report_statistics_against_numpy(tmp_path):
 def test_experiment_all_skips_protocols_of_another_kind_of_dataset(hybrid_data, capsys):
     import argparse
 
-    from tfrec.cli import _experiment_data
+    from tfrec.cli.experiment import experiment_data
     from tfrec.experiments import get
 
     cfg = load_config(None, [])
     args = argparse.Namespace(protocol="all", quick=False, out="unused", config=None, overrides=[])
     for other in ("sparsity", "pwiser"):
-        assert _experiment_data(args, get(other), cfg, hybrid_data) is None
+        assert experiment_data(args, get(other), cfg, hybrid_data) is None
         assert f"{other}: skipped" in capsys.readouterr().out
-    assert _experiment_data(args, get("hccp"), cfg, hybrid_data) == hybrid_data
+    assert experiment_data(args, get("hccp"), cfg, hybrid_data) == hybrid_data
     args.protocol = "sparsity"  # a protocol named explicitly is never skipped: its own check reports the problem
-    assert _experiment_data(args, get("sparsity"), cfg, hybrid_data) == hybrid_data
+    assert experiment_data(args, get("sparsity"), cfg, hybrid_data) == hybrid_data
