@@ -20,9 +20,10 @@ one overridable place, :meth:`MultiTaskModel.task_loss_terms`:
   PWiseR on ``cvr`` / ``ctcvr`` where configured), over the entire exposure space (Ma et al., SIGIR 2018);
 * ``<t>_pwiser``: for each ``t`` in ``pwiser_tasks``, ``term1 + term2`` of the registered ``pwiser`` loss's
   :meth:`tfrec.losses.PWiseR.pair_terms` (:func:`tfrec.losses.pairwise.pwiser_terms`: conversions over
-  click-only and no-click samples) on task ``t``'s logit, over all exposures of the replica's batch (the terms need the no-click samples, also for ``cvr``);
-  with ``pwiser_pairing="global"`` over the global batch (labels and logits all-gathered across replicas, see
-  :mod:`tfrec.losses.distributed`, so a 2-replica step equals the 1-device step).
+  click-only and no-click samples) on task ``t``'s logit, over all exposures of the replica's batch (the terms
+  need the no-click samples, also for ``cvr``); with ``pwiser_pairing="global"`` over the global batch (labels
+  and logits all-gathered across replicas, see :mod:`tfrec.losses.distributed`, so a 2-replica step equals the
+  1-device step).
 
 Each BCE term is a mean over the global batch's rows of its space: under a distribution strategy every replica
 divides its sum by the count all-reduced across replicas (:func:`tfrec.losses.distributed.global_mean`), so a
