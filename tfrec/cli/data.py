@@ -32,8 +32,8 @@ def _cmd_simulate(args) -> int:
     from tfrec.simulation import simulate, simulate_funnel
 
     cfg = load(args, {"out": "simulation.output", "rows": "simulation.rows", "seed": "simulation.seed",
-                       "positive_rate": "simulation.positive_rate", "kind": "simulation.kind",
-                       "noisy_click_share": "simulation.funnel.noisy_click_share"})
+                      "positive_rate": "simulation.positive_rate", "kind": "simulation.kind",
+                      "noisy_click_share": "simulation.funnel.noisy_click_share"})
     if not cfg.simulation.output:
         raise UsageError("no output path given (--out or simulation.output)")
     if cfg.simulation.kind == "funnel":
@@ -50,9 +50,9 @@ def _cmd_simulate(args) -> int:
 
 def _cmd_prepare(args) -> int:
     cfg = load(args, {"input": "prepare.inputs", "train": "prepare.train", "valid": "prepare.valid",
-                       "test": "prepare.test", "out": "prepare.output", "format": "prepare.input_format",
-                       "beta_pos": "prepare.beta_pos", "min_count": "prepare.min_count",
-                       "runner": "prepare.runner"})
+                      "test": "prepare.test", "out": "prepare.output", "format": "prepare.input_format",
+                      "beta_pos": "prepare.beta_pos", "min_count": "prepare.min_count",
+                      "runner": "prepare.runner"})
     if args.beam_args:
         cfg.prepare.beam_args = list(cfg.prepare.beam_args) + list(args.beam_args)
     if args.progress_every < 0:
@@ -71,10 +71,10 @@ def _cmd_simulate_cascade(args) -> int:
     acc = m["ranking_pairwise_accuracy"]
     print(f"wrote {m['requests']:,} requests to {cfg.cascade.output} (requests.jsonl, items.jsonl, meta.json)\n"
           + format_table([("impressions per request", m["impressions_per_request"]["mean"]),
-                           ("click rate", m["click_rate"]), ("purchases per click", m["purchase_per_click"]),
-                           ("ranking order accuracy, head items", acc["q0"]),
-                           ("ranking order accuracy, tail items", acc["q4"]),
-                           ("all-scenario clicks differ", m["all_scenario_clicks_differ"])]))
+                          ("click rate", m["click_rate"]), ("purchases per click", m["purchase_per_click"]),
+                          ("ranking order accuracy, head items", acc["q0"]),
+                          ("ranking order accuracy, tail items", acc["q4"]),
+                          ("all-scenario clicks differ", m["all_scenario_clicks_differ"])]))
     return 0
 
 
@@ -82,12 +82,12 @@ def _cmd_prepare_hybrid(args) -> int:
     from pipelines.hybrid_samples import run
 
     cfg = load(args, {"input": "hybrid.inputs", "items": "hybrid.items", "out": "hybrid.output",
-                       "runner": "hybrid.runner"})
+                      "runner": "hybrid.runner"})
     if args.beam_args:
         cfg.hybrid.beam_args = list(cfg.hybrid.beam_args) + list(args.beam_args)
     if not cfg.hybrid.inputs or not cfg.hybrid.items:
         raise UsageError("give the request logs (--input or hybrid.inputs) and the item table (--items or "
-                          "hybrid.items)")
+                         "hybrid.items)")
     if not cfg.hybrid.output:
         raise UsageError("no output directory given (--out or hybrid.output)")
     stats = run(cfg.hybrid)
@@ -105,7 +105,7 @@ def _cmd_simulate_taobao(args) -> int:
     from tfrec.simulation.taobao import simulate_taobao
 
     cfg = load(args, {"out": "taobao_sim.output", "rows": "taobao_sim.impressions", "layout": "taobao_sim.layout",
-                       "seed": "taobao_sim.seed"})
+                      "seed": "taobao_sim.seed"})
     if not cfg.taobao_sim.output:
         raise UsageError("no output directory given (--out or taobao_sim.output)")
     m = simulate_taobao(cfg.taobao_sim)
@@ -119,11 +119,11 @@ def _cmd_prepare_taobao(args) -> int:
     from tfrec.experiments.hccp_taobao import prepare_taobao
 
     cfg = load(args, {"raw_sample": "taobao.raw_sample", "ad_feature": "taobao.ad_feature",
-                       "user_profile": "taobao.user_profile", "behavior_log": "taobao.behavior_log",
-                       "joined": "taobao.joined", "runner": "taobao.runner"})
+                      "user_profile": "taobao.user_profile", "behavior_log": "taobao.behavior_log",
+                      "joined": "taobao.joined", "runner": "taobao.runner"})
     if bool(cfg.taobao.raw_sample) == bool(cfg.taobao.joined):
         raise UsageError("give the Alibaba files (--raw-sample, --ad-feature, optional --user-profile and "
-                          "--behavior-log) or the pre-joined file (--joined)")
+                         "--behavior-log) or the pre-joined file (--joined)")
     lists = prepare_taobao(cfg, args.out)
     print(f"prepared {lists}\nrun: tfrec experiment hccp-taobao --data {lists} --out <dir>")
     return 0

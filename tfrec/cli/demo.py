@@ -11,7 +11,7 @@ def _cmd_demo(args) -> int:
     from tfrec.demo import DEMO_CONFIG, run_demo
 
     cfg = load(args, {"rows": "simulation.rows", "replicas": "train.replicas", "epochs": "train.epochs"},
-                base_yaml=DEMO_CONFIG)
+               base_yaml=DEMO_CONFIG)
     configure_replicas(cfg.train.replicas)
     run_demo(cfg, os.path.abspath(args.out))
     return 0

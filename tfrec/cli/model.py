@@ -11,7 +11,7 @@ from tfrec.cli.common import (RUN_ERROR, UsageError, add_config_args, configure_
 
 def _cmd_train(args) -> int:
     cfg = load(args, {"data": "data.dir", "model_dir": "train.model_dir", "replicas": "train.replicas",
-                       "epochs": "train.epochs"})
+                      "epochs": "train.epochs"})
     if cfg.data.dir and not cfg.train.model_dir:
         raise UsageError("no model directory given (--model-dir or train.model_dir)")
     configure_replicas(cfg.train.replicas)
@@ -47,9 +47,10 @@ def _cmd_calibration(args) -> int:
     family = run_family(cfg)
     if not family.calibration:
         raise UsageError(f"calibration buckets one probability per row; {cfg.train.model_dir} is a {family.name} "
-                          "run")
+                         "run")
     from tfrec.evaluate import predict_split
-    from tfrec.metrics.calibration import calibration_by_bucket, format_table, overall_bias, write_csv
+    from tfrec.metrics.calibration import calibration_by_bucket, overall_bias, write_csv
+    from tfrec.metrics.calibration import format_table as bucket_table
 
     model = family.load_trained(cfg)
     batch = family.resolve(cfg).data.eval_batch_size
@@ -63,7 +64,7 @@ def _cmd_calibration(args) -> int:
     weighting = "unweighted" if args.unweighted else "weighted by the weight feature"
     print(f"calibration of {args.split} ({len(y):,} rows, {int(y.sum()):,} positives, {weighting}): "
           f"bias = sum w(p - y) / sum w y per bucket of equal positive frequency")
-    print(format_table(rows))
+    print(bucket_table(rows))
     if len(rows) < args.buckets:
         print(f"{len(rows)} bucket(s) instead of {args.buckets}: a bucket needs at least one positive, and samples "
               "with equal predictions share a bucket")
@@ -86,7 +87,7 @@ def _cmd_export(args) -> int:
     family = run_family(cfg)
     if args.items and not family.item_embeddings:
         raise UsageError(f"--items is for pre-ranking (hybrid-sample) datasets only; {cfg.train.model_dir} is a "
-                          f"{family.name} run")
+                         f"{family.name} run")
     from export import ExportValidationError, export_model
 
     schema, model = family.load_schema(cfg.data.dir), family.load_trained(cfg)

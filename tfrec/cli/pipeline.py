@@ -33,14 +33,14 @@ def _run_tfx_pipeline(cfg, args) -> int:
     """``tfrec pipeline run --engine tfx``: the family's TFX pipeline under LocalDagRunner (pipelines.tfx_native)."""
     if args.resume:
         raise UsageError("--resume belongs to the local engine; under --engine tfx a rerun reuses TFX's cached "
-                          "executions")
+                         "executions")
     try:
         import tfx  # noqa: F401 - the tfx extra
 
         from pipelines.tfx_native.pipeline import metadata_path, run
     except ImportError as e:
         raise UsageError(f"--engine tfx needs the tfx extra ({e}): pip install --ignore-requires-python "
-                          "-c constraints-tfx.txt -e '.[tfx]'") from None
+                         "-c constraints-tfx.txt -e '.[tfx]'") from None
     result = run(cfg)
     states = result.states
     print(f"TFX run {result.run_id} of pipeline {cfg.pipeline.name} (ml-metadata {metadata_path(cfg)}): "
