@@ -285,6 +285,94 @@ def split_chunk(raws: List[bytes]) -> Tuple[List[List[bytes]], List[int], List[i
     return [fields[i] for i in idx], idx, [i for i in range(len(raws)) if i not in chosen]
 
 
+_DIGIT_ONLY = np.zeros(256, dtype=bool)
+_DIGIT_ONLY[list(b"0123456789")] = True
+_POW10 = 10 ** np.arange(MAX_DIGITS + 1, dtype=np.int64)
+
+
+def _field_bytes(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The (m, w) NUL-padded bytes of one field of m rows (``a[start : start + length]`` each), w the longest length
+    (at least 1); no field may be longer than :data:`MAX_TOKEN`."""
+    w = max(int(length.max()), 1) if len(length) else 1
+    k = np.arange(w, dtype=np.int64)
+    inside = k[None, :] < length[:, None]
+    return np.where(inside, a[np.minimum(start[:, None] + k[None, :], len(a) - 1)], 0).astype(np.uint8)
+
+
+def parse_chunk(raws: List[bytes]) -> Tuple[Optional[Columns], List[int], List[int]]:
+    """Splits and validates a chunk of Kaggle lines (line breaks removed) at once, on the bytes of the whole chunk.
+
+    The lines are joined into one buffer; the tabs are found with one comparison; a line with exactly 39 tabs (40
+    fields) and no NUL byte has its 39 tab positions in consecutive places of the sorted tab positions, so the
+    field bounds of all such lines are one (m, 40) gather. Each field is then read as an (m, w) byte matrix (w its
+    longest value in the chunk) and checked and converted column by column, as :func:`parse_columns` does on
+    split fields (same checks, so the same lines pass).
+
+    Returns:
+      ``(columns, indices, others)``: the lines that pass as :class:`Columns` (None when none pass), their indices
+      in ``raws``, and the indices of the other lines (for the row parser), both ascending.
+    """
+    n = len(raws)
+    if not n:
+        return None, [], []
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=n)
+    a = np.frombuffer(b"\n".join(raws) + b"\n", dtype=np.uint8)
+    end = np.cumsum(lengths + 1) - 1  # the position of each line's (added) line break
+    start = end - lengths
+    tabs = np.flatnonzero(a == 9)
+    first = np.searchsorted(tabs, start)
+    ok = np.searchsorted(tabs, end) - first == NUM_FIELDS - 1
+    nul = np.flatnonzero(a == 0)
+    if len(nul):
+        ok &= np.searchsorted(nul, end) == np.searchsorted(nul, start)
+    rows = np.flatnonzero(ok)
+    if not len(rows):
+        return None, [], list(range(n))
+    tab = tabs[first[rows][:, None] + np.arange(NUM_FIELDS - 1)[None, :]]  # (m, 39)
+    f_start = np.concatenate([start[rows][:, None], tab + 1], axis=1)
+    f_len = np.concatenate([tab, end[rows][:, None]], axis=1) - f_start  # (m, 40)
+    m = len(rows)
+    ok = np.ones(m, dtype=bool)
+    first_bytes = a[np.minimum(f_start, len(a) - 1)]  # (m, 40): a field's first byte (the next tab when empty)
+    ok &= (f_len[:, 0] == 1) & ((first_bytes[:, 0] == 48) | (first_bytes[:, 0] == 49))
+    label = first_bytes[:, 0].astype(np.int64) - 48
+    nd = len(CRITEO_DENSE)
+    dense = np.zeros((m, nd), dtype=np.float64)
+    present = f_len[:, 1:1 + nd] > 0
+    ok &= (f_len[:, 1:] <= MAX_DIGITS).all(axis=1)  # (MAX_DIGITS == MAX_TOKEN)
+    neg_all = present & (first_bytes[:, 1:1 + nd] == 45)  # '-'
+    for j in range(nd):
+        length = np.where(ok, f_len[:, 1 + j], 0)
+        mat = _field_bytes(a, f_start[:, 1 + j], length)
+        neg = neg_all[:, j]
+        digits = mat.copy()
+        digits[neg, 0] = 48  # a leading '-' reads as a leading zero
+        ok &= (_DIGIT_ONLY[digits] | (mat == 0)).all(axis=1)  # digits, then the padding
+        ok &= ~(neg & (length == 1))  # a lone '-'
+        w = mat.shape[1]
+        # the digit at k of a value of length L weighs 10 ** (L - 1 - k)
+        power = length[:, None] - 1 - np.arange(w)[None, :]
+        values = ((digits.astype(np.int64) - 48) * np.where(power >= 0, _POW10[np.maximum(power, 0)], 0)).sum(axis=1)
+        ok &= ~(neg & (values == 0))  # float("-0") is -0.0: the row parser's
+        dense[:, j] = np.where(neg, -values, values)
+    tokens = []
+    for j in range(1 + nd, NUM_FIELDS):
+        length = np.where(ok, f_len[:, j], 0)
+        mat = _field_bytes(a, f_start[:, j], length)
+        ok &= _HEX_OK[mat].all(axis=1)
+        tokens.append(mat)
+    kept = np.flatnonzero(ok)
+    others = np.flatnonzero(~np.isin(np.arange(n), rows[kept])).tolist()
+    if not len(kept):
+        return None, [], others
+    if len(kept) < m:
+        label, dense, present = label[kept], dense[kept], present[kept]
+        tokens = [t[kept] for t in tokens]
+    arrays = [np.ascontiguousarray(t).view(f"S{t.shape[1]}").ravel() for t in tokens]
+    cols = Columns(label, dense, present, [t.tolist() for t in arrays], arrays)
+    return cols, rows[kept].tolist(), others
+
+
 def _below(h: np.ndarray, threshold: int) -> np.ndarray:
     if threshold >= 1 << 64:
         return np.ones(len(h), dtype=bool)
@@ -310,12 +398,7 @@ def column_batches(raws: List[bytes], beta_pos: float, key: bytes, t_train: int,
       ``(batches, others)``: ``{(split, shard): [serialized example, ...]}`` and the indices of the lines left to
       the row parser.
     """
-    fields, idx, others = split_chunk(raws)
-    cols, rejected = parse_columns(fields)
-    if rejected:
-        others = sorted(others + [idx[i] for i in rejected])
-        dropped = set(rejected)
-        idx = [i for j, i in enumerate(idx) if j not in dropped]
+    cols, idx, others = parse_chunk(raws)
     if cols is None:
         return {}, others
     examples = encode_examples(cols, beta_pos)
