@@ -122,7 +122,7 @@ def test_parse_chunk_equals_the_split_then_column_checks():
             np.testing.assert_array_equal(got.label, cols.label)
             np.testing.assert_array_equal(got.dense, cols.dense)
             np.testing.assert_array_equal(got.present, cols.present)
-            assert got.categorical == [list(c) for c in cols.categorical]
+            assert [t.tolist() for t in got.tokens] == [list(c) for c in cols.categorical]
             assert encode_examples(got, 0.3) == encode_examples(cols, 0.3)
             assert encode_examples(got, 0.3) == [criteo.to_example(parse_kaggle(chunk[i]), 0.3) for i in got_idx]
     assert parse_chunk(lines)[2]  # (some lines did go to the row parser)

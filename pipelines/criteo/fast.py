@@ -24,7 +24,6 @@ takes one to three.
 from __future__ import annotations
 
 import hashlib
-from itertools import compress
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -44,7 +43,8 @@ _HEX = b"0123456789abcdefABCDEF"
 class Columns(NamedTuple):
     """Valid rows of a chunk, by column: ``label`` (n,) int; ``dense`` (n, 13) float64 (0 where missing) with
     ``present`` (n, 13) bool; ``categorical``: 26 sequences of bytes (``b""`` missing) and the same as 26 NumPy
-    byte-string arrays (``tokens``, NUL-padded; the tokens hold no NUL)."""
+    byte-string arrays (``tokens``, NUL-padded; the tokens hold no NUL; :func:`parse_chunk` gives the arrays as
+    both)."""
 
     label: np.ndarray
     dense: np.ndarray
@@ -369,7 +369,7 @@ def parse_chunk(raws: List[bytes]) -> Tuple[Optional[Columns], List[int], List[i
         label, dense, present = label[kept], dense[kept], present[kept]
         tokens = [t[kept] for t in tokens]
     arrays = [np.ascontiguousarray(t).view(f"S{t.shape[1]}").ravel() for t in tokens]
-    cols = Columns(label, dense, present, [t.tolist() for t in arrays], arrays)
+    cols = Columns(label, dense, present, arrays, arrays)
     return cols, rows[kept].tolist(), others
 
 
@@ -435,6 +435,6 @@ def column_batches(raws: List[bytes], beta_pos: float, key: bytes, t_train: int,
                 there = mask & cols.present[:, j]
                 largest[field] = float(np.abs(cols.dense[there, j]).max()) if there.any() else None
             acc["train"][1][0].add(largest)
-            for counter, col in zip(counts, cols.categorical):
-                counter.update(compress(col, mask.tolist()))
+            for counter, tokens in zip(counts, cols.tokens):
+                counter.update(tokens[mask].tolist())  # (bytes without the NUL padding)
     return batches, others
