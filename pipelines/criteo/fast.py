@@ -2,11 +2,13 @@
 
 Why: per row, ``parse_kaggle`` (13 ``float`` calls, a list per row) and ``to_example`` (filling a protobuf map
 through the upb Python API, then serializing) cost most of the pipeline's CPU time. A chunk of a few thousand lines
-is instead split once per line (``bytes.split``, in C), transposed into 40 columns (``zip``), validated per column
-(``bytes.isdigit`` / ``strip`` of one joined column), converted with NumPy and serialized by assembling every
-example's bytes in one NumPy buffer (:func:`encode_examples`). A line the column checks do not clear (another field
-count, a negative or long number, a non-hexadecimal or long token, a bad label, anything else) goes to the
-row-by-row parser, which gives the same row or the same rejection as before; so the output does not depend on
+is instead joined into one buffer and split there (:func:`parse_chunk`: the tab positions of the whole chunk, the
+field bounds of every 40-field line as one gather, each field read as a NUL-padded byte matrix), validated and
+converted per column with NumPy, and serialized by assembling every example's bytes in one NumPy buffer
+(:func:`encode_examples`). (:func:`split_chunk` + :func:`parse_columns` do the same checks on fields split line by
+line with ``bytes.split``; the tests hold :func:`parse_chunk` to them.) A line the column checks do not clear
+(another field count, a negative or long number, a non-hexadecimal or long token, a bad label, anything else) goes
+to the row-by-row parser, which gives the same row or the same rejection as before; so the output does not depend on
 which path a line took (``tests/test_criteo_fast.py`` checks the bytes against ``to_example``).
 
 Encoding (https://protobuf.dev/programming-guides/encoding/; the deterministic serialization writes map entries in
