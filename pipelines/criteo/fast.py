@@ -341,7 +341,7 @@ def parse_chunk(raws: List[bytes]) -> Tuple[Optional[Columns], List[int], List[i
     nd = len(CRITEO_DENSE)
     dense = np.zeros((m, nd), dtype=np.float64)
     present = f_len[:, 1:1 + nd] > 0
-    ok &= (f_len[:, 1:] <= MAX_DIGITS).all(axis=1)  # (MAX_DIGITS == MAX_TOKEN)
+    ok &= (f_len[:, 1:1 + nd] <= MAX_DIGITS).all(axis=1) & (f_len[:, 1 + nd:] <= MAX_TOKEN).all(axis=1)
     neg_all = present & (first_bytes[:, 1:1 + nd] == 45)  # '-'
     for j in range(nd):
         length = np.where(ok, f_len[:, 1 + j], 0)
