@@ -293,12 +293,12 @@ _POW10 = 10 ** np.arange(MAX_DIGITS + 1, dtype=np.int64)
 
 
 def _field_bytes(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """The (m, w) NUL-padded bytes of one field of m rows (``a[start : start + length]`` each), w the longest length
-    (at least 1); no field may be longer than :data:`MAX_TOKEN`."""
-    w = max(int(length.max()), 1) if len(length) else 1
+    """The (m, c, w) NUL-padded bytes of c fields of m rows (``a[start : start + length]`` each, ``start`` and
+    ``length`` (m, c)), w the longest length (at least 1)."""
+    w = max(int(length.max()), 1) if length.size else 1
     k = np.arange(w, dtype=np.int64)
-    inside = k[None, :] < length[:, None]
-    return np.where(inside, a[np.minimum(start[:, None] + k[None, :], len(a) - 1)], 0).astype(np.uint8)
+    inside = k < length[..., None]
+    return np.where(inside, a[np.minimum(start[..., None] + k, len(a) - 1)], 0).astype(np.uint8)
 
 
 def parse_chunk(raws: List[bytes]) -> Tuple[Optional[Columns], List[int], List[int]]:
@@ -306,9 +306,9 @@ def parse_chunk(raws: List[bytes]) -> Tuple[Optional[Columns], List[int], List[i
 
     The lines are joined into one buffer; the tabs are found with one comparison; a line with exactly 39 tabs (40
     fields) and no NUL byte has its 39 tab positions in consecutive places of the sorted tab positions, so the
-    field bounds of all such lines are one (m, 40) gather. Each field is then read as an (m, w) byte matrix (w its
-    longest value in the chunk) and checked and converted column by column, as :func:`parse_columns` does on
-    split fields (same checks, so the same lines pass).
+    field bounds of all such lines are one (m, 40) gather. The dense fields are then read as one (m, 13, w) byte
+    array and the tokens as one (m, 26, w) (w the longest value of each kind in the chunk), checked and converted
+    as :func:`parse_columns` does on split fields (same checks, so the same lines pass).
 
     Returns:
       ``(columns, indices, others)``: the lines that pass as :class:`Columns` (None when none pass), their indices
@@ -339,30 +339,25 @@ def parse_chunk(raws: List[bytes]) -> Tuple[Optional[Columns], List[int], List[i
     ok &= (f_len[:, 0] == 1) & ((first_bytes[:, 0] == 48) | (first_bytes[:, 0] == 49))
     label = first_bytes[:, 0].astype(np.int64) - 48
     nd = len(CRITEO_DENSE)
-    dense = np.zeros((m, nd), dtype=np.float64)
     present = f_len[:, 1:1 + nd] > 0
     ok &= (f_len[:, 1:1 + nd] <= MAX_DIGITS).all(axis=1) & (f_len[:, 1 + nd:] <= MAX_TOKEN).all(axis=1)
-    neg_all = present & (first_bytes[:, 1:1 + nd] == 45)  # '-'
-    for j in range(nd):
-        length = np.where(ok, f_len[:, 1 + j], 0)
-        mat = _field_bytes(a, f_start[:, 1 + j], length)
-        neg = neg_all[:, j]
-        digits = mat.copy()
-        digits[neg, 0] = 48  # a leading '-' reads as a leading zero
-        ok &= (_DIGIT_ONLY[digits] | (mat == 0)).all(axis=1)  # digits, then the padding
-        ok &= ~(neg & (length == 1))  # a lone '-'
-        w = mat.shape[1]
-        # the digit at k of a value of length L weighs 10 ** (L - 1 - k)
-        power = length[:, None] - 1 - np.arange(w)[None, :]
-        values = ((digits.astype(np.int64) - 48) * np.where(power >= 0, _POW10[np.maximum(power, 0)], 0)).sum(axis=1)
-        ok &= ~(neg & (values == 0))  # float("-0") is -0.0: the row parser's
-        dense[:, j] = np.where(neg, -values, values)
-    tokens = []
-    for j in range(1 + nd, NUM_FIELDS):
-        length = np.where(ok, f_len[:, j], 0)
-        mat = _field_bytes(a, f_start[:, j], length)
-        ok &= _HEX_OK[mat].all(axis=1)
-        tokens.append(mat)
+    neg = present & (first_bytes[:, 1:1 + nd] == 45)  # (m, 13): a leading '-'
+    length = np.where(ok[:, None], f_len[:, 1:1 + nd], 0)  # (a row already refused reads as empty)
+    mat = _field_bytes(a, f_start[:, 1:1 + nd], length)  # (m, 13, w)
+    digits = mat.copy()
+    digits[:, :, 0] = np.where(neg, 48, mat[:, :, 0])  # a leading '-' reads as a leading zero
+    fine = (_DIGIT_ONLY[digits] | (mat == 0)).all(axis=2)  # digits, then the padding
+    fine &= ~(neg & (length == 1))  # a lone '-'
+    # the digit at k of a value of length L weighs 10 ** (L - 1 - k)
+    power = length[..., None] - 1 - np.arange(mat.shape[2])
+    values = ((digits.astype(np.int64) - 48) * np.where(power >= 0, _POW10[np.maximum(power, 0)], 0)).sum(axis=2)
+    fine &= ~(neg & (values == 0))  # float("-0") is -0.0: the row parser's
+    ok &= fine.all(axis=1)
+    dense = np.where(neg, -values, values).astype(np.float64)
+    length = np.where(ok[:, None], f_len[:, 1 + nd:], 0)
+    mat = _field_bytes(a, f_start[:, 1 + nd:], length)  # (m, 26, w)
+    ok &= _HEX_OK[mat].all(axis=(1, 2))
+    tokens = [mat[:, j, :] for j in range(mat.shape[1])]
     kept = np.flatnonzero(ok)
     others = np.flatnonzero(~np.isin(np.arange(n), rows[kept])).tolist()
     if not len(kept):
