@@ -8,7 +8,12 @@
   statistics, no side files);
 * the floor components of the same output: a pyarrow CSV read of the file, the column encoding of every row
   (``pipelines.criteo.fast.encode_examples``, byte-identical to ``to_example``), TFRecord framing + CRC-32C, GZIP
-  level 6 (and 1) of the framed bytes.
+  level 6 (and 1) of the framed bytes, with the bytes per row each level writes (beside the Beam output's).
+
+With ``--baseline DIR`` (another checkout of tfrec, e.g. ``git worktree add /tmp/tfrec_base main`` made before a
+change), DIR's pipeline runs beside this one's in the same alternating rounds (``beam_baseline``), the report gives
+the ratio of their CPU per row, and the two outputs are compared: the records of each split as multisets (a digest
+of their sorted digests) and the side files byte for byte.
 
 Each Beam and plain-loop round runs in a fresh subprocess that reports its own CPU time (``time.process_time()``
 around the work, imports excluded), so the rounds do not share a heap. CPU time, not wall time: the machine is
@@ -21,21 +26,24 @@ for Criteo and multi-task, and a fiftieth of them as requests for the hybrid sam
 a few hundred items). Inputs are simulated once into ``--cache``.
 
 Usage:
-  python bench/bench_pipeline.py cost [--rows 500000] [--rounds 2] [--input train.txt]
+  python bench/bench_pipeline.py cost [--rows 500000] [--rounds 2] [--input train.txt] [--baseline DIR]
   python bench/bench_pipeline.py memory [--sizes 500000,2000000,5000000] [--pipelines criteo,multitask,hybrid]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -50,9 +58,14 @@ HYBRID_PER_ROW = 50  # hybrid requests = rows / HYBRID_PER_ROW
 # ----------------------------------------------------------------------------------------------- children
 
 
-def _child(what: str, path: str, out: str) -> None:
-    """Runs one measured piece in this (fresh) process and prints ``{"cpu_s", "wall_s", "rows"}``."""
+def _child(what: str, path: str, out: str, root: str = "") -> None:
+    """Runs one measured piece in this (fresh) process and prints ``{"cpu_s", "wall_s", "rows", "tree"}``; with
+    ``root``, the pipeline is that checkout's (``tree``: where ``pipelines`` was imported from)."""
+    if root:
+        sys.path.insert(0, root)
     import tensorflow as tf
+
+    import pipelines
 
     from pipelines.criteo import Row, parse_line, run, to_example
     from pipelines.criteo.parse import KAGGLE
@@ -70,7 +83,8 @@ def _child(what: str, path: str, out: str) -> None:
                 if type(r) is Row:
                     w.write(to_example(r, BETA_POS))
                     n += 1
-    print(json.dumps({"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "rows": n}))
+    print(json.dumps({"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "rows": n,
+                      "tree": os.path.dirname(os.path.dirname(os.path.abspath(pipelines.__file__)))}))
 
 
 def _run_child(args, env=None):
@@ -122,14 +136,55 @@ def floor_components(path: str) -> dict:
     framed, t_frame = cpu(lambda: [frame_records(records[i:i + 4096]) for i in range(0, len(records), 4096)])
     blob = b"".join(framed)
     out = {"pyarrow_csv_read": t_read, "column_encoding": t_encode, "framing_crc": t_frame}
+    sizes = {}
     for level in (6, 1):
         def gz(level=level):
             c = zlib.compressobj(level, zlib.DEFLATED, 31)
             return c.compress(blob) + c.flush()
-        _, out[f"gzip_{level}"] = cpu(gz)
+        compressed, out[f"gzip_{level}"] = cpu(gz)
+        sizes[f"gzip_{level}_bytes_per_row"] = len(compressed) / rows
     us = {k: v / rows * 1e6 for k, v in out.items()}
     us["floor"] = us["pyarrow_csv_read"] + us["column_encoding"] + us["framing_crc"] + us["gzip_6"]
-    return us
+    return {**us, "framed_bytes_per_row": len(blob) / rows, **sizes}
+
+
+def _records(path: str) -> List[bytes]:
+    """The records of a GZIP TFRecord file (its framing read back; the CRCs are not checked)."""
+    import gzip
+
+    data = gzip.open(path, "rb").read()
+    out, i = [], 0
+    while i < len(data):
+        (length,) = struct.unpack_from("<Q", data, i)
+        out.append(data[i + 12:i + 12 + length])
+        i += 16 + length
+    return out
+
+
+def output_digest(out: str) -> Tuple[Dict[str, str], int]:
+    """``({split or side file: digest}, bytes of the TFRecord files)`` of a prepared directory: per split, a digest of
+    the sorted digests of its records (records as a multiset, whatever the shard order); per side file, its bytes'
+    digest (``stats.json`` without the fields that name the run's paths)."""
+    digests: Dict[str, list] = {}
+    size = 0
+    for name in sorted(os.listdir(out)):
+        path = os.path.join(out, name)
+        if name.endswith(".tfrecord.gz"):
+            size += os.path.getsize(path)
+            digests.setdefault(name.split("-")[0], []).extend(
+                hashlib.blake2b(r, digest_size=16).digest() for r in _records(path))
+    result = {split: hashlib.blake2b(b"".join(sorted(ds))).hexdigest() for split, ds in digests.items()}
+    for sub in ("vocab", "deadletter"):
+        for name in sorted(os.listdir(os.path.join(out, sub))):
+            with open(os.path.join(out, sub, name), "rb") as f:
+                result[f"{sub}/{name}"] = hashlib.blake2b(f.read()).hexdigest()
+    for name in ("transform.json", "schema.json", "stats.json"):
+        with open(os.path.join(out, name), "rb") as f:
+            obj = json.load(f)
+        if name == "stats.json":
+            obj = {k: v for k, v in obj.items() if k not in ("files", "deadletter_files", "inputs", "input_formats")}
+        result[name] = hashlib.blake2b(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+    return result, size
 
 
 def cost(args) -> None:
@@ -137,30 +192,59 @@ def cost(args) -> None:
 
     tmp = tempfile.mkdtemp(prefix="bench_pipeline_")
     load = HostLoad()
+    trees = {"beam": ""}
+    if args.baseline:
+        trees["beam_baseline"] = os.path.abspath(args.baseline)
+        if not os.path.isfile(os.path.join(trees["beam_baseline"], "pipelines", "criteo", "pipeline.py")):
+            raise SystemExit(f"--baseline {args.baseline}: not a checkout of tfrec (no pipelines/criteo/pipeline.py)")
+    names = [*trees, "plain"]
     try:
         path = args.input or _simulated("criteo", args.rows, args.cache)
         with open(path, "rb") as f:
             rows = sum(1 for _ in f)
-        times = {"beam": [], "plain": []}
+        times: Dict[str, list] = {name: [] for name in names}
+        outputs: Dict[str, Tuple[dict, int]] = {}
         for i in range(args.rounds):
-            for name in ("beam", "plain") if i % 2 == 0 else ("plain", "beam"):
-                out = os.path.join(tmp, "beam_out" if name == "beam" else "plain.tfrecord.gz")
-                line, rss, _ = _run_child([sys.executable, os.path.abspath(__file__), "_child", name, path, out])
+            for name in names[i % len(names):] + names[:i % len(names)]:  # each goes first in turn
+                out = os.path.join(tmp, name if name != "plain" else "plain.tfrecord.gz")
+                argv = [sys.executable, os.path.abspath(__file__), "_child", "beam" if name != "plain" else "plain",
+                        path, out, trees.get(name, "")]
+                env = dict(os.environ, PYTHONPATH=trees[name]) if trees.get(name) else None
+                line, rss, _ = _run_child(argv, env)
                 got = json.loads(line)
+                if name in trees and os.path.realpath(got["tree"]) != os.path.realpath(trees[name] or ROOT):
+                    raise SystemExit(f"{name} ran the pipeline of {got['tree']}, not {trees[name] or ROOT}")
                 times[name].append(got["cpu_s"])
-                print(f"round {i + 1} {name:5s}: {got['cpu_s'] / rows * 1e6:6.1f} us CPU/row ({got['cpu_s']:6.1f} s CPU, "
-                      f"{got['wall_s']:6.1f} s wall), peak RSS {rss:,.0f} MiB, {got['rows']:,} rows written",
+                print(f"round {i + 1} {name:13s}: {got['cpu_s'] / rows * 1e6:6.1f} us CPU/row ({got['cpu_s']:6.1f} s "
+                      f"CPU, {got['wall_s']:6.1f} s wall), peak RSS {rss:,.0f} MiB, {got['rows']:,} rows written",
                       flush=True)
-                shutil.rmtree(out, ignore_errors=True) if name == "beam" else os.remove(out)
+                if name == "plain":
+                    os.remove(out)
+                else:
+                    if name not in outputs:
+                        outputs[name] = output_digest(out)
+                    shutil.rmtree(out, ignore_errors=True)
         floor = floor_components(path)
-        beam_us = statistics.median(times["beam"]) / rows * 1e6
-        plain_us = statistics.median(times["plain"]) / rows * 1e6
+        us = {name: statistics.median(ts) / rows * 1e6 for name, ts in times.items()}
+        beam_us, plain_us = us["beam"], us["plain"]
         print(f"\n{rows:,} rows, {args.rounds} rounds (median), {os.cpu_count()} CPUs, host {load.read()}")
         print(f"Beam (criteo pipeline, DirectRunner): {beam_us:6.1f} us CPU/row = {1e6 / beam_us:,.0f} rows/s/core; "
               f"target <= {TARGET_US:.0f}: {'met' if beam_us <= TARGET_US else 'NOT met'}")
+        if "beam_baseline" in us:
+            base = us["beam_baseline"]
+            now, before = outputs["beam"][0], outputs["beam_baseline"][0]
+            differ = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+            print(f"Beam of --baseline {trees['beam_baseline']}: {base:6.1f} us CPU/row; this tree / baseline: "
+                  f"{beam_us / base:.2f}x; outputs identical (records per split as multisets, side files): "
+                  f"{'NO, ' + ', '.join(differ) if differ else 'yes'}")
         print(f"plain loop:                          {plain_us:6.1f} us CPU/row (Beam / plain: {beam_us / plain_us:.2f}x)")
-        print("floor components (us CPU/row): " + ", ".join(f"{k} {v:.1f}" for k, v in floor.items())
+        cpu_keys = ("pyarrow_csv_read", "column_encoding", "framing_crc", "gzip_6", "gzip_1", "floor")
+        print("floor components (us CPU/row): " + ", ".join(f"{k} {floor[k]:.1f}" for k in cpu_keys)
               + f"; Beam / floor: {beam_us / floor['floor']:.2f}x")
+        print(f"bytes per row: framed {floor['framed_bytes_per_row']:.1f}, GZIP level 6 "
+              f"{floor['gzip_6_bytes_per_row']:.1f}, level 1 {floor['gzip_1_bytes_per_row']:.1f} "
+              f"(+{100 * (floor['gzip_1_bytes_per_row'] / floor['gzip_6_bytes_per_row'] - 1):.0f}%); "
+              f"Beam's TFRecord files {outputs['beam'][1] / rows:.1f}")
         hours = KAGGLE_ROWS * beam_us / 1e6 / 3600
         print(f"projected for Criteo Kaggle ({KAGGLE_ROWS:,} rows) on one core of this machine: {hours:.2f} h "
               f"({hours * 60:.0f} min)")
@@ -229,12 +313,14 @@ def memory(args) -> None:
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_child"]:
-        _child(*argv[1:4])
+        _child(*argv[1:5])
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", nargs="?", default="cost", choices=("cost", "memory"))
     ap.add_argument("--rows", type=int, default=500_000, help="cost: rows to simulate (ignored with --input)")
     ap.add_argument("--rounds", type=int, default=2, help="cost: alternating rounds of each")
+    ap.add_argument("--baseline", default="", help="cost: another checkout of tfrec (e.g. `git worktree add "
+                                                   "/tmp/tfrec_base main`) whose pipeline runs beside this one's")
     ap.add_argument("--input", default="", help="cost: an existing Kaggle-format train.txt instead of simulated rows")
     ap.add_argument("--sizes", default="500000,2000000,5000000", help="memory: rows per run (comma-separated)")
     ap.add_argument("--pipelines", default="criteo,multitask,hybrid", help="memory: pipelines (comma-separated)")

@@ -2,11 +2,13 @@
 
 Why: per row, ``parse_kaggle`` (13 ``float`` calls, a list per row) and ``to_example`` (filling a protobuf map
 through the upb Python API, then serializing) cost most of the pipeline's CPU time. A chunk of a few thousand lines
-is instead split once per line (``bytes.split``, in C), transposed into 40 columns (``zip``), validated per column
-(``bytes.isdigit`` / ``strip`` of one joined column), converted with NumPy and serialized by assembling every
-example's bytes in one NumPy buffer (:func:`encode_examples`). A line the column checks do not clear (another field
-count, a negative or long number, a non-hexadecimal or long token, a bad label, anything else) goes to the
-row-by-row parser, which gives the same row or the same rejection as before; so the output does not depend on
+is instead joined into one buffer and split there (:func:`parse_chunk`: the tab positions of the whole chunk, the
+field bounds of every 40-field line as one gather, each field read as a NUL-padded byte matrix), validated and
+converted per column with NumPy, and serialized by assembling every example's bytes in one NumPy buffer
+(:func:`encode_examples`). (:func:`split_chunk` + :func:`parse_columns` do the same checks on fields split line by
+line with ``bytes.split``; the tests hold :func:`parse_chunk` to them.) A line the column checks do not clear
+(another field count, a negative or long number, a non-hexadecimal or long token, a bad label, anything else) goes
+to the row-by-row parser, which gives the same row or the same rejection as before; so the output does not depend on
 which path a line took (``tests/test_criteo_fast.py`` checks the bytes against ``to_example``).
 
 Encoding (https://protobuf.dev/programming-guides/encoding/; the deterministic serialization writes map entries in
@@ -24,7 +26,6 @@ takes one to three.
 from __future__ import annotations
 
 import hashlib
-from itertools import compress
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -44,7 +45,8 @@ _HEX = b"0123456789abcdefABCDEF"
 class Columns(NamedTuple):
     """Valid rows of a chunk, by column: ``label`` (n,) int; ``dense`` (n, 13) float64 (0 where missing) with
     ``present`` (n, 13) bool; ``categorical``: 26 sequences of bytes (``b""`` missing) and the same as 26 NumPy
-    byte-string arrays (``tokens``, NUL-padded; the tokens hold no NUL)."""
+    byte-string arrays (``tokens``, NUL-padded; the tokens hold no NUL; :func:`parse_chunk` gives the arrays as
+    both)."""
 
     label: np.ndarray
     dense: np.ndarray
@@ -285,6 +287,89 @@ def split_chunk(raws: List[bytes]) -> Tuple[List[List[bytes]], List[int], List[i
     return [fields[i] for i in idx], idx, [i for i in range(len(raws)) if i not in chosen]
 
 
+_DIGIT_ONLY = np.zeros(256, dtype=bool)
+_DIGIT_ONLY[list(b"0123456789")] = True
+_POW10 = 10 ** np.arange(MAX_DIGITS + 1, dtype=np.int64)
+
+
+def _field_bytes(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The (m, c, w) NUL-padded bytes of c fields of m rows (``a[start : start + length]`` each, ``start`` and
+    ``length`` (m, c)), w the longest length (at least 1)."""
+    w = max(int(length.max()), 1) if length.size else 1
+    k = np.arange(w, dtype=np.int64)
+    inside = k < length[..., None]
+    return np.where(inside, a[np.minimum(start[..., None] + k, len(a) - 1)], 0).astype(np.uint8)
+
+
+def parse_chunk(raws: List[bytes]) -> Tuple[Optional[Columns], List[int], List[int]]:
+    """Splits and validates a chunk of Kaggle lines (line breaks removed) at once, on the bytes of the whole chunk.
+
+    The lines are joined into one buffer; the tabs are found with one comparison; a line with exactly 39 tabs (40
+    fields) and no NUL byte has its 39 tab positions in consecutive places of the sorted tab positions, so the
+    field bounds of all such lines are one (m, 40) gather. The dense fields are then read as one (m, 13, w) byte
+    array and the tokens as one (m, 26, w) (w the longest value of each kind in the chunk), checked and converted
+    as :func:`parse_columns` does on split fields (same checks, so the same lines pass).
+
+    Returns:
+      ``(columns, indices, others)``: the lines that pass as :class:`Columns` (None when none pass), their indices
+      in ``raws``, and the indices of the other lines (for the row parser), both ascending.
+    """
+    n = len(raws)
+    if not n:
+        return None, [], []
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=n)
+    a = np.frombuffer(b"\n".join(raws) + b"\n", dtype=np.uint8)
+    end = np.cumsum(lengths + 1) - 1  # the position of each line's (added) line break
+    start = end - lengths
+    tabs = np.flatnonzero(a == 9)
+    first = np.searchsorted(tabs, start)
+    ok = np.searchsorted(tabs, end) - first == NUM_FIELDS - 1
+    nul = np.flatnonzero(a == 0)
+    if len(nul):
+        ok &= np.searchsorted(nul, end) == np.searchsorted(nul, start)
+    rows = np.flatnonzero(ok)
+    if not len(rows):
+        return None, [], list(range(n))
+    tab = tabs[first[rows][:, None] + np.arange(NUM_FIELDS - 1)[None, :]]  # (m, 39)
+    f_start = np.concatenate([start[rows][:, None], tab + 1], axis=1)
+    f_len = np.concatenate([tab, end[rows][:, None]], axis=1) - f_start  # (m, 40)
+    m = len(rows)
+    ok = np.ones(m, dtype=bool)
+    first_bytes = a[np.minimum(f_start, len(a) - 1)]  # (m, 40): a field's first byte (the next tab when empty)
+    ok &= (f_len[:, 0] == 1) & ((first_bytes[:, 0] == 48) | (first_bytes[:, 0] == 49))
+    label = first_bytes[:, 0].astype(np.int64) - 48
+    nd = len(CRITEO_DENSE)
+    present = f_len[:, 1:1 + nd] > 0
+    ok &= (f_len[:, 1:1 + nd] <= MAX_DIGITS).all(axis=1) & (f_len[:, 1 + nd:] <= MAX_TOKEN).all(axis=1)
+    neg = present & (first_bytes[:, 1:1 + nd] == 45)  # (m, 13): a leading '-'
+    length = np.where(ok[:, None], f_len[:, 1:1 + nd], 0)  # (a row already refused reads as empty)
+    mat = _field_bytes(a, f_start[:, 1:1 + nd], length)  # (m, 13, w)
+    digits = mat.copy()
+    digits[:, :, 0] = np.where(neg, 48, mat[:, :, 0])  # a leading '-' reads as a leading zero
+    fine = (_DIGIT_ONLY[digits] | (mat == 0)).all(axis=2)  # digits, then the padding
+    fine &= ~(neg & (length == 1))  # a lone '-'
+    # the digit at k of a value of length L weighs 10 ** (L - 1 - k)
+    power = length[..., None] - 1 - np.arange(mat.shape[2])
+    values = ((digits.astype(np.int64) - 48) * np.where(power >= 0, _POW10[np.maximum(power, 0)], 0)).sum(axis=2)
+    fine &= ~(neg & (values == 0))  # float("-0") is -0.0: the row parser's
+    ok &= fine.all(axis=1)
+    dense = np.where(neg, -values, values).astype(np.float64)
+    length = np.where(ok[:, None], f_len[:, 1 + nd:], 0)
+    mat = _field_bytes(a, f_start[:, 1 + nd:], length)  # (m, 26, w)
+    ok &= _HEX_OK[mat].all(axis=(1, 2))
+    tokens = [mat[:, j, :] for j in range(mat.shape[1])]
+    kept = np.flatnonzero(ok)
+    others = np.flatnonzero(~np.isin(np.arange(n), rows[kept])).tolist()
+    if not len(kept):
+        return None, [], others
+    if len(kept) < m:
+        label, dense, present = label[kept], dense[kept], present[kept]
+        tokens = [t[kept] for t in tokens]
+    arrays = [np.ascontiguousarray(t).view(f"S{t.shape[1]}").ravel() for t in tokens]
+    cols = Columns(label, dense, present, arrays, arrays)
+    return cols, rows[kept].tolist(), others
+
+
 def _below(h: np.ndarray, threshold: int) -> np.ndarray:
     if threshold >= 1 << 64:
         return np.ones(len(h), dtype=bool)
@@ -310,12 +395,7 @@ def column_batches(raws: List[bytes], beta_pos: float, key: bytes, t_train: int,
       ``(batches, others)``: ``{(split, shard): [serialized example, ...]}`` and the indices of the lines left to
       the row parser.
     """
-    fields, idx, others = split_chunk(raws)
-    cols, rejected = parse_columns(fields)
-    if rejected:
-        others = sorted(others + [idx[i] for i in rejected])
-        dropped = set(rejected)
-        idx = [i for j, i in enumerate(idx) if j not in dropped]
+    cols, idx, others = parse_chunk(raws)
     if cols is None:
         return {}, others
     examples = encode_examples(cols, beta_pos)
@@ -352,6 +432,6 @@ def column_batches(raws: List[bytes], beta_pos: float, key: bytes, t_train: int,
                 there = mask & cols.present[:, j]
                 largest[field] = float(np.abs(cols.dense[there, j]).max()) if there.any() else None
             acc["train"][1][0].add(largest)
-            for counter, col in zip(counts, cols.categorical):
-                counter.update(compress(col, mask.tolist()))
+            for counter, tokens in zip(counts, cols.tokens):
+                counter.update(tokens[mask].tolist())  # (bytes without the NUL padding)
     return batches, others
