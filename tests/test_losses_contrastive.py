@@ -225,12 +225,18 @@ def test_combined_contrastive_terms_and_defaults():
     assert float(terms["contrastive"]) == pytest.approx(contr, rel=1e-5)
     assert float(total) == pytest.approx(0.9 * bce + 0.1 * contr, rel=1e-5)
     assert float(loss(tf.constant(y), y_pred, tf.constant(w))) == pytest.approx(float(total), rel=1e-6)
-    # Gradients reach both the logit and the embedding; huge values stay finite.
+    # Huge values: the value is the oracles' (BCE through log(1 + e^x) = logaddexp(0, x): 1 - sigma(80) rounds to
+    # 0 even in float64; the normalised embeddings are those of e), gradients reach both the logit and the
+    # embedding and stay finite.
     zv, ev = tf.Variable(np.full(len(y), 80.0, np.float32)), tf.Variable(e * 1e3)
     with tf.GradientTape() as tape:
         v = loss(tf.constant(y), {"logit": zv, "embedding": ev}, tf.constant(w))
     gz, ge = tape.gradient(v, [zv, ev])
-    assert np.isfinite(float(v)) and np.all(np.isfinite(gz.numpy())) and np.all(np.isfinite(ge.numpy()))
+    keep = y >= 0
+    yk, wk = np.asarray(y, np.float64)[keep], np.asarray(w, np.float64)[keep]
+    bce_huge = float(np.mean(wk * yk * np.logaddexp(0.0, -80.0) + (1 - yk) * np.logaddexp(0.0, 80.0)))
+    assert float(v) == pytest.approx(0.9 * bce_huge + 0.1 * _oracle(y, e * 1e3, 0.4), rel=1e-5)
+    assert np.all(np.isfinite(gz.numpy())) and np.all(np.isfinite(ge.numpy()))
     assert np.any(gz.numpy() != 0) and np.any(ge.numpy() != 0)
 
 

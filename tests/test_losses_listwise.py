@@ -338,11 +338,17 @@ def test_combined_losses(name, alpha, rank_oracle, component):
     y0 = np.where(y == 1, 0.0, y)
     assert float(loss(tf.constant(y0), y_pred, tf.constant(w))) == pytest.approx(alpha * _bce_oracle(y0, z, w),
                                                                                  rel=1e-5)
-    # Huge logits: finite gradients.
-    zh = tf.Variable(np.where(np.arange(len(z)) % 2 == 0, 80.0, -80.0).astype(np.float32))
+    # Huge logits: the value is the oracle's (BCE through log(1 + e^x) = logaddexp(0, x), since 1 - sigma(80)
+    # rounds to 0 even in float64; the list terms' float64 oracles hold at |z| = 80) and the gradient finite.
+    zh_np = np.where(np.arange(len(z)) % 2 == 0, 80.0, -80.0)
+    zh = tf.Variable(zh_np.astype(np.float32))
     with tf.GradientTape() as tape:
         v = loss(tf.constant(y), zh, tf.constant(w))
-    assert np.isfinite(float(v)) and np.all(np.isfinite(tape.gradient(v, zh).numpy()))
+    yv, zv, wv = _valid(y, zh_np, w)
+    bce_huge = float(np.mean(wv * yv * np.logaddexp(0.0, -zv) + (1 - yv) * np.logaddexp(0.0, zv)))
+    assert bce_huge > 10  # 12 of the 22 rows sit on the wrong side of their label at |z| = 80
+    assert float(v) == pytest.approx(alpha * bce_huge + (1 - alpha) * rank_oracle(y, zh_np, w), rel=1e-5)
+    assert np.all(np.isfinite(tape.gradient(v, zh).numpy()))
 
 
 @pytest.mark.parametrize("name,oracle", [("list_net", _list_net_oracle), ("list_ce", _list_ce_oracle)])

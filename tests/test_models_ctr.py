@@ -149,9 +149,15 @@ def test_jrc_head_trains_with_the_jrc_loss_and_reloads(tiny_dataset, tmp_path):
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=losses.get("jrc", alpha=0.5), run_eagerly=True)
     features, _, _ = _batch(tiny_dataset)
     model(features)
+    # The weights off their initial values: at the initial weights both logits of every row are within 2e-3 of
+    # 0, where a JRC whose Eq. 7 softmax takes the wrong column agrees with the right one to 5 digits.
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.normal(scale=0.1, size=w.shape).astype(w.dtype) for w in model.get_weights()])
     kernel = model.head.kernel.numpy().copy()
     first_x, first_y, first_w = next(iter(ds))
     first_out = model(first_x, training=False)
+    spread = first_out["logits"].numpy()
+    assert np.std(spread[:, 1] - spread[:, 0]) > 0.1, np.std(spread[:, 1] - spread[:, 0])  # 0.24
     first = _FirstBatchLogs()
     hist = model.fit(ds.take(2), epochs=1, verbose=0, callbacks=[first]).history
     assert np.max(np.abs(model.head.kernel.numpy() - kernel)) > 1e-4  # both columns are trained

@@ -71,6 +71,56 @@ def test_cli_train_evaluate_mmoe_with_pwiser(funnel_dataset, tmp_path, capsys):
     assert "ctr_pwiser_loss" in header and "cvr_pwiser_loss" in header and "val_cvr_auc" in header
 
 
+class _Steps(keras.callbacks.Callback):
+    """Records the weights before each train batch and the logs after it."""
+
+    def on_train_begin(self, logs=None):
+        self.weights, self.logs = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.weights.append([v.numpy() for v in self.model.trainable_weights])
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logs.append({k: float(v) for k, v in logs.items()})
+
+
+def _bce_oracle(labels, logits, weights):
+    """Float64 mean over the rows of ``w y softplus(-z) + (1 - y) softplus(z)`` (KDD Eq. 15: the weight on
+    positives only, divided by the number of rows, not by the sum of weights)."""
+    y, z, w = (np.asarray(a, np.float64) for a in (labels, logits, weights))
+    return float(np.mean(w * y * np.logaddexp(0.0, -z) + (1.0 - y) * np.logaddexp(0.0, z)))
+
+
+def _check_bce_terms_per_step(cfg, data, steps, name):
+    """Each train step's reported BCE terms are their float64 oracles on the step's 64 rows (train split, file
+    order, no shuffling), scored by the weights the step started from: ``ctr_bce`` weights its clicked rows by
+    the ``weight`` feature (0.5 here), ``cvr_bce`` is over the clicked rows, ``ctcvr_bce`` over all rows."""
+    model = build_model(cfg)
+    rows = data_lib.make_dataset(data_lib.split_files(data, "train"), data_lib.load_schema(data), 64,
+                                 training=False)
+    model(next(iter(rows))[0], training=False)
+    assert len(steps.logs) == len(steps.weights) == 2
+    terms = sorted(k for k in steps.logs[0] if k.endswith("_bce_loss"))
+    assert ("ctr_bce_loss" in terms) == (name != "single_task"), terms
+    for step, (features, y, w) in enumerate(rows.take(2)):
+        for v, w0 in zip(model.trainable_weights, steps.weights[step]):
+            v.assign(w0)
+        out = {k: v.numpy() for k, v in model(features, training=False).items()}
+        y, w = y.numpy(), w.numpy()
+        click, conv = y[:, 0], y[:, 1]
+        if "ctr_bce_loss" in terms:
+            assert set(np.unique(w[click == 1])) == {0.5} and set(np.unique(w[click == 0])) == {1.0}
+        expected = {"ctr_bce_loss": lambda: _bce_oracle(click, out["ctr_logit"], w),
+                    "cvr_bce_loss": lambda: _bce_oracle(conv[click == 1], out["cvr_logit"][click == 1],
+                                                        np.ones(int(click.sum()))),
+                    "ctcvr_bce_loss": lambda: _bce_oracle(click * conv, out["ctcvr_logit"], np.ones(len(y)))}
+        for key in terms:
+            # The logs carry the running mean over the epoch's steps (equal row counts): step 1 alone is
+            # 2 m_1 - m_0.
+            got = steps.logs[0][key] if step == 0 else 2 * steps.logs[1][key] - steps.logs[0][key]
+            assert got == pytest.approx(expected[key](), rel=1e-5, abs=1e-6), (step, key)
+
+
 @pytest.mark.parametrize("name, extra", [
     ("shared_bottom", ["model.loss.pwiser_tasks=[ctr]"]),
     ("ple", ["model.loss.pwiser_tasks=[cvr]", "model.loss.space=logit"]),
@@ -90,9 +140,10 @@ def test_train_and_evaluate_each_architecture(funnel_dataset, tmp_path, name, ex
 
         model = load_trained_model(cfg)
     else:
-        result = train(cfg)
+        steps = _Steps()
+        result = train(cfg, extra_callbacks=[steps])
         assert result.summary["replicas"] == 1 and result.summary["train_steps"] == 2
-        assert all(np.isfinite(v[0]) for k, v in result.history.items() if k.endswith("_loss"))
+        _check_bce_terms_per_step(cfg, funnel_dataset, steps, name)
         report, model = evaluate(cfg, "test", model=result.model), result.model
     tasks = {"esmm": ["ctr", "cvr", "ctcvr"], "single_task": ["cvr"]}.get(name, ["ctr", "cvr", "ctcvr"])
     assert report["tasks"] == tasks
