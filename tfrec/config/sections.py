@@ -147,10 +147,10 @@ class DataConfig(Section):
         evaluation, instead of the ``weight`` written at prepare time (one prepared dataset, many sparsities).
       negative_keep_ratio: training reads each negative with this probability (seeded by ``train.seed``; 1.0
         reads all). Validation and evaluation read every row.
-      in_memory_max_mb: when the train split's parsed rows fit in this many MiB (estimated from ``stats.json``'s
-        row count: 4 bytes per number, 32 per string value), training parses the split once and serves its batches
-        from memory, each epoch a seeded permutation of the rows (``tfrec.data_memory``) instead of the shuffle
-        buffer; 0 always streams the TFRecords.
+      in_memory_max_mb: point-wise and multi-task rows: when the train split's parsed rows fit in this many MiB
+        (estimated from ``stats.json``'s row count: 4 bytes per number, 32 per string value), training parses the
+        split once and serves its batches from memory, each epoch a seeded permutation of the rows
+        (``tfrec.data_memory``) instead of the shuffle buffer; 0 always streams the TFRecords.
     """
 
     __pydantic_config__ = CONFIG
