@@ -5,7 +5,8 @@ parsed with one ``tf.io.parse_example`` per batch (much faster than parsing reco
 per replica comes from the strategy's ``InputContext``, and the pipeline ends with a prefetch. Each element is
 ``(features, label, weight)``, the form Keras ``fit`` takes as ``(x, y, sample_weight)``; for a multi-task dataset
 (``schema.json`` of kind ``multitask``) ``label`` is ``[batch, 2]`` = (click, conversion). The order is
-deterministic for a given seed (parallel reads and parses keep their order), so a seed reproduces a run.
+deterministic for a given seed (parallel reads and parses keep their order), so a seed reproduces a run. A
+training split that fits a memory budget is parsed once and served from memory instead (:mod:`tfrec.data_memory`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
+from tfrec import data_memory
 from tfrec.features import PointwiseSchema
 
 SPLITS = ("train", "valid", "test")
@@ -115,8 +117,13 @@ def sharded_records(files: List[str], input_context: Optional[tf.distribute.Inpu
 def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: int, training: bool,
                  input_context: Optional[tf.distribute.InputContext] = None, shuffle_buffer: int = 0,
                  cycle_length: int = 4, seed: Optional[int] = None, repeat: bool = False,
-                 beta_pos: Optional[float] = None, negative_keep_ratio: float = 1.0) -> tf.data.Dataset:
+                 beta_pos: Optional[float] = None, negative_keep_ratio: float = 1.0, in_memory_max_bytes: int = 0,
+                 rows: int = 0) -> tf.data.Dataset:
     """Builds the input pipeline of one input worker.
+
+    When ``rows`` parsed rows fit in ``in_memory_max_bytes`` (:func:`tfrec.data_memory.fits`), the worker's records
+    are parsed once and its batches served from memory, shuffled by index each pass (:mod:`tfrec.data_memory`);
+    otherwise they are streamed from the files as below.
 
     Args:
       files: TFRecord shards (GZIP).
@@ -134,6 +141,8 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
       negative_keep_ratio: keep each negative with this probability (negative sampling; 1.0 keeps all). The
         draw is a seeded hash of the serialized record and ``seed``, so a record is kept or dropped the same way
         in every epoch and every run with the same seed.
+      in_memory_max_bytes: memory budget of the in-memory path (0 always streams).
+      rows: rows of the split (``stats.json``), summed over all input workers (0: unknown, streams).
 
     Returns:
       A dataset of ``(features dict of [b] tensors, label [b], weight [b])`` with ``b`` the per-replica batch.
@@ -144,15 +153,23 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
     batch = global_batch_size
     if input_context is not None:
         batch = input_context.get_per_replica_batch_size(global_batch_size)
-    ds = sharded_records(files, input_context, training, seed, cycle_length)
+    pipelines = 1 if input_context is None else input_context.num_input_pipelines
+    in_memory = data_memory.fits(schema.parse_spec(with_label=True), -(-int(rows) // pipelines),
+                                 int(in_memory_max_bytes))
+    ds = sharded_records(files, input_context, training and not in_memory, seed, cycle_length)
     if negative_keep_ratio < 1.0:
         ds = ds.filter(_negative_filter(schema, float(negative_keep_ratio), 0 if seed is None else int(seed)))
-    if training and shuffle_buffer > 0:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch, drop_remainder=training)
-    ds = ds.map(lambda s: parse_batch(s, schema), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    data = data_memory.load(ds, lambda s: parse_batch(s, schema)) if in_memory else None
+    if data is not None:
+        ds = data_memory.batches(data, batch, drop_remainder=training, shuffle=training and shuffle_buffer > 0,
+                                 seed=seed, repeat=repeat)
+    else:
+        if training and shuffle_buffer > 0:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch, drop_remainder=training)
+        ds = ds.map(lambda s: parse_batch(s, schema), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if beta_pos is not None:
         ds = ds.map(lambda f, y, w: (f, y, reweight(y, beta_pos)), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)
@@ -179,12 +196,12 @@ def _negative_filter(schema: PointwiseSchema, keep_ratio: float, seed: int):
 def distributed_dataset(strategy: tf.distribute.Strategy, data_dir: str, split: str, schema: PointwiseSchema,
                         global_batch_size: int, training: bool, shuffle_buffer: int = 0, cycle_length: int = 4,
                         seed: Optional[int] = None, repeat: bool = False, beta_pos: Optional[float] = None,
-                        negative_keep_ratio: float = 1.0):
+                        negative_keep_ratio: float = 1.0, in_memory_max_bytes: int = 0, rows: int = 0):
     """``make_dataset`` for every input worker of ``strategy`` (``distribute_datasets_from_function``)."""
     files = split_files(data_dir, split)
 
     def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         return make_dataset(files, schema, global_batch_size, training, ctx, shuffle_buffer, cycle_length, seed,
-                            repeat, beta_pos, negative_keep_ratio)
+                            repeat, beta_pos, negative_keep_ratio, in_memory_max_bytes, rows)
 
     return strategy.distribute_datasets_from_function(fn)

@@ -248,7 +248,8 @@ def train_rows(cfg: RunConfig, family, printer: Callable[[str], None] = print,
     train_ds = data_lib.distributed_dataset(strategy, cfg.data.dir, "train", schema, cfg.data.batch_size, True,
                                             cfg.data.shuffle_buffer, cfg.data.cycle_length, t.seed, repeat=True,
                                             beta_pos=cfg.data.beta_pos,
-                                            negative_keep_ratio=cfg.data.negative_keep_ratio)
+                                            negative_keep_ratio=cfg.data.negative_keep_ratio,
+                                            in_memory_max_bytes=cfg.data.in_memory_max_mb << 20, rows=examples)
     # Under MultiWorkerMirroredStrategy a worker whose validation shard runs dry first would leave the others
     # waiting in a collective, so there the split repeats and every worker runs the same validation_steps (one
     # pass over the split in all; a shorter shard wraps around).

@@ -4,14 +4,16 @@ Rates in wall time and in this process's CPU time (all its threads), batch 4096.
 ``--rounds`` rounds of ``--steps`` steps, each part inside its own ``tf.function``, batches already parsed and in
 memory unless said otherwise:
 
-1. reader: tf.data from the GZIP TFRecords (interleave, shuffle, batch, ``parse_example``), no model;
+1. reader: tf.data from the GZIP TFRecords (interleave, shuffle, batch, ``parse_example``), no model; 1m: the
+   in-memory reader (``tfrec.data_memory``: the split parsed once, batches gathered at a permutation's indices);
 2. preprocessing: the model's vocabulary lookups and numeric transforms only;
 3. forward: the model in training mode (lookups, embeddings, cross network, DNN, head);
 4. forward + backward: the loss and its gradients;
 5. train step: Keras' ``train_step`` (gradients, global-norm clip, Adam), as ``fit`` runs it;
 6. to 8. Keras ``fit`` (no strategy, no callbacks but the step clock) on the in-memory batches, then on tfrec's
-   reader without and with the config's shuffle buffer: what parsing and shuffling add to a step;
-9. ``tfrec.train.train`` itself (the reader, the distribution strategy, tfrec's callbacks).
+   streamed reader without and with the config's shuffle buffer: what parsing and shuffling add to a step; 8m: on
+   the in-memory reader (``data.in_memory_max_mb``, the split parsed once, shuffled by index each epoch);
+9. ``tfrec.train.train`` itself (the reader it picks, the distribution strategy, tfrec's callbacks).
 Steps 6 to 9 run ``--fit-steps`` steps each and are timed by ``StepClock`` (its first 10 steps left out).
 
 Usage: python bench/peers/profile_tfrec.py --data DIR [--steps 10] [--rounds 3] [--fit-steps 60]
@@ -79,6 +81,21 @@ def main(argv=None) -> None:
         return y[0]
 
     rates["1 reader (tf.data, parse)"] = best_rate(read, args.steps, args.rounds, batch)
+    train_rows = int(data_lib.load_stats(args.data).get("rows_written", {}).get("train", 0))
+
+    def memory_ds():
+        return data_lib.make_dataset(files, schema, batch, training=True, shuffle_buffer=cfg.data.shuffle_buffer,
+                                     seed=1, repeat=True, in_memory_max_bytes=cfg.data.in_memory_max_mb << 20,
+                                     rows=train_rows)
+
+    memory_reader = iter(memory_ds())
+
+    def read_memory():
+        f, y, _ = next(memory_reader)
+        return y[0]
+
+    rates["1m reader (in memory, by index)"] = best_rate(read_memory, args.steps, args.rounds, batch)
+    del memory_reader
 
     batches = list(data_lib.make_dataset(files, schema, batch, training=True, repeat=True).take(4))
     model = build_model(cfg)
@@ -141,6 +158,7 @@ def main(argv=None) -> None:
         rates["7 Keras fit, tfrec reader, no shuffle"] = fit_rates(plain_fit(reader_ds(0)))
         rates[f"8 Keras fit, tfrec reader, shuffle {cfg.data.shuffle_buffer}"] = fit_rates(
             plain_fit(reader_ds(cfg.data.shuffle_buffer)))
+        rates["8m Keras fit, tfrec in-memory reader"] = fit_rates(plain_fit(memory_ds()))
         with tempfile.TemporaryDirectory() as tmp:
             run_cfg = load_config(os.path.join(ROOT, "configs", "criteo_x1.yaml"), [
                 f"data.dir={args.data}", f"train.model_dir={tmp}", "train.epochs=1",

@@ -147,6 +147,10 @@ class DataConfig(Section):
         evaluation, instead of the ``weight`` written at prepare time (one prepared dataset, many sparsities).
       negative_keep_ratio: training reads each negative with this probability (seeded by ``train.seed``; 1.0
         reads all). Validation and evaluation read every row.
+      in_memory_max_mb: point-wise and multi-task rows: when the train split's parsed rows fit in this many MiB
+        (estimated from ``stats.json``'s row count: 4 bytes per number, 32 per string value), training parses the
+        split once and serves its batches from memory, each epoch a seeded permutation of the rows
+        (``tfrec.data_memory``) instead of the shuffle buffer; 0 always streams the TFRecords.
     """
 
     __pydantic_config__ = CONFIG
@@ -159,6 +163,7 @@ class DataConfig(Section):
     cycle_length: PositiveInt = 4
     beta_pos: Optional[Annotated[float, Field(gt=0, le=1)]] = None
     negative_keep_ratio: Annotated[float, Field(gt=0, le=1)] = 1.0
+    in_memory_max_mb: NonNegativeInt = 1024
 
     def with_batch_defaults(self, batch_size: int, eval_batch_size: int) -> "DataConfig":
         """A copy whose unset (``null``) batch sizes are ``batch_size`` / ``eval_batch_size``: the dataset
