@@ -67,3 +67,12 @@ def test_set_override_reaches_the_loss():
     assert cfg.model.loss.params["alpha"] == 0.7
     cfg = load_config(None, list(setting.overrides) + ["model.loss.params.alpha=0.55"])
     assert cfg.model.loss.params["alpha"] == 0.55
+
+
+def test_focal_sweep_is_fig7s_grid():
+    names = [s.name for s in protocols.get("focal").settings(Options())]
+    gammas = [s.params["gamma"] for s in protocols.get("focal").settings(Options()) if s.name != "bce"]
+    assert gammas == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0]
+    assert names[0] == "bce" and "focal_gamma1.5" in names and "focal_gamma2" in names
+    quick = [s.params["gamma"] for s in protocols.get("focal").settings(Options(quick=True)) if s.name != "bce"]
+    assert quick == [1.0, 5.0, 9.0]

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 SPARSITY_BETAS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.1)
 ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
-GAMMAS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+GAMMAS = tuple(1.0 + 0.5 * i for i in range(17))  # 1, 1.5, 2, ..., 9: Fig. 7's grid
 KEEP_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 # --quick thins the sweeps to their ends and one or two points between (every protocol still runs with at
 # least 3 points; the full grids are the defaults otherwise). beta_pos 0.1 and 1.0, alpha 1.0 / 0.5 and keep
