@@ -1,6 +1,6 @@
 """The paper's figures from a tiny experiment run (two settings, one seed, two epochs): Fig. 1a (BCE along
-epochs), Fig. 3 (layer gradient norms) and Fig. 9 (the negatives' |dL/dz| histogram), each a PNG with a CSV whose
-numbers are recomputed here from the run's own records."""
+epochs), Fig. 1b (the loss landscape of the head), Fig. 3 (layer gradient norms) and Fig. 9 (the negatives'
+|dL/dz| histogram), each a PNG with a CSV whose numbers are recomputed here from the run's own records."""
 
 import csv
 import math
@@ -11,15 +11,16 @@ import pytest
 
 from tfrec import data as data_lib
 from tfrec.config import load_config
-from tfrec.experiments import Options, run_protocol
+from tfrec.experiments import Options, landscape, run_protocol
 from tfrec.experiments.runner import read_csv
 from tfrec.experiments.store import Cell, Store
 from tfrec.features import CRITEO
 from tfrec.metrics.gradients import HIST_NAMES, histogram_edges
+from tfrec.train import load_trained_model
 
 SEED = 2020
 SETTINGS = ["bce", "combined_pair"]
-FIGURES = ("fig1a_bce", "fig3_layer_grad_norms", "fig9_grad_neg_hist")
+FIGURES = ("fig1a_bce", "fig1b_landscape", "fig3_layer_grad_norms", "fig9_grad_neg_hist")
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,34 @@ def test_fig9_histogram_counts_every_first_epoch_negative(figures, tiny_dataset)
         k = int(np.searchsorted(edges, first["grad_neg_p50"], side="right")) - 1
         assert counts[k] > 0
     assert not math.isnan(float(rows[0]["frequency"]))
+
+
+
+def test_fig1b_landscape_is_the_models_own_bce(figures):
+    report, runs, _ = figures
+    rows = _rows(os.path.join(report, "fig1b_landscape.csv"))
+    assert len(rows) == len(SETTINGS) * len(landscape.A_VALUES) * len(landscape.B_VALUES)
+    run = runs["combined_pair"]
+    cfg = load_config(values=run["run"]["config"])
+    assert cfg.train.model_dir == run["run_dir"]
+    model = load_trained_model(cfg)
+    features, y, w = next(iter(data_lib.make_dataset(data_lib.split_files(cfg.data.dir, "test"), CRITEO,
+                                                     cfg.data.eval_batch_size, training=False,
+                                                     beta_pos=cfg.data.beta_pos)))
+    y, w = y.numpy().astype(np.float64), w.numpy().astype(np.float64)
+    kernel, bias = model.head.kernel.numpy(), model.head.bias.numpy()
+    theta = np.concatenate([kernel.ravel(), bias]).astype(np.float64)
+    delta, nu = landscape.directions(theta, cfg.train.seed)
+    assert abs(np.dot(delta, nu)) < 1e-12 and np.linalg.norm(nu) == pytest.approx(1.0)
+    got = {(float(r["a"]), float(r["b"])): float(r["bce"]) for r in rows if r["setting"] == "combined_pair"}
+    for j, i in ((0, 0), (3, 20), (29, 29), (10, 20)):  # a, b grid indices; (10, 20) is near theta* itself
+        a, b = landscape.A_VALUES[j], landscape.B_VALUES[i]
+        t = theta + a * delta + b * nu
+        model.head.kernel.assign(t[:-1].reshape(kernel.shape).astype(np.float32))
+        model.head.bias.assign(t[-1:].astype(np.float32))
+        z = model(features, training=False)["logit"].numpy().astype(np.float64)
+        p = 1.0 / (1.0 + np.exp(-z))
+        want = -np.sum(w * (y * np.log(p) + (1 - y) * np.log(1 - p))) / y.size  # Eq. 15 on the model's output
+        assert got[(a, b)] == pytest.approx(want, rel=1e-4), (a, b)
+    values = np.asarray(list(got.values()))
+    assert np.all(np.isfinite(values)) and values.max() > 1.5 * values.min()  # the grid does reach away

@@ -13,6 +13,9 @@ The paper's figures that the runs record data for, each as a PNG with the CSV of
 * ``fig1a_bce.png`` / ``.csv``: BCE along epochs per setting (Fig. 1a): the validation BCE (the weighted logloss
   ``sum w BCE / sum w`` that Keras reports as ``val_weighted_logloss`` after each epoch, from the run's
   ``history.csv``) and the training BCE of Eq. 15 (the epoch's mean of ``train_bce.csv``), mean over seeds.
+* ``fig1b_landscape.png`` / ``.csv``: the BCE around the trained head (Fig. 1b; the grid each run writes,
+  :mod:`tfrec.experiments.landscape`), mean over seeds: a contour map per setting and the ``b = 0`` slice
+  closest to zero (along the trained weights' direction) of every setting in one panel.
 * ``fig3_layer_grad_norms.png`` / ``.csv``: the gradient norms of the bottom DNN layer (``grad_norm_dnn0``) and of
   the first cross layer (``grad_norm_cross0``) along training (Fig. 3; other models: their first two
   ``grad_norm_*`` groups). The per-batch series of ``gradient_diagnostics.csv`` is averaged over seeds (cut to
@@ -268,12 +271,45 @@ def plot_bce_epochs(protocol: Protocol, settings, results, path: str) -> List[st
         plt.close(fig)
         return []
     ax.set_xlabel("epoch")
-    ax.set_ylabel("BCE (weighted logloss)")
+    ax.set_ylabel("BCE: validation sum w BCE / sum w (solid),\ntraining Eq. 15 sum w BCE / N (dashed)", fontsize=8)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     ax.set_title(f"{protocol.title}: BCE along epochs (Fig. 1a)", fontsize=10)
     return [_save(fig, path), _write_rows(os.path.splitext(path)[0] + ".csv",
                                           ("setting", "epoch", "valid_bce", "train_bce", "seeds"), table)]
+
+
+def plot_landscape(protocol: Protocol, settings, results, path: str) -> List[str]:
+    """Fig. 1b: per setting, the mean over seeds of its runs' ``landscape.csv`` grids; the PNG and its CSV
+    (``setting, a, b, bce, seeds``); [] when no run has a grid."""
+    from tfrec.experiments.landscape import read_landscape
+
+    grids = {}
+    for s in settings:
+        found = [g for g in (read_landscape(r["run_dir"]) for r in _runs_of(results, s.name)) if g is not None]
+        if found:
+            grids[s.name] = (found[0]["a"], found[0]["b"], np.mean([g["bce"] for g in found], axis=0), len(found))
+    if not grids:
+        return []
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(grids) + 1, figsize=(4.6 * (len(grids) + 1), 4))
+    table = []
+    for i, (ax, (name, (a, b, bce, n))) in enumerate(zip(axes, grids.items())):
+        cs = ax.contourf(a, b, bce, levels=20, cmap="viridis")
+        fig.colorbar(cs, ax=ax)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("a (along the trained head)")
+        ax.set_ylabel("b (orthogonal, random)")
+        k = int(np.argmin(np.abs(b)))
+        axes[-1].plot(a, bce[k], color=f"C{i % 10}", label=f"{name} (b = {b[k]:.2g})")
+        table += [(name, float(a[j]), float(b[r]), float(bce[r, j]), n) for r in range(len(b)) for j in range(len(a))]
+    axes[-1].set_xlabel("a")
+    axes[-1].set_ylabel("BCE (Eq. 15, one test batch)")
+    axes[-1].legend(fontsize=7)
+    axes[-1].grid(alpha=0.3)
+    fig.suptitle(f"{protocol.title}: loss landscape of the head (Fig. 1b)", fontsize=10)
+    return [_save(fig, path), _write_rows(os.path.splitext(path)[0] + ".csv", ("setting", "a", "b", "bce", "seeds"),
+                                          table)]
 
 
 def _layer_columns(rows: List[Dict[str, float]]) -> List[str]:
@@ -372,6 +408,7 @@ def plot_all(protocol: Protocol, settings, results, rows, out_dir: str) -> List[
     """Every plot of the module docstring that has data; returns the written paths (PNGs and the figures'
     CSVs)."""
     figures = (plot_bce_epochs(protocol, settings, results, os.path.join(out_dir, "fig1a_bce.png"))
+               + plot_landscape(protocol, settings, results, os.path.join(out_dir, "fig1b_landscape.png"))
                + plot_layer_grad_norms(protocol, settings, results,
                                        os.path.join(out_dir, "fig3_layer_grad_norms.png"))
                + plot_grad_histogram(protocol, settings, results, os.path.join(out_dir, "fig9_grad_neg_hist.png")))
