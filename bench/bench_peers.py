@@ -50,7 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.common import HostLoad  # noqa: E402
-from bench.peers.common import COLUMNS, raw_files, read_json, write_json  # noqa: E402
+from bench.peers.common import ARCH, COLUMNS, raw_files, read_json, write_json  # noqa: E402
 from bench.peers.measure import log_tail, run_measured  # noqa: E402
 from bench.peers.report import LIBRARIES, markdown, ratios, summarize  # noqa: E402
 
@@ -157,7 +157,10 @@ def prepare_cmd(lib: str, args, raw_dir: str, data_dir: str, result: str) -> lis
         f = raw_files(raw_dir)
         return tfrec_cli() + ["prepare", "--config", os.path.join(ROOT, "configs", "criteo_x1.yaml"),
                               "--format", "x1", "--train", f["train"], "--valid", f["valid"], "--test", f["test"],
-                              "--out", data_dir, "--set", f"prepare.num_shards={args.shards}"]
+                              "--out", data_dir, "--set", f"prepare.num_shards={args.shards}",
+                              # The simulator writes raw counts (not x1's normalised floats): the peers' transform.
+                              "--set", "prepare.numeric_transform=log_minmax",
+                              "--set", f"prepare.min_count={ARCH['min_count']}"]
     return [venv_python(args.venvs, lib), os.path.join(ROOT, "bench", "peers", f"run_{lib}.py"), "prepare",
             "--raw", raw_dir, "--out", data_dir, "--result", result]
 

@@ -16,7 +16,8 @@ def test_defaults_are_the_paper_setting():
     assert cfg.train.learning_rate == 1e-3 and cfg.train.clip_norm == 10.0
     assert ROWS.resolve(cfg).data.batch_size == 4096
     assert cfg.train.early_stop_patience == 2 and cfg.train.plateau_factor == 0.1
-    assert cfg.prepare.min_count == 10 and cfg.prepare.split_ratios == [0.7, 0.2, 0.1]
+    assert cfg.prepare.min_count is None and cfg.prepare.split_ratios == [0.7, 0.2, 0.1]  # null: the format's
+    assert cfg.prepare.with_format_defaults(["kaggle"]).min_count == 10
 
 
 def test_batch_sizes_default_to_the_dataset_familys_unit():

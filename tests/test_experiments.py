@@ -22,7 +22,7 @@ SEED = 2020
 # Two settings per protocol (the findings need their three); tiny model, one epoch.
 SETTINGS = {
     "sparsity": ["bce_beta0.1", "combined_pair_beta0.1"],
-    "alpha": ["bce", "alpha0.5"],
+    "alpha": ["bce", "alpha0.7"],
     "losses": ["bce", "combined_pair"],
     "focal": ["bce", "focal_gamma2"],
     "negative-sampling": ["keep1", "keep0.5"],
@@ -32,7 +32,7 @@ SETTINGS = {
 # The pairing of each setting with the setting it is compared with (None: not compared), as the protocols define it.
 BASELINES = {
     "sparsity": {"bce_beta0.1": None, "combined_pair_beta0.1": "bce_beta0.1"},
-    "alpha": {"bce": None, "alpha0.5": "bce"},
+    "alpha": {"bce": None, "alpha0.7": "bce"},
     "losses": {"bce": None, "combined_pair": "bce"},
     "focal": {"bce": None, "focal_gamma2": "bce"},
     "negative-sampling": {"keep1": None, "keep0.5": "keep1"},
@@ -161,7 +161,8 @@ def test_cells_apply_their_settings(experiment):
 
 def test_shared_runs_are_reused_and_reruns_compute_nothing(experiment, tiny_dataset, base_cfg):
     out, summaries = experiment
-    # alpha's and losses' two settings are the BCE and Combined-Pair (alpha 0.5) runs of the sparsity protocol.
+    # alpha's and losses' two settings are the BCE and Combined-Pair (alpha 0.7 at beta_pos 0.1) runs of the
+    # sparsity protocol.
     for name in ("alpha", "losses"):
         assert summaries[name]["computed"] == 0 and summaries[name]["reused"] == 2
     assert summaries["findings"]["computed"] == 1  # bce_dense; bce and combined_pair were trained before

@@ -189,3 +189,27 @@ def test_narrow_copy(tmp_path):
     (tmp_path / "c.csv").write_text("click,conversion\n1,0\n")
     with pytest.raises(ValueError, match="has no column 'categorical_1'"):
         pwiser.narrow_copy(str(tmp_path / "c.csv"), str(tmp_path / "d.csv"))
+
+
+def test_cells_read_the_data_at_beta_pos_1(tmp_path):
+    # Every setting resets data.beta_pos to 1.0: no KDD 2024 down-weighting in the CTR loss or the metrics.
+    for s in pwiser.PROTOCOL.settings(Options()):
+        assert load_config(None, list(s.overrides)).data.beta_pos == 1.0, s.name
+    # A dataset prepared with beta_pos 0.5 (its written weight is 0.5 on clicks) reads with weight 1 everywhere.
+    from multitask_files import ALICCP_HEADER, aliccp_lines
+    from pipelines.multitask import run as prepare
+
+    good, _ = aliccp_lines()
+    src = tmp_path / "ccp.csv"
+    src.write_text(ALICCP_HEADER + "\n" + "\n".join(good * 10) + "\n")
+    out = str(tmp_path / "prepared")
+    prepare(load_config(None, [f"prepare.inputs=['{src}']", f"prepare.output='{out}'", "prepare.input_format=aliccp",
+                               "prepare.beta_pos=0.5", "prepare.split_ratios=[1.0, 0.0, 0.0]",
+                               "prepare.num_shards=1", "prepare.min_count=1"]).prepare)
+    files, schema = data_lib.split_files(out, "train"), data_lib.load_schema(out)
+    _, y, written = next(iter(data_lib.make_dataset(files, schema, 64, training=False)))
+    assert y.shape[1] == 2 and set(written.numpy()[y.numpy()[:, 0] == 1]) == {0.5}  # as prepared
+    _, y, w = next(iter(data_lib.make_dataset(files, schema, 64, training=False, beta_pos=1.0)))
+    assert w.shape == y.shape[:1] and set(w.numpy().tolist()) == {1.0}
+    _, y, w = next(iter(data_lib.make_dataset(files, schema, 64, training=False, beta_pos=0.25)))
+    np.testing.assert_array_equal(w.numpy(), np.where(y.numpy()[:, 0] == 1, 0.25, 1.0).astype(np.float32))

@@ -66,6 +66,24 @@ def test_gradient_norm_dense_sparse_and_none():
     assert G.gradient_norm(None).numpy() == 0.0
 
 
+def test_log_histogram_matches_numpy():
+    rng = np.random.default_rng(3)
+    v = np.concatenate([10.0 ** rng.uniform(-11, 0, 500), [0.0, 1e-12, 0.5, 3.0]])
+    mask = rng.random(v.size) < 0.8
+    mask[-4:] = True
+    edges = G.histogram_edges()
+    assert len(edges) == G.HIST_BINS + 1 and edges[0] == pytest.approx(1e-10) and edges[-1] == pytest.approx(0.1)
+    # Out-of-range values go to the end bins (zero, 1e-12 to the first; 0.5, 3.0 to the last).
+    want = np.histogram(np.clip(v[mask], edges[0], np.nextafter(edges[-1], 0)), bins=edges)[0]
+    got = G.log_histogram(tf.constant(v, tf.float32), tf.constant(mask)).numpy()
+    np.testing.assert_array_equal(got, want)
+    assert got.sum() == mask.sum() and got[0] >= 2 and got[-1] >= 2
+    hist = G.negative_histogram(tf.constant([[1e-5], [1e-5], [1e-3]]), tf.constant([0.0, 1.0, 0.0]))
+    assert list(hist) == list(G.HIST_NAMES) and sum(float(c) for c in hist.values()) == 2.0
+    with pytest.raises(ValueError, match="low < high"):
+        G.log_histogram(tf.constant([1.0]), tf.constant([True]), low=1.0, high=0.5)
+
+
 def test_logit_gradient_stats_masks_and_row_norms():
     g = np.array([0.1, -0.4, 0.3, -0.2, 5.0, 0.05], np.float32)
     y = np.array([0, 1, 0, 1, -1, 0], np.float32)  # -1 is padding: in neither class
@@ -166,6 +184,10 @@ def test_diagnostic_step_oracle_replicas_and_identical_update(tiny_dataset, tmp_
     for i, name in enumerate(groups):
         want[f"grad_norm_{name}"] = np.linalg.norm(grads[i].numpy())
     want["grad_norm_global"] = G.gradient_norm(grads[len(flat):]).numpy()
+    edges = G.histogram_edges()  # Fig. 9: counts of the negatives' |dL/dz| per log-spaced bin
+    counts = np.histogram(np.clip(g[y == 0], edges[0], np.nextafter(edges[-1], 0)), bins=edges)[0]
+    want.update({name: float(c) for name, c in zip(G.HIST_NAMES, counts)})
+    assert counts.sum() == (y == 0).sum() and np.count_nonzero(counts) >= 1
 
     one, logs1 = _step(cfg, 1, init, batch, True, str(tmp_path / "one.csv"))
     two, logs2 = _step(cfg, 2, init, batch, True, str(tmp_path / "two.csv"))

@@ -77,6 +77,23 @@ def test_feature_embedding_lookup_and_transform():
     np.testing.assert_allclose(out.numpy()[:, 0, :], values[:, :1] * layer.dense_vectors.numpy()[0], rtol=1e-6)
 
 
+def test_embedding_l2_is_fuxictrs_half_lambda_sum_of_squares():
+    # FuxiCTR: (lambda / p) * ||W||_p^p with p = 2 over every embedding table, i.e. (lambda / 2) * sum(w^2);
+    # its gradient is lambda * w.
+    lam = 1e-2
+    layer = _feature_layer(embedding_l2=lam)
+    layer({"I1": tf.constant([1.0]), "I2": tf.constant([1.0]), "C1": tf.constant(["aa"]), "C2": tf.constant(["x"])})
+    tables = [layer.table.numpy().astype(np.float64), layer.dense_vectors.numpy().astype(np.float64)]
+    want = [lam / 2.0 * np.sum(t ** 2) for t in tables]
+    assert len(layer.losses) == 2
+    np.testing.assert_allclose(sorted(float(v) for v in layer.losses), sorted(want), rtol=1e-5)
+    with tf.GradientTape() as tape:
+        penalty = tf.add_n(layer.losses)
+    grads = tape.gradient(penalty, [layer.table, layer.dense_vectors])
+    for g, t in zip(grads, tables):
+        np.testing.assert_allclose(g.numpy(), lam * t, rtol=1e-5, atol=1e-12)
+
+
 def test_feature_embedding_config_round_trip_and_errors():
     layer = _feature_layer(embedding_l2=1e-5)
     clone = FeatureEmbedding.from_config(layer.get_config())

@@ -423,7 +423,7 @@ def test_x1_csv_gzip_with_header_and_auto_format(tmp_path):
     (tmp_path / "more.txt").write_text("\n".join(kaggle) + "\n")
     stats = criteo.run(cfg_for(tmp_path / "out", inputs=[str(tmp_path / "train.csv.gz"),
                                                          str(tmp_path / "more.txt")],
-                               beta_pos=BETA, numeric_transform="minmax"))
+                               beta_pos=BETA, numeric_transform="minmax", min_count=10))
     assert stats["input_format"] == "auto"
     assert stats["input_formats"] == {str(tmp_path / "train.csv.gz"): "x1", str(tmp_path / "more.txt"): "kaggle"}
     assert stats["rows_in"] == 200 + 1 + 50  # the header is not a row
@@ -454,7 +454,7 @@ def test_explicit_x1_format_skips_header(tmp_path):
     stats = criteo.run(cfg_for(tmp_path / "out", inputs=[str(tmp_path / "x.csv")], input_format="x1",
                                split_ratios=[1.0, 0.0, 0.0], num_shards=1))
     assert stats["rows_in"] == 1 and stats["rows_written"] == {"train": 1, "valid": 0, "test": 0}
-    assert (tmp_path / "out" / "vocab" / "C1.txt").read_text() == ""  # 1 < min_count
+    assert (tmp_path / "out" / "vocab" / "C1.txt").read_text() == "a\n"  # x1's default min count is 1
 
 
 # ----------------------------------------------------------------------------------------------- errors

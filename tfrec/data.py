@@ -82,8 +82,11 @@ def reweight(label: tf.Tensor, beta_pos: float) -> tf.Tensor:
     """The KDD 2024 Eq. 15 sample weight of a batch: ``beta_pos`` where ``label == 1``, 1 elsewhere.
 
     Used by the reader when ``data.beta_pos`` overrides the weights written at prepare time (a sparsity sweep
-    reads one prepared dataset at several beta_pos).
+    reads one prepared dataset at several beta_pos). A multi-task label ``[batch, 2]`` (click, conversion) is
+    weighted by its click, as the multi-task pipeline writes ``weight``.
     """
+    if label.shape.rank == 2:
+        label = label[:, 0]
     beta = tf.constant(float(beta_pos), label.dtype)
     return tf.where(tf.equal(label, 1.0), beta * tf.ones_like(label), tf.ones_like(label))
 

@@ -6,14 +6,14 @@ values and training and serving share one code path.
 
 Transforms (``kind``), for a raw value ``x`` of dense field ``j`` (missing values are NaN):
 
-* ``log_minmax`` (default): ``v = sign(x) * log(1 + |x|) / s_j`` with ``s_j = max_train |sign(x) log(1 + |x|)|``,
-  clipped to [-1, 1]; missing -> 0. Criteo x1 (the KDD 2024 / BARS benchmark) feeds its 13 numeric fields as
-  numeric values in a small range, each embedded as ``v * e_j`` (a learned vector per field, FuxiCTR's numeric
-  embedding). The log compresses Criteo's heavy tails (raw counts up to ~10^7) before the range scaling, and the
+* ``log_minmax`` (the Kaggle TSV's and the multi-task layouts' default): ``v = sign(x) * log(1 + |x|) / s_j`` with
+  ``s_j = max_train |sign(x) log(1 + |x|)|``, clipped to [-1, 1]; missing -> 0. Each numeric field is embedded
+  as ``v * e_j`` (a learned vector per field, FuxiCTR's numeric embedding), so it needs values in a small range:
+  the log compresses the Kaggle TSV's heavy tails (raw counts up to ~10^7) before the range scaling, and the
   sign keeps Criteo's few negative integers (I2) apart from the positive ones.
-* ``minmax``: ``v = x / max_train |x|`` clipped to [-1, 1]; missing -> 0 (for data that is already scaled,
-  like criteo_x1's float columns).
-* ``none``: ``v = x``; missing -> 0.
+* ``minmax``: ``v = x / max_train |x|`` clipped to [-1, 1]; missing -> 0.
+* ``none`` (Criteo x1's default): ``v = x``; missing -> 0. The x1 CSV's 13 numeric columns are already
+  normalised floats, and FuxiCTR / BARS (the KDD 2024 setting) feed them as they are.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ ARCH = {
     "learning_rate": 1e-3,
     "clip_norm": 10.0,
     "min_count": 10,
-    # tfrec's and Keras' L2: coef * sum(w^2) over the embedding tables, every step.
+    # FuxiCTR's embedding_regularizer lambda (tfrec's model.embedding_l2): (lambda / 2) * sum(w^2) over the
+    # embedding tables, every step; Keras' l2(c) is c * sum(w^2), so DeepCTR gets c = lambda / 2.
     "embedding_l2": 1e-5,
 }
 

@@ -79,7 +79,7 @@ def train(data_dir: str, model_dir: str, seed: int, epochs: int, warmup_steps: i
                + [DenseFeat(d, 1) for d in DENSE])
     # No linear (wide) part: DCN V2 has none. L2 on the embeddings only, as tfrec's config.
     model = DCN([], columns, cross_num=ARCH["num_cross_layers"], cross_parameterization="matrix",
-                dnn_hidden_units=tuple(ARCH["dnn_hidden_units"]), l2_reg_embedding=ARCH["embedding_l2"],
+                dnn_hidden_units=tuple(ARCH["dnn_hidden_units"]), l2_reg_embedding=ARCH["embedding_l2"] / 2,
                 l2_reg_cross=0.0, l2_reg_dnn=0.0, dnn_dropout=ARCH["dropout"], seed=seed, task="binary")
     model.compile(keras.optimizers.Adam(ARCH["learning_rate"], global_clipnorm=ARCH["clip_norm"]),
                   "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])

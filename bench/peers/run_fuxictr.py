@@ -49,7 +49,7 @@ def params(data_root: str, model_dir: str = "", seed: int = 2020, epochs: int = 
         "model": "DCNv2", "model_root": model_dir, "task": "binary_classification", "loss": "binary_crossentropy",
         "metrics": ["logloss", "AUC"], "monitor": "AUC", "monitor_mode": "max", "optimizer": "adam",
         "learning_rate": ARCH["learning_rate"], "batch_size": ARCH["batch_size"], "epochs": epochs, "seed": seed,
-        "embedding_dim": ARCH["embedding_dim"], "embedding_regularizer": 2 * ARCH["embedding_l2"],
+        "embedding_dim": ARCH["embedding_dim"], "embedding_regularizer": ARCH["embedding_l2"],
         "net_regularizer": 0, "num_cross_layers": ARCH["num_cross_layers"],
         "parallel_dnn_hidden_units": ARCH["dnn_hidden_units"], "dnn_activations": "relu",
         "net_dropout": ARCH["dropout"], "batch_norm": False, "max_gradient_norm": ARCH["clip_norm"],

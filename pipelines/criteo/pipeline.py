@@ -220,6 +220,7 @@ def build(p: beam.Pipeline, cfg: PrepareConfig, plan: Optional[InputPlan] = None
       under ``cfg.output``, ``records`` written) and ``dead_written``.
     """
     plan = plan or plan_inputs(cfg)
+    cfg = cfg.with_format_defaults(plan.formats.values())
     shards = num_shards(cfg, plan)
     formats = FileFormats(cfg.input_format, plan.formats)
     return build_rows(
@@ -318,6 +319,7 @@ def finalize(cfg: PrepareConfig, plan: InputPlan) -> Dict[str, object]:
     Raises:
       RowAccountingError: (a ``RuntimeError``) the counts do not add up: rows lost or repeated by the run.
     """
+    cfg = cfg.with_format_defaults(plan.formats.values())
     out = cfg.output
     counts = finalize_rows(out)
     written = {s: int(counts["written"][s]) for s in SPLITS}
@@ -374,6 +376,7 @@ def run(cfg: PrepareConfig, progress: Optional[Callable[[str], None]] = None,
         raise ValueError("prepare.output is empty; set it to the output directory of the prepared dataset")
     options = pipeline_options(cfg)
     plan = plan_inputs(cfg)
-    cfg = dataclasses.replace(cfg, output=output_directory(cfg.output, files.OWNED_PATTERNS))
+    cfg = dataclasses.replace(cfg.with_format_defaults(plan.formats.values()),
+                              output=output_directory(cfg.output, files.OWNED_PATTERNS))
     run_pipeline(lambda p: build(p, cfg, plan), options, "prepare", cfg.runner, progress, progress_every)
     return finalize(cfg, plan)

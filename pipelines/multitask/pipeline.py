@@ -128,6 +128,7 @@ class ParseRows(ParseChunks):
 def build(p: beam.Pipeline, cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, object]:
     """Adds the whole pipeline to ``p``; returns the PCollections ``lines``, ``examples``, ``deadletter``,
     ``written`` and ``dead_written`` (as :func:`pipelines.criteo.pipeline.build`)."""
+    cfg = cfg.with_format_defaults()
     shards, layout_json = num_shards(cfg, plan), layout.to_json()
     return build_rows(p, cfg.output, plan.files, shards, lambda split: ParseRows(layout_json, split, cfg, shards),
                       _stats_fn(cfg, layout), _HeaderlessCount(layout_json), cfg.min_count)
@@ -163,6 +164,7 @@ def finalize(cfg: PrepareConfig, plan: InputPlan, layout: Layout) -> Dict[str, o
       pipelines.common.rows.RowAccountingError: (a ``RuntimeError``) the counts do not add up: rows lost or
         repeated by the run (``rows_written`` is what the sinks wrote, checked against the parser's counts).
     """
+    cfg = cfg.with_format_defaults()
     out = cfg.output
     counts = finalize_rows(out)
     clicks, convs = ({s: int(counts["splits"][s][i]) for s in SPLITS} for i in (1, 2))
@@ -213,6 +215,6 @@ def run(cfg: PrepareConfig, progress: Optional[Callable[[str], None]] = None,
     options = pipeline_options(cfg)
     plan = plan_inputs(cfg)
     layout = plan_layout(cfg, plan)
-    cfg = dataclasses.replace(cfg, output=output_directory(cfg.output, OWNED_PATTERNS))
+    cfg = dataclasses.replace(cfg.with_format_defaults(), output=output_directory(cfg.output, OWNED_PATTERNS))
     run_pipeline(lambda p: build(p, cfg, plan, layout), options, "prepare", cfg.runner, progress, progress_every)
     return finalize(cfg, plan, layout)

@@ -74,7 +74,8 @@ class DCNv2Config(Section):
       dnn_hidden_units: hidden layer sizes of the DNN.
       embedding_dim: embedding size of every field.
       dropout: dropout rate after each hidden layer.
-      embedding_l2: L2 coefficient on the embedding tables (Keras convention: coef * sum(w^2)).
+      embedding_l2: FuxiCTR's ``embedding_regularizer`` lambda on the embedding tables: the penalty is
+        ``(lambda / 2) * sum(w^2)`` over the whole tables, every step (``tfrec.layers.embedding.FeatureEmbedding``).
       net_l2: L2 coefficient on the dense kernels.
       batch_norm: batch normalisation in the DNN.
       head: ``binary`` (one logit) or ``jrc`` (two logits, non-click and click, as the ``jrc`` loss needs).

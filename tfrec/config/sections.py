@@ -8,7 +8,7 @@ architecture and the loss of each model) are in :mod:`tfrec.config.models`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, List, Literal, Optional
+from typing import Annotated, Iterable, List, Literal, Optional
 
 from pydantic import Field
 
@@ -86,6 +86,18 @@ class SimulationConfig(Section):
     funnel: FunnelConfig = dataclasses.field(default_factory=FunnelConfig)
 
 
+#: The defaults of ``prepare.min_count`` and ``prepare.numeric_transform`` per input format. Criteo x1 as
+#: FuxiCTR / BARS prepare it (``dataset_config.yaml`` of the KDD 2024 authors' repository): its numeric columns are
+#: already normalised floats, used as they are (no second transform), and ``min_categr_count: 1``. The Kaggle TSV
+#: (raw counts) and the multi-task layouts keep count 10 and the signed-log max scaling.
+FORMAT_DEFAULTS = {
+    "x1": {"min_count": 1, "numeric_transform": "none"},
+    "kaggle": {"min_count": 10, "numeric_transform": "log_minmax"},
+    "aliexpress": {"min_count": 10, "numeric_transform": "log_minmax"},
+    "aliccp": {"min_count": 10, "numeric_transform": "log_minmax"},
+}
+
+
 @dataclasses.dataclass
 class PrepareConfig(Section):
     """The Criteo and multi-task Beam pipelines (``pipelines.criteo``, ``pipelines.multitask``).
@@ -97,10 +109,13 @@ class PrepareConfig(Section):
         ``pointwise`` family; ``aliexpress`` and ``aliccp`` (CSV with header): the ``multitask`` family.
       output: output directory of the prepared dataset.
       beta_pos: weight of positive samples (KDD 2024 Eq. 15); 1.0 keeps the data as it is.
-      min_count: categorical values seen fewer times on the train split map to the OOV index.
+      min_count: categorical values seen fewer times on the train split map to the OOV index; ``null`` (the
+        default): the input format's (:data:`FORMAT_DEFAULTS`: 1 for ``x1``, 10 otherwise).
       split_ratios: train, valid, test shares (hash split).
       split_salt: salt of the split hash; change it to draw another split.
-      numeric_transform: ``log_minmax`` (default), ``minmax`` or ``none``; see ``tfrec.transforms``.
+      numeric_transform: ``log_minmax``, ``minmax`` or ``none`` (``tfrec.transforms``); ``null`` (the default): the
+        input format's (``none`` for ``x1``, whose numeric columns are already normalised floats; ``log_minmax``
+        for the raw counts of the Kaggle TSV and the multi-task layouts).
       num_shards: output shards per split (0: one per 256 MiB of input, at least one).
       runner: Beam runner name.
       beam_args: extra Beam pipeline arguments, passed through untouched.
@@ -116,13 +131,37 @@ class PrepareConfig(Section):
     input_format: Literal["auto", "kaggle", "x1", "aliexpress", "aliccp"] = "auto"
     output: str = ""
     beta_pos: Annotated[float, Field(gt=0, le=1)] = 1.0
-    min_count: Annotated[int, Field(ge=1)] = 10
+    min_count: Optional[Annotated[int, Field(ge=1)]] = None
     split_ratios: List[float] = dataclasses.field(default_factory=lambda: [0.7, 0.2, 0.1])
     split_salt: str = "tfrec"
-    numeric_transform: Literal["log_minmax", "minmax", "none"] = "log_minmax"
+    numeric_transform: Optional[Literal["log_minmax", "minmax", "none"]] = None
     num_shards: NonNegativeInt = 4
     runner: str = "DirectRunner"
     beam_args: List[str] = dataclasses.field(default_factory=list)
+
+    def with_format_defaults(self, formats: Iterable[str] = ()) -> "PrepareConfig":
+        """A copy with ``min_count`` and ``numeric_transform`` left ``null`` set to the input format's default
+        (:data:`FORMAT_DEFAULTS`).
+
+        Args:
+          formats: the formats of the input files (``auto`` sniffs one per file); used when ``input_format`` is
+            ``auto``. None given with ``auto``: the Kaggle defaults.
+
+        Raises:
+          ConfigError: a key left ``null`` whose default differs between the files' formats (x1 and Kaggle files
+            in one run): set it.
+        """
+        kinds = {self.input_format} if self.input_format != "auto" else (set(formats) or {"kaggle"})
+        out = {}
+        for key in ("min_count", "numeric_transform"):
+            if getattr(self, key) is not None:
+                continue
+            values = {FORMAT_DEFAULTS.get(k, FORMAT_DEFAULTS["kaggle"])[key] for k in kinds}
+            check(len(values) == 1, f"prepare.{key}", None,
+                  f"has no default for input files of formats {sorted(kinds)} (their defaults differ: "
+                  f"{sorted(map(str, values))}); set it")
+            out[key] = values.pop()
+        return dataclasses.replace(self, **out) if out else self
 
     def rules(self) -> None:
         _split_ratios("prepare.split_ratios", self.split_ratios)

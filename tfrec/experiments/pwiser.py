@@ -22,6 +22,9 @@ Readings of the paper (its summary gives neither the tasks nor the grids):
 * Single-task learning is two models, a CTR model and a CVR model (each with PWiseR on its own logit in the
   PWiseR setting); a cell trains both and scores CTCVR as ``pCTR * pCVR``.
 * PWiseR's defaults are the library's: lambda 0.1, m1 0.1, m2 0.2, hinge on probabilities.
+* Every cell reads its data with ``data.beta_pos = 1.0`` (:func:`method_overrides`): every sample weighs 1 in the
+  CTR loss and the metrics, whatever ``beta_pos`` the dataset was prepared with. PWiseR's paper trains plain BCE;
+  KDD 2024's down-weighting of positives (Eq. 15) is not part of it and is not carried into its CTR loss.
 """
 
 from __future__ import annotations
@@ -81,12 +84,13 @@ QUICK_SIZES = {"shared_bottom": ("model.bottom_units=[64]",), "esmm": ("model.bo
 
 def method_overrides(architecture: str, method: str, lam: float = 0.1, m1: float = 0.1,
                      m2: float = 0.2, quick: bool = False) -> tuple:
-    """Overrides that train ``architecture`` with ``method`` (``bce`` or ``pwiser``); ``quick`` adds the
-    architecture's :data:`QUICK_SIZES`."""
+    """Overrides that train ``architecture`` with ``method`` (``bce`` or ``pwiser``), reading the data with
+    ``data.beta_pos = 1.0`` (no KDD 2024 down-weighting of positives in the CTR loss, whatever the dataset was
+    prepared with); ``quick`` adds the architecture's :data:`QUICK_SIZES`."""
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {sorted(METHODS)}. Received: method={method!r}")
     tasks = pwiser_tasks(architecture) if method == "pwiser" else []
-    out = [f"model.name={architecture}", f"model.loss.pwiser_tasks=[{', '.join(tasks)}]"]
+    out = [f"model.name={architecture}", f"model.loss.pwiser_tasks=[{', '.join(tasks)}]", "data.beta_pos=1.0"]
     if architecture == "single_task":
         out.append("model.task=ctr")
     if method == "pwiser":

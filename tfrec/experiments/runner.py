@@ -12,6 +12,8 @@ A run trains the cell's config, then on the best weights measures, with the cell
 * ``train_bce``: the training BCE of Eq. 15 (``sum w BCE / N``, the mean over N of the training batches, with
   dropout on, as the paper's training curves show it; a combined loss optimises more than this term), per
   epoch and per logged interval (``train_bce.csv``), from the model's own training-metric accumulators;
+* ``landscape.csv`` in the run directory: the BCE around the trained head (Fig. 1b,
+  :mod:`tfrec.experiments.landscape`);
 * ``gradients``: from ``gradient_diagnostics.csv`` (``tfrec.metrics.gradients``), the first epoch's mean over
   batches of ``grad_neg_mean`` (the mean ``|dL/dz|`` over the batch's negatives: Fig. 2, Table 2's "gradient
   norm"), of the per-batch 90th percentile, and of ``grad_pos_mean``.
@@ -193,6 +195,9 @@ def run_training(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = 
     result = train(cfg, printer=printer, extra_callbacks=[bce])
     train_seconds = time.perf_counter() - start
     evaluation = _evaluate(result.model, cfg, buckets)
+    from tfrec.experiments.landscape import write_landscape
+
+    write_landscape(result.model, cfg, run_dir)  # Fig. 1b's grid, on the best weights
     curve = read_csv(os.path.join(run_dir, TRAIN_BCE_CSV))
     epochs = curve_summary(curve)
     summary = dict(result.summary)

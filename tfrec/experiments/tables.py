@@ -93,6 +93,13 @@ def _p(v: Any) -> str:
     return f"{v:.3f}" if v >= 0.001 else f"{v:.1e}"
 
 
+def _param(v: Any) -> str:
+    """A parameter cell: floats as ``%g``, a parameter the setting does not have (BCE's alpha) empty."""
+    if v is None or v == "":
+        return ""
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]]) -> str:
     """The table in Markdown: ``mean ± std`` per metric, then ``Δ`` to the baseline with the paired p-value."""
     params = [c for c in _columns(rows) if c.startswith("param_") and c != "param_method"]
@@ -102,8 +109,7 @@ def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         n = max(int(row.get(f"{k}_n", 0)) for k in protocol.metrics)
-        cells = [row["setting"], str(row.get("param_method", "")), *[f"{row.get(c):g}" if isinstance(row.get(c), float)
-                                                                   else str(row.get(c)) for c in params], str(n)]
+        cells = [row["setting"], str(row.get("param_method", "")), *[_param(row.get(c)) for c in params], str(n)]
         for key in protocol.metrics:
             m = METRICS[key]
             mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")

@@ -53,8 +53,10 @@ class FeatureEmbedding(keras.layers.Layer):
       vocabularies: field -> list of tokens (index ``i`` of the list gets id ``i + 1``; 0 is OOV).
       transform: ``{"kind": ..., "scale": {field: s}}`` as written by the pipeline in ``transform.json``.
       embedding_dim: size of every field embedding.
-      embedding_l2: L2 coefficient on the whole embedding tables (``coef * sum(w^2)``, applied every step as
-        FuxiCTR's embedding regulariser is).
+      embedding_l2: FuxiCTR's ``embedding_regularizer`` lambda (the KDD 2024 / BARS setting: 1e-5). FuxiCTR adds
+        ``(lambda / p) * ||W||_p^p`` with p = 2, i.e. ``(lambda / 2) * sum(w^2)`` over the whole embedding tables,
+        every step (``BaseModel.regularization_loss``); Keras' ``l2(c)`` adds ``c * sum(w^2)``, so the tables get
+        ``keras.regularizers.l2(lambda / 2)``: the same penalty and gradient ``lambda * w``.
     """
 
     def __init__(self, dense: Sequence[str], categorical: Sequence[str], vocabularies: Mapping[str, List[str]],
@@ -92,7 +94,8 @@ class FeatureEmbedding(keras.layers.Layer):
         return len(self.dense) + len(self.categorical)
 
     def build(self, input_shape):
-        reg = keras.regularizers.l2(self.embedding_l2) if self.embedding_l2 > 0 else None
+        # FuxiCTR's (lambda / 2) * sum(w^2) (see the class docstring), in Keras' c * sum(w^2) convention.
+        reg = keras.regularizers.l2(self.embedding_l2 / 2.0) if self.embedding_l2 > 0 else None
         # FuxiCTR's default embedding initialiser, N(0, 1e-4^2); one instance per weight.
         if self.categorical:
             self.table = self.add_weight("categorical_embeddings", shape=[self.table_size, self.embedding_dim],

@@ -27,10 +27,17 @@ Per training batch, tfrec records (the names are the keys of the training logs):
   embedding gradient counts as its dense equivalent (repeated rows are summed before squaring; TensorFlow's
   ``clip_by_global_norm`` squares the rows without merging them, so its norm can differ from this one).
 
-Reading of the figures: Fig. 2 and Fig. 9 are the ``grad_neg_*`` series and their spread within a batch (the
-percentiles; Fig. 9's histogram itself is not stored); Fig. 3's "90th percentile and average" of the layer
-gradient norms are statistics over training batches, to be taken from the per-batch ``grad_norm_*`` series that
-the ``GradientDiagnostics`` callback writes.
+* ``grad_neg_hist00`` .. ``grad_neg_hist39``: the histogram of ``|dL/dz_i|`` over the batch's negatives (the
+  per-sample magnitude above), counts in :data:`HIST_BINS` = 40 bins of equal width in ``log10`` between
+  :data:`HIST_LOW` = 1e-10 and :data:`HIST_HIGH` = 0.1 (:func:`log_histogram`; :func:`histogram_edges` gives the
+  edges). The edges are fixed, so the histograms of batches, epochs and runs add up. A value below the first edge
+  (a zero gradient included) counts in the first bin, one above the last edge in the last.
+
+Reading of the figures: Fig. 2 is the ``grad_neg_mean`` series; Fig. 9 ("distribution of gradient norms for
+negative samples", frequency per log-spaced bucket) is the ``grad_neg_hist*`` counts summed over batches and
+normalised to frequencies; Fig. 3's "90th percentile and average" of the layer gradient norms are statistics over
+training batches, taken from the per-batch ``grad_norm_*`` series that the ``GradientDiagnostics`` callback
+writes (``tfrec.experiments.plots``).
 
 Under a distribution strategy the per-sample values are all-gathered across replicas (percentiles and means are
 over the global batch) and the norms are taken of the all-reduced gradient, so a 2-replica step reports the same
@@ -39,12 +46,25 @@ values as a 1-device step on the same global batch.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
 
 DEFAULT_PERCENTILES: Tuple[int, ...] = (10, 50, 90)
+#: The negative-logit gradient histogram (Fig. 9): ``HIST_BINS`` bins of equal log10 width in [HIST_LOW, HIST_HIGH].
+HIST_BINS = 40
+HIST_LOW = 1e-10
+HIST_HIGH = 0.1
+HIST_NAMES: Tuple[str, ...] = tuple(f"grad_neg_hist{i:02d}" for i in range(HIST_BINS))
+
+
+def histogram_edges(low: float = HIST_LOW, high: float = HIST_HIGH, bins: int = HIST_BINS):
+    """The ``bins + 1`` bin edges of :func:`log_histogram` (NumPy, ``np.logspace``)."""
+    import numpy as np
+
+    return np.logspace(np.log10(low), np.log10(high), bins + 1)
 
 
 # ------------------------------------------------------------------------------------------- statistics
@@ -92,6 +112,34 @@ def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     n = tf.reduce_sum(m)
     total = tf.reduce_sum(tf.where(m > 0, v, tf.zeros_like(v)))
     return tf.cast(tf.where(n > 0, total / tf.maximum(n, 1.0), tf.constant(float("nan"), tf.float64)), tf.float32)
+
+
+def log_histogram(values: tf.Tensor, mask: tf.Tensor, low: float = HIST_LOW, high: float = HIST_HIGH,
+                  bins: int = HIST_BINS) -> tf.Tensor:
+    """Counts of ``values[mask]`` in ``bins`` bins of equal width in ``log10`` between ``low`` and ``high``.
+
+    Bin ``k`` holds ``edges[k] <= v < edges[k + 1]`` (``edges`` = :func:`histogram_edges`), the index computed as
+    ``floor(bins * (log10 v - log10 low) / (log10 high - log10 low))`` in float64; values below ``low`` (zero
+    included) go to bin 0, values at or above ``high`` to the last bin.
+
+    Returns:
+      ``[bins]`` float32 counts.
+    """
+    if not 0.0 < low < high or bins < 1:
+        raise ValueError(f"need 0 < low < high and bins >= 1. Received: low={low}, high={high}, bins={bins}")
+    v = tf.cast(tf.reshape(values, [-1]), tf.float64)
+    m = tf.cast(tf.reshape(mask, [-1]), tf.float64)
+    lo, hi = math.log10(low), math.log10(high)
+    pos = (tf.math.log(tf.maximum(v, low)) / math.log(10.0) - lo) / (hi - lo) * bins
+    idx = tf.cast(tf.clip_by_value(tf.floor(pos), 0.0, bins - 1.0), tf.int32)
+    return tf.cast(tf.math.unsorted_segment_sum(m, idx, bins), tf.float32)
+
+
+def negative_histogram(grad_logit: tf.Tensor, labels: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """``grad_neg_hist<kk>``: :func:`log_histogram` of the per-sample ``|dL/dz_i|`` over the negatives (label 0)."""
+    y = tf.reshape(tf.cast(labels, tf.float32), [-1])
+    counts = log_histogram(per_sample_magnitude(grad_logit), tf.equal(y, 0.0))
+    return {name: counts[i] for i, name in enumerate(HIST_NAMES)}
 
 
 def per_sample_magnitude(grad: tf.Tensor) -> tf.Tensor:
@@ -259,6 +307,7 @@ def diagnostic_step(optimizer, loss: tf.Tensor, tape: tf.GradientTape, variables
         grad_logit = tf.reshape(grad_logit, [tf.shape(grad_logit)[0], -1])
     grad_logit, y = gather_replicas([grad_logit, tf.reshape(tf.cast(labels, tf.float32), [-1])])
     out.update(logit_gradient_stats(grad_logit, y, percentiles))
+    out.update(negative_histogram(grad_logit, y))
     for name, group in (named_variables or {}).items():
         group_grads = []
         for v in _as_tuple(group):
@@ -281,6 +330,7 @@ def diagnostic_names(named_variables: Sequence[str] = (), percentiles: Sequence[
         for kind in ("neg", "pos"):
             names.append(f"grad_{kind}_{prefix}mean")
             names.extend(f"grad_{kind}_{prefix}p{_q_name(q)}" for q in percentiles)
+    names.extend(HIST_NAMES)
     names.extend(f"grad_norm_{n}" for n in named_variables)
     names.append("grad_norm_global")
     return tuple(names)
