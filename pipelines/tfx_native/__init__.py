@@ -15,4 +15,27 @@
 The Trainer is TFX's stock ``Trainer`` with ``module_file`` = ``tfrec/trainer_module.py`` and the Pusher is TFX's
 stock ``Pusher``. The logic of every component is the one the home-made runner (:mod:`pipelines.tfx`) calls.
 Nothing in ``tfrec``, ``export`` or ``serving`` imports this package, so tfrec installs and runs without TFX.
+
+Evaluator: tfrec's pipelines bless with ``TfrecEvaluator``, not with TFX's stock (TFMA) ``Evaluator``, for every
+family, because:
+
+* TFMA's AUC is approximated: predictions are counted into 10,000 equal-width bins of [0, 1] and the ROC curve is
+  interpolated between them, so a (positive, negative) pair whose scores share a bin counts one half whatever
+  their order; tfrec blesses on the exact AUC (the number ``tfrec evaluate`` reports and the papers' tables use).
+  The gap is bounded by half the share of such pairs: 2.9e-5 in ``tests/tfx_native/test_tfx_stock_trainer.py``
+  (286 scores spread over [0.15, 0.35]), more where scores crowd into a narrow band (click-through rates near a
+  low base rate), and a floor or a "no worse than the blessed model" test near that size would turn on the
+  binning.
+* TFMA cannot score the list-wise family: its extractors expect one prediction per input record, while a
+  pre-ranking record is one request's ``ExampleListWithContext``, scored through ``score_candidates`` with an item
+  mask, and blessing is on the click AUC over the lists' impressions.
+* Mixing (TFMA for the point-wise families, tfrec for the list-wise one) would split blessing: two metric
+  implementations and two kinds of evaluation output behind one ``ModelBlessing``, and "no worse than the blessed
+  model" comparing numbers from different code.
+
+The stock ``Evaluator`` still works with tfrec's models in a TFX user's own pipeline: the point-wise export's
+``serving_default`` takes serialized ``tf.Example`` records and returns ``ctr``, so a TFMA ``EvalConfig`` with
+``ModelSpec(signature_name="serving_default", label_key="label", prediction_key="ctr",
+preprocessing_function_names=[])`` and a ``Resolver`` with ``LatestBlessedModelStrategy`` bless a trained model and
+refuse a worse one (``tests/tfx_native/test_tfx_stock_trainer.py``).
 """

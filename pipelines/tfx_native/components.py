@@ -88,25 +88,37 @@ class ValidationGate(base_component.BaseComponent):
 
 
 class ListwiseStatisticsGenSpec(ComponentSpec):
-    PARAMETERS = {"params": ExecutionParameter(type=str)}
+    PARAMETERS = {"params": ExecutionParameter(type=str),
+                  "dataset_dir": ExecutionParameter(type=str, optional=True)}
     INPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = {"statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics)}
 
 
 class ListwiseStatisticsGen(base_component.BaseComponent):
     """Statistics of ``ExampleListWithContext`` records (context and per-item features, label rates on
-    impressions): ``statistics.json``, which TFDV does not read."""
+    impressions): ``statistics.json``, which TFDV does not read.
+
+    Args:
+      examples: the Examples: tfrec's ExampleGen's, or a stock ``ImportExampleGen``'s over ``tfrec prepare-hybrid``
+        output (then give ``dataset_dir``).
+      params: JSON of ``pipelines.tfx.components.statistics_gen.parameters``
+        (``{"labels": [...], "records": "ExampleListWithContext"}``).
+      dataset_dir: the prepared directory whose side files (``schema.json``, ``items.jsonl``) to read, when the
+        Examples artifact has none (a stock ExampleGen wrote it); by default the artifact's own.
+    """
 
     SPEC_CLASS = ListwiseStatisticsGenSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executors.ListwiseStatisticsGenExecutor)
 
-    def __init__(self, examples: types.BaseChannel, params: str):
+    def __init__(self, examples: types.BaseChannel, params: str, dataset_dir: Optional[str] = None):
         super().__init__(spec=ListwiseStatisticsGenSpec(
-            examples=examples, params=params, statistics=types.Channel(type=standard_artifacts.ExampleStatistics)))
+            examples=examples, params=params, dataset_dir=dataset_dir,
+            statistics=types.Channel(type=standard_artifacts.ExampleStatistics)))
 
 
 class ListwiseExampleValidatorSpec(ComponentSpec):
-    PARAMETERS = {"params": ExecutionParameter(type=str), "baseline_dir": ExecutionParameter(type=str)}
+    PARAMETERS = {"params": ExecutionParameter(type=str), "baseline_dir": ExecutionParameter(type=str),
+                  "dataset_dir": ExecutionParameter(type=str, optional=True)}
     INPUTS = {"statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
               "examples": ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = {"anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies)}
@@ -114,14 +126,23 @@ class ListwiseExampleValidatorSpec(ComponentSpec):
 
 class ListwiseExampleValidator(base_component.BaseComponent):
     """tfrec's list-wise checks (missing / new features, out-of-range values, drift of the impressions' label
-    rates) against the last validated data; stops the run on anomalies."""
+    rates) against the last validated data; stops the run on anomalies.
+
+    Args:
+      statistics, examples: ListwiseStatisticsGen's output and its Examples.
+      params: JSON of ``pipelines.tfx.components.example_validator.parameters``.
+      baseline_dir: where the last validated data's statistics are kept.
+      dataset_dir: as :class:`ListwiseStatisticsGen`'s.
+    """
 
     SPEC_CLASS = ListwiseExampleValidatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executors.ListwiseExampleValidatorExecutor)
 
-    def __init__(self, statistics: types.BaseChannel, examples: types.BaseChannel, params: str, baseline_dir: str):
+    def __init__(self, statistics: types.BaseChannel, examples: types.BaseChannel, params: str, baseline_dir: str,
+                 dataset_dir: Optional[str] = None):
         super().__init__(spec=ListwiseExampleValidatorSpec(
             statistics=statistics, examples=examples, params=params, baseline_dir=baseline_dir,
+            dataset_dir=dataset_dir,
             anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies)))
 
 

@@ -39,15 +39,17 @@ def pipeline_config(text: str):
 
 
 @contextlib.contextmanager
-def examples_view(examples):
-    """A prepared-dataset view (a temporary directory) of a TFX Examples artifact written by tfrec's ExampleGen."""
+def examples_view(examples, dataset_dir: str = ""):
+    """A prepared-dataset view (a temporary directory) of a TFX Examples artifact: its ``Split-<name>/`` files with
+    the side files of ``dataset_dir`` (a stock ExampleGen's artifact has none), by default the artifact's own
+    (tfrec's ExampleGen writes them there)."""
     from tfrec.trainer_data import build_view
 
     tmp = tempfile.mkdtemp(prefix="tfrec-view-")
     try:
         splits = {s: sorted(glob.glob(os.path.join(examples.uri, f"Split-{s}", "*")))
                   for s in artifact_utils.decode_split_names(examples.split_names)}
-        yield build_view(os.path.join(tmp, "data"), splits, examples.uri)
+        yield build_view(os.path.join(tmp, "data"), splits, dataset_dir or examples.uri)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -97,7 +99,7 @@ class ListwiseStatisticsGenExecutor(base_executor.BaseExecutor):
 
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         out = artifact_utils.get_single_instance(output_dict["statistics"])
-        with examples_view(examples) as view:
+        with examples_view(examples, exec_properties.get("dataset_dir") or "") as view:
             statistics_gen.execute(_context(out.uri), {"examples": home.Examples(uri=view)},
                                    json.loads(exec_properties["params"]))
         out.split_names = artifact_utils.encode_split_names(list(SPLITS))
@@ -123,7 +125,7 @@ class ListwiseExampleValidatorExecutor(base_executor.BaseExecutor):
         schema_dir = os.path.join(out.uri, "reference_schema")
         os.makedirs(schema_dir, exist_ok=True)
         write_json(os.path.join(schema_dir, "schema.json"), infer_schema(reference["train"]))
-        with examples_view(examples) as view:
+        with examples_view(examples, exec_properties.get("dataset_dir") or "") as view:
             inputs = {"statistics": home.Statistics(uri=statistics.uri), "schema": home.Schema(uri=schema_dir),
                       "examples": home.Examples(uri=view)}
             produced = example_validator.execute(_context(out.uri), inputs, params)  # raises on anomalies
