@@ -123,9 +123,17 @@ def test_stock_tfx_trainer_with_tfrecs_module_pushes_a_model_that_serves_and_tfm
     metrics = _overall_metrics(newest(root, "Evaluator", "evaluation"))
     test = split_records(examples_uri, "test", 10 ** 9)
     scores = tf.saved_model.load(model).signatures["serving_default"](examples=tf.constant(test))["ctr"].numpy()
-    exact = roc_auc_score(np.array([_label(r) for r in test]), scores)
+    labels = np.array([_label(r) for r in test])
+    exact = roc_auc_score(labels, scores)
+    # TFMA sums the ROC curve over 10,000 evenly spaced thresholds: a positive-negative pair whose scores fall
+    # between the same two thresholds loses its order (counted as a half), so TFMA's AUC differs from the exact one
+    # by at most half the share of such pairs (about 1e-4 to 2e-4 on this data, scores crowd near the base rate).
+    bins = np.clip(np.floor(scores * 10_000), 0, 9_999).astype(np.int64)
+    pos = np.bincount(bins[labels > 0], minlength=10_000)
+    neg = np.bincount(bins[labels <= 0], minlength=10_000)
+    bound = 0.5 * float(np.sum(pos * neg)) / (pos.sum() * neg.sum())
     assert metrics["example_count"] == len(test)
-    assert exact > MIN_AUC and abs(metrics["auc"] - exact) < 1e-4, (metrics["auc"], exact)
+    assert exact > MIN_AUC and abs(metrics["auc"] - exact) <= bound + 1e-6, (metrics["auc"], exact, bound)
 
     # A worse model (a constant score: AUC 0.5) in the same pipeline: the Resolver hands the Evaluator the blessed
     # model as the baseline; the Evaluator does not bless, and the Pusher pushes nothing.
