@@ -26,11 +26,12 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import tensorflow as tf
 import tf_keras as keras
 
-from export import preranking
-from export import signatures as sig
+import export.preranking as preranking
+import export.signatures as sig
 from export.validate import ValidationReport, validate as validate_export
-from export import versions, warmup
-from tfrec.families import family_of_model
+import export.versions as versions
+import export.warmup as warmup
+from tfrec.families.registry import family_of_model
 from tfrec.features import PointwiseSchema
 
 INFO_FILE = "tfrec_export.json"

@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import input_pb2
 
-from export import signatures as sig
-from export import warmup
+import export.signatures as sig
+import export.warmup as warmup
 from tfrec.features import ListwiseSchema
 from tfrec.models.preranking import serving as ps
 

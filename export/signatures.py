@@ -42,20 +42,9 @@ import tensorflow as tf
 
 from tfrec.features import PointwiseSchema
 
-SERVING_DEFAULT = "serving_default"
-PREDICT_RAW = "predict_raw"
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-
-EXAMPLES_KEY = "examples"  # serving_default's input
-INPUTS_KEY = "inputs"  # Classify / Regress input (TF Serving's fixed name)
-SCORES_KEY, CLASSES_KEY, OUTPUTS_KEY = "scores", "classes", "outputs"
-CLASS_LABELS = ("0", "1")
-DEFAULT_TASK = "ctr"
+from export.names import (CLASS_LABELS, CLASSES_KEY, CLASSIFICATION, CLASSIFY_METHOD, DEFAULT_TASK, EXAMPLES_KEY,
+                          INPUTS_KEY, OUTPUTS_KEY, PREDICT_METHOD, PREDICT_RAW, REGRESS_METHOD, REGRESSION, SCORES_KEY,
+                          SERVING_DEFAULT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +63,7 @@ class TaskOutputs:
 def task_outputs(model) -> List[TaskOutputs]:
     """The exported tasks of ``model``, in output order (the first one answers Classify and Regress), as its
     family names them (:meth:`tfrec.families.Family.export_tasks`)."""
-    from tfrec.families import family_of_model
+    from tfrec.families.registry import family_of_model
 
     return [TaskOutputs(*t) for t in family_of_model(model).export_tasks(model)]
 
@@ -129,7 +118,7 @@ class SignatureSet:
 
     def warmup_records(self, serialized: List[bytes], model_name: str, warmup_rows: int):
         """The warmup ``PredictionLog`` records of every signature (:func:`export.warmup.build_records`)."""
-        from export import warmup
+        import export.warmup as warmup
 
         return warmup.build_records(self, serialized, model_name)
 

@@ -30,9 +30,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from export import signatures as sig
-from export import warmup
-from tfrec.families import family_of_model
+import export.signatures as sig
+import export.warmup as warmup
+from tfrec.families.registry import family_of_model
 from tfrec.features import PointwiseSchema
 
 FRESH_CHECK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fresh_check.py")

@@ -22,8 +22,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, input_pb2, model_pb2, predict_pb2, prediction_log_pb2,
                                      regression_pb2)
 
-from export import signatures as sig
-from tfrec import data as data_lib
+import export.names as names
+import tfrec.data as data_lib
 from tfrec.features import PointwiseSchema
 
 WARMUP_DIR = "assets.extra"
@@ -118,7 +118,7 @@ def dataset_examples(data_dir: str, schema: PointwiseSchema, count: int = 16,
     return out
 
 
-def raw_inputs(serialized: Sequence[bytes], signature_set: "sig.SignatureSet") -> Dict[str, np.ndarray]:
+def raw_inputs(serialized: Sequence[bytes], signature_set: "SignatureSet") -> Dict[str, np.ndarray]:
     """The ``predict_raw`` inputs of serialized examples: feature -> ``[n]`` array with the signature's dtype."""
     parsed = signature_set.parse(tf.constant(list(serialized), tf.string))
     return {k: v.numpy() for k, v in parsed.items()}
@@ -146,18 +146,18 @@ def _example_list(serialized: Sequence[bytes]) -> input_pb2.Input:
 
 
 def classify_log(model_name: str, serialized: Sequence[bytes]) -> prediction_log_pb2.PredictionLog:
-    request = classification_pb2.ClassificationRequest(model_spec=_spec(model_name, sig.CLASSIFICATION),
+    request = classification_pb2.ClassificationRequest(model_spec=_spec(model_name, names.CLASSIFICATION),
                                                        input=_example_list(serialized))
     return prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=request))
 
 
 def regress_log(model_name: str, serialized: Sequence[bytes]) -> prediction_log_pb2.PredictionLog:
-    request = regression_pb2.RegressionRequest(model_spec=_spec(model_name, sig.REGRESSION),
+    request = regression_pb2.RegressionRequest(model_spec=_spec(model_name, names.REGRESSION),
                                                input=_example_list(serialized))
     return prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(request=request))
 
 
-def build_records(signature_set: "sig.SignatureSet", serialized: Sequence[bytes],
+def build_records(signature_set: "SignatureSet", serialized: Sequence[bytes],
                   model_name: str = "") -> List[prediction_log_pb2.PredictionLog]:
     """The warmup records of one export: ``serving_default`` on all rows and on the first row alone (two batch
     sizes), ``predict_raw``, Classify and Regress on all rows.
@@ -168,14 +168,14 @@ def build_records(signature_set: "sig.SignatureSet", serialized: Sequence[bytes]
     serialized = list(serialized)
     if not serialized:
         raise ValueError("warmup needs at least one example")
-    examples = {sig.EXAMPLES_KEY: np.array(serialized, dtype=object)}
-    first = {sig.EXAMPLES_KEY: np.array(serialized[:1], dtype=object)}
-    string = {sig.EXAMPLES_KEY: tf.string}
+    examples = {names.EXAMPLES_KEY: np.array(serialized, dtype=object)}
+    first = {names.EXAMPLES_KEY: np.array(serialized[:1], dtype=object)}
+    string = {names.EXAMPLES_KEY: tf.string}
     raw_dtypes = {k: s.dtype for k, s in signature_set.raw_spec.items()}
     return [
-        predict_log(model_name, sig.SERVING_DEFAULT, examples, string),
-        predict_log(model_name, sig.SERVING_DEFAULT, first, string),
-        predict_log(model_name, sig.PREDICT_RAW, raw_inputs(serialized, signature_set), raw_dtypes),
+        predict_log(model_name, names.SERVING_DEFAULT, examples, string),
+        predict_log(model_name, names.SERVING_DEFAULT, first, string),
+        predict_log(model_name, names.PREDICT_RAW, raw_inputs(serialized, signature_set), raw_dtypes),
         classify_log(model_name, serialized),
         regress_log(model_name, serialized),
     ]

@@ -18,14 +18,11 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from tfrec import data_memory
+import tfrec.data_memory as data_memory
+from tfrec.errors import DatasetError
 from tfrec.features import PointwiseSchema
 
 SPLITS = ("train", "valid", "test")
-
-
-class DatasetError(FileNotFoundError):
-    """A prepared dataset directory is missing or incomplete."""
 
 
 def _require_dir(data_dir: str) -> None:
@@ -53,7 +50,7 @@ def load_schema(data_dir: str):
     Raises:
       DatasetError: the directory or its ``schema.json`` is missing.
     """
-    from tfrec.families import family_of
+    from tfrec.families.registry import family_of
 
     return family_of(data_dir).load_schema(data_dir)
 

@@ -27,7 +27,7 @@ import sys
 import uuid
 from typing import Callable, Dict, List, Optional
 
-from pipelines.tfx import metadata as md
+import pipelines.tfx.metadata as md
 from pipelines.tfx.artifacts import Artifact
 from pipelines.tfx.components import ORDER, ComponentError, Context
 from pipelines.tfx.config import PipelineConfig

@@ -82,7 +82,7 @@ class Family:
 
     def check_dataset(self, data_dir: str) -> None:
         """Raises ``tfrec.data.DatasetError`` unless ``data_dir`` is a prepared dataset of this family."""
-        from tfrec.data import DatasetError
+        from tfrec.errors import DatasetError
         from tfrec.families.registry import family_of
 
         found = family_of(data_dir)

@@ -123,7 +123,7 @@ def read_schema_json(data_dir: str) -> Dict[str, object]:
     Raises:
       tfrec.data.DatasetError: no directory given, the directory or its ``schema.json`` is missing or unreadable.
     """
-    from tfrec.data import DatasetError
+    from tfrec.errors import DatasetError
 
     if not data_dir:
         raise DatasetError("no dataset directory given (data.dir / --data)")
@@ -148,7 +148,7 @@ def family_of(data_dir: str):
     Raises:
       tfrec.data.DatasetError: the dataset or its schema is missing, or its kind is no registered family.
     """
-    from tfrec.data import DatasetError
+    from tfrec.errors import DatasetError
 
     kind = kind_of(read_schema_json(data_dir))
     try:

@@ -137,7 +137,7 @@ def count_outside(files, schema: ListwiseSchema, ranges: Dict[str, Tuple[float, 
     import tensorflow as tf
     from tensorflow_serving.apis import input_pb2
 
-    from pipelines.tfx.components.statistics_gen import _count
+    from pipelines.tfx.components.value_ranges import count_values_outside
 
     context_names = set(schema.context_categorical + schema.context_int + schema.context_sequences)
     in_context = {n: r for n, r in ranges.items() if n in context_names}
@@ -147,10 +147,10 @@ def count_outside(files, schema: ListwiseSchema, ranges: Dict[str, Tuple[float, 
         elwc = input_pb2.ExampleListWithContext.FromString(record)
         feature = elwc.context.features.feature
         for name, (lo, hi) in in_context.items():
-            _count(feature, name, lo, hi, counts[name])
+            count_values_outside(feature, name, lo, hi, counts[name])
         if in_items:
             for ex in elwc.examples:
                 feature = ex.features.feature
                 for name, (lo, hi) in in_items.items():
-                    _count(feature, name, lo, hi, counts[name])
+                    count_values_outside(feature, name, lo, hi, counts[name])
     return {name: (c[0], c[1]) for name, c in counts.items()}

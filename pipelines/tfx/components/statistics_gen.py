@@ -98,21 +98,8 @@ def count_outside(files, ranges: Dict[str, Tuple[float, float]]) -> Dict[str, Tu
     for record in tf.data.TFRecordDataset(list(files), compression_type="GZIP").as_numpy_iterator():
         feature = tf.train.Example.FromString(record).features.feature
         for name, (lo, hi) in ranges.items():
-            _count(feature, name, lo, hi, counts[name])
+            count_values_outside(feature, name, lo, hi, counts[name])
     return {name: (c[0], c[1]) for name, c in counts.items()}
-
-
-def _count(feature, name: str, lo: float, hi: float, acc: list) -> None:
-    """Adds the values of ``feature[name]`` (a proto map) outside ``[lo, hi]`` and their number to ``acc``."""
-    if name not in feature:
-        return
-    feat = feature[name]
-    kind = feat.WhichOneof("kind")
-    if kind not in ("float_list", "int64_list"):
-        return
-    vals = getattr(feat, kind).value
-    acc[0] += sum(1 for v in vals if v < lo or v > hi)
-    acc[1] += len(vals)
 
 
 def execute(ctx, inputs, params):
@@ -120,7 +107,7 @@ def execute(ctx, inputs, params):
     labels = params.get("labels", [LABEL])
     listwise = params.get("records") == "ExampleListWithContext"
     if listwise:
-        from pipelines.tfx.components import listwise_stats
+        import pipelines.tfx.components.listwise_stats as listwise_stats
         from tfrec.families import family_of
 
         schema = family_of(data_dir).load_schema(data_dir)

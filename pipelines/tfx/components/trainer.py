@@ -13,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
-import importlib.util
 import os
-import sys
 
 from pipelines.tfx.artifacts import Model
 from pipelines.tfx.components import ComponentError
 from pipelines.tfx.components.example_gen import family
+from pipelines.tfx.components.module_file import load_module
 
 NAME = "trainer"
 INPUTS = ("examples", "schema")
@@ -46,18 +45,6 @@ def parameters(cfg):
             "eval_steps": cfg.pipeline.eval_steps, "workers": cfg.pipeline.workers,
             "worker_timeout_s": cfg.pipeline.worker_timeout_s,
             "custom_config": {**sections, "user": cfg.pipeline.custom_config}}
-
-
-def load_module(path: str):
-    """Imports the module file at ``path`` (a fresh module object each call)."""
-    name = f"tfrec_user_trainer_{hashlib.sha1(path.encode()).hexdigest()[:8]}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look their module up there
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "run_fn", None)):
-        raise ComponentError(f"trainer module {path} defines no run_fn(fn_args)")
-    return module
 
 
 def execute(ctx, inputs, params):

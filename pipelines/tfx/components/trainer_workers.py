@@ -121,7 +121,7 @@ def main(argv: Sequence[str]) -> int:
     # MultiWorkerMirroredStrategy must be the process's first TensorFlow work (tfrec.train builds it again
     # from the same TF_CONFIG; the collective runtime is set up once, here).
     devices.make_strategy(1)
-    from pipelines.tfx.components.trainer import load_module
+    from pipelines.tfx.components.module_file import load_module
     from tfrec.trainer_module import FnArgs
 
     with open(argv[0], "r", encoding="utf-8") as f:

@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
-from tfrec.losses import cascade_baselines
+import tfrec.losses.cascade_baselines as cascade_baselines
 from tfrec.losses.base import Loss, register
 from tfrec.losses.classes.preranking import _list_tensor, _output
 

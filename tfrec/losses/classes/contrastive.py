@@ -13,7 +13,11 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from tfrec.losses import contrastive, distributed, pointwise
+import tfrec.losses.contrastive as contrastive
+
+import tfrec.losses.distributed as distributed
+
+import tfrec.losses.pointwise as pointwise
 from tfrec.losses.base import Loss, logits_of, register
 from tfrec.losses.classes.listwise import check_alpha
 

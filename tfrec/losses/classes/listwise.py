@@ -14,7 +14,11 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from tfrec.losses import distributed, listwise, pointwise
+import tfrec.losses.distributed as distributed
+
+import tfrec.losses.listwise as listwise
+
+import tfrec.losses.pointwise as pointwise
 from tfrec.losses.base import Loss, logits_of, register
 
 

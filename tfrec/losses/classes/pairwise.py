@@ -12,7 +12,11 @@ from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from tfrec.losses import distributed, pairwise, pointwise
+import tfrec.losses.distributed as distributed
+
+import tfrec.losses.pairwise as pairwise
+
+import tfrec.losses.pointwise as pointwise
 from tfrec.losses.base import Loss, logits_of, register
 
 

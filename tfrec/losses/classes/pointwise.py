@@ -6,7 +6,9 @@ from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
-from tfrec.losses import distributed, pointwise
+import tfrec.losses.distributed as distributed
+
+import tfrec.losses.pointwise as pointwise
 from tfrec.losses.base import Loss, logits_of, register
 
 

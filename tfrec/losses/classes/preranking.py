@@ -32,7 +32,9 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfrec.losses import consistency, infonce
+import tfrec.losses.consistency as consistency
+
+import tfrec.losses.infonce as infonce
 from tfrec.losses.base import Loss, register
 
 POSITIVE, HARD_NEGATIVE, EASY_NEGATIVE = 1, 2, 3

@@ -61,7 +61,8 @@ from tfrec.losses.classes.preranking import EASY_NEGATIVE, HARD_NEGATIVE, POSITI
 from tfrec.losses.consistency import list_mle, list_net_impressions
 from tfrec.losses.pointwise import impression_bce
 from tfrec.models.base import RankingModel
-from tfrec.models.preranking import baselines, negatives
+import tfrec.models.preranking.baselines as baselines
+import tfrec.models.preranking.negatives as negatives
 from tfrec.models.preranking.serving import ServingFunctions
 from tfrec.models.preranking.towers import CONTEXT, HISTORY, CrossTower, ItemTower, UserTower
 from tfrec.hccp_variants import switches
