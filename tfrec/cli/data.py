@@ -116,7 +116,7 @@ def _cmd_simulate_taobao(args) -> int:
 
 
 def _cmd_prepare_taobao(args) -> int:
-    from tfrec.experiments.hccp_taobao import prepare_taobao
+    from tfrec.experiments.hccp.taobao import prepare_taobao
 
     cfg = load(args, {"raw_sample": "taobao.raw_sample", "ad_feature": "taobao.ad_feature",
                       "user_profile": "taobao.user_profile", "behavior_log": "taobao.behavior_log",

@@ -39,22 +39,22 @@ def _cmd_experiment(args) -> int:
 
 
 def experiment_config(args, protocol):
-    """The base config of ``protocol``: with --quick its own quick preset (default the KDD one), then --config
-    and --set."""
-    from tfrec.experiments.quick import QUICK_CONFIG
-
-    return load(args, {}, base_yaml=(protocol.quick_config or QUICK_CONFIG) if args.quick else None)
+    """The base config of ``protocol``: with --quick its own quick preset, then --config and --set."""
+    if args.quick and not protocol.quick_config:
+        raise UsageError(f"protocol {protocol.name!r} has no --quick preset; give --data")
+    return load(args, {}, base_yaml=protocol.quick_config if args.quick else None)
 
 
 def experiment_data(args, protocol, cfg, data: Optional[str]) -> Optional[str]:
     """The dataset ``protocol`` runs on: with --quick and no --data, its own simulated one; with `all` and --data,
     None for a protocol whose kind of dataset that is not (it is skipped, with a line saying so)."""
     from tfrec.data import DatasetError
-    from tfrec.experiments.quick import prepare_quick_data
     from tfrec.families import get
 
     if data is None:
-        return (protocol.quick_data or prepare_quick_data)(cfg, args.out)
+        if protocol.quick_data is None:
+            raise UsageError(f"protocol {protocol.name!r} makes no --quick dataset; give --data")
+        return protocol.quick_data(cfg, args.out)
     if args.protocol == "all":
         try:
             get(protocol.family).check_dataset(data)
@@ -65,7 +65,7 @@ def experiment_data(args, protocol, cfg, data: Optional[str]) -> Optional[str]:
 
 
 def add_experiment(sub) -> None:
-    from tfrec.experiments.protocols import names as protocol_names
+    from tfrec.experiments import names as protocol_names
 
     p = sub.add_parser("experiment", help="an experiment protocol (KDD 2024 losses, PWiseR multi-task, HCCP "
                                           "pre-ranking) over settings and seeds: tables, plots, run record "

@@ -1,16 +1,17 @@
-"""The experiment protocols (KDD 2024 losses, HCCP pre-ranking) as runnable, resumable sweeps with tables and plots.
+"""The experiment protocols (KDD 2024 losses, PWiseR multi-task, HCCP pre-ranking) as runnable, resumable sweeps
+with tables and plots.
 
 ``tfrec experiment <protocol> --data DIR --seeds N --out OUT`` (or :func:`run_protocol`) runs a registered
-protocol (``protocols.names()``: sparsity, alpha, losses, focal, negative-sampling, contrastive, findings) on a
-prepared dataset, ``hccp`` (the HCCP variants of Tables 1 and 3) on a prepared hybrid-sample dataset, and
-``hccp-taobao`` (HCCP's Table 2: ``hccp_taobao``, ``hccp_taobao_report``) on the Taobao lists.
-Modules: ``store`` (cells, fingerprints, atomic result files), ``runner`` (one training run), ``stats`` (mean /
-std, paired t-test), ``tables`` (CSV, Markdown), ``plots`` (PNG), ``report``, ``findings``, ``protocols`` (the
-registry), ``engine`` (the sweep), ``quick`` (the ``--quick`` dataset), ``hccp`` and ``hccp_report`` (the HCCP
-protocol and its report).
+protocol (:func:`names`): the KDD 2024 ones (sparsity, alpha, losses, focal, negative-sampling, contrastive,
+findings) on a prepared point-wise dataset, ``hccp`` (the HCCP variants of Tables 1 and 3) on a prepared
+hybrid-sample dataset, ``hccp-taobao`` (HCCP's Table 2) on the Taobao lists, and ``pwiser`` on a prepared
+multi-task dataset.
+
+Packages: ``core`` (the registry, the sweep, the one cell runner, the store, statistics, tables, plots; it imports
+no family's code), and the families' protocols that register with it: ``kdd``, ``hccp``, ``pwiser``.
 """
 
-from tfrec.experiments.engine import run_protocol, seeds_of
-from tfrec.experiments.protocols import Metric, Options, Protocol, Setting, get, names, register
+from tfrec.experiments.core.engine import run_protocol, seeds_of
+from tfrec.experiments.core.registry import Metric, Options, Protocol, Setting, get, names, register
 
 __all__ = ["Metric", "Options", "Protocol", "Setting", "get", "names", "register", "run_protocol", "seeds_of"]

@@ -37,7 +37,7 @@ Reading of the figures: Fig. 2 is the ``grad_neg_mean`` series; Fig. 9 ("distrib
 negative samples", frequency per log-spaced bucket) is the ``grad_neg_hist*`` counts summed over batches and
 normalised to frequencies; Fig. 3's "90th percentile and average" of the layer gradient norms are statistics over
 training batches, taken from the per-batch ``grad_norm_*`` series that the ``GradientDiagnostics`` callback
-writes (``tfrec.experiments.plots``).
+writes (``tfrec.experiments.kdd.plots``).
 
 Under a distribution strategy the per-sample values are all-gathered across replicas (percentiles and means are
 over the global batch) and the norms are taken of the all-reduced gradient, so a 2-replica step reports the same

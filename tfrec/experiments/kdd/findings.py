@@ -27,11 +27,13 @@ import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from tfrec.experiments import stats
-from tfrec.experiments.protocols import METRICS, Metric, Options, Protocol, Setting
-from tfrec.experiments.report import build_report
-from tfrec.experiments.store import write_json
-from tfrec.experiments.tables import per_seed
+from tfrec.experiments.core import stats
+from tfrec.experiments.core.registry import Metric, Options, Protocol, Setting
+from tfrec.experiments.core.report import build_report
+from tfrec.experiments.core.store import write_json
+from tfrec.experiments.core.tables import per_seed
+from tfrec.experiments.kdd.metrics import METRICS
+from tfrec.experiments.kdd.plots import plot_all
 
 STATEMENTS = {
     1: "Combined-Pair gets a lower BCE loss than the BCE method on the validation set.",
@@ -130,8 +132,8 @@ def markdown(findings: Sequence[Dict[str, Any]], beta_pos: float, seeds: int) ->
 
 def build_findings_report(protocol: Protocol, settings: Sequence[Setting], results: Mapping[Any, Dict[str, Any]],
                           out_dir: str, opts: Options) -> List[str]:
-    """The default report plus ``findings.md`` and ``findings.json``."""
-    files = build_report(protocol, settings, results, out_dir, opts)
+    """The KDD report (the table and the paper's figures) plus ``findings.md`` and ``findings.json``."""
+    files = build_report(protocol, settings, results, out_dir, opts, plot_all=plot_all)
     findings = evaluate_findings(results)
     seeds = len({c.seed for c, r in results.items() if r})
     md = os.path.join(out_dir, "findings.md")

@@ -13,7 +13,7 @@ A run trains the cell's config, then on the best weights measures, with the cell
   dropout on, as the paper's training curves show it; a combined loss optimises more than this term), per
   epoch and per logged interval (``train_bce.csv``), from the model's own training-metric accumulators;
 * ``landscape.csv`` in the run directory: the BCE around the trained head (Fig. 1b,
-  :mod:`tfrec.experiments.landscape`);
+  :mod:`tfrec.experiments.kdd.landscape`);
 * ``gradients``: from ``gradient_diagnostics.csv`` (``tfrec.metrics.gradients``), the first epoch's mean over
   batches of ``grad_neg_mean`` (the mean ``|dL/dz|`` over the batch's negatives: Fig. 2, Table 2's "gradient
   norm"), of the per-batch 90th percentile, and of ``grad_pos_mean``.
@@ -22,7 +22,6 @@ A run trains the cell's config, then on the best weights measures, with the cell
 from __future__ import annotations
 
 import csv
-import gc
 import math
 import os
 import time
@@ -32,6 +31,7 @@ import numpy as np
 import tf_keras as keras
 
 from tfrec.config import RunConfig
+from tfrec.experiments.core.cell import train_summary
 
 TRAIN_BCE_CSV = "train_bce.csv"
 
@@ -180,14 +180,15 @@ def _evaluate(model, cfg: RunConfig, buckets: int) -> Dict[str, object]:
 
 def run_training(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = print,
                  buckets: int = 45, bce_every_n_batches: int = 10) -> Dict[str, object]:
-    """Trains and evaluates ``cfg`` in ``run_dir`` (the model directory) and returns the run's results.
+    """Trains and evaluates ``cfg`` in ``run_dir`` (the model directory) and returns the run's results: the cell of
+    the KDD protocols, run through :func:`tfrec.experiments.core.cell.run_cell` (which adds ``wall_seconds`` and
+    frees the Keras session).
 
-    Resumes a killed run from its backup (same ``run_dir``). Frees the Keras session afterwards, so many runs
-    can share one process.
+    Resumes a killed run from its backup (same ``run_dir``).
     """
+    from tfrec.experiments.kdd.landscape import write_landscape
     from tfrec.train import train
 
-    os.makedirs(run_dir, exist_ok=True)
     cfg.train.model_dir = run_dir
     cfg.train.gradient_diagnostics = True
     start = time.perf_counter()
@@ -195,24 +196,15 @@ def run_training(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = 
     result = train(cfg, printer=printer, extra_callbacks=[bce])
     train_seconds = time.perf_counter() - start
     evaluation = _evaluate(result.model, cfg, buckets)
-    from tfrec.experiments.landscape import write_landscape
-
     write_landscape(result.model, cfg, run_dir)  # Fig. 1b's grid, on the best weights
     curve = read_csv(os.path.join(run_dir, TRAIN_BCE_CSV))
     epochs = curve_summary(curve)
-    summary = dict(result.summary)
-    summary.pop("epoch_examples_per_second", None)
-    out = {
-        "train": summary,
+    return {
+        "train": train_summary(result.summary),
         "history": result.history,
         "train_bce": {"per_epoch": epochs, "epoch1": epochs.get("1"),
                       "last_epoch": epochs[max(epochs, key=int)] if epochs else None},
         "gradients": gradient_summary(read_csv(os.path.join(run_dir, "gradient_diagnostics.csv"))),
         **evaluation,
         "train_seconds": train_seconds,
-        "wall_seconds": time.perf_counter() - start,
     }
-    del result
-    keras.backend.clear_session()
-    gc.collect()
-    return out

@@ -4,7 +4,7 @@
 variant of :data:`tfrec.hccp_variants.VARIANTS` and seed (``model.variant``; everything else equal) and
 evaluates each on the test split with :func:`tfrec.train_preranking.evaluate_preranking`: ISH / ISPH / ASH / ASPH
 at ``preranking.hit_ks``, MAP / NDCG against the ranking stage's top-K at ``preranking.consistency_ks``, AUC on
-impressions, and hit@``octile_k`` per item-popularity octile. The report (:mod:`tfrec.experiments.hccp_report`)
+impressions, and hit@``octile_k`` per item-popularity octile. The report (:mod:`tfrec.experiments.hccp.report`)
 has the shapes of the paper's tables.
 
 Readings of the paper:
@@ -23,32 +23,25 @@ Readings of the paper:
 * Fig. 7 plots ISH / ISPH@100 per item-frequency octile (popular to long-tail); the report plots hit@``octile_k``
   per octile and variant (absolute, mean over seeds; an octile with no positive in the test lists is left out).
 * COPR and Rethink (Table 1's other G3 rows) are the ``copr`` and ``rethink`` variants of the ``hccp-taobao``
-  protocol (:mod:`tfrec.experiments.hccp_taobao`): Rethink distils the ranker's CTR, which the cascade lists do
+  protocol (:mod:`tfrec.experiments.hccp.taobao`): Rethink distils the ranker's CTR, which the cascade lists do
   not carry.
 """
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 from tfrec.config import RunConfig
-from tfrec.experiments.protocols import Options, Protocol, Setting, register
+from tfrec.experiments.core.cell import train_summary
+from tfrec.experiments.core.datasets import made_with, record_made
+from tfrec.experiments.core.registry import Options, Protocol, Setting, packaged_config, register
+from tfrec.experiments.hccp.variants import ABLATIONS, BASE, FULL, GROUPS, VARIANT_LABELS  # noqa: F401
+from tfrec.families.registry import get as family
 
-#: Variant -> the row name of the paper's tables, in the paper's order (G1, G2, G3 ablations, HCCP).
-VARIANT_LABELS: Dict[str, str] = {
-    "base": "Base", "base_listnet": "Base+ListNet", "base_listmle": "Base+ListMLE", "wo_up": "HCCP(w/o Up)",
-    "wo_prc": "HCCP(w/o PRC)", "wo_neg": "HCCP(w/o Neg)", "wo_margin": "HCCP(w/o Margin)", "hccp": "HCCP",
-}
-GROUPS: Dict[str, str] = {"base": "G1", "base_listnet": "G1", "base_listmle": "G2", "wo_up": "G3", "wo_prc": "G3",
-                          "wo_neg": "G3", "wo_margin": "G3", "hccp": "G3"}
-BASE, FULL = "base", "hccp"
-ABLATIONS = ("wo_up", "wo_prc", "wo_neg", "wo_margin")
-QUICK_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                            "experiment_quick_hccp.yaml")
+QUICK_CONFIG = packaged_config("experiment_quick_hccp.yaml")
 
 
 def _settings(opts: Options) -> List[Setting]:
@@ -57,11 +50,11 @@ def _settings(opts: Options) -> List[Setting]:
 
 
 def check_data(data_dir: str) -> None:
-    """Raises ``DatasetError`` unless ``data_dir`` is a prepared hybrid-sample (list-wise) dataset."""
-    from tfrec.data import DatasetError
-    from tfrec.train_preranking import load_listwise_schema
+    """Raises ``DatasetError`` unless ``data_dir`` is a prepared hybrid-sample (pre-ranking) dataset with purchase
+    labels."""
+    from tfrec.errors import DatasetError
 
-    schema = load_listwise_schema(data_dir)
+    schema = family("preranking").load_schema(data_dir)
     if "purchase" not in schema.tasks:  # Table 1's ISPH / ASPH need purchases (the Taobao lists: hccp-taobao)
         raise DatasetError(f"{data_dir} has no purchase labels (tasks {list(schema.tasks)}); the hccp protocol "
                            "reports purchase hit rates")
@@ -69,35 +62,26 @@ def check_data(data_dir: str) -> None:
 
 def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = print,
                         **_: Any) -> Dict[str, Any]:
-    """Trains ``cfg`` (a pre-ranking config) in ``run_dir`` and evaluates its best weights on the test split.
+    """Trains ``cfg`` (a pre-ranking config) in ``run_dir`` and evaluates its best weights on the test split (the
+    cell of the ``hccp`` protocol, run through :func:`tfrec.experiments.core.cell.run_cell`).
 
     Returns:
-      ``{"train", "history", "test", "beta_end", "train_seconds", "eval_seconds", "wall_seconds"}``; ``test`` is
-      the :func:`tfrec.evaluate_preranking.preranking_report` (also in ``run_dir/preranking_metrics.json``);
+      ``{"train", "history", "test", "beta_end", "train_seconds", "eval_seconds"}``; ``test`` is the
+      :func:`tfrec.evaluate_preranking.preranking_report` (also in ``run_dir/preranking_metrics.json``);
       ``beta_end`` is Margin InfoNCE's ``beta`` at the end of training (None for the variants without it).
       A killed run resumes from its backup (same ``run_dir``).
     """
-    import tf_keras as keras
-
-    from tfrec.train_preranking import evaluate_preranking, train_preranking
-
-    os.makedirs(run_dir, exist_ok=True)
+    preranking = family("preranking")
     cfg.train.model_dir = run_dir
     start = time.perf_counter()
-    result = train_preranking(cfg, printer=printer)
+    result = preranking.train(cfg, printer=printer)
     train_seconds = time.perf_counter() - start
-    report = evaluate_preranking(cfg, "test", model=result.model,
+    report = preranking.evaluate(cfg, "test", model=result.model,
                                  output=os.path.join(run_dir, "preranking_metrics.json"))
-    summary = dict(result.summary)
-    summary.pop("epoch_examples_per_second", None)
     beta = result.history.get("beta") or [None]  # Margin InfoNCE's beta after the last epoch (None: no margin)
-    out = {"train": summary, "history": result.history, "test": report, "beta_end": beta[-1],
-           "train_seconds": train_seconds,
-           "eval_seconds": time.perf_counter() - start - train_seconds, "wall_seconds": time.perf_counter() - start}
-    del result
-    keras.backend.clear_session()
-    gc.collect()
-    return out
+    return {"train": train_summary(result.summary), "history": result.history, "test": report,
+            "beta_end": beta[-1], "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - start - train_seconds}
 
 
 def cell_summary(run: Dict[str, Any]) -> str:
@@ -114,7 +98,6 @@ def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], No
     import dataclasses
 
     from pipelines.hybrid_samples import run as prepare
-    from tfrec.experiments.quick import made_with, record_made
     from tfrec.simulation.cascade import simulate_cascade
 
     root = os.path.join(os.path.abspath(out_dir), "quick_hccp_data")
@@ -139,7 +122,7 @@ def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], No
 
 
 def _report(*args, **kwargs):
-    from tfrec.experiments.hccp_report import build_hccp_report
+    from tfrec.experiments.hccp.report import build_hccp_report
 
     return build_hccp_report(*args, **kwargs)
 

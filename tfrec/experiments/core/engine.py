@@ -20,8 +20,10 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from tfrec.config import RunConfig, load_config
-from tfrec.experiments import protocols as registry
-from tfrec.experiments.store import Cell, Store, fingerprint, read_json, write_json
+import tfrec.experiments.core.registry as registry
+from tfrec.experiments.core.cell import run_cell
+from tfrec.experiments.core.report import build_report
+from tfrec.experiments.core.store import Cell, Store, fingerprint, read_json, write_json
 
 DEFAULT_SEED = 2020  # the paper's seeds are 2020-2024
 
@@ -107,7 +109,7 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
       name: a registered protocol.
       data_dir: prepared dataset directory (``tfrec prepare``).
       seeds: training seeds (one cell per setting and seed).
-      out_dir: the experiment's output directory (shared by protocols; see ``tfrec.experiments.store``).
+      out_dir: the experiment's output directory (shared by protocols; see ``tfrec.experiments.core.store``).
       base: the config every cell starts from.
       opts: protocol options.
       only: run only these settings (by name).
@@ -116,16 +118,12 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
     Returns:
       ``{"cells", "computed", "reused", "skipped", "wall_seconds", "files"}``.
     """
-    from tfrec import data as data_lib
-    from tfrec.experiments import runner
+    import tfrec.data as data_lib
 
     protocol = registry.get(name)
     data_dir = os.path.abspath(data_dir)
     stats = data_lib.load_stats(data_dir)
-    from tfrec.families import get as family
-
-    family(protocol.family).check_dataset(data_dir)
-    if protocol.check_data is not None:  # what the protocol needs beyond its family (e.g. purchases, Taobao lists)
+    if protocol.check_data is not None:  # the protocol's family's dataset, and what the protocol needs beyond it
         protocol.check_data(data_dir)
     store = Store(out_dir)
     needed = sorted({s.dataset for s in selected_settings(protocol, opts, only) if s.dataset})
@@ -133,7 +131,6 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
     cells = plan(protocol, base, data_dir, seeds, store, opts, only, datasets)
     start = time.perf_counter()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    run_cell = protocol.run_cell or runner.run_training
     todo = {c.fingerprint for c in cells if store.cell_result(c.cell) is None and store.run_result(c.fingerprint) is None}
     printer(f"{name}: {protocol.title}; {len(cells)} cells ({len({c.setting.name for c in cells})} settings x "
             f"{len(seeds)} seeds), {len(todo)} training run(s) to compute; output {store.out_dir}")
@@ -154,7 +151,8 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
             printer(f"{tag} training {pc.setting.params}; time left ~"
                     + ("?" if left != left else f"{left / 60:.1f} min"))
             t0 = time.perf_counter()
-            run = run_cell(pc.cfg, store.run_dir(pc.fingerprint), _prefixed(printer, tag), buckets=opts.buckets)
+            run = run_cell(protocol, pc.cfg, store.run_dir(pc.fingerprint), _prefixed(printer, tag),
+                           buckets=opts.buckets)
             seconds = time.perf_counter() - t0
             compute_seconds += seconds
             run["config"] = pc.cfg.to_dict()
@@ -169,15 +167,13 @@ def run_protocol(name: str, data_dir: str, seeds: Sequence[int], out_dir: str, b
         if protocol.summary is not None:
             shown_text = protocol.summary(run)
         else:
-            shown = [registry.METRICS[k] for k in protocol.metrics[:2]]
+            shown = protocol.metrics[:2]
             shown_text = ", ".join(f"{m.label} {_shown(registry.metric_value(run, m))}" for m in shown)
         printer(f"{tag} {status}: {shown_text} ({seconds:.0f}s)")
         record_cells.append({"cell": pc.cell.label(), "fingerprint": pc.fingerprint, "status": status,
                              "seconds": seconds})
 
     results = {pc.cell: store.cell_result(pc.cell) for pc in cells}
-    from tfrec.experiments.report import build_report
-
     report = protocol.report or build_report
     report_dir = store.report_dir(name)
     settings = list({pc.setting.name: pc.setting for pc in cells}.values())

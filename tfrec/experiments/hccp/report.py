@@ -6,7 +6,7 @@ Files written to the protocol's report directory:
 * ``results.csv``: one row per variant; per metric ``m`` of the test report (``ISH@10``, ``MAP@10``,
   ``AUC_click``, ..., and ``octile_ISH@K[q]`` per octile ``q``): ``m_n``, ``m_mean``, ``m_std`` over seeds; for
   every variant but Base ``m_diff``, ``m_diff_std``, ``m_t``, ``m_p``, the paired difference variant - Base over
-  seeds and its two-sided t-test (:func:`tfrec.experiments.stats.paired_test`); for the w/o rows the same
+  seeds and its two-sided t-test (:func:`tfrec.experiments.core.stats.paired_test`); for the w/o rows the same
   against full HCCP as ``m_vs_hccp_diff`` ... ``m_vs_hccp_p``; ``beta_end_n`` / ``_mean`` / ``_std``: Margin
   InfoNCE's ``beta`` at the end of training over seeds (n 0 for the variants without it). Every number at full
   precision, as fractions.
@@ -25,9 +25,11 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from tfrec.experiments import stats
-from tfrec.experiments.protocols import Options, Protocol, Setting
-from tfrec.experiments.tables import _p, write_csv
+from tfrec.experiments.core import stats
+from tfrec.experiments.core.plots import pyplot
+from tfrec.experiments.core.registry import Options, Protocol, Setting
+from tfrec.experiments.core.tables import format_p, write_csv
+from tfrec.experiments.hccp.variants import ABLATIONS, FULL
 
 HIT_FAMILIES = ("ISH", "ISPH", "ASH", "ASPH")
 CONSISTENCY_FAMILIES = ("MAP", "NDCG")
@@ -78,8 +80,6 @@ def _paired(row: Dict[str, Any], prefix: str, values, base) -> None:
 
 def aggregate(settings: Sequence[Setting], results: Mapping[Any, Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The rows of ``results.csv`` (module docstring), in the order of ``settings``."""
-    from tfrec.experiments.hccp import ABLATIONS, FULL
-
     names = {s.name for s in settings}
     keys = [k for group in metric_keys(results).values() for k in group]
     rows = []
@@ -95,36 +95,36 @@ def aggregate(settings: Sequence[Setting], results: Mapping[Any, Dict[str, Any]]
             if s.name in ABLATIONS and FULL in names:
                 _paired(row, f"{key}_vs_hccp", values, per_seed(results, FULL, key))
         betas = [r["run"]["beta_end"] for c, r in results.items()
-                 if r is not None and c.setting == s.name and _finite(r["run"].get("beta_end"))]
+                 if r is not None and c.setting == s.name and finite(r["run"].get("beta_end"))]
         summary = stats.summarize(betas)
         row["beta_end_n"], row["beta_end_mean"], row["beta_end_std"] = summary["n"], summary["mean"], summary["std"]
         rows.append(row)
     return rows
 
 
-def _finite(v) -> bool:
+def finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def _value_cell(row, key) -> str:
+def value_cell(row, key) -> str:
     mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-    if not _finite(mean):
+    if not finite(mean):
         return "n/a"
-    return f"{mean:.4f}" + (f" ± {std:.4f}" if _finite(std) else "")
+    return f"{mean:.4f}" + (f" ± {std:.4f}" if finite(std) else "")
 
 
 def _beta_cell(row, key) -> str:
     mean = row.get(f"{key}_mean")
-    return f"{mean:.4g}" if row.get(f"{key}_n") and _finite(mean) else "-"
+    return f"{mean:.4g}" if row.get(f"{key}_n") and finite(mean) else "-"
 
 
 def _diff_cell(row, prefix) -> str:
     if f"{prefix}_diff" not in row:
         return "-"
     d = row[f"{prefix}_diff"]
-    if not _finite(d):
+    if not finite(d):
         return "n/a"
-    return f"{100 * d:+.2f} (p {_p(row.get(f'{prefix}_p'))})"
+    return f"{100 * d:+.2f} (p {format_p(row.get(f'{prefix}_p'))})"
 
 
 def _table(rows, keys: Sequence[str], cell, title: str, label_rows=None) -> str:
@@ -139,8 +139,6 @@ def _table(rows, keys: Sequence[str], cell, title: str, label_rows=None) -> str:
 
 def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]], keys: Dict[str, List[str]]) -> str:
     """``results.md``: per table, the values (mean ± std over seeds) and the paired differences in pp."""
-    from tfrec.experiments.hccp import ABLATIONS
-
     ablations = [r for r in rows if r["setting"] in ABLATIONS]
     parts = [f"# {protocol.title}\n"]
     for name, group in (("Table 1: hit rates over the pre-ranking candidates", keys["hit"]),
@@ -148,7 +146,7 @@ def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]], keys: Dict[str,
                         ("AUC on the test impressions", keys["auc"])):
         if not group:
             continue
-        parts.append(_table(rows, group, _value_cell, f"{name} (mean ± std over seeds)"))
+        parts.append(_table(rows, group, value_cell, f"{name} (mean ± std over seeds)"))
         parts.append(_table(rows, group, _diff_cell, f"{name}: Δ vs Base, pp (paired t-test p)"))
         if ablations:
             parts.append(_table(rows, group, lambda r, k: _diff_cell(r, f"{k}_vs_hccp"),
@@ -157,7 +155,7 @@ def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]], keys: Dict[str,
         parts.append(_table(rows, ["beta_end"], _beta_cell, "Margin InfoNCE beta at the end of training (mean over "
                             "seeds; -: a variant without the margin loss)"))
     if keys["octile"]:
-        parts.append(_table(rows, keys["octile"], _value_cell,
+        parts.append(_table(rows, keys["octile"], value_cell,
                             "Fig. 7: hit rate per item-popularity octile (0 = most popular; mean ± std)"))
     parts.append("Values are fractions on the test split; Δ is the mean over seeds of the paired difference "
                  "(variant - Base, or variant - HCCP), in percentage points; p: two-sided paired t-test over seeds "
@@ -168,9 +166,7 @@ def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]], keys: Dict[str,
 def plot_octiles(settings: Sequence[Setting], rows: Sequence[Dict[str, Any]], keys: Sequence[str],
                  path: str) -> str:
     """Fig. 7: hit@K per octile per variant, absolute (top) and Δ vs Base in pp (bottom)."""
-    from tfrec.experiments.plots import _plt
-
-    plt = _plt()
+    plt = pyplot()
     families: Dict[str, List[Tuple[int, str]]] = {}
     for k in keys:
         name, q = k[:-1].split("[")

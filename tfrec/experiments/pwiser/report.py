@@ -1,9 +1,9 @@
-"""The report of the PWiseR protocol (``tfrec.experiments.pwiser``): one table per part and its plots.
+"""The report of the PWiseR protocol (:mod:`tfrec.experiments.pwiser.protocol`): one table per part and its plots.
 
 Files, in the protocol's report folder:
 
 * ``results_<part>.csv`` / ``results_<part>.md`` for ``grid``, ``noise`` and ``margins``
-  (:func:`tfrec.experiments.tables.aggregate`: mean and standard deviation over seeds of each metric, the
+  (:func:`tfrec.experiments.core.tables.aggregate`: mean and standard deviation over seeds of each metric, the
   paired difference BCE + PWiseR - BCE of the same architecture and data, its paired t-test and lift ratio), and
   ``results.md`` with the three tables one after the other;
 * ``grid_auc.png``: CTR, CVR and CTCVR AUC per architecture, BCE and BCE + PWiseR side by side (mean, error
@@ -22,14 +22,15 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from tfrec.experiments import tables
-from tfrec.experiments.plots import _plt
-from tfrec.experiments.protocols import METRICS, Options, Protocol, Setting
-from tfrec.experiments.pwiser import PARTS, settings_of_part
+from tfrec.experiments.core import tables
+from tfrec.experiments.core.plots import pyplot
+from tfrec.experiments.core.registry import Options, Protocol, Setting
+from tfrec.experiments.pwiser.settings import METRICS, PARTS, settings_of_part
 
 TITLES = {"grid": "architecture x loss", "noise": "noisy-click share sweep (MMoE, simulated funnel)",
           "margins": "lambda x margin grid (MMoE; m2 = 2 m1)"}
 AUCS = ("ctr_auc", "cvr_auc", "ctcvr_auc")
+BY_KEY = {m.key: m for m in METRICS}
 
 
 def _value(row: Dict[str, Any], key: str) -> float:
@@ -43,7 +44,7 @@ def _std(row: Dict[str, Any], key: str) -> float:
 
 
 def plot_grid(rows: Sequence[Dict[str, Any]], path: str) -> str:
-    plt = _plt()
+    plt = pyplot()
     archs = list(dict.fromkeys(r["param_architecture"] for r in rows))
     methods = list(dict.fromkeys(r["param_method"] for r in rows))
     by = {(r["param_architecture"], r["param_method"]): r for r in rows}
@@ -60,14 +61,14 @@ def plot_grid(rows: Sequence[Dict[str, Any]], path: str) -> str:
         means = [_value(r, f"{key}_mean") for r in rows if not math.isnan(_value(r, f"{key}_mean"))]
         if means:
             ax.set_ylim(min(means) - 0.02, max(means) + 0.02)
-        ax.set_ylabel(f"test {METRICS[key].label}")
+        ax.set_ylabel(f"test {BY_KEY[key].label}")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8)
     return _save(fig, f"PWiseR: {TITLES['grid']}", path)
 
 
 def plot_noise(rows: Sequence[Dict[str, Any]], path: str) -> str:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for method in dict.fromkeys(r["param_method"] for r in rows):
         got = sorted((r for r in rows if r["param_method"] == method), key=lambda r: r["param_noisy_click_share"])
@@ -75,12 +76,12 @@ def plot_noise(rows: Sequence[Dict[str, Any]], path: str) -> str:
         for key, marker in zip(AUCS, "osd"):
             axes[0].errorbar(xs, [_value(r, f"{key}_mean") for r in got], yerr=[_std(r, f"{key}_std") for r in got],
                              marker=marker, capsize=3, linestyle="-" if method == "BCE" else "--",
-                             label=f"{METRICS[key].label}, {method}")
+                             label=f"{BY_KEY[key].label}, {method}")
     diff = sorted((r for r in rows if "ctr_auc_diff" in r), key=lambda r: r["param_noisy_click_share"])
     for key, marker in zip(AUCS, "osd"):
         axes[1].errorbar([r["param_noisy_click_share"] for r in diff], [_value(r, f"{key}_diff") for r in diff],
                          yerr=[_std(r, f"{key}_diff_std") for r in diff], marker=marker, capsize=3,
-                         label=METRICS[key].label)
+                         label=BY_KEY[key].label)
     axes[1].axhline(0.0, color="grey", linewidth=0.8)
     axes[0].set_ylabel("test AUC")
     axes[1].set_ylabel("AUC difference, BCE + PWiseR - BCE (paired)")
@@ -95,7 +96,7 @@ def plot_margins(rows: Sequence[Dict[str, Any]], path: str) -> Optional[str]:
     grid = [r for r in rows if isinstance(r.get("param_m1"), float)]
     if not grid:
         return None
-    plt = _plt()
+    plt = pyplot()
     lambdas = sorted({r["param_lambda"] for r in grid})
     margins = sorted({r["param_m1"] for r in grid})
     fig, axes = plt.subplots(1, len(AUCS), figsize=(4.5 * len(AUCS), 3.8))
@@ -114,7 +115,7 @@ def plot_margins(rows: Sequence[Dict[str, Any]], path: str) -> Optional[str]:
         ax.set_yticklabels([f"{v:g}" for v in lambdas])
         ax.set_xlabel("m1 (m2 = 2 m1)")
         ax.set_ylabel("lambda")
-        ax.set_title(f"{METRICS[key].label} - BCE", fontsize=9)
+        ax.set_title(f"{BY_KEY[key].label} - BCE", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
     return _save(fig, f"PWiseR: {TITLES['margins']}", path)
 
@@ -123,7 +124,7 @@ def _save(fig, title: str, path: str) -> str:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 

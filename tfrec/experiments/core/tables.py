@@ -2,9 +2,9 @@
 difference to the setting's baseline (the BCE method) with its t-test; as CSV (every number at full precision)
 and Markdown.
 
-Columns, per metric ``m`` of the protocol (see ``tfrec.experiments.protocols.METRICS``): ``m_mean``, ``m_std``,
+Columns, per metric ``m`` of the protocol (``Protocol.metrics``, declared by each protocol): ``m_mean``, ``m_std``,
 ``m_n`` (seeds), and where the setting has a baseline ``m_diff`` (mean over seeds of setting - baseline),
-``m_diff_std``, ``m_t``, ``m_p`` (``tfrec.experiments.stats.paired_test``) and, for AUC and BCE, ``m_ratio``: the
+``m_diff_std``, ``m_t``, ``m_p`` (``tfrec.experiments.core.stats.paired_test``) and, for AUC and BCE, ``m_ratio``: the
 paper's AUC lift ratio ``mean / mean_base - 1`` or BCE drop ratio ``1 - mean / mean_base`` (Fig. 4), of the
 means over seeds.
 """
@@ -16,8 +16,8 @@ import math
 import os
 from typing import Any, Dict, List, Mapping, Sequence
 
-from tfrec.experiments import stats
-from tfrec.experiments.protocols import METRICS, Metric, Protocol, Setting, metric_value
+from tfrec.experiments.core import stats
+from tfrec.experiments.core.registry import Metric, Protocol, Setting, metric_value
 
 
 def per_seed(results: Mapping[Any, Dict[str, Any]], setting: str, metric: Metric) -> Dict[int, float]:
@@ -39,8 +39,8 @@ def aggregate(protocol: Protocol, settings: Sequence[Setting], results: Mapping[
     for s in settings:
         row: Dict[str, Any] = {"setting": s.name, **{f"param_{k}": v for k, v in s.params.items()},
                                "baseline": s.baseline or ""}
-        for key in protocol.metrics:
-            metric = METRICS[key]
+        for metric in protocol.metrics:
+            key = metric.key
             values = per_seed(results, s.name, metric)
             summary = stats.summarize(list(values.values()))
             row[f"{key}_n"], row[f"{key}_mean"], row[f"{key}_std"] = summary["n"], summary["mean"], summary["std"]
@@ -87,7 +87,7 @@ def _num(v: Any, scientific: bool = False, digits: int = 5) -> str:
     return f"{v:.{2}e}" if scientific else f"{v:.{digits}f}"
 
 
-def _p(v: Any) -> str:
+def format_p(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     return f"{v:.3f}" if v >= 0.001 else f"{v:.1e}"
@@ -104,21 +104,21 @@ def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]]) -> str:
     """The table in Markdown: ``mean ± std`` per metric, then ``Δ`` to the baseline with the paired p-value."""
     params = [c for c in _columns(rows) if c.startswith("param_") and c != "param_method"]
     head = ["setting", "method", *[c[len("param_"):] for c in params], "seeds"]
-    for key in protocol.metrics:
-        head += [METRICS[key].label, "Δ vs baseline (p)"]
+    for metric in protocol.metrics:
+        head += [metric.label, "Δ vs baseline (p)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        n = max(int(row.get(f"{k}_n", 0)) for k in protocol.metrics)
+        n = max(int(row.get(f"{k}_n", 0)) for k in protocol.metric_keys)
         cells = [row["setting"], str(row.get("param_method", "")), *[_param(row.get(c)) for c in params], str(n)]
-        for key in protocol.metrics:
-            m = METRICS[key]
+        for m in protocol.metrics:
+            key = m.key
             mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
             cells.append(_num(mean, m.scientific) + ("" if std is None or math.isnan(std)
                                                      else f" ± {_num(std, m.scientific)}"))
             if f"{key}_diff" in row:
                 diff = row[f"{key}_diff"]
                 sign = "+" if isinstance(diff, float) and diff >= 0 else ""
-                cells.append(f"{sign}{_num(diff, m.scientific)} (p {_p(row.get(f'{key}_p'))})")
+                cells.append(f"{sign}{_num(diff, m.scientific)} (p {format_p(row.get(f'{key}_p'))})")
             else:
                 cells.append("")
         lines.append("| " + " | ".join(cells) + " |")

@@ -4,7 +4,7 @@ Files under ``<out>/hccp-taobao/``:
 
 * ``results.csv``: one row per variant: per metric ``<m>_n``, ``<m>_mean``, ``<m>_std`` over seeds, and (not for
   Base) the paired difference to Base ``<m>_diff``, ``<m>_diff_std``, ``<m>_t``, ``<m>_p``
-  (:func:`tfrec.experiments.stats.paired_test`); the paper's value ``<m>_paper`` and its difference to the
+  (:func:`tfrec.experiments.core.stats.paired_test`); the paper's value ``<m>_paper`` and its difference to the
   paper's Base ``<m>_paper_diff``;
 * ``results.md``: Table 2 as the paper prints it (value and "Impr" = Δ vs Base in pp), ours (mean +- std, Δ with
   its paired t-test p) beside the paper's, and the dataset's notes: the ranker's test AUC and the sample types the
@@ -17,11 +17,11 @@ import json
 import os
 from typing import Any, Dict, List, Mapping, Sequence
 
-from tfrec.experiments import stats
-from tfrec.experiments.hccp_report import _finite, per_seed
-from tfrec.experiments.hccp_report import _value_cell as _ours  # mean ± std of a metric
-from tfrec.experiments.protocols import Options, Protocol, Setting
-from tfrec.experiments.tables import _p, write_csv
+from tfrec.experiments.core import stats
+from tfrec.experiments.core.registry import Options, Protocol, Setting
+from tfrec.experiments.core.tables import format_p, write_csv
+from tfrec.experiments.hccp.report import finite, per_seed
+from tfrec.experiments.hccp.report import value_cell as _ours  # mean ± std of a metric
 
 METRICS = ("AUC", "ISH@2", "ISH@5")
 #: HCCP Table 2 (AUC, ISH@2, ISH@5 on the public Taobao dataset), by variant.
@@ -69,14 +69,14 @@ def _impr(row, key) -> str:
     if f"{key}_diff" not in row:
         return "-"
     d = row[f"{key}_diff"]
-    return f"{100 * d:+.2f}pp (p {_p(row.get(f'{key}_p'))})" if _finite(d) else "n/a"
+    return f"{100 * d:+.2f}pp (p {format_p(row.get(f'{key}_p'))})" if finite(d) else "n/a"
 
 
 def _paper(row, key) -> str:
     v, d = row.get(f"{key}_paper"), row.get(f"{key}_paper_diff")
     if v is None:
         return "-"
-    return f"{v:.4f}" + (f" ({100 * d:+.2f}pp)" if _finite(d) else "")
+    return f"{v:.4f}" + (f" ({100 * d:+.2f}pp)" if finite(d) else "")
 
 
 def _dataset_notes(results: Mapping[Any, Dict[str, Any]]) -> str:
@@ -90,7 +90,7 @@ def _dataset_notes(results: Mapping[Any, Dict[str, Any]]) -> str:
     lines = ["Dataset: " + ", ".join(f"{s} {n:,} requests" for s, n in st.get("requests_written", {}).items())
              + f" ({data_dir})."]
     ranker = st.get("ranker") or {}
-    if _finite(ranker.get("test_auc")):
+    if finite(ranker.get("test_auc")):
         lines.append(f"Ranker: {ranker.get('model', 'DIN')}, test AUC {ranker['test_auc']:.4f} on the test "
                      "impressions; its scores give the ranking orders of the lists.")
     for t, why in sorted((st.get("absent_sample_types") or {}).items()):

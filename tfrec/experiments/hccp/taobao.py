@@ -4,7 +4,7 @@
 row of Table 2 and seed (``model.variant``: Base, Base+ListNet, Base+ListMLE, COPR, Rethink, HCCP; the
 lists of ``pipelines.taobao``: impressions in DIN's ranking order, pool negatives, no N2 / N3) and evaluates the
 best weights on the test day: AUC on the test impressions and ISH@K (K = ``preranking.hit_ks``, 2 and 5 as in
-Table 2) over the test requests. The report (:mod:`tfrec.experiments.hccp_taobao_report`) prints the values
+Table 2) over the test requests. The report (:mod:`tfrec.experiments.hccp.taobao_report`) prints the values
 (mean +- std over seeds), the paired difference to Base in pp, and the paper's numbers beside them.
 
 ``--quick`` (``tfrec/configs/experiment_quick_hccp_taobao.yaml``) makes its own dataset under
@@ -25,7 +25,6 @@ Readings:
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
 import os
 import time
@@ -34,7 +33,10 @@ from typing import Any, Callable, Dict, List
 import numpy as np
 
 from tfrec.config import RunConfig
-from tfrec.experiments.protocols import Options, Protocol, Setting, register
+from tfrec.experiments.core.cell import train_summary
+from tfrec.experiments.core.datasets import made_with, record_made
+from tfrec.experiments.core.registry import Options, Protocol, Setting, packaged_config, register
+from tfrec.families.registry import get as family
 
 NAME = "hccp-taobao"
 #: Variant -> Table 2's row, in the paper's order.
@@ -44,8 +46,7 @@ GROUPS: Dict[str, str] = {"base": "G1", "base_listnet": "G1", "base_listmle": "G
                           "rethink": "G3", "hccp": "G3"}
 BASE = "base"
 PREDICTIONS = "test_predictions.npz"
-QUICK_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                            "experiment_quick_hccp_taobao.yaml")
+QUICK_CONFIG = packaged_config("experiment_quick_hccp_taobao.yaml")
 
 
 def _settings(opts: Options) -> List[Setting]:
@@ -55,10 +56,9 @@ def _settings(opts: Options) -> List[Setting]:
 
 def check_data(data_dir: str) -> None:
     """Raises ``DatasetError`` unless ``data_dir`` holds Taobao lists (``pipelines.taobao.run_lists``)."""
-    from tfrec.data import DatasetError
-    from tfrec.train_preranking import load_listwise_schema
+    from tfrec.errors import DatasetError
 
-    schema = load_listwise_schema(data_dir)
+    schema = family("preranking").load_schema(data_dir)
     if schema.name != "taobao":
         raise DatasetError(f"{data_dir} holds {schema.name!r} lists, not the Taobao lists of pipelines.taobao")
 
@@ -96,37 +96,29 @@ def taobao_report(data: Dict[str, np.ndarray], ks=(2, 5)) -> Dict[str, float]:
 
 def run_taobao_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = print,
                     **_: Any) -> Dict[str, Any]:
-    """Trains ``cfg`` in ``run_dir``, evaluates the best weights on the test lists, saves their predictions.
+    """Trains ``cfg`` in ``run_dir``, evaluates the best weights on the test lists, saves their predictions (the
+    cell of the ``hccp-taobao`` protocol, run through :func:`tfrec.experiments.core.cell.run_cell`).
 
     Returns:
-      ``{"train", "history", "test", "train_seconds", "eval_seconds", "wall_seconds"}`` (``test``: Table 2's
-      metrics, :func:`taobao_report`).
+      ``{"train", "history", "test", "train_seconds", "eval_seconds"}`` (``test``: Table 2's metrics,
+      :func:`taobao_report`).
     """
-    import tf_keras as keras
-
-    from tfrec import data as data_lib
+    import tfrec.data as data_lib
     from tfrec.listwise_data import make_listwise_dataset
-    from tfrec.train_preranking import load_listwise_schema, train_preranking
 
-    os.makedirs(run_dir, exist_ok=True)
+    preranking = family("preranking")
     cfg.train.model_dir = run_dir
     start = time.perf_counter()
-    result = train_preranking(cfg, printer=printer)
+    result = preranking.train(cfg, printer=printer)
     train_seconds = time.perf_counter() - start
-    schema = load_listwise_schema(cfg.data.dir)
+    schema = preranking.load_schema(cfg.data.dir)
     ds = make_listwise_dataset(data_lib.split_files(cfg.data.dir, "test"), schema, cfg.data.eval_batch_size,
                                cfg.preranking.eval_list_size, training=False)
     data = collect_test(result.model, ds)
     np.savez_compressed(os.path.join(run_dir, PREDICTIONS), **data)
-    report = taobao_report(data, cfg.preranking.hit_ks)
-    summary = dict(result.summary)
-    summary.pop("epoch_examples_per_second", None)
-    out = {"train": summary, "history": result.history, "test": report, "train_seconds": train_seconds,
-           "eval_seconds": time.perf_counter() - start - train_seconds, "wall_seconds": time.perf_counter() - start}
-    del result
-    keras.backend.clear_session()
-    gc.collect()
-    return out
+    return {"train": train_summary(result.summary), "history": result.history,
+            "test": taobao_report(data, cfg.preranking.hit_ks), "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - start - train_seconds}
 
 
 def cell_summary(run: Dict[str, Any]) -> str:
@@ -142,7 +134,6 @@ def prepare_taobao(cfg: RunConfig, root: str, printer: Callable[[str], None] = p
     ``taobao.joined`` name real ones, the requests pipeline, DIN, the lists pipeline. Reused when the
     ``taobao_sim``, ``taobao`` and ``din`` settings are unchanged. Returns the lists directory."""
     from pipelines.taobao.pipeline import run_lists, run_requests
-    from tfrec.experiments.quick import made_with, record_made
     from tfrec.simulation.taobao import FILES, simulate_taobao
     from tfrec.train_din import SCORER, train_din
 
@@ -189,7 +180,7 @@ def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], No
 
 
 def _report(*args, **kwargs):
-    from tfrec.experiments.hccp_taobao_report import build_taobao_report
+    from tfrec.experiments.hccp.taobao_report import build_taobao_report
 
     return build_taobao_report(*args, **kwargs)
 

@@ -1,8 +1,6 @@
-"""PNG plots of a protocol's results (matplotlib, Agg backend: no display needed).
+"""The KDD 2024 protocols' figures, from what their runs record (matplotlib, Agg backend), next to the table's
+``metrics.png`` and ``lift.png`` (:mod:`tfrec.experiments.core.plots`):
 
-* ``metrics.png``: AUC and BCE (mean ± std over seeds) against the protocol's swept parameter (beta_pos, alpha,
-  gamma, keep ratio) or per setting, one line per method (Fig. 4, 5, 7);
-* ``lift.png``: AUC lift ratio and BCE drop ratio against the baseline (Fig. 4's right axes);
 * ``grad_neg_epoch1.png``: per-batch mean |dL/dz| over negatives in the first epoch, mean over seeds (Fig. 2);
 * ``grad_boxplot.png``: the distribution over first-epoch batches of that value, per setting (Fig. 7 left);
 * ``train_bce.png``: training BCE (Eq. 15) along training steps, mean over seeds (Fig. 1a, 6);
@@ -14,7 +12,7 @@ The paper's figures that the runs record data for, each as a PNG with the CSV of
   ``sum w BCE / sum w`` that Keras reports as ``val_weighted_logloss`` after each epoch, from the run's
   ``history.csv``) and the training BCE of Eq. 15 (the epoch's mean of ``train_bce.csv``), mean over seeds.
 * ``fig1b_landscape.png`` / ``.csv``: the BCE around the trained head (Fig. 1b; the grid each run writes,
-  :mod:`tfrec.experiments.landscape`), mean over seeds: a contour map per setting and the ``b = 0`` slice
+  :mod:`tfrec.experiments.kdd.landscape`), mean over seeds: a contour map per setting and the ``b = 0`` slice
   closest to zero (along the trained weights' direction) of every setting in one panel.
 * ``fig3_layer_grad_norms.png`` / ``.csv``: the gradient norms of the bottom DNN layer (``grad_norm_dnn0``) and of
   the first cross layer (``grad_norm_cross0``) along training (Fig. 3; other models: their first two
@@ -29,103 +27,15 @@ The paper's figures that the runs record data for, each as a PNG with the CSV of
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from tfrec.experiments.protocols import METRICS, Protocol, Setting
-from tfrec.experiments.runner import TRAIN_BCE_CSV, read_csv
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _runs_of(results: Mapping[Any, Dict[str, Any]], setting: str) -> List[Dict[str, Any]]:
-    return [r for c, r in sorted(results.items(), key=lambda kv: kv[0].seed) if r and c.setting == setting]
-
-
-def _series(protocol: Protocol, settings: Sequence[Setting]):
-    """method -> [(x, setting)], x the swept parameter or the setting's position."""
-    out: Dict[str, list] = {}
-    for i, s in enumerate(settings):
-        x = s.params.get(protocol.x, i) if protocol.x else i
-        out.setdefault(s.params.get("method", s.name), []).append((x, s))
-    return out
-
-
-def _save(fig, path: str) -> str:
-    """Lays out ``fig``, writes it to ``path`` (PNG, 110 dpi), closes it and returns ``path``."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return path
-
-
-def _finish(fig, ax_list, protocol: Protocol, settings, path: str) -> str:
-    for ax in ax_list:
-        if protocol.x:
-            ax.set_xlabel(protocol.x)
-            if protocol.x in ("beta_pos", "alpha", "keep_ratio"):
-                ax.invert_xaxis()  # the paper's axes go from dense / BCE-heavy to sparse / ranking-heavy
-        else:
-            ax.set_xticks(range(len(settings)))
-            ax.set_xticklabels([s.name for s in settings], rotation=30, ha="right", fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.suptitle(protocol.title, fontsize=10)
-    return _save(fig, path)
-
-
-def plot_metrics(protocol: Protocol, settings, rows, path: str) -> str:
-    plt = _plt()
-    keys = [k for k in protocol.metrics if k.startswith("auc")][:1] + \
-        [k for k in protocol.metrics if "logloss" in k][:1]
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4))
-    axes = np.atleast_1d(axes)
-    by_name = {r["setting"]: r for r in rows}
-    for ax, key in zip(axes, keys):
-        for method, points in _series(protocol, settings).items():
-            xs = [x for x, _ in points]
-            ms = [by_name[s.name].get(f"{key}_mean", math.nan) for _, s in points]
-            sd = [by_name[s.name].get(f"{key}_std", math.nan) for _, s in points]
-            sd = [0.0 if v is None or math.isnan(v) else v for v in sd]
-            # Settings without a swept parameter are categories: markers only, no line between them.
-            ax.errorbar(xs, ms, yerr=sd, marker="o", capsize=3, label=method,
-                        linestyle="-" if protocol.x else "none")
-        ax.set_ylabel(METRICS[key].label)
-        ax.legend(fontsize=8)
-    return _finish(fig, axes, protocol, settings, path)
-
-
-def plot_lift(protocol: Protocol, settings, rows, path: str) -> Optional[str]:
-    plt = _plt()
-    keys = [k for k in protocol.metrics if METRICS[k].ratio]
-    with_base = [s for s in settings if s.baseline]
-    if not keys or not with_base:
-        return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4))
-    axes = np.atleast_1d(axes)
-    by_name = {r["setting"]: r for r in rows}
-    for ax, key in zip(axes, keys):
-        for method, points in _series(protocol, settings).items():
-            points = [(x, s) for x, s in points if s.baseline]
-            if points:
-                ax.plot([x for x, _ in points], [by_name[s.name].get(f"{key}_ratio", math.nan) for _, s in points],
-                        marker="o", label=method, linestyle="-" if protocol.x else "none")
-        ax.axhline(0.0, color="grey", lw=0.8)
-        kind = "AUC lift ratio" if METRICS[key].ratio == "lift" else "BCE drop ratio"
-        ax.set_ylabel(f"{kind} ({METRICS[key].label})")
-        ax.legend(fontsize=8)
-    return _finish(fig, axes, protocol, settings, path)
-
+from tfrec.experiments.core.plots import plot_lift, plot_metrics, pyplot, runs_of, save_figure, write_rows
+from tfrec.experiments.core.registry import Protocol
+from tfrec.experiments.kdd.runner import TRAIN_BCE_CSV, read_csv
 
 def _mean_curve(curves: List[List[float]]) -> np.ndarray:
     n = min(len(c) for c in curves)
@@ -157,11 +67,11 @@ def _plot_mean_curves(protocol: Protocol, settings, results, path: str,
     Returns:
       ``path``, or None (nothing written) when no setting has a curve.
     """
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     drawn = 0
     for s in settings:
-        curves = [c for c in (curve(r) for r in _runs_of(results, s.name)) if c]
+        curves = [c for c in (curve(r) for r in runs_of(results, s.name)) if c]
         if curves:
             ax.plot(_mean_curve(curves), label=s.name, **line)
             drawn += 1
@@ -177,7 +87,7 @@ def _plot_mean_curves(protocol: Protocol, settings, results, path: str,
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     ax.set_title(protocol.title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(protocol: Protocol, settings, results, path: str, kind: str) -> Optional[str]:
@@ -191,10 +101,10 @@ def plot_curves(protocol: Protocol, settings, results, path: str, kind: str) -> 
 
 
 def plot_grad_boxplot(protocol: Protocol, settings, results, rows, path: str) -> Optional[str]:
-    plt = _plt()
+    plt = pyplot()
     data, labels = [], []
     for s in settings:
-        values = [v for r in _runs_of(results, s.name) for v in _first_epoch_grads(r["run_dir"])]
+        values = [v for r in runs_of(results, s.name) for v in _first_epoch_grads(r["run_dir"])]
         if values:
             data.append(values)
             labels.append(s.name)
@@ -205,15 +115,15 @@ def plot_grad_boxplot(protocol: Protocol, settings, results, rows, path: str) ->
     ax.set_xticks(range(1, len(labels) + 1))
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("mean |dL/dz| over negatives, per batch (epoch 1)")
-    auc_key = next((k for k in protocol.metrics if k.startswith("auc")), None)
+    auc_key = next((k for k in protocol.metric_keys if k.startswith("auc")), None)
     if auc_key:
         by_name = {r["setting"]: r for r in rows}
         twin = ax.twinx()
         twin.plot(range(1, len(labels) + 1), [by_name[n].get(f"{auc_key}_mean", math.nan) for n in labels],
                   color="tab:red", marker="o")
-        twin.set_ylabel(METRICS[auc_key].label, color="tab:red")
+        twin.set_ylabel(protocol.metric(auc_key).label, color="tab:red")
     ax.set_title(protocol.title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_calibration(protocol: Protocol, settings, results, path: str) -> Optional[str]:
@@ -221,16 +131,6 @@ def plot_calibration(protocol: Protocol, settings, results, path: str) -> Option
                              lambda r: [b["bias"] for b in r["run"].get("calibration", [])],
                              "pCTR bucket (equal positive weight, test)", "bias = sum w(p - y) / sum w y",
                              zero_line=True, marker=".", lw=1.0)
-
-
-def _write_rows(path: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A CSV beside a figure: ``header`` then ``rows`` (floats as ``repr``, so they read back exactly)."""
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(list(header))
-        for row in rows:
-            w.writerow([repr(v) if isinstance(v, float) else v for v in row])
-    return path
 
 
 def _valid_bce(run: Dict[str, Any]) -> List[float]:
@@ -250,11 +150,11 @@ def _train_bce(run: Dict[str, Any]) -> List[float]:
 def plot_bce_epochs(protocol: Protocol, settings, results, path: str) -> List[str]:
     """Fig. 1a: validation (solid) and training (dashed) BCE after each epoch per setting, mean over seeds;
     writes the PNG and its CSV (``setting, epoch, valid_bce, train_bce, seeds``); [] when no run has a curve."""
-    plt = _plt()
+    plt = pyplot()
     table = []
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, s in enumerate(settings):
-        runs = _runs_of(results, s.name)
+        runs = runs_of(results, s.name)
         valid = [c for c in (_valid_bce(r) for r in runs) if c]
         if not valid:
             continue
@@ -275,23 +175,23 @@ def plot_bce_epochs(protocol: Protocol, settings, results, path: str) -> List[st
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     ax.set_title(f"{protocol.title}: BCE along epochs (Fig. 1a)", fontsize=10)
-    return [_save(fig, path), _write_rows(os.path.splitext(path)[0] + ".csv",
+    return [save_figure(fig, path), write_rows(os.path.splitext(path)[0] + ".csv",
                                           ("setting", "epoch", "valid_bce", "train_bce", "seeds"), table)]
 
 
 def plot_landscape(protocol: Protocol, settings, results, path: str) -> List[str]:
     """Fig. 1b: per setting, the mean over seeds of its runs' ``landscape.csv`` grids; the PNG and its CSV
     (``setting, a, b, bce, seeds``); [] when no run has a grid."""
-    from tfrec.experiments.landscape import read_landscape
+    from tfrec.experiments.kdd.landscape import read_landscape
 
     grids = {}
     for s in settings:
-        found = [g for g in (read_landscape(r["run_dir"]) for r in _runs_of(results, s.name)) if g is not None]
+        found = [g for g in (read_landscape(r["run_dir"]) for r in runs_of(results, s.name)) if g is not None]
         if found:
             grids[s.name] = (found[0]["a"], found[0]["b"], np.mean([g["bce"] for g in found], axis=0), len(found))
     if not grids:
         return []
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(grids) + 1, figsize=(4.6 * (len(grids) + 1), 4))
     table = []
     for i, (ax, (name, (a, b, bce, n))) in enumerate(zip(axes, grids.items())):
@@ -308,7 +208,7 @@ def plot_landscape(protocol: Protocol, settings, results, path: str) -> List[str
     axes[-1].legend(fontsize=7)
     axes[-1].grid(alpha=0.3)
     fig.suptitle(f"{protocol.title}: loss landscape of the head (Fig. 1b)", fontsize=10)
-    return [_save(fig, path), _write_rows(os.path.splitext(path)[0] + ".csv", ("setting", "a", "b", "bce", "seeds"),
+    return [save_figure(fig, path), write_rows(os.path.splitext(path)[0] + ".csv", ("setting", "a", "b", "bce", "seeds"),
                                           table)]
 
 
@@ -335,7 +235,7 @@ def plot_layer_grad_norms(protocol: Protocol, settings, results, path: str) -> L
     first_batch, last_batch, mean, p90, seeds``); [] without gradient diagnostics."""
     per_setting = {}
     for s in settings:
-        runs = [read_csv(os.path.join(r["run_dir"], "gradient_diagnostics.csv")) for r in _runs_of(results, s.name)]
+        runs = [read_csv(os.path.join(r["run_dir"], "gradient_diagnostics.csv")) for r in runs_of(results, s.name)]
         runs = [r for r in runs if r]
         if runs:
             per_setting[s.name] = runs
@@ -344,7 +244,7 @@ def plot_layer_grad_norms(protocol: Protocol, settings, results, path: str) -> L
     layers = _layer_columns(next(iter(per_setting.values()))[0])
     if not layers:
         return []
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(layers), figsize=(6 * len(layers), 4.2))
     axes = np.atleast_1d(axes)
     table = []
@@ -364,7 +264,7 @@ def plot_layer_grad_norms(protocol: Protocol, settings, results, path: str) -> L
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{protocol.title}: layer gradient norms (Fig. 3)", fontsize=10)
-    return [_save(fig, path), _write_rows(os.path.splitext(path)[0] + ".csv",
+    return [save_figure(fig, path), write_rows(os.path.splitext(path)[0] + ".csv",
                                           ("setting", "layer", "first_batch", "last_batch", "mean", "p90", "seeds"),
                                           table)]
 
@@ -378,7 +278,7 @@ def plot_grad_histogram(protocol: Protocol, settings, results, path: str) -> Lis
     counts = {}
     for s in settings:
         total = np.zeros(len(HIST_NAMES))
-        for r in _runs_of(results, s.name):
+        for r in runs_of(results, s.name):
             for row in read_csv(os.path.join(r["run_dir"], "gradient_diagnostics.csv")):
                 if row.get("epoch") == 0 and HIST_NAMES[0] in row:
                     total += np.asarray([row[k] for k in HIST_NAMES])
@@ -386,7 +286,7 @@ def plot_grad_histogram(protocol: Protocol, settings, results, path: str) -> Lis
             counts[s.name] = total
     if not counts:
         return []
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     table = []
     for name, total in counts.items():
@@ -400,7 +300,7 @@ def plot_grad_histogram(protocol: Protocol, settings, results, path: str) -> Lis
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     ax.set_title(f"{protocol.title}: negative-logit gradients (Fig. 9)", fontsize=10)
-    return [_save(fig, path), _write_rows(os.path.splitext(path)[0] + ".csv",
+    return [save_figure(fig, path), write_rows(os.path.splitext(path)[0] + ".csv",
                                           ("setting", "bin", "low", "high", "count", "frequency"), table)]
 
 
