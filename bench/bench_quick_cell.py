@@ -64,8 +64,10 @@ def main() -> None:
 
     import tfrec.train as train_lib
     from tfrec.config import load_config
-    from tfrec.experiments import engine, protocols, runner
-    from tfrec.experiments.quick import QUICK_CONFIG, prepare_quick_data
+    from tfrec.experiments.core import engine, registry
+    from tfrec.experiments.core.cell import run_cell
+    from tfrec.experiments.kdd import runner
+    from tfrec.experiments.kdd.quick import QUICK_CONFIG, prepare_quick_data
 
     clock.mark("import TensorFlow, tfrec")
     base = load_config(QUICK_CONFIG, [])
@@ -108,14 +110,15 @@ def main() -> None:
         return out
 
     train_lib.fit_with_recovery, runner._evaluate = timed_fit, timed_evaluate
-    settings = {s.name: s for p in ("losses", "findings") for s in protocols.get(p).settings(protocols.Options())}
+    protocol = registry.get("losses")
+    settings = {s.name: s for p in ("losses", "findings") for s in registry.get(p).settings(registry.Options())}
     for name in args.settings.split(","):
         cfg = engine.cell_config(base, settings[name], 2020, data)
         run_dir = os.path.join(args.out, "bench_runs", name)
         shutil.rmtree(run_dir, ignore_errors=True)
         clock.mark("(between runs)")
         clock.rows = []
-        result = runner.run_training(cfg, run_dir, printer=lambda _: None)
+        result = run_cell(protocol, cfg, run_dir, printer=lambda _: None)  # the KDD cell, then the session freed
         clock.mark("clear session")
         clock.flush(f"{name}: {result['train']['train_steps']} steps, test AUC {result['test']['auc']:.4f}")
 

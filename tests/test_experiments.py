@@ -14,8 +14,9 @@ from sklearn.metrics import log_loss, roc_auc_score
 from tfrec import data as data_lib
 
 from tfrec.config import load_config
-from tfrec.experiments import Options, protocols, run_protocol
-from tfrec.experiments.store import Cell, Store
+from tfrec.experiments import Options, run_protocol
+from tfrec.experiments.core import registry
+from tfrec.experiments.core.store import Cell, Store
 from tfrec.train import load_trained_model
 
 SEED = 2020
@@ -56,7 +57,7 @@ def experiment(tiny_dataset, base_cfg, tmp_path_factory):
     """Runs every protocol once into one output directory; returns (out dir, {protocol: summary})."""
     out = str(tmp_path_factory.mktemp("experiment"))
     summaries = {}
-    for name in protocols.names():
+    for name in registry.names():
         if name in SETTINGS:
             summaries[name] = run_protocol(name, tiny_dataset, [SEED], out, base_cfg, Options(buckets=4),
                                            only=SETTINGS[name], printer=lambda _: None)
@@ -93,7 +94,7 @@ def _check_test_metrics_by_hand(cell):
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_protocol_end_to_end(experiment, name):
     out, summaries = experiment
-    protocol = protocols.get(name)
+    protocol = registry.get(name)
     report = os.path.join(out, name)
     for f in ("results.csv", "results.md", "run_record.json", *PLOTS):
         assert os.path.getsize(os.path.join(report, f)) > 0, f
@@ -108,8 +109,8 @@ def test_protocol_end_to_end(experiment, name):
         assert cell["status"] in ("computed", "reused")
         run = cell["run"]
         assert run["train"]["epochs_run"] == 1
-        for key in protocol.metrics:
-            value = protocols.metric_value(run, protocols.METRICS[key])
+        for key in protocol.metric_keys:
+            value = registry.metric_value(run, protocol.metric(key))
             assert value is not None and math.isfinite(value), (setting, key)
             assert float(rows[setting][f"{key}_mean"]) == value  # one seed: the mean is the run's number
             assert rows[setting][f"{key}_std"] == ""  # undefined with one seed, never 0
@@ -118,9 +119,9 @@ def test_protocol_end_to_end(experiment, name):
         if cell["baseline"] is not None:
             paired += 1
             base = store.cell_result(Cell(name, cell["baseline"], SEED))["run"]
-            for key in protocol.metrics:
-                m = protocols.METRICS[key]
-                diff = protocols.metric_value(run, m) - protocols.metric_value(base, m)
+            for key in protocol.metric_keys:
+                m = protocol.metric(key)
+                diff = registry.metric_value(run, m) - registry.metric_value(base, m)
                 assert float(rows[setting][f"{key}_diff"]) == pytest.approx(diff, rel=1e-12, abs=1e-15)
                 assert rows[setting][f"{key}_p"] == ""  # no test with one seed
         _check_test_metrics_by_hand(cell)
@@ -141,7 +142,7 @@ def test_cells_apply_their_settings(experiment):
     assert dense["test"]["effective_positive_rate"] == pytest.approx(rate)
     assert sparse["test"]["effective_positive_rate"] == pytest.approx(0.1 * rate / (0.1 * rate + 1 - rate))
     assert sparse["config"]["data"]["beta_pos"] == 0.1 and dense["config"]["data"]["beta_pos"] == 1.0
-    jrc = protocols.get("losses").settings(Options())[2]
+    jrc = registry.get("losses").settings(Options())[2]
     assert jrc.name == "jrc" and "model.head=jrc" in jrc.overrides and "model.loss.params.pairing=global" in jrc.overrides
     kept = store.cell_result(Cell("negative-sampling", "keep0.5", SEED))["run"]
     full = store.cell_result(Cell("negative-sampling", "keep1", SEED))["run"]
@@ -199,4 +200,4 @@ def test_unknown_setting_is_a_clear_error(tiny_dataset, base_cfg, tmp_path):
     with pytest.raises(ValueError, match="has no setting 'nope'"):
         run_protocol("losses", tiny_dataset, [SEED], str(tmp_path), base_cfg, only=["nope"], printer=lambda _: None)
     with pytest.raises(ValueError, match="unknown protocol"):
-        protocols.get("nope")
+        registry.get("nope")

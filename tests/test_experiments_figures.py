@@ -11,9 +11,10 @@ import pytest
 
 from tfrec import data as data_lib
 from tfrec.config import load_config
-from tfrec.experiments import Options, landscape, run_protocol
-from tfrec.experiments.runner import read_csv
-from tfrec.experiments.store import Cell, Store
+from tfrec.experiments import Options, run_protocol
+from tfrec.experiments.core.store import Cell, Store
+from tfrec.experiments.kdd import landscape
+from tfrec.experiments.kdd.runner import read_csv
 from tfrec.features import CRITEO
 from tfrec.metrics.gradients import HIST_NAMES, histogram_edges
 from tfrec.train import load_trained_model

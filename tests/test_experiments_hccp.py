@@ -13,9 +13,11 @@ import pytest
 from pipelines.hybrid_samples import run as prepare_hybrid
 from tfrec.config import CascadeConfig, HybridSamplesConfig, load_config
 from tfrec.data import DatasetError
-from tfrec.experiments import Options, protocols, run_protocol
-from tfrec.experiments import hccp, hccp_report
-from tfrec.experiments.store import Cell, Store
+from tfrec.experiments import Options, run_protocol
+from tfrec.experiments.core import registry
+from tfrec.experiments.core.store import Cell, Store
+from tfrec.experiments.hccp import protocol as hccp
+from tfrec.experiments.hccp import report as hccp_report
 from tfrec.simulation.cascade import simulate_cascade
 
 SEED = 2020
@@ -187,11 +189,11 @@ def test_check_data_rejects_a_pointwise_dataset(tmp_path):
     with open(tmp_path / "schema.json", "w") as f:
         json.dump({"name": "criteo"}, f)
     with pytest.raises(DatasetError, match="is a pointwise dataset .*not a preranking one"):
-        get(protocols.get("hccp").family).check_dataset(str(tmp_path))
+        get(registry.get("hccp").family).check_dataset(str(tmp_path))
 
 
 def test_settings_are_the_papers_rows():
-    settings = protocols.get("hccp").settings(Options(quick=True))
+    settings = registry.get("hccp").settings(Options(quick=True))
     assert [s.params["method"] for s in settings] == ["Base", "Base+ListNet", "Base+ListMLE", "HCCP(w/o Up)",
                                                       "HCCP(w/o PRC)", "HCCP(w/o Neg)", "HCCP(w/o Margin)", "HCCP"]
     assert all(s.baseline == "base" for s in settings[1:]) and settings[0].baseline is None
@@ -201,7 +203,7 @@ def test_settings_are_the_papers_rows():
 
 def test_report_statistics_against_numpy(tmp_path):
     rng = np.random.default_rng(0)
-    settings = protocols.get("hccp").settings(Options())
+    settings = registry.get("hccp").settings(Options())
     results, values = {}, {}
     for s in settings:
         for seed in (1, 2, 3):
@@ -224,7 +226,7 @@ def test_report_statistics_against_numpy(tmp_path):
     assert rows["hccp"]["AUC_click_n"] == 2  # NaN (no positives) is left out, not averaged in
     assert rows["hccp"]["octile_ISH@5[0]_mean"] == pytest.approx(ish["hccp"].mean())
     assert rows["hccp"]["octile_ISH@5[1]_n"] == 0
-    files = hccp_report.build_hccp_report(protocols.get("hccp"), settings, results, str(tmp_path), Options())
+    files = hccp_report.build_hccp_report(registry.get("hccp"), settings, results, str(tmp_path), Options())
     assert [os.path.basename(f) for f in files] == ["results.csv", "results.md", "octiles.png"]
     md = open(files[1], encoding="utf-8").read()
     assert f"{100 * d.mean():+.2f}" in md and "ablations, Δ vs HCCP" in md

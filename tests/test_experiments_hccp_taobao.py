@@ -13,9 +13,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tfrec.data import DatasetError
-from tfrec.experiments import Options, protocols
-from tfrec.experiments import hccp_taobao, hccp_taobao_report
-from tfrec.experiments.store import Cell
+from tfrec.experiments import Options
+from tfrec.experiments.core import registry
+from tfrec.experiments.core.store import Cell
+from tfrec.experiments.hccp import taobao as hccp_taobao
+from tfrec.experiments.hccp import taobao_report as hccp_taobao_report
 
 TINY = ["taobao_sim.impressions=3000", "taobao_sim.users=250", "taobao_sim.ads=300", "taobao_sim.categories=10",
         "taobao_sim.brands=40", "taobao_sim.campaigns=100", "taobao_sim.customers=50", "taobao.valid_share=0.2",
@@ -85,7 +87,7 @@ def test_metrics_recomputed_from_the_saved_predictions(experiment):
 
 def test_report_statistics_against_numpy(tmp_path):
     rng = np.random.default_rng(3)
-    settings = protocols.get("hccp-taobao").settings(Options())
+    settings = registry.get("hccp-taobao").settings(Options())
     assert [s.params["method"] for s in settings] == ["Base", "Base+ListNet", "Base+ListMLE", "COPR", "Rethink",
                                                       "HCCP"]
     results, values = {}, {}
@@ -104,7 +106,7 @@ def test_report_statistics_against_numpy(tmp_path):
     assert rows["rethink"]["AUC_t"] == pytest.approx(d.mean() / (d.std(ddof=1) / math.sqrt(3)))
     assert rows["copr"]["AUC_n"] == 2  # a NaN seed is left out
     assert rows["hccp"]["ISH@5_paper_diff"] == pytest.approx(0.7675 - 0.7531)
-    files = hccp_taobao_report.build_taobao_report(protocols.get("hccp-taobao"), settings, results, str(tmp_path),
+    files = hccp_taobao_report.build_taobao_report(registry.get("hccp-taobao"), settings, results, str(tmp_path),
                                                    Options())
     md = open(files[1], encoding="utf-8").read()
     assert f"{100 * d.mean():+.2f}pp" in md

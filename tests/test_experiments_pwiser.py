@@ -13,9 +13,13 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from tfrec import data as data_lib
 from tfrec.config import load_config
-from tfrec.experiments import Options, protocols, pwiser, run_protocol
-from tfrec.experiments.engine import selected_settings
-from tfrec.experiments.store import Cell, Store
+from tfrec.experiments import Options, run_protocol
+from tfrec.experiments.core import registry
+from tfrec.experiments.core.engine import selected_settings
+from tfrec.experiments.core.store import Cell, Store
+from tfrec.experiments.pwiser import data as pwiser_data
+from tfrec.experiments.pwiser import protocol as pwiser_protocol
+from tfrec.experiments.pwiser import settings as pwiser
 from tfrec.train import load_trained_model
 
 SEED = 2020
@@ -36,7 +40,7 @@ TINY = ["simulation.kind=funnel", "simulation.rows=1500", "simulation.seed=5", "
 def experiment(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("pwiser"))
     cfg = load_config(None, TINY)
-    data = pwiser.prepare_funnel_data(cfg, out, 0.3, printer=lambda _: None)
+    data = pwiser_data.prepare_funnel_data(cfg, out, 0.3, printer=lambda _: None)
     summary = run_protocol("pwiser", data, [SEED], out, cfg, Options(values=(0.0,), buckets=4), only=ONLY,
                            printer=lambda _: None)
     return out, data, cfg, summary
@@ -90,7 +94,7 @@ def test_pwiser_end_to_end(experiment):
             run = cell["run"]
             assert run["test"]["tasks"] == ["ctr", "cvr", "ctcvr"] and run["train"]["epochs_run"] == 1
             for key in pwiser.PWISER_METRICS:
-                value = protocols.metric_value(run, protocols.METRICS[key])
+                value = registry.metric_value(run, pwiser_protocol.PROTOCOL.metric(key))
                 assert value is not None and math.isfinite(value), (name, key)
                 assert float(rows[name][f"{key}_mean"]) == value  # one seed: the mean is the run's number
                 assert rows[name][f"{key}_std"] == ""
@@ -100,8 +104,8 @@ def test_pwiser_end_to_end(experiment):
                 paired += 1
                 base = store.cell_result(Cell("pwiser", cell["baseline"], SEED))["run"]
                 for key in pwiser.PWISER_METRICS:
-                    m = protocols.METRICS[key]
-                    diff = protocols.metric_value(run, m) - protocols.metric_value(base, m)
+                    m = pwiser_protocol.PROTOCOL.metric(key)
+                    diff = registry.metric_value(run, m) - registry.metric_value(base, m)
                     assert float(rows[name][f"{key}_diff"]) == pytest.approx(diff, rel=1e-12, abs=1e-15)
                     assert rows[name][f"{key}_p"] == ""
             _check_test_metrics_by_hand(cell)
@@ -144,12 +148,12 @@ def test_rerun_computes_nothing(experiment):
 
 
 def test_settings_and_parts():
-    full = pwiser.PROTOCOL.settings(Options())
+    full = pwiser_protocol.PROTOCOL.settings(Options())
     grid = pwiser.settings_of_part(full, "grid")
     assert len(grid) == 2 * len(pwiser.ARCHITECTURES)
     assert len(pwiser.settings_of_part(full, "noise")) == 2 * len(pwiser.NOISE_SHARES)
     assert len(pwiser.settings_of_part(full, "margins")) == 1 + len(pwiser.LAMBDAS) * len(pwiser.MARGINS)
-    quick = pwiser.PROTOCOL.settings(Options(quick=True))
+    quick = pwiser_protocol.PROTOCOL.settings(Options(quick=True))
     assert [s.name for s in pwiser.settings_of_part(quick, "noise")] == [
         "noise0_bce", "noise0_pwiser", "noise0.3_bce", "noise0.3_pwiser", "noise0.6_bce", "noise0.6_pwiser"]
     for s in full:  # every PWiseR setting is paired with the BCE setting of its architecture and data
@@ -161,7 +165,7 @@ def test_settings_and_parts():
     assert pwiser.part_of("esmm_pwiser") == "grid"
     with pytest.raises(ValueError, match="`part` must be one of"):
         pwiser.settings_of_part(full, "nope")
-    only = selected_settings(pwiser.PROTOCOL, Options(values=(0.5,)), ["noise0.5_bce", "esmm_bce"])
+    only = selected_settings(pwiser_protocol.PROTOCOL, Options(values=(0.5,)), ["noise0.5_bce", "esmm_bce"])
     assert [(s.name, s.dataset) for s in only] == [("esmm_bce", None), ("noise0.5_bce", "noise0.5")]
 
 
@@ -182,18 +186,18 @@ def test_narrow_copy(tmp_path):
     src = tmp_path / "a.csv"
     row = [str(i) for i in range(len(ALIEXPRESS_COLUMNS))]
     src.write_text(",".join(ALIEXPRESS_COLUMNS) + "\n" + ",".join(row) + "\n")
-    n = pwiser.narrow_copy(str(src), str(tmp_path / "b.csv"))
+    n = pwiser_data.narrow_copy(str(src), str(tmp_path / "b.csv"))
     header, line = (tmp_path / "b.csv").read_text().splitlines()
-    assert n == 1 and header.split(",") == list(pwiser.NARROW_COLUMNS.values())
-    assert line.split(",") == [row[ALIEXPRESS_COLUMNS.index(c)] for c in pwiser.NARROW_COLUMNS]
+    assert n == 1 and header.split(",") == list(pwiser_data.NARROW_COLUMNS.values())
+    assert line.split(",") == [row[ALIEXPRESS_COLUMNS.index(c)] for c in pwiser_data.NARROW_COLUMNS]
     (tmp_path / "c.csv").write_text("click,conversion\n1,0\n")
     with pytest.raises(ValueError, match="has no column 'categorical_1'"):
-        pwiser.narrow_copy(str(tmp_path / "c.csv"), str(tmp_path / "d.csv"))
+        pwiser_data.narrow_copy(str(tmp_path / "c.csv"), str(tmp_path / "d.csv"))
 
 
 def test_cells_read_the_data_at_beta_pos_1(tmp_path):
     # Every setting resets data.beta_pos to 1.0: no KDD 2024 down-weighting in the CTR loss or the metrics.
-    for s in pwiser.PROTOCOL.settings(Options()):
+    for s in pwiser_protocol.PROTOCOL.settings(Options()):
         assert load_config(None, list(s.overrides)).data.beta_pos == 1.0, s.name
     # A dataset prepared with beta_pos 0.5 (its written weight is 0.5 on clicks) reads with weight 1 everywhere.
     from multitask_files import ALICCP_HEADER, aliccp_lines

@@ -12,7 +12,8 @@ from scipy import stats as sps
 from tfrec import data as data_lib
 from tfrec.cli import main
 from tfrec.config import load_config
-from tfrec.experiments import Options, Protocol, Setting, register, run_protocol, stats
+from tfrec.experiments import Options, Protocol, Setting, register, run_protocol
+from tfrec.experiments.core import stats
 from tfrec.features import CRITEO
 
 

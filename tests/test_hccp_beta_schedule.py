@@ -18,7 +18,7 @@ from tfrec.config import CascadeConfig, ConfigError, HybridSamplesConfig, ThreeT
 from tfrec import losses
 from tfrec.devices import make_strategy
 from tfrec.experiments import Options, run_protocol
-from tfrec.experiments.store import Cell, Store
+from tfrec.experiments.core.store import Cell, Store
 from tfrec.losses import MarginInfoNCE
 from tfrec.losses.classes.preranking import derived_beta_scale
 from tfrec.simulation.cascade import simulate_cascade
