@@ -7,7 +7,7 @@
 * plain loop: ``parse_line`` + ``to_example`` per line, one ``tf.io.TFRecordWriter(path, "GZIP")`` (no split, no
   statistics, no side files);
 * the floor components of the same output: a pyarrow CSV read of the file, the column encoding of every row
-  (``pipelines.criteo.fast.encode_examples``, byte-identical to ``to_example``), TFRecord framing + CRC-32C, GZIP
+  (``pipelines.criteo.fast_encode.encode_examples``, byte-identical to ``to_example``), TFRecord framing + CRC-32C, GZIP
   level 6 (and 1) of the framed bytes, with the bytes per row each level writes (beside the Beam output's).
 
 With ``--baseline DIR`` (another checkout of tfrec, e.g. ``git worktree add /tmp/tfrec_base main`` made before a
@@ -111,7 +111,8 @@ def floor_components(path: str) -> dict:
     import pyarrow.csv as pacsv
 
     from pipelines.common.sink import frame_records
-    from pipelines.criteo.fast import encode_examples, key_order, parse_columns, split_chunk
+    from pipelines.criteo.fast_encode import encode_examples, key_order
+    from pipelines.criteo.fast_parse import parse_columns, split_chunk
 
     key_order()  # (imports TensorFlow's protos once, outside the timing)
 

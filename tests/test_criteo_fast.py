@@ -9,7 +9,8 @@ import numpy as np
 import pipelines.criteo as criteo
 from pipeline_outputs import differences, snapshot
 from pipelines.common.stages import ParseChunks
-from pipelines.criteo.fast import encode_examples, parse_chunk, parse_columns, split_chunk
+from pipelines.criteo.fast_encode import encode_examples
+from pipelines.criteo.fast_parse import parse_chunk, parse_columns, split_chunk
 from pipelines.criteo.parse import BOM, Rejection, Row, parse_kaggle
 from tfrec.config import PrepareConfig
 

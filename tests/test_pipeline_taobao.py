@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from pipelines.criteo.parse import InputError
-from pipelines.taobao.pipeline import run_lists, run_requests
+from pipelines.taobao.lists_pipeline import run_lists
+from pipelines.taobao.pipeline import run_requests
 from tfrec.config_taobao import DinConfig, TaobaoConfig
 from tfrec.data_taobao import TAOBAO_LISTS, din_dataset
 

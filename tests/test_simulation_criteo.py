@@ -267,7 +267,7 @@ def test_interactions_matter(tmp_path):
 
 def test_second_order_is_a_pure_interaction():
     """The latent vectors of each field of S are centred under its distribution, so E[H | any one field] = 0."""
-    model = criteo._build_model(2020, 1.0)
+    model = criteo.build_model(2020, 1.0)
     assert sorted(model.cat_latent) == [CRITEO_CATEGORICAL.index(name) for name in INTERACTING]
     for f, table in model.cat_latent.items():
         spec = criteo.CATEGORICAL_FIELDS[CRITEO_CATEGORICAL[f]]

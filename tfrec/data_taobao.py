@@ -29,7 +29,7 @@ ITEM_FEATURES = ("item_id", "category", "brand", "campaign_id", "customer")
 HISTORY_FEATURES = ("click_history", "click_history_category", "click_history_brand")
 LABEL = "label"
 
-#: The lists of the Taobao protocol (``pipelines.taobao.pipeline.run_lists``).
+#: The lists of the Taobao protocol (``pipelines.taobao.lists_pipeline.run_lists``).
 TAOBAO_LISTS = ListwiseSchema(
     name="taobao",
     context_categorical=("request_id",) + CONTEXT_FEATURES,

@@ -93,10 +93,10 @@ class Protocol:
 
     A protocol names its family (``family``: ``pointwise``, ``multitask`` or ``preranking``,
     :mod:`tfrec.families`), its check of the dataset (``check_data(data_dir)``, raising ``DatasetError``: the
-    dataset is one of its family, and has what the protocol needs beyond that; None: none), the progress line of a finished cell
-    (``summary(run)``; default: the protocol's first two metrics), and what ``--quick`` uses: its config YAML
-    (``quick_config``) and the function that makes its dataset (``quick_data(cfg, out_dir, printer) -> data
-    dir``); a protocol without them has no ``--quick``.
+    dataset is one of its family, and has what the protocol needs beyond that; None: none), the progress line of
+    a finished cell (``summary(run)``; default: the protocol's first two metrics), and what ``--quick`` uses: its
+    config YAML (``quick_config``) and the function that makes its dataset (``quick_data(cfg, out_dir, printer)
+    -> data dir``); a protocol without them has no ``--quick``.
     ``datasets(base, opts, out_dir, printer, names) -> {name: data dir}`` makes those of the protocol's own datasets
     that the settings to run name by ``Setting.dataset`` (a sweep over simulated data).
     """

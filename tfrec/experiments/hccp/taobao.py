@@ -133,7 +133,8 @@ def prepare_taobao(cfg: RunConfig, root: str, printer: Callable[[str], None] = p
     """The Taobao lists under ``root``: simulated files (``taobao_sim``) unless ``taobao.raw_sample`` or
     ``taobao.joined`` name real ones, the requests pipeline, DIN, the lists pipeline. Reused when the
     ``taobao_sim``, ``taobao`` and ``din`` settings are unchanged. Returns the lists directory."""
-    from pipelines.taobao.pipeline import run_lists, run_requests
+    from pipelines.taobao.lists_pipeline import run_lists
+    from pipelines.taobao.pipeline import run_requests
     from tfrec.simulation.taobao import FILES, simulate_taobao
     from tfrec.train_din import SCORER, train_din
 

@@ -176,7 +176,7 @@ def plot_bce_epochs(protocol: Protocol, settings, results, path: str) -> List[st
     ax.grid(alpha=0.3)
     ax.set_title(f"{protocol.title}: BCE along epochs (Fig. 1a)", fontsize=10)
     return [save_figure(fig, path), write_rows(os.path.splitext(path)[0] + ".csv",
-                                          ("setting", "epoch", "valid_bce", "train_bce", "seeds"), table)]
+                                               ("setting", "epoch", "valid_bce", "train_bce", "seeds"), table)]
 
 
 def plot_landscape(protocol: Protocol, settings, results, path: str) -> List[str]:
@@ -208,7 +208,8 @@ def plot_landscape(protocol: Protocol, settings, results, path: str) -> List[str
     axes[-1].legend(fontsize=7)
     axes[-1].grid(alpha=0.3)
     fig.suptitle(f"{protocol.title}: loss landscape of the head (Fig. 1b)", fontsize=10)
-    return [save_figure(fig, path), write_rows(os.path.splitext(path)[0] + ".csv", ("setting", "a", "b", "bce", "seeds"),
+    return [save_figure(fig, path), write_rows(os.path.splitext(path)[0] + ".csv",
+                                               ("setting", "a", "b", "bce", "seeds"),
                                           table)]
 
 
@@ -264,9 +265,9 @@ def plot_layer_grad_norms(protocol: Protocol, settings, results, path: str) -> L
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{protocol.title}: layer gradient norms (Fig. 3)", fontsize=10)
-    return [save_figure(fig, path), write_rows(os.path.splitext(path)[0] + ".csv",
-                                          ("setting", "layer", "first_batch", "last_batch", "mean", "p90", "seeds"),
-                                          table)]
+    return [save_figure(fig, path),
+            write_rows(os.path.splitext(path)[0] + ".csv",
+                       ("setting", "layer", "first_batch", "last_batch", "mean", "p90", "seeds"), table)]
 
 
 def plot_grad_histogram(protocol: Protocol, settings, results, path: str) -> List[str]:
@@ -301,7 +302,7 @@ def plot_grad_histogram(protocol: Protocol, settings, results, path: str) -> Lis
     ax.grid(alpha=0.3)
     ax.set_title(f"{protocol.title}: negative-logit gradients (Fig. 9)", fontsize=10)
     return [save_figure(fig, path), write_rows(os.path.splitext(path)[0] + ".csv",
-                                          ("setting", "bin", "low", "high", "count", "frequency"), table)]
+                                               ("setting", "bin", "low", "high", "count", "frequency"), table)]
 
 
 def plot_all(protocol: Protocol, settings, results, rows, out_dir: str) -> List[str]:

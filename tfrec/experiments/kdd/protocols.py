@@ -2,9 +2,9 @@
 (:mod:`tfrec.experiments.core.registry`): sparsity, alpha, losses, focal, negative-sampling, contrastive, findings.
 
 Each is a list of settings (config overrides of the point-wise family's DCN V2 and its loss), the metrics its
-table reports (:data:`tfrec.experiments.kdd.metrics.METRICS`), the cell (:func:`tfrec.experiments.kdd.runner.run_training`) and the report: the
-table with the paper's figures (:mod:`tfrec.experiments.kdd.plots`; ``findings``:
-:mod:`tfrec.experiments.kdd.findings`).
+table reports (:data:`tfrec.experiments.kdd.metrics.METRICS`), the cell
+(:func:`tfrec.experiments.kdd.runner.run_training`) and the report: the table with the paper's figures
+(:mod:`tfrec.experiments.kdd.plots`; ``findings``: :mod:`tfrec.experiments.kdd.findings`).
 
 Readings of the paper:
 
@@ -187,8 +187,8 @@ def _metrics(*keys: str) -> Tuple[Metric, ...]:
 
 
 def _kdd(name: str, title: str, settings, metrics: Sequence[str], **kwargs: Any) -> Protocol:
-    """A KDD protocol: point-wise data, :func:`tfrec.experiments.kdd.runner.run_training` cells, the table with the paper's figures, the
-    quick Criteo-shaped dataset."""
+    """A KDD protocol: point-wise data, :func:`tfrec.experiments.kdd.runner.run_training` cells, the table with
+    the paper's figures, the quick Criteo-shaped dataset."""
     kwargs.setdefault("report", functools.partial(build_report, plot_all=_figures))
     return register(Protocol(name, title, settings, run_cell=_run_training, metrics=_metrics(*metrics),
                              family="pointwise", check_data=family("pointwise").check_dataset,

@@ -31,7 +31,8 @@ PWISER_METRICS = tuple(m.key for m in METRICS)
 
 
 def pwiser_tasks(architecture: str) -> List[str]:
-    """The tasks whose logit gets the PWiseR terms (:mod:`tfrec.experiments.pwiser.protocol`); single-task: its ``model.task``."""
+    """The tasks whose logit gets the PWiseR terms (:mod:`tfrec.experiments.pwiser.protocol`); single-task: its
+    ``model.task``."""
     if architecture == "esmm":
         return ["ctr", "ctcvr"]
     if architecture == "single_task":
