@@ -14,18 +14,21 @@ from __future__ import annotations
 import csv
 import math
 import os
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from tfrec.experiments.core import stats
 from tfrec.experiments.core.registry import Metric, Protocol, Setting, metric_value
 
 
-def per_seed(results: Mapping[Any, Dict[str, Any]], setting: str, metric: Metric) -> Dict[int, float]:
-    """seed -> the metric of every finished cell of ``setting``."""
+def per_seed(results: Mapping[Any, Dict[str, Any]], setting: str,
+             metric: Union[Metric, Callable[[Dict[str, Any]], Optional[float]]]) -> Dict[int, float]:
+    """seed -> the metric of every finished cell of ``setting`` (a :class:`Metric`, or a function of a run that
+    returns the value or None)."""
+    value_of = metric if callable(metric) else (lambda run: metric_value(run, metric))
     out = {}
     for cell, result in results.items():
         if result is not None and cell.setting == setting:
-            value = metric_value(result["run"], metric)
+            value = value_of(result["run"])
             if value is not None:
                 out[cell.seed] = value
     return out
@@ -126,6 +129,16 @@ def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]]) -> str:
     note = (f"\nMean ± standard deviation over seeds (n/a with one seed). Δ: mean over seeds of the paired difference "
             f"setting - baseline ({', '.join(baselines) or 'none'}), p: two-sided paired t-test over seeds.\n")
     return "\n".join(lines) + "\n" + note
+
+
+def write_results(rows: Sequence[Dict[str, Any]], text: str, out_dir: str) -> List[str]:
+    """Writes the table's rows to ``out_dir/results.csv`` (:func:`write_csv`) and ``text`` (its Markdown) to
+    ``out_dir/results.md``; returns the two paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    md = os.path.join(out_dir, "results.md")
+    with open(md, "w", encoding="utf-8") as f:
+        f.write(text)
+    return [write_csv(rows, os.path.join(out_dir, "results.csv")), md]
 
 
 def write_markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]], path: str) -> str:

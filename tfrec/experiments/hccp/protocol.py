@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List
 
 from tfrec.config import RunConfig
 from tfrec.experiments.core.cell import train_summary
-from tfrec.experiments.core.datasets import made_with, record_made
+from tfrec.experiments.core.datasets import made_once, simulate_then_prepare
 from tfrec.experiments.core.registry import Options, Protocol, Setting, packaged_config, register
 from tfrec.experiments.hccp.variants import ABLATIONS, BASE, FULL, GROUPS, VARIANT_LABELS  # noqa: F401
 from tfrec.families.registry import get as family
@@ -106,19 +106,17 @@ def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], No
     hyb = dataclasses.replace(cfg.hybrid, inputs=[os.path.join(logs, "requests.jsonl")],
                               items=[os.path.join(logs, "items.jsonl")], output=data_dir)
     wanted = {"cascade": dataclasses.asdict(sim), "hybrid": dataclasses.asdict(hyb)}
-    if made_with(root, data_dir, wanted):
-        printer(f"quick data: reusing {data_dir}")
-        return data_dir
-    printer(f"quick data: simulating a cascade of {sim.requests:,} requests ({sim.retrieved} retrieved, "
-            f"{sim.ranked} ranked) -> {logs}")
-    meta = simulate_cascade(sim)
-    printer(f"quick data: click rate {meta['click_rate']:.4f}; preparing hybrid samples with Beam ({hyb.runner}) "
-            f"-> {data_dir}")
-    stats = prepare(hyb)
-    printer("quick data: requests " + ", ".join(f"{s} {stats['requests_written'].get(s, 0):,}"
-                                                for s in ("train", "valid", "test")))
-    record_made(root, wanted)
-    return data_dir
+
+    def make() -> None:
+        simulate_then_prepare(
+            printer, "quick data",
+            f"a cascade of {sim.requests:,} requests ({sim.retrieved} retrieved, {sim.ranked} ranked) -> {logs}",
+            lambda: simulate_cascade(sim),
+            lambda meta: f"click rate {meta['click_rate']:.4f}; preparing hybrid samples with Beam ({hyb.runner}) -> "
+                         f"{data_dir}",
+            lambda: prepare(hyb), "requests")
+
+    return made_once(root, data_dir, wanted, make, printer)
 
 
 def _report(*args, **kwargs):

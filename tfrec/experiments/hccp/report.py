@@ -28,7 +28,8 @@ import numpy as np
 from tfrec.experiments.core import stats
 from tfrec.experiments.core.plots import pyplot
 from tfrec.experiments.core.registry import Options, Protocol, Setting
-from tfrec.experiments.core.tables import format_p, write_csv
+from tfrec.experiments.core import tables
+from tfrec.experiments.core.tables import format_p
 from tfrec.experiments.hccp.variants import ABLATIONS, FULL
 
 HIT_FAMILIES = ("ISH", "ISPH", "ASH", "ASPH")
@@ -63,13 +64,8 @@ def value_of(run: Dict[str, Any], key: str):
 
 
 def per_seed(results: Mapping[Any, Dict[str, Any]], setting: str, key: str) -> Dict[int, float]:
-    out = {}
-    for cell, result in results.items():
-        if result is not None and cell.setting == setting:
-            v = value_of(result["run"], key)
-            if v is not None:
-                out[cell.seed] = v
-    return out
+    """seed -> the test metric ``key`` (:func:`value_of`) of every finished cell of ``setting``."""
+    return tables.per_seed(results, setting, lambda run: value_of(run, key))
 
 
 def _paired(row: Dict[str, Any], prefix: str, values, base) -> None:
@@ -200,14 +196,9 @@ def plot_octiles(settings: Sequence[Setting], rows: Sequence[Dict[str, Any]], ke
 def build_hccp_report(protocol: Protocol, settings: Sequence[Setting], results: Mapping[Any, Dict[str, Any]],
                       out_dir: str, opts: Options) -> List[str]:
     """Writes ``results.csv``, ``results.md`` and ``octiles.png`` (module docstring); returns the paths."""
-    os.makedirs(out_dir, exist_ok=True)
     keys = metric_keys(results)
     rows = aggregate(settings, results)
-    files = [write_csv(rows, os.path.join(out_dir, "results.csv"))]
-    md = os.path.join(out_dir, "results.md")
-    with open(md, "w", encoding="utf-8") as f:
-        f.write(markdown(protocol, rows, keys))
-    files.append(md)
+    files = tables.write_results(rows, markdown(protocol, rows, keys), out_dir)
     if keys["octile"]:
         files.append(plot_octiles(settings, rows, keys["octile"], os.path.join(out_dir, "octiles.png")))
     return files

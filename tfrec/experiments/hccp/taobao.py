@@ -34,7 +34,7 @@ import numpy as np
 
 from tfrec.config import RunConfig
 from tfrec.experiments.core.cell import train_summary
-from tfrec.experiments.core.datasets import made_with, record_made
+from tfrec.experiments.core.datasets import made_once
 from tfrec.experiments.core.registry import Options, Protocol, Setting, packaged_config, register
 from tfrec.families.registry import get as family
 
@@ -150,29 +150,29 @@ def prepare_taobao(cfg: RunConfig, root: str, printer: Callable[[str], None] = p
         tb = dataclasses.replace(tb, **{k: [os.path.join(raw, FILES[k])] for k in names})
     wanted = {"taobao_sim": None if real else dataclasses.asdict(sim), "taobao": dataclasses.asdict(tb),
               "din": dataclasses.asdict(cfg.din)}
-    if made_with(root, lists, wanted):
-        printer(f"taobao data: reusing {lists}")
-        return lists
-    if not real:
-        printer(f"taobao data: simulating {sim.impressions:,} impressions of {sim.users:,} users ({sim.layout}) "
-                f"-> {raw}")
-        meta = simulate_taobao(sim)
-        printer(f"taobao data: click rate {meta['click_rate']:.4f}, AUC of the true probability "
-                f"{meta['true_probability_auc']:.4f}")
-    t0 = time.perf_counter()
-    st = run_requests(tb)
-    printer(f"taobao data: requests pipeline ({tb.runner}) {time.perf_counter() - t0:.0f} s; impressions "
-            + ", ".join(f"{s} {n:,}" for s, n in st["impressions_written"].items())
-            + f"; {st['impressions_rejected']:,} rejected")
-    din = train_din(cfg.din, req_dir, din_dir, printer=printer)
-    ranker = {"model": "DIN", "test_auc": din["test"]["auc"], "valid_auc": din["valid"]["auc"],
-              "scorer": os.path.join(din_dir, SCORER)}
-    t0 = time.perf_counter()
-    ls = run_lists(tb, os.path.join(din_dir, SCORER), max_history=cfg.din.max_history, ranker=ranker)
-    printer(f"taobao data: lists pipeline {time.perf_counter() - t0:.0f} s; requests "
-            + ", ".join(f"{s} {n:,}" for s, n in ls["requests_written"].items()) + "; no N2 / N3 (impressions only)")
-    record_made(root, {**wanted, "ranker": ranker})
-    return lists
+    def make() -> dict:
+        if not real:
+            printer(f"taobao data: simulating {sim.impressions:,} impressions of {sim.users:,} users ({sim.layout}) "
+                    f"-> {raw}")
+            meta = simulate_taobao(sim)
+            printer(f"taobao data: click rate {meta['click_rate']:.4f}, AUC of the true probability "
+                    f"{meta['true_probability_auc']:.4f}")
+        t0 = time.perf_counter()
+        st = run_requests(tb)
+        printer(f"taobao data: requests pipeline ({tb.runner}) {time.perf_counter() - t0:.0f} s; impressions "
+                + ", ".join(f"{s} {n:,}" for s, n in st["impressions_written"].items())
+                + f"; {st['impressions_rejected']:,} rejected")
+        din = train_din(cfg.din, req_dir, din_dir, printer=printer)
+        ranker = {"model": "DIN", "test_auc": din["test"]["auc"], "valid_auc": din["valid"]["auc"],
+                  "scorer": os.path.join(din_dir, SCORER)}
+        t0 = time.perf_counter()
+        ls = run_lists(tb, os.path.join(din_dir, SCORER), max_history=cfg.din.max_history, ranker=ranker)
+        printer(f"taobao data: lists pipeline {time.perf_counter() - t0:.0f} s; requests "
+                + ", ".join(f"{s} {n:,}" for s, n in ls["requests_written"].items())
+                + "; no N2 / N3 (impressions only)")
+        return {"ranker": ranker}
+
+    return made_once(root, lists, wanted, make, printer, label="taobao data")
 
 
 def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], None] = print) -> str:

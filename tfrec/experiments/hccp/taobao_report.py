@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 from tfrec.experiments.core import stats
 from tfrec.experiments.core.registry import Options, Protocol, Setting
-from tfrec.experiments.core.tables import format_p, write_csv
+from tfrec.experiments.core import tables
+from tfrec.experiments.core.tables import format_p
 from tfrec.experiments.hccp.report import finite, per_seed
 from tfrec.experiments.hccp.report import value_cell as _ours  # mean ± std of a metric
 
@@ -117,11 +118,6 @@ def markdown(protocol: Protocol, rows: Sequence[Dict[str, Any]], keys: Sequence[
 def build_taobao_report(protocol: Protocol, settings: Sequence[Setting], results: Mapping[Any, Dict[str, Any]],
                         out_dir: str, opts: Options) -> List[str]:
     """Writes ``results.csv`` and ``results.md``; returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
     keys = metric_keys(results)
     rows = aggregate(settings, results)
-    files = [write_csv(rows, os.path.join(out_dir, "results.csv"))]
-    path = os.path.join(out_dir, "results.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(markdown(protocol, rows, keys, _dataset_notes(results)))
-    return files + [path]
+    return tables.write_results(rows, markdown(protocol, rows, keys, _dataset_notes(results)), out_dir)

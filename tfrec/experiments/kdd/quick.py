@@ -13,7 +13,7 @@ import os
 from typing import Callable
 
 from tfrec.config import RunConfig
-from tfrec.experiments.core.datasets import made_with, record_made
+from tfrec.experiments.core.datasets import made_once, simulate_then_prepare
 from tfrec.experiments.core.registry import packaged_config
 
 QUICK_CONFIG = packaged_config("experiment_quick.yaml")
@@ -34,16 +34,13 @@ def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], No
     sim = dataclasses.replace(cfg.simulation, output=raw)
     prep = dataclasses.replace(cfg.prepare, inputs=[raw], train=[], valid=[], test=[], output=data_dir)
     wanted = {"simulation": dataclasses.asdict(sim), "prepare": dataclasses.asdict(prep)}
-    if made_with(root, data_dir, wanted):
-        printer(f"quick data: reusing {data_dir}")
-        return data_dir
-    os.makedirs(os.path.dirname(raw), exist_ok=True)
-    printer(f"quick data: simulating {sim.rows:,} Criteo-shaped rows -> {raw}")
-    result = simulate(sim)
-    printer(f"quick data: positive rate {result.positive_rate:.4f}, AUC of the true probability "
-            f"{result.truth_auc:.4f}; preparing with Beam ({prep.runner}) -> {data_dir}")
-    stats = prepare(prep)
-    printer("quick data: rows " + ", ".join(f"{s} {stats['rows_written'].get(s, 0):,}"
-                                            for s in ("train", "valid", "test")))
-    record_made(root, wanted)
-    return data_dir
+
+    def make() -> None:
+        os.makedirs(os.path.dirname(raw), exist_ok=True)
+        simulate_then_prepare(
+            printer, "quick data", f"{sim.rows:,} Criteo-shaped rows -> {raw}", lambda: simulate(sim),
+            lambda r: (f"positive rate {r.positive_rate:.4f}, AUC of the true probability {r.truth_auc:.4f}; "
+                       f"preparing with Beam ({prep.runner}) -> {data_dir}"),
+            lambda: prepare(prep), "rows")
+
+    return made_once(root, data_dir, wanted, make, printer)

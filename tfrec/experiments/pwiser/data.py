@@ -8,7 +8,7 @@ import os
 from typing import Callable, Dict, Sequence
 
 from tfrec.config import RunConfig
-from tfrec.experiments.core.datasets import made_with, record_made
+from tfrec.experiments.core.datasets import made_once, split_counts
 from tfrec.experiments.core.registry import Options
 from tfrec.experiments.pwiser.settings import noise_dataset, noise_shares
 
@@ -63,21 +63,19 @@ def prepare_funnel_data(cfg: RunConfig, out_dir: str, share: float, printer: Cal
     prep = dataclasses.replace(cfg.prepare, inputs=[inputs], train=[], valid=[], test=[], output=data_dir,
                                input_format="aliccp" if narrow else "aliexpress")
     wanted = {"simulation": dataclasses.asdict(sim), "prepare": dataclasses.asdict(prep)}
-    if made_with(root, data_dir, wanted):
-        printer(f"pwiser data: reusing {data_dir}")
-        return data_dir
-    os.makedirs(os.path.dirname(raw), exist_ok=True)
-    r = simulate_funnel(sim)
-    printer(f"pwiser data: {r.rows:,} funnel exposures at noisy-click share {share:g} (realised "
-            f"{r.noisy_click_share:.3f}), click rate {r.click_rate:.4f}, conversions per click "
-            f"{r.conversion_rate:.4f}; Bayes AUC ctr {r.truth_ctr_auc:.4f} cvr {r.truth_cvr_auc:.4f}")
-    if narrow:
-        narrow_copy(raw, inputs)
-    stats = prepare(prep)
-    printer(f"pwiser data: prepared {data_dir} (" + ", ".join(
-        f"{s} {stats['rows_written'].get(s, 0):,}" for s in ("train", "valid", "test")) + ")")
-    record_made(root, {**wanted, "truth": dataclasses.asdict(r)})
-    return data_dir
+    def make() -> dict:
+        os.makedirs(os.path.dirname(raw), exist_ok=True)
+        r = simulate_funnel(sim)
+        printer(f"pwiser data: {r.rows:,} funnel exposures at noisy-click share {share:g} (realised "
+                f"{r.noisy_click_share:.3f}), click rate {r.click_rate:.4f}, conversions per click "
+                f"{r.conversion_rate:.4f}; Bayes AUC ctr {r.truth_ctr_auc:.4f} cvr {r.truth_cvr_auc:.4f}")
+        if narrow:
+            narrow_copy(raw, inputs)
+        stats = prepare(prep)
+        printer(f"pwiser data: prepared {data_dir} ({split_counts(stats['rows_written'])})")
+        return {"truth": dataclasses.asdict(r)}
+
+    return made_once(root, data_dir, wanted, make, printer, label="pwiser data")
 
 
 def quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], None] = print) -> str:
