@@ -10,8 +10,8 @@ tests which family it is.
 
 A family's attributes describe it (its unit, batch sizes, labels, models, record format, the config sections its
 trainer reads); its methods run it (schema, training, evaluation, loading a finished run, export signatures, the
-Beam pipeline, the simulator, the experiment cell). The methods import their implementation when called, so a
-family is importable without TensorFlow or Apache Beam.
+Beam pipeline, the simulator; an experiment cell trains and evaluates through them). The methods import their
+implementation when called, so a family is importable without TensorFlow or Apache Beam.
 
 Adding a family: a module with a subclass that sets the attributes and implements the methods, and one
 ``tfrec.families.register(MyFamily())`` call (the built-in ones are listed in
@@ -175,9 +175,4 @@ class Family:
 
     def simulate(self, cfg, output: str) -> Dict[str, Any]:
         """Writes simulated raw logs of this family to ``output``; returns what the simulator measured."""
-        raise NotImplementedError
-
-    def run_cell(self, cfg, run_dir: str, printer: Callable[[str], None] = print, **options: Any) -> Dict[str, Any]:
-        """One experiment cell: trains ``cfg`` in ``run_dir`` and evaluates its best weights (see
-        :mod:`tfrec.experiments.core.cell`)."""
         raise NotImplementedError

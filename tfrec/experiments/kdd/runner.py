@@ -187,13 +187,13 @@ def run_training(cfg: RunConfig, run_dir: str, printer: Callable[[str], None] = 
     Resumes a killed run from its backup (same ``run_dir``).
     """
     from tfrec.experiments.kdd.landscape import write_landscape
-    from tfrec.train import train
+    from tfrec.families.registry import get as family
 
     cfg.train.model_dir = run_dir
     cfg.train.gradient_diagnostics = True
     start = time.perf_counter()
     bce = TrainBCE(os.path.join(run_dir, TRAIN_BCE_CSV), bce_every_n_batches)
-    result = train(cfg, printer=printer, extra_callbacks=[bce])
+    result = family("pointwise").train(cfg, printer=printer, extra_callbacks=[bce])
     train_seconds = time.perf_counter() - start
     evaluation = _evaluate(result.model, cfg, buckets)
     write_landscape(result.model, cfg, run_dir)  # Fig. 1b's grid, on the best weights
