@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from readme_commands import ROOT, CommandFailed, Runner, shell_blocks
+from tests.support.readme_commands import ROOT, CommandFailed, Runner, shell_blocks
 
 try:
     BLOCKS = [b for b in shell_blocks() if b.section == "Benchmarks"]

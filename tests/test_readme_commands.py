@@ -25,7 +25,7 @@ import re
 
 import pytest
 
-from readme_commands import ROOT, Block, CommandFailed, Runner, free_port, shell_blocks
+from tests.support.readme_commands import ROOT, Block, CommandFailed, Runner, free_port, shell_blocks
 
 BENCHMARKS = "Benchmarks"
 try:
