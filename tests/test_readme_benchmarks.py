@@ -41,7 +41,8 @@ SMALL = {
 NOT_RUN = {
     "bench/bench_peers.py": "its --setup installs two other frameworks (TensorFlow, PyTorch: a few GB) into "
                             "virtualenvs of their own, then trains three libraries at 500,000 rows; "
-                            "tests/test_bench_peers.py checks its split, metrics, clock, table and setup commands",
+                            "tests/bench/test_bench_peers.py checks its split, metrics, clock, table and setup "
+                            "commands",
 }
 
 

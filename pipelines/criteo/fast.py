@@ -9,7 +9,7 @@ converted per column with NumPy, and serialized by assembling every example's by
 line with ``bytes.split``; the tests hold :func:`parse_chunk` to them.) A line the column checks do not clear
 (another field count, a negative or long number, a non-hexadecimal or long token, a bad label, anything else) goes
 to the row-by-row parser, which gives the same row or the same rejection as before; so the output does not depend on
-which path a line took (``tests/test_criteo_fast.py`` checks the bytes against ``to_example``).
+which path a line took (``tests/pipelines/criteo/test_criteo_fast.py`` checks the bytes against ``to_example``).
 
 Encoding (https://protobuf.dev/programming-guides/encoding/; the deterministic serialization writes map entries in
 key order)::

@@ -47,7 +47,7 @@ def test_reader_pads_to_each_list_size(tmp_path):
     _write(path, [3, 5, 2, 4])
     for list_size in (4, 8):
         # whole_lists=False: truncation allowed (an evaluation reader fails on the 5-item list at size 4 instead,
-        # tests/test_eval_list_size.py)
+        # tests/tfrec/test_eval_list_size.py)
         ds = make_listwise_dataset([path], HCCP, 4, list_size, training=False, whole_lists=False)
         x, y = next(iter(ds))
         assert set(y) == set(label_keys(HCCP))

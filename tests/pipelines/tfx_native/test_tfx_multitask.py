@@ -12,7 +12,8 @@ import os
 import pytest
 
 pytest.importorskip("tfx", reason="TFX is not installed (the tfx extra: pip install --ignore-requires-python "
-                                  "-c constraints-tfx.txt -e '.[tfx]'); in a TFX virtualenv: pytest tests/tfx_native")
+                                  "-c constraints-tfx.txt -e '.[tfx]'); in a TFX virtualenv: "
+                                  "pytest tests/pipelines/tfx_native")
 
 from tests.support.multitask_files import prepare_aliccp_funnel  # noqa: E402
 from tests.pipelines.tfx_native.tfx_helpers import (assert_served_equals_in_process, executions, newest,  # noqa: E402

@@ -14,7 +14,8 @@ import os
 import pytest
 
 pytest.importorskip("tfx", reason="TFX is not installed (the tfx extra: pip install --ignore-requires-python "
-                                  "-c constraints-tfx.txt -e '.[tfx]'); in a TFX virtualenv: pytest tests/tfx_native")
+                                  "-c constraints-tfx.txt -e '.[tfx]'); in a TFX virtualenv: "
+                                  "pytest tests/pipelines/tfx_native")
 
 from tests.pipelines.tfx_native.tfx_helpers import (MODULE_FILE, TINY, assert_served_equals_in_process,  # noqa: E402
                                                     executions, newest, split_records, stock_pipeline)

@@ -90,7 +90,7 @@ def test_pipeline_run_engine_tfx_without_tfx_names_the_extra(capsys):
     import importlib.util
 
     if importlib.util.find_spec("tfx") is not None:
-        pytest.skip("TFX is installed here; tests/tfx_native runs the tfx engine")
+        pytest.skip("TFX is installed here; tests/pipelines/tfx_native runs the tfx engine")
     config = os.path.join(ROOT, "configs", "pipeline_criteo.yaml")
     code, err = _run(capsys, ["pipeline", "run", "--engine", "tfx", "--config", config])
     assert code == 2 and len(err.strip().splitlines()) == 1, err

@@ -2,7 +2,7 @@
 factor of Algorithm 1's literal form, the config's rules, and a small HCCP ablation (HCCP vs HCCP(w/o Margin))
 through ``tfrec experiment`` in which ``beta`` ends below 1, is recorded per epoch (history, ``history.csv``,
 TensorBoard, the run's results and the report table) and the two variants train differently. The schedule
-through ``model.fit`` on 1 and 2 replicas; checkpoints carry ``beta`` (tests/test_losses_infonce.py)."""
+through ``model.fit`` on 1 and 2 replicas; checkpoints carry ``beta`` (tests/tfrec/losses/test_losses_infonce.py)."""
 
 import csv
 import glob

@@ -3,7 +3,7 @@
 Point-wise losses get this from the model's 1/replicas scaling; in-batch losses get it with ``pairing="global"``
 (all-gather across replicas). ``pairing="replica"`` pairs within each replica's slice, which is a different loss:
 checked to differ, so the global mode is shown to matter. Every registered point-wise / pairwise / list-wise loss
-is covered (the test fails when a new loss is registered without a spec in ``tests/loss_probe.py``).
+is covered (the test fails when a new loss is registered without a spec in ``tests/tfrec/losses/loss_probe.py``).
 """
 
 import inspect
@@ -46,7 +46,7 @@ def _step(name, params, batch, replicas, init):
 
 def test_every_registered_loss_has_a_spec():
     missing = sorted(set(losses.names()) - set(SPECS) - PRERANKING)
-    assert not missing, f"add these losses to tests/loss_probe.py SPECS: {missing}"
+    assert not missing, f"add these losses to tests/tfrec/losses/loss_probe.py SPECS: {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
