@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from tests.support import ROOT
 
@@ -64,3 +65,42 @@ def test_the_layout_check_flags_a_stray_test(tmp_path):
                   "tests/support/test_d.py: tests/support holds helpers"):
         assert any(p.startswith(stray) for p in problems), (stray, problems)
     assert any("test_a.py: same name as tests/tfrec/" in p for p in problems), problems
+
+
+#: Text files that may name test files: code, docs, the CI script.
+_TEXT = (".py", ".md", ".txt", ".yaml", ".cfg")
+_NAMED = re.compile(r"(?<![\w/$.-])tests/(?:[\w-]+/)*[\w-]+\.py\b")
+
+
+def stale_test_paths(root: str) -> list:
+    """``file:line: tests/...py`` for every path to a test file or helper, named in a text file of the repository, that
+    does not exist (a file moved or renamed without the text that names it). Hidden folders but ``.ci`` are skipped."""
+    stale = []
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if (d == ".ci" or not d.startswith(".")) and d != "__pycache__"
+                             and not d.endswith(".egg-info"))
+        for f in sorted(files):
+            path = os.path.join(dirpath, f)
+            if not (f.endswith(_TEXT) or os.path.relpath(path, root) == os.path.join(".ci", "run")):
+                continue
+            if os.path.abspath(path) == os.path.abspath(__file__):
+                continue  # this file names made-up paths on purpose
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for number, line in enumerate(fh, 1):
+                    for named in _NAMED.findall(line):
+                        if not os.path.exists(os.path.join(root, named)):
+                            stale.append(f"{os.path.relpath(path, root)}:{number}: {named}")
+    return stale
+
+
+def test_every_test_file_named_in_the_repository_exists():
+    stale = stale_test_paths(ROOT)
+    assert not stale, "paths to test files that do not exist:\n" + "\n".join(stale)
+
+
+def test_the_path_check_flags_a_moved_test(tmp_path):
+    (tmp_path / "tests" / "tfrec").mkdir(parents=True)
+    (tmp_path / "tests" / "tfrec" / "test_a.py").write_text("")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "x.md").write_text("run `pytest tests/tfrec/test_a.py` and tests/test_a.py::test_b\n")
+    assert stale_test_paths(str(tmp_path)) == ["docs/x.md:1: tests/test_a.py"]
