@@ -69,12 +69,13 @@ def test_the_layout_check_flags_a_stray_test(tmp_path):
 
 #: Text files that may name test files: code, docs, the CI script.
 _TEXT = (".py", ".md", ".txt", ".yaml", ".cfg")
-_NAMED = re.compile(r"(?<![\w/$.-])tests/(?:[\w-]+/)*[\w-]+\.py\b")
+_NAMED = re.compile(r"(?<![\w/$.-])tests/(?:[\w-]+/)*[\w-]+(?:\.py)?\b")
 
 
 def stale_test_paths(root: str) -> list:
-    """``file:line: tests/...py`` for every path to a test file or helper, named in a text file of the repository, that
-    does not exist (a file moved or renamed without the text that names it). Hidden folders but ``.ci`` are skipped."""
+    """``file:line: tests/...`` for every path under tests/ (a test file, a helper, a folder) named in a text file of
+    the repository that does not exist (moved or renamed without the text that names it). Hidden folders but ``.ci``
+    are skipped."""
     stale = []
     for dirpath, dirnames, files in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if (d == ".ci" or not d.startswith(".")) and d != "__pycache__"
@@ -93,14 +94,15 @@ def stale_test_paths(root: str) -> list:
     return stale
 
 
-def test_every_test_file_named_in_the_repository_exists():
+def test_every_test_path_named_in_the_repository_exists():
     stale = stale_test_paths(ROOT)
-    assert not stale, "paths to test files that do not exist:\n" + "\n".join(stale)
+    assert not stale, "paths under tests/ that do not exist:\n" + "\n".join(stale)
 
 
 def test_the_path_check_flags_a_moved_test(tmp_path):
     (tmp_path / "tests" / "tfrec").mkdir(parents=True)
     (tmp_path / "tests" / "tfrec" / "test_a.py").write_text("")
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "x.md").write_text("run `pytest tests/tfrec/test_a.py` and tests/test_a.py::test_b\n")
-    assert stale_test_paths(str(tmp_path)) == ["docs/x.md:1: tests/test_a.py"]
+    (tmp_path / "docs" / "x.md").write_text("run `pytest tests/tfrec/test_a.py` and tests/test_a.py::test_b\n"
+                                            "or all of tests/tfrec/ but not tests/tfx_native\n")
+    assert stale_test_paths(str(tmp_path)) == ["docs/x.md:1: tests/test_a.py", "docs/x.md:2: tests/tfx_native"]
