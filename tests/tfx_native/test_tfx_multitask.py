@@ -7,7 +7,8 @@ under LocalDagRunner with an ml-metadata SQLite store.
 
 The pushed model is served by tfrec's PredictionService and answers every task as the trained SavedModel does in
 process; TFMA's AUC of each task agrees with tfrec's exact per-task AUC within what TFMA's bins allow; a rerun with
-nothing changed is fully cached (nothing pushed); data whose click rate drifted stops at the ValidationGate with the
+nothing changed is fully cached (nothing pushed); a worse model (a constant score) is NOT_BLESSED and nothing is
+pushed; data whose click rate drifted stops at the ValidationGate with the
 drift named, and nothing is trained or pushed."""
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ pytest.importorskip("tfx", reason="TFX is not installed (the tfx extra: pip inst
                                   "-c constraints-tfx.txt -e '.[tfx]'); in a TFX virtualenv: pytest tests/tfx_native")
 
 from multitask_files import prepare_aliccp_funnel  # noqa: E402
-from tfx_helpers import (assert_served_equals_in_process, executions, float_feature, newest,  # noqa: E402
-                         split_records, stock_pipeline, tfma_auc_bound)
+from tfx_helpers import (MODULE_FILE, assert_served_equals_in_process, executions, float_feature,  # noqa: E402
+                         newest, split_records, stock_pipeline, tfma_auc_bound)
 
 from export.versions import list_versions  # noqa: E402
 from pipelines.tfx.components import ComponentError  # noqa: E402
@@ -51,6 +52,7 @@ TASK_LABELS = {"ctr": "click", "cvr": "conversion"}
 #: The Evaluator's floors: the trained model clears them on this data (its exact test AUCs: ctr 0.5616 on 203 rows,
 #: cvr 0.6167 on the 71 clicked ones), a model that ranks no better than chance does not.
 MIN_AUC = {"ctr": 0.51, "cvr": 0.51}
+HERE = os.path.dirname(os.path.abspath(__file__))
 NODES = ("ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "ValidationGate", "Trainer",
          "Evaluator", "Pusher")
 
@@ -75,11 +77,11 @@ def eval_config():
         metrics_specs=[metrics(task) for task in TASK_LABELS])
 
 
-def _pipeline(root, prepared, serving):
+def _pipeline(root, prepared, serving, module_file=MODULE_FILE, custom_config=CUSTOM_CONFIG):
     # No Resolver (latest blessed model) before the Evaluator: after the first blessing it resolves to that model,
     # which changes the Evaluator's inputs, so a rerun would evaluate and push again instead of being cached.
-    return stock_pipeline("tfrec_multitask", root, prepared, serving, CUSTOM_CONFIG, train_steps=20,
-                          evaluator=eval_config(), gate=GATE, resolver=False)
+    return stock_pipeline("tfrec_multitask", root, prepared, serving, custom_config, train_steps=20,
+                          module_file=module_file, evaluator=eval_config(), gate=GATE, resolver=False)
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +176,27 @@ def test_a_rerun_with_nothing_changed_is_fully_cached(first):
     tfx.orchestration.LocalDagRunner().run(_pipeline(root, first["prepared"], serving))
     states = executions(root)
     assert {n: s for n, s in states.items()} == {n: ["COMPLETE", "CACHED"] for n in NODES}, states
+    assert list_versions(serving) == before
+
+
+def test_a_worse_model_is_not_blessed_and_nothing_is_pushed(first):
+    """A model that scores every task 0.5 (AUC 0.5, below both floors) in the same pipeline over the same data: the
+    checks are cached, the Evaluator does not bless it, and the Pusher pushes nothing."""
+    import tensorflow_model_analysis as tfma
+    from tfx import v1 as tfx
+
+    root, serving = first["root"], first["serving"]
+    before = list_versions(serving)
+    tfx.orchestration.LocalDagRunner().run(_pipeline(
+        root, first["prepared"], serving, module_file=os.path.join(HERE, "constant_module.py"),
+        custom_config={**CUSTOM_CONFIG, "constant_tasks": list(TASK_LABELS)}))
+    states = executions(root)
+    assert [states[n][-1] for n in NODES] == ["CACHED"] * 5 + ["COMPLETE"] * 3, states
+    assert "NOT_BLESSED" in os.listdir(newest(root, "Evaluator", "blessing"))
+    validation = tfma.load_validation_result(newest(root, "Evaluator", "evaluation"))
+    failed = {(f.metric_key.name, f.metric_key.output_name) for v in validation.metric_validations_per_slice
+              for f in v.failures}
+    assert not validation.validation_ok and failed == {("auc", t) for t in TASK_LABELS}, validation
     assert list_versions(serving) == before
 
 
