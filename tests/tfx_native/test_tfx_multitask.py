@@ -79,7 +79,8 @@ def eval_config():
 
 def _pipeline(root, prepared, serving, module_file=MODULE_FILE, custom_config=CUSTOM_CONFIG):
     # No Resolver (latest blessed model) before the Evaluator: after the first blessing it resolves to that model,
-    # which changes the Evaluator's inputs, so a rerun would evaluate and push again instead of being cached.
+    # which changes the Evaluator's inputs, so an identical rerun evaluates again and the Pusher pushes the same
+    # model as a second version (seen on the point-wise pipeline) instead of being cached.
     return stock_pipeline("tfrec_multitask", root, prepared, serving, custom_config, train_steps=20,
                           module_file=module_file, evaluator=eval_config(), gate=GATE, resolver=False)
 
