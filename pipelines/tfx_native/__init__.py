@@ -37,5 +37,9 @@ The stock ``Evaluator`` still works with tfrec's models in a TFX user's own pipe
 ``serving_default`` takes serialized ``tf.Example`` records and returns ``ctr``, so a TFMA ``EvalConfig`` with
 ``ModelSpec(signature_name="serving_default", label_key="label", prediction_key="ctr",
 preprocessing_function_names=[])`` and a ``Resolver`` with ``LatestBlessedModelStrategy`` bless a trained model and
-refuse a worse one (``tests/pipelines/tfx_native/test_tfx_stock_trainer.py``).
+refuse a worse one (``tests/pipelines/tfx_native/test_tfx_stock_trainer.py``). The multi-task export fits TFMA's multi-output
+model spec: ``label_keys={"ctr": "click", "cvr": "conversion"}``, ``prediction_keys={"ctr": "ctr", "cvr": "cvr"}``
+and ``example_weight_keys={"cvr": "click"}`` (``cvr`` scored over the clicked records, as
+:func:`tfrec.metrics.multitask.task_space` scores it), one ``MetricsSpec(output_names=[task])`` per task
+(``tests/pipelines/tfx_native/test_tfx_multitask.py``).
 """

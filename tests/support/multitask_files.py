@@ -51,9 +51,10 @@ ALICCP_COPY = {"click": "click", "conversion": "purchase", "categorical_1": "101
                "categorical_3": "121", "categorical_4": "206", "numerical_1": "D101_1", "numerical_5": "D205_1"}
 
 
-def prepare_aliccp_funnel(root, rows=2400, seed=3):
+def prepare_aliccp_funnel(root, rows=2400, seed=3, click_rate=0.25):
     """Simulates a funnel (``tfrec simulate --kind funnel``), copies a few of its columns into the Ali-CCP layout
-    (:data:`ALICCP_COPY`) and prepares it with ``tfrec prepare --format aliccp``; returns the dataset directory."""
+    (:data:`ALICCP_COPY`) and prepares it with ``tfrec prepare --format aliccp``; returns the dataset directory.
+    ``click_rate``: the funnel's click rate (``simulation.funnel.click_rate``)."""
     import os
 
     from tfrec.cli import main
@@ -61,7 +62,7 @@ def prepare_aliccp_funnel(root, rows=2400, seed=3):
     raw, data = os.path.join(root, "raw", "aliexpress.csv"), os.path.join(root, "data")
     assert main(["simulate", "--kind", "funnel", "--out", raw, "--rows", str(rows), "--seed", str(seed),
                  "--noisy-click-share", "0.3", "--set", "simulation.funnel.users=200",
-                 "--set", "simulation.funnel.items=50", "--set", "simulation.funnel.click_rate=0.25",
+                 "--set", "simulation.funnel.items=50", "--set", f"simulation.funnel.click_rate={click_rate}",
                  "--set", "simulation.funnel.conversion_rate=0.3"]) == 0
     with open(raw) as f:
         header = f.readline().rstrip("\n").split(",")

@@ -3,12 +3,15 @@ cascade logs -> `tfrec prepare-hybrid` (one ExampleListWithContext per request) 
 kept as serialized protos) -> tfrec's ListwiseStatisticsGen / ListwiseExampleValidator (TFDV does not read lists;
 the side files from the prepared directory) -> stock Trainer (module_file = tfrec/trainer_module.py, Three-Tower)
 -> stock Pusher, under LocalDagRunner. The pushed version holds the item table's precomputed embeddings, and its
-score_candidates, served by tfrec's PredictionService, answers as the trained SavedModel does in process."""
+score_candidates, served by tfrec's PredictionService, answers as the trained SavedModel does in process. A rerun
+with nothing changed is fully cached (nothing pushed); logs whose impressions' click rate drifted stop at the
+list-wise validator with the drift named, and nothing is trained or pushed."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -21,6 +24,7 @@ from tests.pipelines.tfx_native.tfx_helpers import (ROOT, assert_served_equals_i
 
 from export.preranking import ITEM_EMBEDDINGS_FILE, read_item_embeddings  # noqa: E402
 from export.versions import list_versions  # noqa: E402
+from pipelines.tfx.components import ComponentError  # noqa: E402
 from tfrec.config import CascadeConfig  # noqa: E402
 from tfrec.features import HCCP  # noqa: E402
 from tfrec.simulation.cascade import simulate_cascade  # noqa: E402
@@ -42,27 +46,47 @@ CUSTOM_CONFIG = {
 NODES = ("ImportExampleGen", "ListwiseStatisticsGen", "ListwiseExampleValidator", "Trainer", "Pusher")
 
 
-def test_stock_tfx_pipeline_trains_the_preranking_family_and_pushes_a_model_that_serves(tmp_path):
-    import tensorflow as tf
-    from tfx import v1 as tfx
+def _pipeline(root, prepared, serving, listwise):
+    return stock_pipeline("tfrec_preranking", root, prepared, serving, CUSTOM_CONFIG, train_steps=6,
+                          listwise=listwise)
 
-    from pipelines.tfx import load_pipeline_config
-    from pipelines.tfx.components import example_validator, read_json, statistics_gen
+
+def _prepare(logs, prepared):
     from tfrec.cli import main
 
-    logs, prepared = str(tmp_path / "logs"), str(tmp_path / "hccp")
-    simulate_cascade(CascadeConfig(output=logs, **SIM))
     assert main(["prepare-hybrid", "--input", os.path.join(logs, "requests.jsonl"), "--items",
                  os.path.join(logs, "items.jsonl"), "--out", prepared,
                  *[a for s in HYBRID for a in ("--set", s)]]) == 0
-    root, serving = str(tmp_path / "tfx"), str(tmp_path / "serving")
+    return prepared
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    """The first run of the pipeline over simulated cascade logs."""
+    from tfx import v1 as tfx
+
+    from pipelines.tfx import load_pipeline_config
+    from pipelines.tfx.components import example_validator, statistics_gen
+
+    work = tmp_path_factory.mktemp("tfx_preranking")
+    logs = str(work / "logs")
+    simulate_cascade(CascadeConfig(output=logs, **SIM))
+    prepared = _prepare(logs, str(work / "hccp"))
+    root, serving = str(work / "tfx"), str(work / "serving")
     # The list-wise components' parameters, as tfrec's own pipeline derives them from configs/pipeline_hccp.yaml.
     cfg = load_pipeline_config(os.path.join(ROOT, "configs", "pipeline_hccp.yaml"), [f"pipeline.root={root}"])
     listwise = (statistics_gen.parameters(cfg), example_validator.parameters(cfg))
+    tfx.orchestration.LocalDagRunner().run(_pipeline(root, prepared, serving, listwise))
+    return {"work": work, "logs": logs, "prepared": prepared, "root": root, "serving": serving,
+            "listwise": listwise}
 
-    tfx.orchestration.LocalDagRunner().run(
-        stock_pipeline("tfrec_preranking", root, prepared, serving, CUSTOM_CONFIG, train_steps=6, listwise=listwise))
 
+def test_stock_tfx_pipeline_trains_the_preranking_family_and_pushes_a_model_that_serves(first):
+    import tensorflow as tf
+
+    from pipelines.tfx.components import read_json
+
+    logs, prepared, root, serving = first["logs"], first["prepared"], first["root"], first["serving"]
     states = executions(root)
     assert {n: s[-1] for n, s in states.items()} == {n: "COMPLETE" for n in NODES}, states
     # The list-wise statistics of the stock ExampleGen's records count what `tfrec prepare-hybrid` wrote.
@@ -87,3 +111,59 @@ def test_stock_tfx_pipeline_trains_the_preranking_family_and_pushes_a_model_that
     got = assert_served_equals_in_process(serving, version, model, {"lists": lists}, "score_candidates",
                                           (*HCCP.tasks, "example_mask"))
     assert got["click"].shape[0] == 4
+
+
+def test_a_rerun_with_nothing_changed_is_fully_cached(first):
+    from tfx import v1 as tfx
+
+    root, serving = first["root"], first["serving"]
+    before = list_versions(serving)
+    tfx.orchestration.LocalDagRunner().run(_pipeline(root, first["prepared"], serving, first["listwise"]))
+    assert executions(root) == {n: ["COMPLETE", "CACHED"] for n in NODES}, executions(root)
+    assert list_versions(serving) == before
+
+
+def _drift(logs, out):
+    """A copy of the cascade logs ``logs`` in ``out`` where the users clicked the first half of every request's
+    impressions besides their own clicks (the impressions' click rate several times the original's)."""
+    os.makedirs(out)
+    with open(os.path.join(logs, "requests.jsonl"), encoding="utf-8") as f, \
+            open(os.path.join(out, "requests.jsonl"), "w", encoding="utf-8") as g:
+        for line in f:
+            r = json.loads(line)
+            extra = [i for i in r["exposed"][:max(1, len(r["exposed"]) // 2)] if i not in r["clicks"]]
+            r["clicks"] = r["clicks"] + extra
+            r["all_scenario_clicks"] = r["all_scenario_clicks"] + [i for i in extra
+                                                                   if i not in r["all_scenario_clicks"]]
+            g.write(json.dumps(r) + "\n")
+    with open(os.path.join(logs, "items.jsonl"), encoding="utf-8") as f, \
+            open(os.path.join(out, "items.jsonl"), "w", encoding="utf-8") as g:
+        g.write(f.read())
+    return out
+
+
+def test_drifted_click_rate_stops_at_the_listwise_validator_and_nothing_is_trained_or_pushed(first):
+    from tfx import v1 as tfx
+
+    from pipelines.tfx.components import read_json
+
+    root, serving = first["root"], first["serving"]
+    drifted = _prepare(_drift(first["logs"], str(first["work"] / "drifted_logs")), str(first["work"] / "drifted"))
+    before, runs = list_versions(serving), {n: len(s) for n, s in executions(root).items()}
+    with pytest.raises(ComponentError) as failed:
+        tfx.orchestration.LocalDagRunner().run(_pipeline(root, drifted, serving, first["listwise"]))
+    # The validator names the drift of the impressions' click rate, with the rates and the threshold.
+    found = re.search(r"\[positive_rate_drift\] train click rate (\S+) differs from the schema's (\S+) by \d+% "
+                      r"\(threshold 30%\)", str(failed.value))
+    assert found, str(failed.value)
+    rate, reference = map(float, found.groups())
+    assert rate / reference - 1 > first["listwise"][1]["positive_rate_drift"], found.groups()
+    # ml-metadata: the statistics ran on the new data, the validator FAILED, nothing after it ran or was pushed.
+    states = executions(root)
+    assert {n: s[-1] for n, s in states.items() if len(s) > runs[n]} == {
+        "ImportExampleGen": "COMPLETE", "ListwiseStatisticsGen": "COMPLETE",
+        "ListwiseExampleValidator": "FAILED"}, states
+    assert list_versions(serving) == before
+    # The drifted data did not become the reference: the baseline's click rate is still the first run's.
+    baseline = read_json(os.path.join(root, "baseline", "statistics.json"))
+    assert abs(baseline["train"]["labels"]["click"]["positive_rate"] - reference) < 1e-4, baseline["train"]

@@ -18,7 +18,8 @@ pytest.importorskip("tfx", reason="TFX is not installed (the tfx extra: pip inst
                                   "pytest tests/pipelines/tfx_native")
 
 from tests.pipelines.tfx_native.tfx_helpers import (MODULE_FILE, TINY, assert_served_equals_in_process,  # noqa: E402
-                                                    executions, newest, split_records, stock_pipeline)
+                                                    executions, float_feature, newest, split_records,
+                                                    stock_pipeline, tfma_auc_bound)
 
 from export.versions import list_versions  # noqa: E402
 from tfrec.config import SimulationConfig  # noqa: E402
@@ -70,13 +71,6 @@ def _overall_metrics(uri):
     return {name: value["doubleValue"] for name, value in metrics[""][""].items() if "doubleValue" in value}
 
 
-def _label(record):
-    import tensorflow as tf
-
-    feature = tf.train.Example.FromString(record).features.feature["label"]
-    return (list(feature.float_list.value) or list(feature.int64_list.value))[0]
-
-
 def test_stock_tfx_trainer_with_tfrecs_module_pushes_a_model_that_serves_and_tfma_blesses_it(tmp_path):
     import numpy as np
     import tensorflow as tf
@@ -124,15 +118,12 @@ def test_stock_tfx_trainer_with_tfrecs_module_pushes_a_model_that_serves_and_tfm
     metrics = _overall_metrics(newest(root, "Evaluator", "evaluation"))
     test = split_records(examples_uri, "test", 10 ** 9)
     scores = tf.saved_model.load(model).signatures["serving_default"](examples=tf.constant(test))["ctr"].numpy()
-    labels = np.array([_label(r) for r in test])
+    labels = np.array([float_feature(r, "label") for r in test])
     exact = roc_auc_score(labels, scores)
     # TFMA sums the ROC curve over 10,000 evenly spaced thresholds: a positive-negative pair whose scores fall
     # between the same two thresholds loses its order (counted as a half), so TFMA's AUC differs from the exact one
     # by at most half the share of such pairs (about 1e-4 to 2e-4 on this data, scores crowd near the base rate).
-    bins = np.clip(np.floor(scores * 10_000), 0, 9_999).astype(np.int64)
-    pos = np.bincount(bins[labels > 0], minlength=10_000)
-    neg = np.bincount(bins[labels <= 0], minlength=10_000)
-    bound = 0.5 * float(np.sum(pos * neg)) / (pos.sum() * neg.sum())
+    bound = tfma_auc_bound(labels, scores)
     assert metrics["example_count"] == len(test)
     assert exact > MIN_AUC and abs(metrics["auc"] - exact) <= bound + 1e-6, (metrics["auc"], exact, bound)
 

@@ -87,7 +87,7 @@ def output_uri(cfg, node, key):
 
 
 def stock_pipeline(name, root, prepared, serving, custom_config, train_steps, module_file=MODULE_FILE, listwise=None,
-                   evaluator=None):
+                   evaluator=None, gate=None, resolver=True):
     """A pipeline of stock TFX components with tfrec as the data and the Trainer's module file: ImportExampleGen
     over the prepared directory ``prepared`` (one input split per ``train-*``, ``valid-*``, ``test-*``) ->
     StatisticsGen -> SchemaGen -> ExampleValidator -> Trainer (``module_file``, ``custom_config["dataset_dir"]`` =
@@ -96,8 +96,11 @@ def stock_pipeline(name, root, prepared, serving, custom_config, train_steps, mo
     ``listwise``: ``(statistics params, validator params)`` for list-wise records (``ExampleListWithContext``, which
     TFDV does not read): ImportExampleGen keeps them as serialized protos (``FORMAT_PROTO``) and tfrec's
     ListwiseStatisticsGen / ListwiseExampleValidator replace the three TFDV components.
-    ``evaluator``: a TFMA ``EvalConfig``: a Resolver (the latest blessed model) and the stock Evaluator on the test
-    split gate the Pusher.
+    ``evaluator``: a TFMA ``EvalConfig``: a Resolver (the latest blessed model; none when ``resolver`` is false) and
+    the stock Evaluator on the test split gate the Pusher.
+    ``gate``: the labels' drift and schema checks against the last validated data: tfrec's ValidationGate (with
+    these parameters: ``labels``, ``positive_rate_drift``, ...) after the stock ExampleValidator, its baseline in
+    ``<root>/baseline``; the Trainer waits for it.
     """
     from tfx import v1 as tfx
     from tfx.proto import example_gen_pb2
@@ -122,29 +125,38 @@ def stock_pipeline(name, root, prepared, serving, custom_config, train_steps, mo
         validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
                                                     schema=schema_gen.outputs["schema"])
         checks, schema = [stats, schema_gen, validator], schema_gen.outputs["schema"]
+        if gate is not None:
+            from pipelines.tfx_native.components import ValidationGate
+
+            validator = ValidationGate(statistics=stats.outputs["statistics"], schema=schema,
+                                       anomalies=validator.outputs["anomalies"], params=json.dumps(gate),
+                                       baseline_dir=os.path.join(root, "baseline"))
+            checks.append(validator)
     trainer = tfx.components.Trainer(
         module_file=module_file, examples=examples, schema=schema,
         train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=train_steps),
         eval_args=tfx.proto.EvalArgs(splits=["valid"], num_steps=2),
         custom_config={"dataset_dir": prepared, **custom_config})
     trainer.add_upstream_node(validator)
-    gate = []
+    evaluation = []
     if evaluator is not None:
-        latest = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)).with_id("latest_blessed")
-        evaluate = tfx.components.Evaluator(
-            examples=examples, model=trainer.outputs["model"], baseline_model=latest.outputs["model"],
-            eval_config=evaluator, example_splits=["test"])
-        gate = [latest, evaluate]
+        if resolver:
+            evaluation.append(tfx.dsl.Resolver(
+                strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+                model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)
+            ).with_id("latest_blessed"))
+        evaluation.append(tfx.components.Evaluator(
+            examples=examples, model=trainer.outputs["model"],
+            **({"baseline_model": evaluation[0].outputs["model"]} if resolver else {}),
+            eval_config=evaluator, example_splits=["test"]))
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
-        **({"model_blessing": gate[1].outputs["blessing"]} if gate else {}),
+        **({"model_blessing": evaluation[-1].outputs["blessing"]} if evaluation else {}),
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving)))
     return tfx.dsl.Pipeline(
-        pipeline_name=name, pipeline_root=root, components=[gen, *checks, trainer, *gate, pusher],
+        pipeline_name=name, pipeline_root=root, components=[gen, *checks, trainer, *evaluation, pusher],
         enable_cache=True,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(root, "metadata.sqlite")),
@@ -171,3 +183,20 @@ def newest(root, component, output):
     """The URI of the newest ``<root>/<component>/<output>/<execution id>`` directory."""
     uris = glob.glob(os.path.join(root, component, output, "*"))
     return max(uris, key=lambda u: int(os.path.basename(u)))
+
+
+def tfma_auc_bound(labels, scores, bins=10_000):
+    """How far TFMA's AUC of ``scores`` may be from the exact one: TFMA sums the ROC curve over ``bins`` evenly
+    spaced thresholds of [0, 1], so a (positive, negative) pair whose scores fall between the same two thresholds
+    loses its order (it counts one half); the difference is at most half the share of such pairs."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    index = np.clip(np.floor(scores * bins), 0, bins - 1).astype(np.int64)
+    pos = np.bincount(index[labels > 0], minlength=bins)
+    neg = np.bincount(index[labels <= 0], minlength=bins)
+    return 0.5 * float(np.sum(pos * neg)) / (pos.sum() * neg.sum())
+
+
+def float_feature(record, name):
+    """The first value of feature ``name`` of a serialized ``tf.Example`` (float or int64)."""
+    feature = tf.train.Example.FromString(record).features.feature[name]
+    return (list(feature.float_list.value) or list(feature.int64_list.value))[0]
