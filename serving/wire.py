@@ -4,7 +4,7 @@ Why not the protobuf classes alone: a 4096-row batch of Criteo examples is one D
 ``string_val`` values (2.9 MB). Filling ``string_val`` through the upb Python API and then serializing the request
 walks and copies every value twice; here each value is copied once, into the one ``bytes`` object gRPC sends
 (``bench/bench_serving.py`` times both in the same run). The bytes are the message the protobuf classes build, so
-stock TF Serving reads them as any PredictRequest (``tests/test_serving_wire.py`` checks that they parse to the
+stock TF Serving reads them as any PredictRequest (``tests/serving/test_serving_wire.py`` checks that they parse to the
 same message); the model spec, the output filter and every other input still go through the protobuf classes.
 
 Protobuf concatenation is a merge (https://protobuf.dev/programming-guides/encoding/), so a request is its

@@ -50,7 +50,8 @@ def test_every_module_belongs_to_a_library_and_every_file_exists():
 def test_every_test_file_has_a_py_test():
     targets = _read_build()
     tests = {a["srcs"][0] for n, (k, a) in targets.items() if k == "py_test"}
-    files = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "tests", "test_*.py"))}
+    files = {os.path.relpath(p, ROOT)
+             for p in glob.glob(os.path.join(ROOT, "tests", "**", "test_*.py"), recursive=True)}
     assert not sorted(files - tests), f"test files without a py_test: {sorted(files - tests)}"
 
 

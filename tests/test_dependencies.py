@@ -10,6 +10,7 @@ inside functions), maps each third-party top-level name to the distributions tha
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.metadata as md
 import os
 import re
@@ -176,8 +177,16 @@ def test_requirement_names_are_normalised(requirement, name):
 
 
 def test_no_test_directory_shadows_a_first_party_package():
-    """pytest puts tests/ on sys.path (tests/conftest.py); a ``tests/<name>/`` directory named like a first-party
-    package is then found as a namespace package before the editable install's finder, and ``import pipelines``
-    (say) gets the test directory instead of the package."""
-    clash = [p for p in FIRST_PARTY if os.path.isdir(os.path.join(ROOT, "tests", p))]
-    assert not clash, f"tests/ directories named like first-party packages: {clash}"
+    """tests/ mirrors the packages (tests/pipelines/, tests/serving/, ...). Every folder of tests/ is a package, so
+    pytest imports ``tests.<path>`` from the repository root and never puts tests/ itself on sys.path, where
+    ``tests/pipelines/`` would be found as a namespace package before the editable install's finder and
+    ``import pipelines`` (say) would get the test directory instead of the package."""
+    tests_dir = os.path.join(ROOT, "tests")
+    missing = sorted(os.path.relpath(d, ROOT) for d, _, files in os.walk(tests_dir)
+                     if "__pycache__" not in d and any(f.endswith(".py") for f in files) and "__init__.py" not in files)
+    assert not missing, f"tests/ folders without an __init__.py (pytest would put them on sys.path): {missing}"
+    assert tests_dir not in {os.path.abspath(p or os.curdir) for p in sys.path}, "tests/ is on sys.path"
+    for name in FIRST_PARTY:
+        module = importlib.import_module(name)
+        where = getattr(module, "__file__", None)
+        assert where and not os.path.abspath(where).startswith(tests_dir + os.sep), f"{name} imports as {module!r}"

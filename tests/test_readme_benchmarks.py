@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from readme_commands import ROOT, CommandFailed, Runner, shell_blocks
+from tests.support.readme_commands import ROOT, CommandFailed, Runner, shell_blocks
 
 try:
     BLOCKS = [b for b in shell_blocks() if b.section == "Benchmarks"]
@@ -41,7 +41,8 @@ SMALL = {
 NOT_RUN = {
     "bench/bench_peers.py": "its --setup installs two other frameworks (TensorFlow, PyTorch: a few GB) into "
                             "virtualenvs of their own, then trains three libraries at 500,000 rows; "
-                            "tests/test_bench_peers.py checks its split, metrics, clock, table and setup commands",
+                            "tests/bench/test_bench_peers.py checks its split, metrics, clock, table and setup "
+                            "commands",
 }
 
 

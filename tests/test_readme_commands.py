@@ -25,7 +25,7 @@ import re
 
 import pytest
 
-from readme_commands import ROOT, Block, CommandFailed, Runner, free_port, shell_blocks
+from tests.support.readme_commands import ROOT, Block, CommandFailed, Runner, free_port, shell_blocks
 
 BENCHMARKS = "Benchmarks"
 try:
@@ -48,10 +48,11 @@ NOT_RUN = {
 SECTIONS_NOT_RUN = {
     "Peers: DCN V2 against DeepCTR and FuxiCTR":
         "it installs two other frameworks (TensorFlow, PyTorch: a few GB) into virtualenvs of their own; "
-        "tests/test_bench_peers.py checks that the block is exactly the list `bench_peers.py --setup` runs",
+        "tests/bench/test_bench_peers.py checks that the block is exactly the list `bench_peers.py --setup` runs",
     "TFX":
         "it needs the TFX virtualenv (the tfx extra with constraints-tfx.txt, whose pins differ from the pinned "
-        "suite's stack); .ci/run's stage 3 installs it as written and runs tests/tfx_native's stock pipelines there",
+        "suite's stack); .ci/run's stage 3 installs it as written and runs tests/pipelines/tfx_native's stock "
+        "pipelines there",
 }
 
 #: Simulated sizes: large enough for one batch of the command's default batch size (4096 rows; 64 requests).

@@ -46,7 +46,7 @@ class ExactValidation(keras.callbacks.Callback):
 
     Keras' streaming ``AUC`` counts predictions in 10,000 fixed buckets over [0, 1]; on a validation split whose
     predictions fall in a narrow range (a few buckets), it is far from the exact AUC (0.5 against 0.89 on the
-    narrow split of ``tests/test_exact_validation.py``). The driver puts this callback before ``ModelCheckpoint``, ``ReduceLROnPlateau``, ``EarlyStopping``,
+    narrow split of ``tests/tfrec/test_exact_validation.py``). The driver puts this callback before ``ModelCheckpoint``, ``ReduceLROnPlateau``, ``EarlyStopping``,
     TensorBoard and the history, so the best weights, the plateau and the early stop are decided on the numbers
     ``tfrec evaluate`` reports. At each epoch end ``compute(model)`` predicts the validation split and returns
     ``{name: value}`` under the Keras log names without ``val_`` (``auc``, ``weighted_auc``, ``ctr_auc``, ...);

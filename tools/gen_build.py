@@ -1,8 +1,10 @@
 """Writes BUILD from the tree: one py_library per package, a testonly library of the test helpers, one py_test
-per tests/test_*.py. Run from anywhere: ``python tools/gen_build.py``; tests/test_build.py checks the result."""
+per test file (tests/**/test_*.py). Run from anywhere: ``python tools/gen_build.py``; tests/test_build.py checks the
+result."""
 
 import glob
 import os
+import re
 
 os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LARGE = ("test_train", "test_demo", "test_pipeline_criteo", "test_losses_fit", "test_train_multitask", "test_experiments",
@@ -32,6 +34,7 @@ for pkg in ("tfrec", "pipelines", "export", "serving"):
         s += f'    deps = {lst(deps[pkg])},\n'
     s += ")\n"
     out.append(s)
+# The tests' packages (every folder of tests/ is one), conftest.py and helpers: every .py under tests/ but the tests.
 out.append('''py_library(
     name = "test_support",
     testonly = True,
@@ -39,24 +42,28 @@ out.append('''py_library(
     imports = ["."],
     deps = [":tfrec"],
 )
-''' % lst(sorted(p for p in glob.glob("tests/*.py") if not os.path.basename(p).startswith("test_"))))
+''' % lst(sorted(p for p in files("tests") if not os.path.basename(p).startswith("test_"))))
 # The peers benchmark's helpers, for the tests of its own logic (bench/ runs from the repository root).
 out.append('py_library(\n    name = "bench_peers",\n    testonly = True,\n    srcs = %s,\n    imports = ["."],\n'
            '    deps = [":tfrec", ":pipelines"],\n)\n'
            % lst(["bench/bench_peers.py", "bench/common.py"] + files("bench/peers")))
-# Test files in subdirectories of tests/ (tests/tfx_native: the tfx extra's tests) carry their directory's
-# helpers in their srcs.
-for t in sorted(glob.glob("tests/test_*.py")) + sorted(glob.glob("tests/*/**/test_*.py", recursive=True)):
+# One py_test per test file (basenames are unique across tests/), named after it; its srcs carry the test files it
+# imports helpers from (``from tests.export.test_export import ...``).
+MAIN = "tests/support/pytest_main.py"
+for t in files("tests"):
+    if not os.path.basename(t).startswith("test_"):
+        continue
     name = os.path.basename(t)[:-3]
     extra_deps = [":test_support", ":tfrec", ":pipelines", ":export", ":serving"]
     if name == "test_bench_peers":
         extra_deps.append(":bench_peers")
     size = "large" if name in LARGE else "medium"
-    helpers = [] if os.path.dirname(t) == "tests" else sorted(
-        p for p in glob.glob(os.path.join(os.path.dirname(t), "*.py")) if not os.path.basename(p).startswith("test_"))
+    with open(t, encoding="utf-8") as f:
+        imported = sorted({m.replace(".", "/") + ".py"
+                           for m in re.findall(r"^\s*from (tests(?:\.\w+)*\.test_\w+) import", f.read(), re.M)})
     s = (f'py_test(\n    name = "{name}",\n    size = "{size}",\n    srcs = [\n        "{t}",\n'
-         + "".join(f'        "{h}",\n' for h in helpers) +
-         f'        "tests/pytest_main.py",\n    ],\n    args = ["{t}"],\n    main = "tests/pytest_main.py",\n')
+         + "".join(f'        "{h}",\n' for h in imported) +
+         f'        "{MAIN}",\n    ],\n    args = ["{t}"],\n    main = "{MAIN}",\n')
     if name == "test_build":
         s += '    data = ["BUILD"],\n'
     s += f'    deps = {lst(extra_deps)},\n)\n'

@@ -8,7 +8,8 @@ is instead joined into one buffer and split there, validated and converted per c
 (:mod:`pipelines.criteo.fast_encode`); this module splits, shards and counts the rows. A line the column checks do
 not clear (another field count, a negative or long number, a non-hexadecimal or long token, a bad label, anything
 else) goes to the row-by-row parser, which gives the same row or the same rejection as before; so the output does
-not depend on which path a line took (``tests/test_criteo_fast.py`` checks the bytes against ``to_example``).
+not depend on which path a line took (``tests/pipelines/criteo/test_criteo_fast.py`` checks the bytes against
+``to_example``).
 """
 
 from __future__ import annotations

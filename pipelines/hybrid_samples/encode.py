@@ -8,8 +8,9 @@ stable (https://protobuf.dev/programming-guides/encoding/), and most of it repea
 the same in every list, and order and label features take few distinct values. So each map entry is encoded once and
 cached, and an Example is the concatenation of its entries. Map entries are written in ascending key order (the
 order of the C++ runtime's deterministic serialization; Python's upb runtime puts a key before its own prefixes,
-``rc_position`` before ``rc``), so equal lists give equal bytes; ``tests/test_hybrid_samples.py`` checks that the
-bytes parse to the message the protobuf classes build.
+``rc_position`` before ``rc``), so equal lists give equal bytes;
+``tests/pipelines/hybrid_samples/test_hybrid_samples.py`` checks that the bytes parse to the message the protobuf
+classes build.
 
 Messages (field number, wire type)::
 

@@ -22,7 +22,7 @@ family, because:
 * TFMA's AUC is approximated: predictions are counted into 10,000 equal-width bins of [0, 1] and the ROC curve is
   interpolated between them, so a (positive, negative) pair whose scores share a bin counts one half whatever
   their order; tfrec blesses on the exact AUC (the number ``tfrec evaluate`` reports and the papers' tables use).
-  The gap is bounded by half the share of such pairs: 2.9e-5 in ``tests/tfx_native/test_tfx_stock_trainer.py``
+  The gap is bounded by half the share of such pairs: 2.9e-5 in ``tests/pipelines/tfx_native/test_tfx_stock_trainer.py``
   (286 scores spread over [0.15, 0.35]), more where scores crowd into a narrow band (click-through rates near a
   low base rate), and a floor or a "no worse than the blessed model" test near that size would turn on the
   binning.
@@ -37,5 +37,9 @@ The stock ``Evaluator`` still works with tfrec's models in a TFX user's own pipe
 ``serving_default`` takes serialized ``tf.Example`` records and returns ``ctr``, so a TFMA ``EvalConfig`` with
 ``ModelSpec(signature_name="serving_default", label_key="label", prediction_key="ctr",
 preprocessing_function_names=[])`` and a ``Resolver`` with ``LatestBlessedModelStrategy`` bless a trained model and
-refuse a worse one (``tests/tfx_native/test_tfx_stock_trainer.py``).
+refuse a worse one (``tests/pipelines/tfx_native/test_tfx_stock_trainer.py``). The multi-task export fits TFMA's multi-output
+model spec: ``label_keys={"ctr": "click", "cvr": "conversion"}``, ``prediction_keys={"ctr": "ctr", "cvr": "cvr"}``
+and ``example_weight_keys={"cvr": "click"}`` (``cvr`` scored over the clicked records, as
+:func:`tfrec.metrics.multitask.task_space` scores it), one ``MetricsSpec(output_names=[task])`` per task
+(``tests/pipelines/tfx_native/test_tfx_multitask.py``).
 """

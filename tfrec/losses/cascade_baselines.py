@@ -14,9 +14,9 @@ HCCP section 4.1.3 describes them in one sentence each, and compares them on its
 
 The two papers' full texts are not among tfrec's sources, so the formulas below are tfrec's reading of those
 descriptions (equation numbers are this module's own, B1-B5); each is tested against a NumPy oracle, with its
-gradient, in ``tests/test_losses_cascade_baselines.py``. Layout: one request per row, ``[B, K]``; every loss sums
-over each request's items and divides by ``B`` (``1/|U|``, as HCCP's Eq. 1-5), so a request's loss depends on its
-own row only and the per-replica value is exact under a distribution strategy.
+gradient, in ``tests/tfrec/losses/test_losses_cascade_baselines.py``. Layout: one request per row, ``[B, K]``; every
+loss sums over each request's items and divides by ``B`` (``1/|U|``, as HCCP's Eq. 1-5), so a request's loss depends
+on its own row only and the per-replica value is exact under a distribution strategy.
 
 COPR, on the ranking candidates of a request (items with a ranking order ``r >= 1``; on Taobao: the
 impressions, ordered by DIN), chunks of ``chunk_size`` consecutive ranks: ``c_i = floor((r_i - 1) / chunk_size)``.

@@ -2,8 +2,8 @@
 the ListNet over impressions of its Base+ListNet baseline (section 4.1.3).
 
 Why not ``tfr.keras.losses.ListMLELoss`` (TensorFlow Ranking 0.5.5, ``losses_impl.ListMLELoss``)? Its semantics
-differ from Eq. 3-4 in four ways, so tfrec writes its own (and ``tests/test_losses_listmle.py`` shows the two
-agree exactly where their semantics coincide):
+differ from Eq. 3-4 in four ways, so tfrec writes its own (and ``tests/tfrec/losses/test_losses_listmle.py`` shows the
+two agree exactly where their semantics coincide):
 
 * order: TF-Ranking sorts by relevance labels, higher first; HCCP orders by an arranged rank, smaller first.
   On tie-free inputs ``labels = max_rank - rank`` gives the same order.

@@ -13,7 +13,7 @@ its pairs or lists only span what the replica sees. tfrec's pairwise and list-wi
   sums the incoming gradients of all replicas and hands each replica its own rows (TensorFlow's
   ``ReplicaContext.all_gather``), so each replica's logits receive ``R * dL_g/dz``; the model's division by ``R``
   makes the summed parameter gradient exactly ``dL_g/dtheta``. A 2-replica step then equals the 1-device step
-  with the same global batch (tested in ``tests/test_losses_distribution.py``).
+  with the same global batch (tested in ``tests/tfrec/losses/test_losses_distribution.py``).
 
 Outside a replica context (eager calls, the default strategy, or one replica) both modes compute on the batch as
 given.

@@ -18,7 +18,7 @@ from every ranking). Readings of the paper, which gives only hit@K's formula:
   for rel in {0, 1}; ties in the scores are broken differently); ``tfr.metrics.MeanAveragePrecisionMetric(topn=K)``
   divides by the number of relevant items in the whole list, not by ``min(K, |G|)``: it equals ours when
   ``|G| <= K``, which is always the case here (the ranking stage's top-K has K items), so the two agree;
-  ``tests/test_metrics_ranking.py`` checks both.
+  ``tests/tfrec/metrics/test_metrics_ranking.py`` checks both.
 * **Popularity octiles** (Fig. 7): items sorted by their number of occurrences in the evaluated data (most
   frequent first) are cut into 8 groups of equal item counts; octile ``q``'s hit@K restricts ``I_u`` (and
   ``|I_u|``) to the positives whose item is in octile ``q``.

@@ -11,8 +11,8 @@ each method optimised).
 tfrec does the same: the penultimate representation ``h`` (the model's ``embedding`` output) is computed once on
 the first batch of the test split (``data.eval_batch_size`` rows, the cell's ``beta_pos`` weights), and the
 logit of every grid point is ``h . theta[:-1] + theta[-1]`` in NumPy (float64), which is what the model's
-``logit`` layer computes with those weights (``tests/test_experiments_figures.py`` checks it against the model).
-``nu`` is drawn from a normal distribution seeded by the run's ``train.seed``. Models without a one-logit
+``logit`` layer computes with those weights (``tests/tfrec/experiments/test_experiments_figures.py`` checks it against
+the model). ``nu`` is drawn from a normal distribution seeded by the run's ``train.seed``. Models without a one-logit
 ``Dense`` head named ``logit`` (JRC's two-logit head) get no landscape.
 """
 
