@@ -32,7 +32,7 @@ from tfrec.config import CascadeConfig  # noqa: E402
 from tfrec.features import HCCP  # noqa: E402
 from tfrec.simulation.cascade import simulate_cascade  # noqa: E402
 
-SIM = dict(requests=160, users=30, items=300, categories=6, retrieved=60, ranked=20, exposed_min=4, exposed_max=6,
+SIM = dict(requests=400, users=30, items=80, categories=6, retrieved=40, ranked=20, exposed_min=4, exposed_max=6,
            days=2, seed=5)
 #: `tfrec prepare-hybrid` settings that keep the lists short.
 HYBRID = ["hybrid.chunk_boundaries=[5, 10]", "hybrid.chunk_rates=[0.5, 0.3, 0.2]", "hybrid.preranking_samples=5",
@@ -44,7 +44,7 @@ CUSTOM_CONFIG = {
               "cross_units": [4], "output_dim": 4},
     "preranking": {"train_list_size": 24, "eval_list_size": 72},
     "data": {"batch_size": 16, "eval_batch_size": 32, "shuffle_buffer": 200},
-    "train": {"epochs": 1, "learning_rate": 0.01, "replicas": 1, "log_every_seconds": 0},
+    "train": {"epochs": 1, "learning_rate": 0.03, "replicas": 1, "log_every_seconds": 0},
 }
 NODES = ("ImportExampleGen", "ListwiseStatisticsGen", "ListwiseExampleValidator", "Trainer", "TfrecEvaluator",
          "Pusher")
@@ -55,7 +55,7 @@ def _pipeline(root, prepared, serving, checks, module_file=MODULE_FILE):
     # No Resolver (latest blessed model) before the Evaluator: TfrecEvaluator compares with the newest version the
     # Pusher pushed (the last blessed model), so its inputs and an identical rerun stay cached.
     listwise, blessing = checks
-    return stock_pipeline("tfrec_preranking", root, prepared, serving, CUSTOM_CONFIG, train_steps=6,
+    return stock_pipeline("tfrec_preranking", root, prepared, serving, CUSTOM_CONFIG, train_steps=24,
                           module_file=module_file, listwise=listwise, tfrec_evaluator=blessing)
 
 
