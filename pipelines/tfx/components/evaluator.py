@@ -69,7 +69,7 @@ def check_family(params, fam) -> None:
     have, want = params.get("signature", ""), signature_of(fam)
     if have != want:
         raise ComponentError(
-            f"the evaluator's parameters score {'through ' + have if have else 'serving_default'}, but the "
+            f"the evaluator's parameters score through {have or 'serving_default'}, but the "
             f"examples are the {fam.name!r} family's, scored through {want or 'serving_default'}: derive the "
             "parameters from a pipeline config of that family (pipeline.family)")
 
