@@ -32,6 +32,9 @@ from tfrec.config import CascadeConfig  # noqa: E402
 from tfrec.features import HCCP  # noqa: E402
 from tfrec.simulation.cascade import simulate_cascade  # noqa: E402
 
+#: Few items, enough requests: each item is shown often enough that 24 steps learn its quality (test click AUC
+#: 0.83 over 172 impressions, 11 clicked), so the trained model clears configs/pipeline_hccp.yaml's evaluator.min_auc
+#: 0.6 and a constant one (AUC 0.5) does not.
 SIM = dict(requests=400, users=30, items=80, categories=6, retrieved=40, ranked=20, exposed_min=4, exposed_max=6,
            days=2, seed=5)
 #: `tfrec prepare-hybrid` settings that keep the lists short.
@@ -126,7 +129,8 @@ def test_stock_tfx_pipeline_trains_the_preranking_family_and_pushes_a_model_that
     assert "BLESSED" in os.listdir(blessing) and "NOT_BLESSED" not in os.listdir(blessing)
     report = read_json(os.path.join(blessing, "evaluation.json"))
     labels, scores = _impressions(split_records(newest(root, "ImportExampleGen", "examples"), "test", 10 ** 9), model)
-    print(f"test impressions {labels.size}, clicked {int(labels.sum())}, exact click AUC {report['metrics']['auc']:.5f}")
+    print(f"test impressions {labels.size}, clicked {int(labels.sum())}, "
+          f"exact click AUC {report['metrics']['auc']:.5f}")
     assert report["metrics"]["auc"] == pytest.approx(_pair_auc(labels, scores), abs=1e-9), report
     assert report["metrics"]["auc"] >= first["checks"][1]["min_auc"] and report["baseline_model"] is None, report
 
