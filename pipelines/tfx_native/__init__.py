@@ -28,7 +28,11 @@ family, because:
   binning.
 * TFMA cannot score the list-wise family: its extractors expect one prediction per input record, while a
   pre-ranking record is one request's ``ExampleListWithContext``, scored through ``score_candidates`` with an item
-  mask, and blessing is on the click AUC over the lists' impressions.
+  mask, and blessing is on the click AUC over the lists' impressions. In a TFX user's pipeline over a stock
+  ``ImportExampleGen`` (``FORMAT_PROTO`` over ``tfrec prepare-hybrid`` output) ``TfrecEvaluator`` with
+  ``dataset_dir`` = the prepared directory blesses the pre-ranking family before the stock Pusher
+  (``tests/pipelines/tfx_native/test_tfx_preranking.py``: a trained Three-Tower blessed and pushed, a constant one
+  not blessed and nothing pushed).
 * Mixing (TFMA for the point-wise families, tfrec for the list-wise one) would split blessing: two metric
   implementations and two kinds of evaluation output behind one ``ModelBlessing``, and "no worse than the blessed
   model" comparing numbers from different code.

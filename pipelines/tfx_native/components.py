@@ -148,27 +148,33 @@ class ListwiseExampleValidator(base_component.BaseComponent):
 
 class TfrecEvaluatorSpec(ComponentSpec):
     PARAMETERS = {"params": ExecutionParameter(type=str),
-                  "serving_base_path": ExecutionParameter(type=str, optional=True)}
+                  "serving_base_path": ExecutionParameter(type=str, optional=True),
+                  "dataset_dir": ExecutionParameter(type=str, optional=True)}
     INPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples),
               "model": ChannelParameter(type=standard_artifacts.Model)}
     OUTPUTS = {"blessing": ChannelParameter(type=standard_artifacts.ModelBlessing)}
 
 
 class TfrecEvaluator(base_component.BaseComponent):
-    """tfrec's Evaluator: the candidate's exact AUC / logloss through its serving signature, the thresholds and
-    the model serving now; writes a standard ModelBlessing.
+    """tfrec's Evaluator: the candidate's exact AUC / logloss through its serving signature (``score_candidates``
+    on the impressions of list-wise records), the thresholds and the model serving now; writes a standard
+    ModelBlessing.
 
     Args:
-      examples, model: the Examples (tfrec's ExampleGen) and the Trainer's Model.
-      params: JSON of ``pipelines.tfx.components.evaluator.parameters``.
+      examples, model: the Examples (tfrec's ExampleGen's, or a stock ``ImportExampleGen``'s over ``tfrec prepare``
+        / ``tfrec prepare-hybrid`` output: then give ``dataset_dir``) and the Trainer's Model.
+      params: JSON of ``pipelines.tfx.components.evaluator.parameters`` (a pipeline config of the examples'
+        family).
       serving_base_path: the Pusher's base directory; its newest version is the model to beat.
+      dataset_dir: the prepared directory whose ``schema.json`` names the examples' family, when the Examples
+        artifact has no side files (a stock ExampleGen wrote it); by default the artifact's own.
     """
 
     SPEC_CLASS = TfrecEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executors.EvaluatorExecutor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, params: str,
-                 serving_base_path: Optional[str] = None):
+                 serving_base_path: Optional[str] = None, dataset_dir: Optional[str] = None):
         super().__init__(spec=TfrecEvaluatorSpec(
             examples=examples, model=model, params=params, serving_base_path=serving_base_path,
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing)))
+            dataset_dir=dataset_dir, blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

@@ -191,10 +191,29 @@ class ValidationGateExecutor(base_executor.BaseExecutor):
         baseline.replace(schema, stats_artifact.uri, splits)
 
 
+def dataset_family(view: str):
+    """The family of the examples (:func:`tfrec.families.family_of` on the view's ``schema.json``).
+
+    Raises:
+      ComponentError: the view has no readable ``schema.json`` (a stock ExampleGen's artifact without
+        ``dataset_dir``).
+    """
+    from tfrec.data import DatasetError
+    from tfrec.families import family_of
+
+    try:
+        return family_of(view)
+    except DatasetError as e:
+        raise ComponentError(f"{e}; the Examples artifact has no tfrec side files (a stock ExampleGen wrote it?): "
+                             "give the component dataset_dir, the prepared directory it read") from None
+
+
 class EvaluatorExecutor(base_executor.BaseExecutor):
     """``evaluator.execute``: tfrec's exact metrics of the candidate's SavedModel and of the model serving now (the
     newest version under ``serving_base_path``, if any); a standard ModelBlessing (``blessed`` = 1 or 0,
-    ``current_model_id``) that the stock Pusher and ``LatestBlessedModelStrategy`` read."""
+    ``current_model_id``) that the stock Pusher and ``LatestBlessedModelStrategy`` read. The examples' family
+    (their ``schema.json``: the artifact's own, or ``dataset_dir``'s) must be the one the parameters score
+    (:func:`pipelines.tfx.components.evaluator.check_family`): list-wise records through ``score_candidates``."""
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         from tfx.components.evaluator import constants
@@ -212,7 +231,8 @@ class EvaluatorExecutor(base_executor.BaseExecutor):
         versions = list_versions(base) if base and os.path.isdir(base) else []
         baseline = (home.Model(uri=os.path.join(base, str(versions[-1])), properties={"serving_model_dir": "."})
                     if versions else None)
-        with examples_view(examples) as view:
+        with examples_view(examples, exec_properties.get("dataset_dir") or "") as view:
+            evaluator.check_family(params, dataset_family(view))
             produced = evaluator.execute(_context(blessing.uri), {
                 "examples": home.Examples(uri=view),
                 "model": home.Model(uri=model.uri, properties={"serving_model_dir": serving}),

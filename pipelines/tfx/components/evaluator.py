@@ -36,9 +36,16 @@ LIST_BATCH = 64
 SCORE_CANDIDATES = "score_candidates"
 
 
-def parameters(cfg):
+def signature_of(fam) -> str:
+    """The signature that scores the records of family ``fam`` (a :class:`tfrec.families.Family`):
+    ``score_candidates`` for list-wise records (scored as a pre-ranking server is called), ``""`` (the
+    ``serving_default`` of :func:`score`) for the others."""
     from tfrec.families import EXAMPLE_LIST
 
+    return SCORE_CANDIDATES if fam.records == EXAMPLE_LIST else ""
+
+
+def parameters(cfg):
     params = dataclasses.asdict(cfg.evaluator)
     fam = family(cfg)
     if not params["label"]:
@@ -47,9 +54,24 @@ def parameters(cfg):
             raise ComponentError(f"evaluator.task {params['task']!r} has no default label in the "
                                  f"{fam.name!r} family (known: {sorted(task_labels)}); set evaluator.label")
         params["label"] = task_labels[params["task"]]
-    if fam.records == EXAMPLE_LIST:  # lists are scored as a pre-ranking server is called
-        params["signature"] = SCORE_CANDIDATES
+    if signature_of(fam):
+        params["signature"] = signature_of(fam)
     return params
+
+
+def check_family(params, fam) -> None:
+    """That ``params`` (of :func:`parameters`) score the records of family ``fam`` (the evaluated dataset's, from
+    its ``schema.json``) with the family's signature (:func:`signature_of`).
+
+    Raises:
+      ComponentError: they do not (parameters of another family's pipeline config).
+    """
+    have, want = params.get("signature", ""), signature_of(fam)
+    if have != want:
+        raise ComponentError(
+            f"the evaluator's parameters score through {have or 'serving_default'}, but the "
+            f"examples are the {fam.name!r} family's, scored through {want or 'serving_default'}: derive the "
+            "parameters from a pipeline config of that family (pipeline.family)")
 
 
 def score(saved_model_dir: str, files, task: str = "ctr", label: str = "label"):

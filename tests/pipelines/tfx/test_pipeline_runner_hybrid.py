@@ -188,3 +188,14 @@ def test_hybrid_family_parameters(tmp_path):
     criteo = load_pipeline_config(os.path.join(os.path.dirname(CONFIG), "pipeline_criteo.yaml"), sets)
     assert "signature" not in evaluator.parameters(criteo)
     assert "preranking" not in trainer.parameters(criteo)["custom_config"]
+    # The TFX Evaluator checks the parameters against the examples' family (their schema.json's).
+    from tfrec.families import get
+
+    evaluator.check_family(params, get("preranking"))
+    evaluator.check_family(evaluator.parameters(criteo), get("pointwise"))
+    with pytest.raises(ComponentError, match="score through score_candidates, but the examples are the 'pointwise' "
+                                             "family's, scored through serving_default"):
+        evaluator.check_family(params, get("pointwise"))
+    with pytest.raises(ComponentError, match="score through serving_default, but the examples are the 'preranking' "
+                                             "family's, scored through score_candidates"):
+        evaluator.check_family(evaluator.parameters(criteo), get("preranking"))

@@ -2,10 +2,13 @@
 cascade logs -> `tfrec prepare-hybrid` (one ExampleListWithContext per request) -> stock ImportExampleGen (records
 kept as serialized protos) -> tfrec's ListwiseStatisticsGen / ListwiseExampleValidator (TFDV does not read lists;
 the side files from the prepared directory) -> stock Trainer (module_file = tfrec/trainer_module.py, Three-Tower)
--> stock Pusher, under LocalDagRunner. The pushed version holds the item table's precomputed embeddings, and its
-score_candidates, served by tfrec's PredictionService, answers as the trained SavedModel does in process. A rerun
-with nothing changed is fully cached (nothing pushed); logs whose impressions' click rate drifted stop at the
-list-wise validator with the drift named, and nothing is trained or pushed."""
+-> tfrec's TfrecEvaluator (TFMA cannot score lists: tfrec's exact click AUC over the test lists' impressions,
+through score_candidates, against the thresholds and the newest pushed version) -> stock Pusher, under
+LocalDagRunner. The pushed version holds the item table's precomputed embeddings, and its score_candidates, served
+by tfrec's PredictionService, answers as the trained SavedModel does in process. A rerun with nothing changed is
+fully cached (nothing pushed); a worse model (a constant score) is NOT_BLESSED and nothing is pushed; logs whose
+impressions' click rate drifted stop at the list-wise validator with the drift named, and nothing is trained or
+pushed."""
 
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ pytest.importorskip("tfx", reason="TFX is not installed (the tfx extra: pip inst
                                   "-c constraints-tfx.txt -e '.[tfx]'); in a TFX virtualenv: "
                                   "pytest tests/pipelines/tfx_native")
 
-from tests.pipelines.tfx_native.tfx_helpers import (ROOT, assert_served_equals_in_process, executions,  # noqa: E402
-                                                    newest, split_records, stock_pipeline)
+from tests.pipelines.tfx_native.tfx_helpers import (MODULE_FILE, ROOT, assert_served_equals_in_process,  # noqa: E402
+                                                    executions, newest, split_records, stock_pipeline)
 
 from export.preranking import ITEM_EMBEDDINGS_FILE, read_item_embeddings  # noqa: E402
 from export.versions import list_versions  # noqa: E402
@@ -29,7 +32,10 @@ from tfrec.config import CascadeConfig  # noqa: E402
 from tfrec.features import HCCP  # noqa: E402
 from tfrec.simulation.cascade import simulate_cascade  # noqa: E402
 
-SIM = dict(requests=160, users=30, items=300, categories=6, retrieved=60, ranked=20, exposed_min=4, exposed_max=6,
+#: Few items, enough requests: each item is shown often enough that 24 steps learn its quality (test click AUC
+#: 0.83 over 172 impressions, 11 clicked), so the trained model clears configs/pipeline_hccp.yaml's evaluator.min_auc
+#: 0.6 and a constant one (AUC 0.5) does not.
+SIM = dict(requests=400, users=30, items=80, categories=6, retrieved=40, ranked=20, exposed_min=4, exposed_max=6,
            days=2, seed=5)
 #: `tfrec prepare-hybrid` settings that keep the lists short.
 HYBRID = ["hybrid.chunk_boundaries=[5, 10]", "hybrid.chunk_rates=[0.5, 0.3, 0.2]", "hybrid.preranking_samples=5",
@@ -41,14 +47,19 @@ CUSTOM_CONFIG = {
               "cross_units": [4], "output_dim": 4},
     "preranking": {"train_list_size": 24, "eval_list_size": 72},
     "data": {"batch_size": 16, "eval_batch_size": 32, "shuffle_buffer": 200},
-    "train": {"epochs": 1, "learning_rate": 0.01, "replicas": 1, "log_every_seconds": 0},
+    "train": {"epochs": 1, "learning_rate": 0.03, "replicas": 1, "log_every_seconds": 0},
 }
-NODES = ("ImportExampleGen", "ListwiseStatisticsGen", "ListwiseExampleValidator", "Trainer", "Pusher")
+NODES = ("ImportExampleGen", "ListwiseStatisticsGen", "ListwiseExampleValidator", "Trainer", "TfrecEvaluator",
+         "Pusher")
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _pipeline(root, prepared, serving, listwise):
-    return stock_pipeline("tfrec_preranking", root, prepared, serving, CUSTOM_CONFIG, train_steps=6,
-                          listwise=listwise)
+def _pipeline(root, prepared, serving, checks, module_file=MODULE_FILE):
+    # No Resolver (latest blessed model) before the Evaluator: TfrecEvaluator compares with the newest version the
+    # Pusher pushed (the last blessed model), so its inputs and an identical rerun stay cached.
+    listwise, blessing = checks
+    return stock_pipeline("tfrec_preranking", root, prepared, serving, CUSTOM_CONFIG, train_steps=24,
+                          module_file=module_file, listwise=listwise, tfrec_evaluator=blessing)
 
 
 def _prepare(logs, prepared):
@@ -66,7 +77,7 @@ def first(tmp_path_factory):
     from tfx import v1 as tfx
 
     from pipelines.tfx import load_pipeline_config
-    from pipelines.tfx.components import example_validator, statistics_gen
+    from pipelines.tfx.components import evaluator, example_validator, statistics_gen
 
     work = tmp_path_factory.mktemp("tfx_preranking")
     logs = str(work / "logs")
@@ -75,10 +86,10 @@ def first(tmp_path_factory):
     root, serving = str(work / "tfx"), str(work / "serving")
     # The list-wise components' parameters, as tfrec's own pipeline derives them from configs/pipeline_hccp.yaml.
     cfg = load_pipeline_config(os.path.join(ROOT, "configs", "pipeline_hccp.yaml"), [f"pipeline.root={root}"])
-    listwise = (statistics_gen.parameters(cfg), example_validator.parameters(cfg))
-    tfx.orchestration.LocalDagRunner().run(_pipeline(root, prepared, serving, listwise))
+    checks = ((statistics_gen.parameters(cfg), example_validator.parameters(cfg)), evaluator.parameters(cfg))
+    tfx.orchestration.LocalDagRunner().run(_pipeline(root, prepared, serving, checks))
     return {"work": work, "logs": logs, "prepared": prepared, "root": root, "serving": serving,
-            "listwise": listwise}
+            "listwise": checks[0], "checks": checks}
 
 
 def test_stock_tfx_pipeline_trains_the_preranking_family_and_pushes_a_model_that_serves(first):
@@ -112,14 +123,79 @@ def test_stock_tfx_pipeline_trains_the_preranking_family_and_pushes_a_model_that
                                           (*HCCP.tasks, "example_mask"))
     assert got["click"].shape[0] == 4
 
+    # TfrecEvaluator blessed it on tfrec's exact click AUC over the test lists' impressions, the AUC recomputed
+    # here over every (clicked, not clicked) pair of the trained model's scores.
+    blessing = newest(root, "TfrecEvaluator", "blessing")
+    assert "BLESSED" in os.listdir(blessing) and "NOT_BLESSED" not in os.listdir(blessing)
+    report = read_json(os.path.join(blessing, "evaluation.json"))
+    labels, scores = _impressions(split_records(newest(root, "ImportExampleGen", "examples"), "test", 10 ** 9), model)
+    print(f"test impressions {labels.size}, clicked {int(labels.sum())}, "
+          f"exact click AUC {report['metrics']['auc']:.5f}")
+    assert report["metrics"]["auc"] == pytest.approx(_pair_auc(labels, scores), abs=1e-9), report
+    assert report["metrics"]["auc"] >= first["checks"][1]["min_auc"] and report["baseline_model"] is None, report
+
+
+def _impressions(records, model_dir):
+    """(click labels, click scores) of the impressions (N1 items) of the serialized ExampleListWithContext
+    ``records``, scored by the SavedModel ``model_dir``'s score_candidates."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import input_pb2
+
+    from tfrec.features import SAMPLE_N1
+
+    out = tf.saved_model.load(model_dir).signatures["score_candidates"](lists=tf.constant(records))["click"].numpy()
+    labels, scores = [], []
+    for i, record in enumerate(records):
+        for j, item in enumerate(input_pb2.ExampleListWithContext.FromString(record).examples):
+            feature = item.features.feature
+            if feature["sample_type"].int64_list.value[0] == SAMPLE_N1:
+                labels.append(feature["click"].float_list.value[0])
+                scores.append(out[i, j])
+    return np.array(labels), np.array(scores, dtype=np.float64)
+
+
+def _pair_auc(labels, scores):
+    """The share of (positive, negative) pairs ordered right, ties counting one half."""
+    import numpy as np
+
+    pos, neg = scores[labels > 0][:, None], scores[labels <= 0][None, :]
+    return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
 
 def test_a_rerun_with_nothing_changed_is_fully_cached(first):
     from tfx import v1 as tfx
 
     root, serving = first["root"], first["serving"]
     before = list_versions(serving)
-    tfx.orchestration.LocalDagRunner().run(_pipeline(root, first["prepared"], serving, first["listwise"]))
+    tfx.orchestration.LocalDagRunner().run(_pipeline(root, first["prepared"], serving, first["checks"]))
     assert executions(root) == {n: ["COMPLETE", "CACHED"] for n in NODES}, executions(root)
+    assert list_versions(serving) == before
+
+
+def test_a_worse_model_is_not_blessed_and_nothing_is_pushed(first):
+    """A Three-Tower export that scores every candidate 0.5 (click AUC 0.5 on the impressions) in the same
+    pipeline over the same data: the checks are cached, TfrecEvaluator does not bless it (below evaluator.min_auc
+    and below the pushed model), and the stock Pusher pushes nothing."""
+    from tfx import v1 as tfx
+
+    from pipelines.tfx.components import read_json
+
+    root, serving = first["root"], first["serving"]
+    before = list_versions(serving)
+    tfx.orchestration.LocalDagRunner().run(_pipeline(root, first["prepared"], serving, first["checks"],
+                                                     module_file=os.path.join(HERE, "constant_module.py")))
+    states = executions(root)
+    assert [states[n][-1] for n in NODES] == ["CACHED"] * 3 + ["COMPLETE"] * 3, states
+    blessing = newest(root, "TfrecEvaluator", "blessing")
+    assert "NOT_BLESSED" in os.listdir(blessing) and "BLESSED" not in os.listdir(blessing)
+    report = read_json(os.path.join(blessing, "evaluation.json"))
+    pushed = os.path.join(serving, str(before[-1]))
+    assert report["metrics"]["auc"] == 0.5 and report["baseline_model"] == pushed, report
+    assert report["reasons"] == [
+        f"AUC 0.50000 < evaluator.min_auc {first['checks'][1]['min_auc']}",
+        f"AUC 0.50000 is below the blessed model's {report['baseline_metrics']['auc']:.5f} - max_auc_drop "
+        f"{first['checks'][1]['max_auc_drop']} ({pushed})"], report
     assert list_versions(serving) == before
 
 
@@ -151,7 +227,7 @@ def test_drifted_click_rate_stops_at_the_listwise_validator_and_nothing_is_train
     drifted = _prepare(_drift(first["logs"], str(first["work"] / "drifted_logs")), str(first["work"] / "drifted"))
     before, runs = list_versions(serving), {n: len(s) for n, s in executions(root).items()}
     with pytest.raises(ComponentError) as failed:
-        tfx.orchestration.LocalDagRunner().run(_pipeline(root, drifted, serving, first["listwise"]))
+        tfx.orchestration.LocalDagRunner().run(_pipeline(root, drifted, serving, first["checks"]))
     # The validator names the drift of the impressions' click rate, with the rates and the threshold.
     found = re.search(r"\[positive_rate_drift\] train click rate (\S+) differs from the schema's (\S+) by \d+% "
                       r"\(threshold 30%\)", str(failed.value))

@@ -87,7 +87,7 @@ def output_uri(cfg, node, key):
 
 
 def stock_pipeline(name, root, prepared, serving, custom_config, train_steps, module_file=MODULE_FILE, listwise=None,
-                   evaluator=None, gate=None, resolver=True):
+                   evaluator=None, gate=None, resolver=True, tfrec_evaluator=None):
     """A pipeline of stock TFX components with tfrec as the data and the Trainer's module file: ImportExampleGen
     over the prepared directory ``prepared`` (one input split per ``train-*``, ``valid-*``, ``test-*``) ->
     StatisticsGen -> SchemaGen -> ExampleValidator -> Trainer (``module_file``, ``custom_config["dataset_dir"]`` =
@@ -98,6 +98,9 @@ def stock_pipeline(name, root, prepared, serving, custom_config, train_steps, mo
     ListwiseStatisticsGen / ListwiseExampleValidator replace the three TFDV components.
     ``evaluator``: a TFMA ``EvalConfig``: a Resolver (the latest blessed model; none when ``resolver`` is false) and
     the stock Evaluator on the test split gate the Pusher.
+    ``tfrec_evaluator``: instead, the parameters of tfrec's TfrecEvaluator (``pipelines.tfx.components.evaluator
+    .parameters``): it gates the Pusher, blessing against them and against the newest version under ``serving``
+    (the last blessed model, which the Pusher pushed), its family from ``prepared``'s ``schema.json``.
     ``gate``: the labels' drift and schema checks against the last validated data: tfrec's ValidationGate (with
     these parameters: ``labels``, ``positive_rate_drift``, ...) after the stock ExampleValidator, its baseline in
     ``<root>/baseline``; the Trainer waits for it.
@@ -150,6 +153,12 @@ def stock_pipeline(name, root, prepared, serving, custom_config, train_steps, mo
             examples=examples, model=trainer.outputs["model"],
             **({"baseline_model": evaluation[0].outputs["model"]} if resolver else {}),
             eval_config=evaluator, example_splits=["test"]))
+    elif tfrec_evaluator is not None:
+        from pipelines.tfx_native.components import TfrecEvaluator
+
+        evaluation.append(TfrecEvaluator(examples=examples, model=trainer.outputs["model"],
+                                         params=json.dumps(tfrec_evaluator), serving_base_path=serving,
+                                         dataset_dir=prepared))
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         **({"model_blessing": evaluation[-1].outputs["blessing"]} if evaluation else {}),
