@@ -72,7 +72,8 @@ def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], N
     """Trains ``cfg`` (a pre-ranking config) in ``run_dir`` and evaluates its best weights on the test split.
 
     Returns:
-      ``{"train", "history", "test", "beta_end", "train_seconds", "eval_seconds", "wall_seconds"}``; ``test`` is
+      ``{"train", "history", "test", "beta_end", "fig4_ash", "train_seconds", "eval_seconds", "wall_seconds"}``;
+      ``fig4_ash`` is :func:`tfrec.experiments.hccp_fig4.ash_curves` of the test split; ``test`` is
       the :func:`tfrec.evaluate_preranking.preranking_report` (also in ``run_dir/preranking_metrics.json``);
       ``beta_end`` is Margin InfoNCE's ``beta`` at the end of training (None for the variants without it).
       A killed run resumes from its backup (same ``run_dir``).
@@ -86,12 +87,16 @@ def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], N
     start = time.perf_counter()
     result = train_preranking(cfg, printer=printer)
     train_seconds = time.perf_counter() - start
+    from tfrec.experiments.hccp_fig4 import FIG4_KEY, ash_curves
+
+    arrays: Dict[str, Any] = {}
     report = evaluate_preranking(cfg, "test", model=result.model,
-                                 output=os.path.join(run_dir, "preranking_metrics.json"))
+                                 output=os.path.join(run_dir, "preranking_metrics.json"), arrays=arrays)
     summary = dict(result.summary)
     summary.pop("epoch_examples_per_second", None)
     beta = result.history.get("beta") or [None]  # Margin InfoNCE's beta after the last epoch (None: no margin)
     out = {"train": summary, "history": result.history, "test": report, "beta_end": beta[-1],
+           FIG4_KEY: ash_curves(arrays),  # Fig. 4: ASH@K of this model and of the ranking stage, every K
            "train_seconds": train_seconds,
            "eval_seconds": time.perf_counter() - start - train_seconds, "wall_seconds": time.perf_counter() - start}
     del result
