@@ -19,8 +19,8 @@ numbers all come from the records (:func:`context`): ``{mean[<setting>/<metric>]
 (mean over seeds of setting - baseline), ``p`` (two-sided paired t-test, :func:`tfrec.experiments.stats.paired_test`,
 as the experiment tables compute it), ``d`` (the paired effect size ``d_z = mean(diff) / std(diff)``), ``ratio``
 (Fig. 4's AUC lift / BCE drop ratio of the means), ``record[...]``, ``reference[...]`` (the papers' numbers,
-in ``record.json``'s ``reference``), ``load[...]`` (host load), ``epochs[<setting>/<seed>]`` and ``cells[...]``
-(count, mean and max training minutes, fewest and most epochs). ``tests/test_results_docs.py`` renders every document again and checks its
+in ``record.json``'s ``reference``), ``load[...]`` (host load), ``params[<setting>/<param>]``, ``epochs[<setting>/<seed>]`` and ``cells[...]``
+(count, mean and max training minutes, fewest and most epochs, earliest and latest best epoch). ``tests/test_results_docs.py`` renders every document again and checks its
 numbers against an independent recomputation from ``cells.json``.
 """
 
@@ -157,7 +157,7 @@ def fmt(value: Any, metric: str = "", kind: str = "value") -> str:
     if kind in ("d", "t"):
         return f"{v:.2f}"
     if kind == "ratio":
-        return f"{100 * v:+.2f}%"
+        return f"{100 * v:+.3f}%"
     if metric in DIGITS:
         digits = DIGITS[metric]
         return f"{v:+.{digits}f}" if kind == "diff" else f"{v:.{digits}f}"
@@ -216,10 +216,13 @@ def context(cells: Sequence[Dict[str, Any]], record: Dict[str, Any]) -> Dict[str
     ctx["reference"] = _Lookup(record.get("reference") or {})
     ctx["load"] = _Lookup(record.get("host_load") or {})
     ctx["epochs"] = _Lookup({f"{c['setting']}/{c['seed']}": c["epochs_run"] for c in cells})
+    ctx["params"] = _Lookup({f"{c['setting']}/{k}": v for c in cells for k, v in c["params"].items()})
     train = [c["train_seconds"] for c in cells]
     ctx["cells"] = _Lookup({"count": len(cells), "train_minutes_mean": sum(train) / len(train) / 60,
                             "train_minutes_max": max(train) / 60, "epochs_min": min(c["epochs_run"] for c in cells),
-                            "epochs_max": max(c["epochs_run"] for c in cells)})
+                            "epochs_max": max(c["epochs_run"] for c in cells),
+                            "best_epoch_min": min(c["best_epoch"] for c in cells),
+                            "best_epoch_max": max(c["best_epoch"] for c in cells)})
     return ctx
 
 
