@@ -10,6 +10,7 @@
 * ``record.json``: the protocol's run record (``<protocol>/run_record.json``): the command, options, seeds,
   versions, data statistics, the base config, start and end times, and the wall time summed over the
   invocations that made the cells (the record's own and its ``previous_runs``);
+* ``figures/`` (optional, ``--figures``): PNGs of the protocol's report, shown in the document;
 * ``host_load.log`` (optional, copied): ``<UTC time> <contents of /proc/loadavg>`` lines sampled during the run;
   ``record.json`` has their 1-minute load's min, mean and max.
 
@@ -260,7 +261,13 @@ def render(name: str, root: str = DEFAULT_ROOT) -> str:
         "Mean ± sample std over seeds; the comparison is paired by seed against the setting's baseline (BCE at the "
         "same beta_pos): diff = setting - baseline, d_z = mean(diff) / std(diff), p from the two-sided paired "
         "t-test, ratio = the paper's AUC lift `AUC / AUC_BCE - 1` or BCE drop `1 - BCE / BCE_BCE` of the means.", "",
-        tables(rows, metrics), reading.rstrip() + "\n"]
+        tables(rows, metrics)]
+    figures = sorted(glob.glob(os.path.join(folder, "figures", "*.png")))
+    if figures:
+        lines += ["## Figures", "", "From the protocol's report of the same run (`tfrec experiment` writes them beside "
+                  "its tables; each has its CSV there).", ""]
+        lines += [f"![{os.path.basename(f)}]({name}/figures/{os.path.basename(f)})" for f in figures] + [""]
+    lines.append(reading.rstrip() + "\n")
     return "\n".join(lines)
 
 
@@ -276,6 +283,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rec.add_argument("--reference", help="JSON of the papers' numbers the reading compares with")
     rec.add_argument("--cpus", type=int, default=os.cpu_count())
     rec.add_argument("--root", default=DEFAULT_ROOT)
+    rec.add_argument("--figures", help="comma-separated PNG names of the protocol's report folder to copy into "
+                                       "<root>/<name>/figures/ (shown in the document)")
     rec.add_argument("--complete-seeds", dest="complete_seeds", action="store_true",
                      help="keep only the seeds every setting has finished (a run stopped mid-seed)")
     ren = sub.add_parser("render", help="write <root>/<name>.md from the records and <name>/reading.md")
@@ -301,6 +310,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         record["cpus"] = args.cpus
         old = _read(os.path.join(folder, "record.json")) or {}
         record["reference"] = json.loads(args.reference) if args.reference else old.get("reference", {})
+        if args.figures:
+            os.makedirs(os.path.join(folder, "figures"), exist_ok=True)
+            for fig in (f.strip() for f in args.figures.split(",") if f.strip()):
+                shutil.copyfile(os.path.join(args.experiment, args.protocol, fig), os.path.join(folder, "figures", fig))
         _write(os.path.join(folder, "cells.json"), cells)
         _write(os.path.join(folder, "record.json"), record)
         print(f"{len(cells)} cells -> {folder}")
