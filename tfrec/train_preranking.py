@@ -186,9 +186,10 @@ def load_trained_preranking(cfg: RunConfig) -> ThreeTower:
 
 
 def evaluate_preranking(cfg: RunConfig, split: str = "test", model: Optional[ThreeTower] = None,
-                        output: Optional[str] = None) -> Dict[str, object]:
+                        output: Optional[str] = None, arrays: Optional[Dict[str, object]] = None) -> Dict[str, object]:
     """The HCCP report (:func:`tfrec.evaluate_preranking.preranking_report`) of ``model`` (default: the best
-    weights of ``cfg.train.model_dir``) on ``split``, recorded in ``preranking_metrics.json``."""
+    weights of ``cfg.train.model_dir``) on ``split``, recorded in ``preranking_metrics.json``. ``arrays``, when
+    given, receives the per-request arrays the report was computed from (:func:`tfrec.evaluate_preranking.collect`)."""
     if split not in data_lib.SPLITS:
         raise ValueError(f"`split` must be one of {data_lib.SPLITS}. Received: split={split!r}")
     cfg = _resolved(cfg)
@@ -199,6 +200,8 @@ def evaluate_preranking(cfg: RunConfig, split: str = "test", model: Optional[Thr
                                p.eval_list_size, training=False)
     with whole_lists(cfg, schema, split):
         collected = collect(model, ds, model.tasks)
+    if arrays is not None:
+        arrays.update(collected)
     report = preranking_report(collected, p.hit_ks, p.consistency_ks, p.octile_k)
     record_report(output or os.path.join(cfg.train.model_dir, "preranking_metrics.json"), split, report)
     return report

@@ -66,6 +66,8 @@ for t in files("tests"):
          f'        "{MAIN}",\n    ],\n    args = ["{t}"],\n    main = "{MAIN}",\n')
     if name == "test_build":
         s += '    data = ["BUILD"],\n'
+    if name == "test_results_docs":  # the documents and the run records it checks
+        s += f'    data = {lst(sorted(glob.glob("docs/results/**/*.*", recursive=True)))},\n'
     s += f'    deps = {lst(extra_deps)},\n)\n'
     out.append(s)
 open("BUILD", "w").write("\n".join(out))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 from tfrec.cli.common import UsageError, add_config_args, configure_replicas, load
+from tfrec.cli.experiment_alpha import check_alpha, check_loss_params, override_loss_keys, parse_alpha
 
 
 def _cmd_experiment(args) -> int:
@@ -20,12 +22,21 @@ def _cmd_experiment(args) -> int:
     if not data and not args.quick:
         raise UsageError("no dataset given (--data DIR, a `tfrec prepare` output; or --quick to simulate one)")
     chosen = names() if args.protocol == "all" else [args.protocol]
-    configs = {name: experiment_config(args, get(name)) for name in chosen}
-    # First TensorFlow work of the process: as many logical CPU devices as any chosen protocol's config wants.
-    configure_replicas(max(cfg.train.replicas for cfg in configs.values()))
     values = tuple(float(v) for v in args.values.split(",")) if args.values else None
     opts = Options(beta_pos=0.1 if args.beta_pos is None else args.beta_pos, values=values, quick=args.quick,
                    buckets=args.buckets)
+    if args.alpha is not None:
+        alphas = parse_alpha(args.alpha)
+        check_alpha(args.alpha, alphas, [get(name) for name in chosen], opts)
+        opts = dataclasses.replace(opts, alphas=alphas)
+    for name in chosen:  # before the config's own check of the loss params (which names no way out)
+        check_loss_params(override_loss_keys(args.overrides), get(name), opts)
+    configs = {name: experiment_config(args, get(name)) for name in chosen}
+    for name in chosen:  # --config's loss params
+        check_loss_params([f"model.loss.params.{k}" for k in sorted(configs[name].model.loss.params or {})],
+                          get(name), opts)
+    # First TensorFlow work of the process: as many logical CPU devices as any chosen protocol's config wants.
+    configure_replicas(max(cfg.train.replicas for cfg in configs.values()))
     only = [s for s in args.settings.split(",") if s] if args.settings else None
     ran = 0
     for name in chosen:
@@ -80,6 +91,9 @@ def add_experiment(sub) -> None:
                    help="beta_pos of every protocol but sparsity (default 0.1)")
     p.add_argument("--values", help="comma-separated values of the protocol's sweep (beta_pos, alpha, gamma, keep "
                                     "ratio) instead of the paper's")
+    p.add_argument("--alpha", help="the alpha of the combined losses instead of the authors' table (KDD_ALPHAS): "
+                                   "0.7 for every loss, or per loss, combined_pair=0.7,jrc=0.4 (the others keep "
+                                   "the table)")
     p.add_argument("--settings", help="comma-separated setting names to run (default: all of the protocol's)")
     p.add_argument("--buckets", type=int, default=45, help="pCTR buckets of the calibration plot (default 45)")
     add_config_args(p)

@@ -56,11 +56,14 @@ class PrerankingFamily(Family):
 
         return load_trained_preranking(self.resolve(cfg))
 
-    def evaluate(self, cfg, split: str = "test", model=None, output: Optional[str] = None) -> Dict[str, Any]:
+    def evaluate(self, cfg, split: str = "test", model=None, output: Optional[str] = None,
+                 arrays: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """As :meth:`Family.evaluate`; ``arrays``, when given, receives the per-request arrays the report was
+        computed from (:func:`tfrec.train_preranking.evaluate_preranking`; HCCP's Fig. 4 uses them)."""
         from tfrec.train_preranking import evaluate_preranking
 
         return evaluate_preranking(self.resolve(cfg), split, model=model,
-                                   output=output or os.path.join(cfg.train.model_dir, METRICS_FILE))
+                                   output=output or os.path.join(cfg.train.model_dir, METRICS_FILE), arrays=arrays)
 
     def report_rows(self, report: Mapping[str, Any]) -> List[Tuple[str, Any]]:
         rows = [(k, v) for k, v in report.items() if not isinstance(v, list)]

@@ -66,7 +66,8 @@ def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], N
     cell of the ``hccp`` protocol, run through :func:`tfrec.experiments.core.cell.run_cell`).
 
     Returns:
-      ``{"train", "history", "test", "beta_end", "train_seconds", "eval_seconds"}``; ``test`` is the
+      ``{"train", "history", "test", "beta_end", "fig4_ash", "train_seconds", "eval_seconds"}``; ``fig4_ash`` is
+      :func:`tfrec.experiments.hccp.fig4.ash_curves` of the test split; ``test`` is the
       :func:`tfrec.evaluate_preranking.preranking_report` (also in ``run_dir/preranking_metrics.json``);
       ``beta_end`` is Margin InfoNCE's ``beta`` at the end of training (None for the variants without it).
       A killed run resumes from its backup (same ``run_dir``).
@@ -76,11 +77,16 @@ def run_preranking_cell(cfg: RunConfig, run_dir: str, printer: Callable[[str], N
     start = time.perf_counter()
     result = preranking.train(cfg, printer=printer)
     train_seconds = time.perf_counter() - start
+    from tfrec.experiments.hccp.fig4 import FIG4_KEY, ash_curves  # looked up per call: tests spy on it
+
+    arrays: Dict[str, Any] = {}
     report = preranking.evaluate(cfg, "test", model=result.model,
-                                 output=os.path.join(run_dir, "preranking_metrics.json"))
+                                 output=os.path.join(run_dir, "preranking_metrics.json"), arrays=arrays)
     beta = result.history.get("beta") or [None]  # Margin InfoNCE's beta after the last epoch (None: no margin)
     return {"train": train_summary(result.summary), "history": result.history, "test": report,
-            "beta_end": beta[-1], "train_seconds": train_seconds,
+            "beta_end": beta[-1],
+            FIG4_KEY: ash_curves(arrays),  # Fig. 4: ASH@K of this model and of the ranking stage, every K
+            "train_seconds": train_seconds,
             "eval_seconds": time.perf_counter() - start - train_seconds}
 
 

@@ -195,10 +195,14 @@ def plot_octiles(settings: Sequence[Setting], rows: Sequence[Dict[str, Any]], ke
 
 def build_hccp_report(protocol: Protocol, settings: Sequence[Setting], results: Mapping[Any, Dict[str, Any]],
                       out_dir: str, opts: Options) -> List[str]:
-    """Writes ``results.csv``, ``results.md`` and ``octiles.png`` (module docstring); returns the paths."""
+    """Writes ``results.csv``, ``results.md``, ``octiles.png`` (module docstring) and Fig. 4's ``fig4_ash.png`` /
+    ``.csv`` (:mod:`tfrec.experiments.hccp.fig4`); returns the paths."""
     keys = metric_keys(results)
     rows = aggregate(settings, results)
     files = tables.write_results(rows, markdown(protocol, rows, keys), out_dir)
     if keys["octile"]:
         files.append(plot_octiles(settings, rows, keys["octile"], os.path.join(out_dir, "octiles.png")))
+    from tfrec.experiments.hccp.fig4 import plot_fig4
+
+    files += plot_fig4(settings, results, os.path.join(out_dir, "fig4_ash.png"))  # Fig. 4 (runs that record it)
     return files

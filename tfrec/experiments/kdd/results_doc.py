@@ -1,0 +1,330 @@
+"""Reference-results documents: ``docs/results/<name>.md`` from an experiment's run records.
+
+``python -m tfrec.experiments.kdd.results_doc record --experiment DIR --protocol sparsity --name kdd-sparsity
+--command "tfrec experiment ..." [--host-load DIR/host_load.log]`` copies the run records of one protocol of a
+``tfrec experiment`` output directory into ``docs/results/<name>/`` (small files, committed):
+
+* ``cells.json``: one record per finished cell: setting, seed, params, baseline, the protocol's metrics and the
+  extra ones of :data:`EXTRA_METRICS` (:func:`tfrec.experiments.core.registry.metric_value` of the cell's run),
+  epochs run, best epoch, training and wall seconds, and the run's fingerprint;
+* ``record.json``: the protocol's run record (``<protocol>/run_record.json``): the command, options, seeds,
+  versions, data statistics, the base config, start and end times, and the wall time summed over the
+  invocations that made the cells (the record's own and its ``previous_runs``);
+* ``figures/`` (optional, ``--figures``): PNGs of the protocol's report, shown in the document;
+* ``host_load.log`` (optional, copied): ``<UTC time> <contents of /proc/loadavg>`` lines sampled during the run;
+  ``record.json`` has their 1-minute load's min, mean and max.
+
+``python -m tfrec.experiments.kdd.results_doc render --name kdd-sparsity`` then writes ``docs/results/<name>.md``
+from those files and the hand-written ``docs/results/<name>/reading.md``, a ``str.format`` template whose
+numbers all come from the records (:func:`context`): ``{mean[<setting>/<metric>]:.4f}``, ``std``, ``diff``
+(mean over seeds of setting - baseline), ``p`` (two-sided paired t-test, :func:`tfrec.experiments.core.stats.paired_test`,
+as the experiment tables compute it), ``d`` (the paired effect size ``d_z = mean(diff) / std(diff)``), ``ratio``
+(Fig. 4's AUC lift / BCE drop ratio of the means), ``record[...]``, ``reference[...]`` (the papers' numbers,
+in ``record.json``'s ``reference``), ``load[...]`` (host load), ``params[<setting>/<param>]``, ``epochs[<setting>/<seed>]`` and ``cells[...]``
+(count, mean and max training minutes, fewest and most epochs, earliest and latest best epoch). ``tests/tfrec/experiments/test_results_docs.py`` renders every document again and checks its
+numbers against an independent recomputation from ``cells.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import shutil
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+from tfrec.experiments.core import stats
+from tfrec.experiments.core.registry import get, metric_value
+from tfrec.experiments.kdd.metrics import METRICS
+
+#: Metrics recorded for every cell besides its protocol's table metrics.
+EXTRA_METRICS = ("valid_logloss", "train_bce_last", "auc_calibrated", "logloss_calibrated")
+#: Digits shown per metric (mean, std, diff); ``grad_neg`` in scientific notation.
+DIGITS = {"auc": 5, "logloss": 5, "valid_logloss": 5, "train_bce": 5, "train_bce_last": 5, "auc_calibrated": 5,
+          "logloss_calibrated": 5}
+DEFAULT_ROOT = "docs/results"
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(float(v))
+
+
+def cell_records(experiment: str, protocol: str) -> List[Dict[str, Any]]:
+    """The finished cells of ``protocol`` under the experiment directory, as small records (module docstring),
+    in the protocol's settings order, then by seed."""
+    proto = get(protocol)
+    keys = tuple(dict.fromkeys(proto.metric_keys + EXTRA_METRICS))
+    out = []
+    for path in glob.glob(os.path.join(experiment, "cells", protocol, "*", "seed-*", "result.json")):
+        with open(path, encoding="utf-8") as f:
+            cell = json.load(f)
+        run = cell["run"]
+        train = run.get("train", {})
+        out.append({
+            "setting": cell["setting"], "seed": cell["seed"], "params": cell["params"], "baseline": cell["baseline"],
+            "metrics": {k: metric_value(run, METRICS[k]) for k in keys},
+            "epochs_run": train.get("epochs_run"), "best_epoch": train.get("best_epoch"),
+            "train_seconds": run.get("train_seconds"), "wall_seconds": run.get("wall_seconds"),
+            "fingerprint": cell["fingerprint"]})
+    order = {}
+    for c in out:
+        order.setdefault(c["setting"], len(order))
+    run_record = _read(os.path.join(experiment, protocol, "run_record.json")) or {}
+    names = [c["cell"].split("/")[1] for c in run_record.get("cells", [])]
+    rank = {n: i for i, n in enumerate(dict.fromkeys(names))}
+    return sorted(out, key=lambda c: (rank.get(c["setting"], len(rank) + order[c["setting"]]), c["seed"]))
+
+
+def _read(path: str) -> Optional[Dict[str, Any]]:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _write(path: str, obj: Any) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return path
+
+
+def run_record(experiment: str, protocol: str, command: str) -> Dict[str, Any]:
+    """The protocol's run record, trimmed to what a reader needs, with the wall time over all invocations."""
+    rec = _read(os.path.join(experiment, protocol, "run_record.json"))
+    if rec is None:
+        raise FileNotFoundError(f"no run record {os.path.join(experiment, protocol, 'run_record.json')}")
+    runs = rec.get("previous_runs", []) + [{k: rec.get(k) for k in ("started", "finished", "wall_seconds")}]
+    cfg = rec.get("base_config", {})
+    return {
+        "protocol": protocol, "title": rec.get("title"), "command": command, "options": rec.get("options"),
+        "seeds": rec.get("seeds"), "versions": rec.get("versions"),
+        "data_rows": (rec.get("data_stats") or {}).get("rows_written"),
+        "config": {k: cfg.get(k) for k in ("simulation", "prepare", "data", "model", "train")},
+        "invocations": runs, "started": runs[0]["started"], "finished": runs[-1]["finished"],
+        "wall_seconds": sum(float(r.get("wall_seconds") or 0.0) for r in runs),
+    }
+
+
+def host_load(path: Optional[str]) -> Optional[Dict[str, Any]]:
+    """``{"samples", "min", "mean", "max"}`` of the 1-minute load average in a ``host_load.log``."""
+    if not path or not os.path.exists(path):
+        return None
+    loads = [float(line.split()[1]) for line in open(path, encoding="utf-8") if len(line.split()) > 1]
+    if not loads:
+        return None
+    return {"samples": len(loads), "min": min(loads), "mean": sum(loads) / len(loads), "max": max(loads)}
+
+
+def table_rows(cells: Sequence[Dict[str, Any]], metrics: Sequence[str]) -> List[Dict[str, Any]]:
+    """Per setting (first-seen order): params, seeds, and per metric mean, std, and against the baseline the
+    paired diff, its std, t, p, d_z and the lift / drop ratio (:mod:`tfrec.experiments.core.stats`)."""
+    by: Dict[str, List[Dict[str, Any]]] = {}
+    for c in cells:
+        by.setdefault(c["setting"], []).append(c)
+    rows = []
+    for setting, cs in by.items():
+        row: Dict[str, Any] = {"setting": setting, "params": cs[0]["params"], "baseline": cs[0]["baseline"],
+                               "seeds": sorted(c["seed"] for c in cs)}
+        for m in metrics:
+            values = {c["seed"]: c["metrics"].get(m) for c in cs}
+            summary = stats.summarize(list(values.values()))
+            row[m] = {"n": summary["n"], "mean": summary["mean"], "std": summary["std"]}
+            base = cs[0]["baseline"]
+            if base and base in by:
+                bvalues = {c["seed"]: c["metrics"].get(m) for c in by[base]}
+                test = stats.paired_test(values, bvalues)
+                d = test["mean_diff"] / test["std_diff"] if _finite(test["std_diff"]) and test["std_diff"] else \
+                    float("nan")
+                kind = METRICS[m].ratio
+                bmean = stats.summarize(list(bvalues.values()))["mean"]
+                row[m].update(diff=test["mean_diff"], diff_std=test["std_diff"], t=test["t"], p=test["p"], d=d,
+                              n_pairs=test["n"],
+                              ratio=stats.ratio(summary["mean"], bmean, kind) if kind else float("nan"))
+        rows.append(row)
+    return rows
+
+
+def fmt(value: Any, metric: str = "", kind: str = "value") -> str:
+    """How the document shows a number (the test reads the digits back)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    v = float(value)
+    if kind == "p":
+        return f"{v:.3g}"
+    if kind in ("d", "t"):
+        return f"{v:.2f}"
+    if kind == "ratio":
+        return f"{100 * v:+.3f}%"
+    if metric in DIGITS:
+        digits = DIGITS[metric]
+        return f"{v:+.{digits}f}" if kind == "diff" else f"{v:.{digits}f}"
+    return f"{v:+.3e}" if kind == "diff" else f"{v:.3e}"
+
+
+def _param(v) -> str:
+    return "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def tables(rows: Sequence[Dict[str, Any]], metrics: Sequence[str]) -> str:
+    """The values table (mean ± std over seeds) and the comparison table (each setting vs its baseline)."""
+    labels = [METRICS[m].label for m in metrics]
+    out = ["| setting | method | beta_pos | alpha | seeds | " + " | ".join(labels) + " |",
+           "|---|---|---|---|---|" + "---|" * len(metrics)]
+    for r in rows:
+        p = r["params"]
+        cells = [f"{fmt(r[m]['mean'], m)} ± {fmt(r[m]['std'], m)}" for m in metrics]
+        out.append(f"| {r['setting']} | {p.get('method', '')} | {_param(p.get('beta_pos'))} | "
+                   f"{_param(p.get('alpha'))} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
+    out += ["", "| setting | vs | metric | diff (mean ± std over seeds) | d_z | t | p (paired t-test) | ratio |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if not r["baseline"]:
+            continue
+        for m in metrics:
+            s = r[m]
+            if "diff" not in s:
+                continue
+            ratio = fmt(s["ratio"], m, "ratio") if METRICS[m].ratio else ""
+            out.append(f"| {r['setting']} | {r['baseline']} | {METRICS[m].label} | {fmt(s['diff'], m, 'diff')} ± "
+                       f"{fmt(s['diff_std'], m)} | {fmt(s['d'], m, 'd')} | {fmt(s['t'], m, 't')} | "
+                       f"{fmt(s['p'], m, 'p')} | {ratio} |")
+    return "\n".join(out) + "\n"
+
+
+class _Lookup(dict):
+    """``{key}`` lookups of a template that name a missing record are errors (never an empty number)."""
+
+    def __missing__(self, key):
+        raise KeyError(f"the reading names {key!r}, which the records do not have")
+
+
+def context(cells: Sequence[Dict[str, Any]], record: Dict[str, Any]) -> Dict[str, Any]:
+    """The names a reading template may use (module docstring)."""
+    metrics = list(dict.fromkeys(m for c in cells for m in c["metrics"]))
+    rows = table_rows(cells, metrics)
+    ctx: Dict[str, Any] = {k: _Lookup() for k in ("mean", "std", "diff", "diff_std", "p", "d", "t", "ratio", "n")}
+    for r in rows:
+        for m in metrics:
+            key = f"{r['setting']}/{m}"
+            for field in ("mean", "std", "diff", "diff_std", "p", "d", "t", "ratio", "n"):
+                if field in r[m]:
+                    ctx[field][key] = r[m][field]
+    ctx["record"] = _Lookup(record)
+    ctx["reference"] = _Lookup(record.get("reference") or {})
+    ctx["load"] = _Lookup(record.get("host_load") or {})
+    ctx["epochs"] = _Lookup({f"{c['setting']}/{c['seed']}": c["epochs_run"] for c in cells})
+    ctx["params"] = _Lookup({f"{c['setting']}/{k}": v for c in cells for k, v in c["params"].items()})
+    train = [c["train_seconds"] for c in cells]
+    ctx["cells"] = _Lookup({"count": len(cells), "train_minutes_mean": sum(train) / len(train) / 60,
+                            "train_minutes_max": max(train) / 60, "epochs_min": min(c["epochs_run"] for c in cells),
+                            "epochs_max": max(c["epochs_run"] for c in cells),
+                            "best_epoch_min": min(c["best_epoch"] for c in cells),
+                            "best_epoch_max": max(c["best_epoch"] for c in cells)})
+    return ctx
+
+
+def render(name: str, root: str = DEFAULT_ROOT) -> str:
+    """The text of ``<root>/<name>.md`` from ``<root>/<name>/{cells,record}.json`` and ``reading.md``."""
+    folder = os.path.join(root, name)
+    cells = _read(os.path.join(folder, "cells.json"))
+    record = _read(os.path.join(folder, "record.json"))
+    metrics = list(get(record["protocol"]).metric_keys)
+    rows = table_rows(cells, metrics)
+    with open(os.path.join(folder, "reading.md"), encoding="utf-8") as f:
+        reading = f.read().format_map(context(cells, record))
+    v = record.get("versions") or {}
+    load = record.get("host_load")
+    lines = [
+        f"# Reference results: {name} ({record['title']})", "",
+        "<!-- Written by `python -m tfrec.experiments.kdd.results_doc render --name " + name + "` from the records in "
+        f"`{name}/`; tests/tfrec/experiments/test_results_docs.py checks every number. Edit `{name}/reading.md`, not this file. -->", "",
+        "## How it was run", "",
+        "```bash", record["command"], "```", "",
+        f"- Started {record['started']}, finished {record['finished']}; wall time {record['wall_seconds'] / 60:.1f} "
+        f"min over {len(record['invocations'])} invocation(s) (resumed ones included).",
+        f"- Cells: {len(cells)} ({len(rows)} settings, seeds {', '.join(str(s) for s in sorted({c['seed'] for c in cells}))}); "
+        f"training seconds per cell {min(c['train_seconds'] for c in cells):.0f} to "
+        f"{max(c['train_seconds'] for c in cells):.0f}; epochs run {min(c['epochs_run'] for c in cells)} to "
+        f"{max(c['epochs_run'] for c in cells)} (early stopping).",
+        "- Host: " + (f"1-minute load average {load['min']:.2f} to {load['max']:.2f} (mean {load['mean']:.2f}, "
+                      f"{load['samples']} samples) on {record.get('cpus', '?')} cores; the run was niced."
+                      if load else "load not recorded."),
+        f"- Versions: tfrec {v.get('tfrec_commit', '?')}, TensorFlow {v.get('tensorflow', '?')}, tf_keras "
+        f"{v.get('tf_keras', '?')}, NumPy {v.get('numpy', '?')}, SciPy {v.get('scipy', '?')}, Python "
+        f"{v.get('python', '?')}.",
+        "- Data rows: " + ", ".join(f"{k} {n:,}" for k, n in (record.get("data_rows") or {}).items()) + ".", "",
+        "## Tables", "",
+        "Mean ± sample std over seeds; the comparison is paired by seed against the setting's baseline (BCE at the "
+        "same beta_pos): diff = setting - baseline, d_z = mean(diff) / std(diff), p from the two-sided paired "
+        "t-test, ratio = the paper's AUC lift `AUC / AUC_BCE - 1` or BCE drop `1 - BCE / BCE_BCE` of the means.", "",
+        tables(rows, metrics)]
+    figures = sorted(glob.glob(os.path.join(folder, "figures", "*.png")))
+    if figures:
+        lines += ["## Figures", "", "From the protocol's report of the same run (`tfrec experiment` writes them beside "
+                  "its tables; each has its CSV there).", ""]
+        lines += [f"![{os.path.basename(f)}]({name}/figures/{os.path.basename(f)})" for f in figures] + [""]
+    lines.append(reading.rstrip() + "\n")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfrec.experiments.kdd.results_doc", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    rec = sub.add_parser("record", help="copy one protocol's run records into <root>/<name>/")
+    rec.add_argument("--experiment", required=True, help="the `tfrec experiment --out` directory")
+    rec.add_argument("--protocol", required=True)
+    rec.add_argument("--name", required=True, help="document name (docs/results/<name>.md)")
+    rec.add_argument("--command", required=True, help="the exact command that made the run (shown in the document)")
+    rec.add_argument("--host-load", dest="host_load", help="host_load.log sampled during the run")
+    rec.add_argument("--reference", help="JSON of the papers' numbers the reading compares with")
+    rec.add_argument("--cpus", type=int, default=os.cpu_count())
+    rec.add_argument("--root", default=DEFAULT_ROOT)
+    rec.add_argument("--figures", help="comma-separated PNG names of the protocol's report folder to copy into "
+                                       "<root>/<name>/figures/ (shown in the document)")
+    rec.add_argument("--complete-seeds", dest="complete_seeds", action="store_true",
+                     help="keep only the seeds every setting has finished (a run stopped mid-seed)")
+    ren = sub.add_parser("render", help="write <root>/<name>.md from the records and <name>/reading.md")
+    ren.add_argument("--name", required=True)
+    ren.add_argument("--root", default=DEFAULT_ROOT)
+    args = parser.parse_args(argv)
+    folder = os.path.join(args.root, args.name)
+    if args.what == "record":
+        cells = cell_records(args.experiment, args.protocol)
+        if not cells:
+            print(f"no finished cell of {args.protocol} under {args.experiment}", file=sys.stderr)
+            return 1
+        if args.complete_seeds:
+            settings = {c["setting"] for c in cells}
+            complete = {seed for seed in {c["seed"] for c in cells}
+                        if {c["setting"] for c in cells if c["seed"] == seed} == settings}
+            cells = [c for c in cells if c["seed"] in complete]
+        record = run_record(args.experiment, args.protocol, args.command)
+        if args.host_load:  # kept beside the records; the summary is of the copy
+            os.makedirs(folder, exist_ok=True)
+            shutil.copyfile(args.host_load, os.path.join(folder, "host_load.log"))
+        record["host_load"] = host_load(os.path.join(folder, "host_load.log") if args.host_load else None)
+        record["cpus"] = args.cpus
+        old = _read(os.path.join(folder, "record.json")) or {}
+        record["reference"] = json.loads(args.reference) if args.reference else old.get("reference", {})
+        if args.figures:
+            os.makedirs(os.path.join(folder, "figures"), exist_ok=True)
+            for fig in (f.strip() for f in args.figures.split(",") if f.strip()):
+                shutil.copyfile(os.path.join(args.experiment, args.protocol, fig), os.path.join(folder, "figures", fig))
+        _write(os.path.join(folder, "cells.json"), cells)
+        _write(os.path.join(folder, "record.json"), record)
+        print(f"{len(cells)} cells -> {folder}")
+        return 0
+    text = render(args.name, args.root)
+    with open(folder + ".md", "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {folder}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
