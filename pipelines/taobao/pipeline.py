@@ -253,9 +253,10 @@ def build_requests(p: beam.Pipeline, cfg: TaobaoConfig) -> Dict[str, object]:
     built = (groups | "ByUserJoin" >> beam.CoGroupByKey()
              | "Requests" >> beam.ParDo(BuildRequests(cfg, source), AsSingleton(table)).with_outputs(
                  DEADLETTER, STATS, REQUESTS_DIR, main="examples"))
-    empty = [((s, k), []) for s in SPLITS for k in range(shards)]
-    examples = (built["examples"], p | "EmptyShards" >> beam.Create(empty)) | "AllExamples" >> beam.Flatten()
-    requests = (built[REQUESTS_DIR], p | "EmptyRequestShards" >> beam.Create(empty)) | "AllRequests" >> beam.Flatten()
+    # The batches go to the sinks straight from the ParDo: no Flatten with an empty batch per shard (the sink
+    # writes every shard file, empty ones too), since the local runner materialises a Flatten of two stages'
+    # outputs in memory, i.e. every DIN example and request of the run.
+    examples, requests = built["examples"], built[REQUESTS_DIR]
     dead = [v[DEADLETTER] for v in parsed.values()] + [built[DEADLETTER]]
     dead = dead | "AllDead" >> beam.Flatten()
     written, dead_files, temp_dir = write_outputs(p, out, shards, examples, dead, label="WriteExamples")
@@ -469,8 +470,7 @@ def build_lists(p: beam.Pipeline, cfg: TaobaoConfig, scorer_dir: str, max_histor
     built = (records | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
              | "Score" >> beam.ParDo(ScoreLists(cfg, scorer_dir, max_history), AsSingleton(table)).with_outputs(
                  DEADLETTER, STATS, main="lists"))
-    empty = p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)])
-    lists = (built["lists"], empty) | "AllLists" >> beam.Flatten()
+    lists = built["lists"]  # straight to the sink, as in A (build_requests)
     dead = (built[DEADLETTER], item_rows[DEADLETTER]) | "AllDead" >> beam.Flatten()
     written, dead_files, temp_dir = write_outputs(p, out, shards, lists, dead, label="WriteLists")
     requests_in = records | "RequestsIn" >> beam.combiners.Count.Globally()
