@@ -269,7 +269,7 @@ def build_requests(p: beam.Pipeline, cfg: TaobaoConfig) -> Dict[str, object]:
     stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
     _ = (p | "Once" >> beam.Create([None])
          | "WriteCounts" >> beam.Map(_write_counts, cfg, [temp_dir, req_temp], AsList(rows_in), AsList(rejected), AsSingleton(stats), AsSingleton(table), AsList(written),
-                                     AsList(req_written), layout, source))
+                                     AsList(req_written), AsList(dead_files), layout, source))
     return {"examples": examples, "requests": requests, "deadletter": dead, "table": table}
 
 
@@ -281,7 +281,10 @@ def _remove(paths):
             pass
 
 
-def _write_counts(_, cfg, temps, rows_in, rejected, stats, table, written, req_written, layout, source):
+def _write_counts(_, cfg, temps, rows_in, rejected, stats, table, written, req_written, dead_files, layout, source):
+    # ``dead_files`` (like ``written``) is a side input so that this step, which removes the parts' temporary
+    # directories, runs after every sink has committed its parts.
+    del dead_files
     _remove(temps)
     with FileSystems.create(files.join(cfg.output, ITEMS_FILE)) as f:
         for ad_id in sorted(table["items"]):
@@ -477,11 +480,12 @@ def build_lists(p: beam.Pipeline, cfg: TaobaoConfig, scorer_dir: str, max_histor
     stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
     _ = (p | "Once" >> beam.Create([None])
          | "WriteCounts" >> beam.Map(_write_list_counts, out, temp_dir, AsSingleton(requests_in), AsSingleton(stats),
-                                     AsSingleton(table), AsList(written)))
+                                     AsSingleton(table), AsList(written), AsList(dead_files)))
     return {"lists": lists, "deadletter": dead}
 
 
-def _write_list_counts(_, out, temp_dir, requests_in, stats, table, written):
+def _write_list_counts(_, out, temp_dir, requests_in, stats, table, written, dead_files):
+    del dead_files  # a side input only to run after the dead letter's commit (as in _write_counts)
     _remove([temp_dir])
     files.write_json(files.join(out, COUNTS_FILE), {
         "requests_in": requests_in, "stats": stats, "items_in_table": len(table["items"]),
