@@ -123,19 +123,19 @@ def build_lists(p: beam.Pipeline, cfg: TaobaoConfig, scorer_dir: str, max_histor
     built = (records | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
              | "Score" >> beam.ParDo(ScoreLists(cfg, scorer_dir, max_history), AsSingleton(table)).with_outputs(
                  DEADLETTER, STATS, main="lists"))
-    empty = p | "EmptyShards" >> beam.Create([((s, k), []) for s in SPLITS for k in range(shards)])
-    lists = (built["lists"], empty) | "AllLists" >> beam.Flatten()
+    lists = built["lists"]  # straight to the sink, as in A (pipelines.taobao.pipeline.build_requests)
     dead = (built[DEADLETTER], item_rows[DEADLETTER]) | "AllDead" >> beam.Flatten()
     written, dead_files, temp_dir = write_outputs(p, out, shards, lists, dead, label="WriteLists")
     requests_in = records | "RequestsIn" >> beam.combiners.Count.Globally()
     stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
     _ = (p | "Once" >> beam.Create([None])
          | "WriteCounts" >> beam.Map(_write_list_counts, out, temp_dir, AsSingleton(requests_in), AsSingleton(stats),
-                                     AsSingleton(table), AsList(written)))
+                                     AsSingleton(table), AsList(written), AsList(dead_files)))
     return {"lists": lists, "deadletter": dead}
 
 
-def _write_list_counts(_, out, temp_dir, requests_in, stats, table, written):
+def _write_list_counts(_, out, temp_dir, requests_in, stats, table, written, dead_files):
+    del dead_files  # a side input only to run after the dead letter's commit (as in A's _write_counts)
     remove_paths([temp_dir])
     files.write_json(files.join(out, COUNTS_FILE), {
         "requests_in": requests_in, "stats": stats, "items_in_table": len(table["items"]),

@@ -246,9 +246,10 @@ def build_requests(p: beam.Pipeline, cfg: TaobaoConfig) -> Dict[str, object]:
     built = (groups | "ByUserJoin" >> beam.CoGroupByKey()
              | "Requests" >> beam.ParDo(BuildRequests(cfg, source), AsSingleton(table)).with_outputs(
                  DEADLETTER, STATS, REQUESTS_DIR, main="examples"))
-    empty = [((s, k), []) for s in SPLITS for k in range(shards)]
-    examples = (built["examples"], p | "EmptyShards" >> beam.Create(empty)) | "AllExamples" >> beam.Flatten()
-    requests = (built[REQUESTS_DIR], p | "EmptyRequestShards" >> beam.Create(empty)) | "AllRequests" >> beam.Flatten()
+    # The batches go to the sinks straight from the ParDo: no Flatten with an empty batch per shard (the sink
+    # writes every shard file, empty ones too), since the local runner materialises a Flatten of two stages'
+    # outputs in memory, i.e. every DIN example and request of the run.
+    examples, requests = built["examples"], built[REQUESTS_DIR]
     dead = [v[DEADLETTER] for v in parsed.values()] + [built[DEADLETTER]]
     dead = dead | "AllDead" >> beam.Flatten()
     written, dead_files, temp_dir = write_outputs(p, out, shards, examples, dead, label="WriteExamples")
@@ -261,7 +262,7 @@ def build_requests(p: beam.Pipeline, cfg: TaobaoConfig) -> Dict[str, object]:
     stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
     _ = (p | "Once" >> beam.Create([None])
          | "WriteCounts" >> beam.Map(_write_counts, cfg, [temp_dir, req_temp], AsList(rows_in), AsList(rejected), AsSingleton(stats), AsSingleton(table), AsList(written),
-                                     AsList(req_written), layout, source))
+                                     AsList(req_written), AsList(dead_files), layout, source))
     return {"examples": examples, "requests": requests, "deadletter": dead, "table": table}
 
 
@@ -273,7 +274,10 @@ def remove_paths(paths):
             pass
 
 
-def _write_counts(_, cfg, temps, rows_in, rejected, stats, table, written, req_written, layout, source):
+def _write_counts(_, cfg, temps, rows_in, rejected, stats, table, written, req_written, dead_files, layout, source):
+    # ``dead_files`` (like ``written``) is a side input so that this step, which removes the parts' temporary
+    # directories, runs after every sink has committed its parts.
+    del dead_files
     remove_paths(temps)
     with FileSystems.create(files.join(cfg.output, ITEMS_FILE)) as f:
         for ad_id in sorted(table["items"]):
