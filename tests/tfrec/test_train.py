@@ -64,7 +64,7 @@ def test_two_replicas_equal_one_device(tiny_dataset, tmp_path, optimizer):
 def signal_dataset(tmp_path_factory):
     """The tiny dataset's generator with 2048 / 256 / 512 rows: enough rows for a model trained 2 epochs to rank
     held-out rows well above chance (on 512 train rows it memorises the noise fields first)."""
-    from conftest import write_prepared_dataset
+    from tests.conftest import write_prepared_dataset
 
     return write_prepared_dataset(str(tmp_path_factory.mktemp("signal_dataset")), rows_per_split=(2048, 256, 512))
 

@@ -69,7 +69,7 @@ def _tfx_args(examples, tmp_path, custom_config):
 def test_tfx_layout_finds_the_side_files_through_custom_config(tmp_path):
     """Stock ImportExampleGen over `tfrec prepare` output: the side files come from custom_config["dataset_dir"]
     and the data from TFX's Split-train/* and Split-valid/* patterns (the view links both)."""
-    from conftest import write_prepared_dataset
+    from tests.conftest import write_prepared_dataset
 
     from tfrec import data as data_lib
 
@@ -87,7 +87,7 @@ def test_tfx_layout_finds_the_side_files_through_custom_config(tmp_path):
 
 
 def test_tfx_layout_without_side_files_names_the_custom_config_key(tmp_path):
-    from conftest import write_prepared_dataset
+    from tests.conftest import write_prepared_dataset
 
     prepared = tmp_path / "prepared"
     write_prepared_dataset(str(prepared), rows_per_split=(8, 8, 8))
@@ -102,7 +102,7 @@ def test_tfx_layout_with_side_files_in_the_artifact_needs_no_custom_config(tmp_p
     """tfrec's ExampleGen components write the side files into the Examples artifact's root."""
     import shutil
 
-    from conftest import write_prepared_dataset
+    from tests.conftest import write_prepared_dataset
 
     prepared = tmp_path / "prepared"
     write_prepared_dataset(str(prepared), rows_per_split=(8, 8, 8))
@@ -117,7 +117,7 @@ def test_run_fn_trains_and_exports_from_tfx_layout(tmp_path):
     """run_fn under a stock Trainer's arguments: trains on the Split files and exports tfrec's signatures and
     warmup records to fn_args.serving_model_dir (it failed with "schema.json not found in .../Split-train")."""
     import tensorflow as tf
-    from conftest import write_prepared_dataset
+    from tests.conftest import write_prepared_dataset
 
     from tfrec.trainer_module import run_fn
 

@@ -26,6 +26,7 @@ import numpy as np
 from pipelines.tfx.artifacts import Statistics
 from pipelines.tfx.components import write_json
 from pipelines.tfx.components.example_gen import family
+from pipelines.tfx.components.value_ranges import count_values_outside
 
 NAME = "statistics_gen"
 INPUTS = ("examples",)

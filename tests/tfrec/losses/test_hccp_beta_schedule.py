@@ -61,7 +61,7 @@ def test_derived_scale_reaches_beta_final_at_the_set_step_and_stays(beta_init, b
 
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_fit_reaches_beta_final_at_the_set_step(replicas):
-    from test_losses_infonce import _beta, _build, _fit  # a two-tower model compiled with the loss
+    from tests.tfrec.losses.test_losses_infonce import _beta, _build, _fit  # a two-tower model compiled with the loss
 
     strategy = make_strategy(replicas)
     n = 4

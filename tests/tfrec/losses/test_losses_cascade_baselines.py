@@ -254,7 +254,7 @@ def test_two_replicas_equal_one_device(name, make_y):
     import tf_keras as keras
 
     from tfrec.devices import make_strategy
-    from test_losses_listmle import FEATURES, K, ListScorer
+    from tests.tfrec.losses.test_losses_listmle import FEATURES, K, ListScorer
 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(8, K, FEATURES)).astype(np.float32)
