@@ -32,9 +32,9 @@ def _cmd_experiment(args) -> int:
     for name in chosen:  # before the config's own check of the loss params (which names no way out)
         check_loss_params(override_loss_keys(args.overrides), get(name), opts)
     configs = {name: experiment_config(args, get(name)) for name in chosen}
-    for name in chosen:  # --config's loss params
-        check_loss_params([f"model.loss.params.{k}" for k in sorted(configs[name].model.loss.params or {})],
-                          get(name), opts)
+    for name in chosen:  # --config's loss params (a family's loss config without ``params`` has none to check)
+        params = getattr(configs[name].model.loss, "params", None) or {}
+        check_loss_params([f"model.loss.params.{k}" for k in sorted(params)], get(name), opts)
     # First TensorFlow work of the process: as many logical CPU devices as any chosen protocol's config wants.
     configure_replicas(max(cfg.train.replicas for cfg in configs.values()))
     only = [s for s in args.settings.split(",") if s] if args.settings else None
