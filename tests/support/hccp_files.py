@@ -92,3 +92,21 @@ def write_listwise_dataset(out_dir: str, requests=(32, 8, 8), seed: int = 0) -> 
     with open(os.path.join(out_dir, "stats.json"), "w") as f:
         json.dump({"requests_written": written}, f)
     return out_dir
+
+
+def simulate_and_prepare_cascade(root: str) -> str:
+    """The experiments' tiny cascade (120 requests, 800 items) simulated under ``root/logs`` and turned into hybrid
+    samples under ``root/data`` (DirectRunner, one shard); returns the data directory."""
+    from pipelines.hybrid_samples import run as prepare_hybrid
+    from tfrec.config import CascadeConfig, HybridSamplesConfig
+    from tfrec.simulation.cascade import simulate_cascade
+
+    logs = os.path.join(root, "logs")
+    simulate_cascade(CascadeConfig(output=logs, requests=120, users=30, items=800, categories=8, retrieved=100,
+                                   ranked=40, exposed_min=6, exposed_max=8, seed=3))
+    out = os.path.join(root, "data")
+    prepare_hybrid(HybridSamplesConfig(inputs=[os.path.join(logs, "requests.jsonl")],
+                                       items=[os.path.join(logs, "items.jsonl")], output=out,
+                                       chunk_boundaries=[5, 10, 20], chunk_rates=[0.5, 0.3, 0.2, 0.1], num_shards=1,
+                                       runner="DirectRunner"))
+    return out

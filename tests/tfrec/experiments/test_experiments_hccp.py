@@ -10,15 +10,14 @@ import os
 import numpy as np
 import pytest
 
-from pipelines.hybrid_samples import run as prepare_hybrid
-from tfrec.config import CascadeConfig, HybridSamplesConfig, load_config
+from tests.support.hccp_files import simulate_and_prepare_cascade
+from tfrec.config import load_config
 from tfrec.data import DatasetError
 from tfrec.experiments import Options, run_protocol
 from tfrec.experiments.core import registry
 from tfrec.experiments.core.store import Cell, Store
 from tfrec.experiments.hccp import protocol as hccp
 from tfrec.experiments.hccp import report as hccp_report
-from tfrec.simulation.cascade import simulate_cascade
 
 SEED = 2020
 TINY = ["data.batch_size=16", "data.eval_batch_size=64", "data.shuffle_buffer=0", "train.epochs=1",
@@ -33,14 +32,7 @@ TINY = ["data.batch_size=16", "data.eval_batch_size=64", "data.shuffle_buffer=0"
 @pytest.fixture(scope="module")
 def hybrid_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("hccp_data")
-    logs = str(root / "logs")
-    simulate_cascade(CascadeConfig(output=logs, requests=120, users=30, items=800, categories=8, retrieved=100,
-                                   ranked=40, exposed_min=6, exposed_max=8, seed=3))
-    out = str(root / "data")
-    prepare_hybrid(HybridSamplesConfig(inputs=[os.path.join(logs, "requests.jsonl")],
-                                       items=[os.path.join(logs, "items.jsonl")], output=out,
-                                       chunk_boundaries=[5, 10, 20], chunk_rates=[0.5, 0.3, 0.2, 0.1], num_shards=1,
-                                       runner="DirectRunner"))
+    out = simulate_and_prepare_cascade(str(root))
     return out
 
 

@@ -9,13 +9,12 @@ import os
 import numpy as np
 import pytest
 
-from pipelines.hybrid_samples import run as prepare_hybrid
-from tfrec.config import CascadeConfig, HybridSamplesConfig, load_config
+from tests.support.hccp_files import simulate_and_prepare_cascade
+from tfrec.config import load_config
 from tfrec.experiments import Options, get, run_protocol
 from tfrec.experiments.hccp import fig4 as hccp_fig4
 from tfrec.experiments.core.store import Cell
 from tfrec.features import SAMPLE_N1, SAMPLE_N2, SAMPLE_N3
-from tfrec.simulation.cascade import simulate_cascade
 
 SEED = 2020
 TINY = ["data.batch_size=16", "data.eval_batch_size=64", "data.shuffle_buffer=0", "train.epochs=1",
@@ -51,14 +50,7 @@ def _oracle(data, order_by):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("fig4")
-    logs = str(root / "logs")
-    simulate_cascade(CascadeConfig(output=logs, requests=120, users=30, items=800, categories=8, retrieved=100,
-                                   ranked=40, exposed_min=6, exposed_max=8, seed=3))
-    data_dir = str(root / "data")
-    prepare_hybrid(HybridSamplesConfig(inputs=[os.path.join(logs, "requests.jsonl")],
-                                       items=[os.path.join(logs, "items.jsonl")], output=data_dir,
-                                       chunk_boundaries=[5, 10, 20], chunk_rates=[0.5, 0.3, 0.2, 0.1], num_shards=1,
-                                       runner="DirectRunner"))
+    data_dir = simulate_and_prepare_cascade(str(root))
     arrays = {}
     original = hccp_fig4.ash_curves
 
