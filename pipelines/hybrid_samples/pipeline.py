@@ -41,32 +41,29 @@ from typing import Dict
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
 from pipelines.common import files
 from pipelines.common.combiners import RowsInFn
 from pipelines.common.read import ReadLines
-from pipelines.common.rows import check_accounting, output_directory
+from pipelines.common.lists import COUNTS_FILE, count_list, finalize_lists, write_list_counts
+from pipelines.common.rows import output_directory
 from pipelines.common.runner import pipeline_options, run_pipeline
-from pipelines.common.sink import records_by_split, remove_temp_dir
-from pipelines.common.split import SPLITS, HashSplitter
+from pipelines.common.split import HashSplitter
 from pipelines.common.stages import DEADLETTER, STATS, temp_directory, write_outputs
 from pipelines.criteo.parse import raw_text, strip_eol
 from pipelines.hybrid_samples.encode import EntryCache
 from pipelines.hybrid_samples.samples import build_list, to_example_list
 from pipelines.hybrid_samples.validate import ITEMS_FILE, Rejection, parse_item, parse_request
 from tfrec.config import HybridSamplesConfig
-from tfrec.features import HCCP, SAMPLE_TYPES, ListwiseSchema
+from tfrec.features import HCCP, ListwiseSchema
 
-COUNTS_FILE = "_counts.json"
 OWNED_PATTERNS = ("train-*-of-*.tfrecord.gz", "valid-*-of-*.tfrecord.gz", "test-*-of-*.tfrecord.gz",
                   "deadletter/deadletter-*-of-*.jsonl", "schema.json", "stats.json", COUNTS_FILE, ITEMS_FILE)
 
 
 class EmptyDatasetError(RuntimeError):
     """The run wrote no usable training data: no request, or an empty train or valid split."""
-_TYPE_NAMES = {v: k for k, v in SAMPLE_TYPES.items()}
 
 
 class CountsFn(beam.CombineFn):
@@ -193,13 +190,7 @@ class BuildLists(beam.DoFn):
                               category_slot)
             out.setdefault((split, self.splitter.shard_of(h)), []).append(
                 to_example_list(req, cols, items, schema, self._cache))
-            s = stats[split]
-            s["requests"] += 1
-            s["items"] += len(cols["item"])
-            for t in cols["sample_type"]:
-                s[_TYPE_NAMES[t]] += 1
-            for name in schema.label_fields():
-                s[f"positives_{name}"] += int(sum(cols[name]))
+            count_list(stats[split], cols, schema.tasks)
         yield from out.items()
         yield TaggedOutput(STATS, dict(stats))
 
@@ -234,58 +225,24 @@ def build(p: beam.Pipeline, cfg: HybridSamplesConfig, schema: ListwiseSchema = H
 
 
 def _write_counts(_, out, temp_dir, rows_in, items_in, items_rejected, stats, table, written, dead_written, names):
-    remove_temp_dir(temp_dir)
     files.write_bytes(files.join(out, ITEMS_FILE), "".join(
         json.dumps(dict(zip(names, table["items"][item])), separators=(",", ":")) + "\n"
         for item in sorted(table["items"])).encode("utf-8"))
-    n_written, names_by_split = records_by_split(written)
-    files.write_json(files.join(out, COUNTS_FILE), {
-        "requests_in": rows_in, "stats": stats, "items_in": items_in, "items_rejected": items_rejected,
-        "items_in_table": len(table["items"]), "items_duplicate": table["duplicates"],
-        "files": {s: names_by_split.get(s, []) for s in SPLITS},
-        "deadletter_files": sorted(r.file_name for r in dead_written),
-        "written": {s: n_written.get(s, 0) for s in SPLITS},
-        "deadletter_written": sum(r.records for r in dead_written)})
+    write_list_counts(out, temp_dir, rows_in, stats, written, dead_written, items_in=items_in,
+                      items_rejected=items_rejected, items_in_table=len(table["items"]),
+                      items_duplicate=table["duplicates"])
 
 
 def finalize(cfg: HybridSamplesConfig, schema: ListwiseSchema = HCCP) -> Dict[str, object]:
-    """Checks ``requests_in == sum(requests_written) + requests_rejected``; writes stats.json and schema.json.
-
-    ``requests_written`` is what the sink wrote per split, checked against the requests built for it.
+    """Checks the request accounting (:func:`pipelines.common.lists.finalize_lists`: requests in = written per
+    split + rejected, the sink's records against the requests built); writes stats.json and schema.json.
 
     Raises:
       pipelines.common.rows.RowAccountingError: (a ``RuntimeError``) the accounting does not add up.
     """
-    out = cfg.output
-    counts_path = files.join(out, COUNTS_FILE)
-    counts = files.read_json(counts_path)
-    st = counts["stats"]
-    reasons = dict(sorted(st.get(DEADLETTER, {}).items()))
-    built = {s: int(st.get(s, {}).get("requests", 0)) for s in SPLITS}
-    rejected = sum(reasons.values())
-    items_rejected = int(counts["items_rejected"])
-    check_accounting("prepare-hybrid", int(counts["requests_in"]), built, rejected, counts["written"],
-                     int(counts["deadletter_written"]) - items_rejected, counts_path, unit="requests")
-    written = {s: int(counts["written"][s]) for s in SPLITS}
-    per_type, rates, sizes = {}, {}, {}
-    for s in SPLITS:
-        c = st.get(s, {})
-        per_type[s] = {t: int(c.get(t, 0)) for t in SAMPLE_TYPES}
-        n1 = per_type[s]["N1"]
-        rates[s] = {name: (c.get(f"positives_{name}", 0) / n1 if n1 else None) for name in schema.tasks}
-        sizes[s] = c.get("items", 0) / written[s] if written[s] else None
-    stats = {
-        "requests_in": counts["requests_in"], "requests_written": written, "requests_rejected": rejected,
-        "rejected_by_reason": reasons, "items_per_sample_type": per_type,
-        "label_rate_on_impressions": rates, "mean_list_size": sizes,
-        "items_in": counts["items_in"], "items_rejected": counts["items_rejected"],
-        "items_in_table": counts["items_in_table"], "items_duplicate": counts["items_duplicate"],
-        "config": dataclasses.asdict(cfg), "files": counts["files"], "deadletter_files": counts["deadletter_files"],
-    }
-    files.write_json(files.join(out, "schema.json"), schema.to_json())
-    files.write_json(files.join(out, "stats.json"), stats)
-    FileSystems.delete([counts_path])
-    return stats
+    return finalize_lists(cfg.output, "prepare-hybrid", schema, other_dead="items_rejected",
+                          extra_keys=("items_in", "items_rejected", "items_in_table", "items_duplicate"),
+                          extra={"config": dataclasses.asdict(cfg)})
 
 
 def run(cfg: HybridSamplesConfig) -> Dict[str, object]:

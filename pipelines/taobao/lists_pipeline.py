@@ -16,15 +16,17 @@ import os
 from typing import Dict, Optional
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
+from pipelines.common import lists as list_counts
+from pipelines.common.lists import COUNTS_FILE, count_list, write_list_counts
+from pipelines.common.stages import DEADLETTER, STATS, temp_directory, write_outputs
 from pipelines.criteo import files
 from pipelines.criteo.parse import raw_text
 from pipelines.criteo.read import ReadLines
-from pipelines.criteo.stages import DEADLETTER, SPLITS, STATS, run_pipeline, write_outputs
+from pipelines.criteo.stages import SPLITS, run_pipeline
 from pipelines.hybrid_samples.pipeline import CountsFn, ItemTableFn, ParseItems
-from pipelines.taobao.pipeline import COUNTS_FILE, ITEMS_FILE, REQUESTS_DIR, beam_options, prepare_output, remove_paths
+from pipelines.taobao.pipeline import ITEMS_FILE, REQUESTS_DIR, beam_options, prepare_output
 from pipelines.taobao.requests import Splitter
 from tfrec.config_taobao import TaobaoConfig
 
@@ -100,12 +102,7 @@ class ScoreLists(beam.DoFn):
             start += n
             out.setdefault((req["split"], h % self.cfg.num_shards), []).append(
                 to_example_list(req, cols, self.schema, self._cache))
-            s = stats[req["split"]]
-            s["requests"] += 1
-            s["items"] += len(cols["item"])
-            s["clicks"] += int(sum(cols["click"]))
-            for t in cols["sample_type"]:
-                s[f"type_{t}"] += 1
+            count_list(stats[req["split"]], cols, self.schema.tasks)
         yield from out.items()
         yield TaggedOutput(STATS, {k: dict(v) for k, v in stats.items()})
 
@@ -125,57 +122,37 @@ def build_lists(p: beam.Pipeline, cfg: TaobaoConfig, scorer_dir: str, max_histor
                  DEADLETTER, STATS, main="lists"))
     lists = built["lists"]  # straight to the sink, as in A (pipelines.taobao.pipeline.build_requests)
     dead = (built[DEADLETTER], item_rows[DEADLETTER]) | "AllDead" >> beam.Flatten()
-    written, dead_files, temp_dir = write_outputs(p, out, shards, lists, dead, label="WriteLists")
+    temp_dir = temp_directory(p, out)
+    written, dead_written = write_outputs(p, out, shards, lists, dead, temp_dir, label="WriteLists")
     requests_in = records | "RequestsIn" >> beam.combiners.Count.Globally()
+    items_dead = item_rows[DEADLETTER] | "ItemsRejected" >> beam.combiners.Count.Globally()
     stats = built[STATS] | "Stats" >> beam.CombineGlobally(CountsFn())
     _ = (p | "Once" >> beam.Create([None])
          | "WriteCounts" >> beam.Map(_write_list_counts, out, temp_dir, AsSingleton(requests_in), AsSingleton(stats),
-                                     AsSingleton(table), AsList(written), AsList(dead_files)))
-    return {"lists": lists, "deadletter": dead}
+                                     AsSingleton(table), AsSingleton(items_dead), AsList(written),
+                                     AsList(dead_written)))
+    return {"lists": lists, "deadletter": dead, "written": written, "dead_written": dead_written}
 
 
-def _write_list_counts(_, out, temp_dir, requests_in, stats, table, written, dead_files):
-    del dead_files  # a side input only to run after the dead letter's commit (as in A's _write_counts)
-    remove_paths([temp_dir])
-    files.write_json(files.join(out, COUNTS_FILE), {
-        "requests_in": requests_in, "stats": stats, "items_in_table": len(table["items"]),
-        "files": {s: sorted(files.relative(r.file_name, out) for r in written if r.destination[0] == s)
-                  for s in SPLITS}})
+def _write_list_counts(_, out, temp_dir, requests_in, stats, table, items_rejected, written, dead_written):
+    # the dead letter's results are a side input, so this runs after its commit (as in A's _write_counts)
+    write_list_counts(out, temp_dir, requests_in, stats, written, dead_written,
+                      items_in_table=len(table["items"]), items_rejected=items_rejected)
 
 
 def finalize_lists(cfg: TaobaoConfig, ranker: Optional[dict] = None) -> Dict[str, object]:
-    """Checks ``requests_in == sum(requests_written) + requests_rejected``; writes stats.json and schema.json.
+    """Checks the request accounting (:func:`pipelines.common.lists.finalize_lists`: requests in = written per
+    split + rejected, the sink's records against the requests built); writes stats.json and schema.json.
 
     Raises:
-      RuntimeError: the accounting does not add up.
+      pipelines.common.rows.RowAccountingError: (a ``RuntimeError``) the accounting does not add up.
     """
     from tfrec.data_taobao import TAOBAO_LISTS
-    from tfrec.features import SAMPLE_TYPES
 
-    out = cfg.lists_output
-    counts_path = files.join(out, COUNTS_FILE)
-    counts = files.read_json(counts_path)
-    st = counts["stats"]
-    reasons = dict(sorted(st.get(DEADLETTER, {}).items()))
-    written = {s: int(st.get(s, {}).get("requests", 0)) for s in SPLITS}
-    if counts["requests_in"] != sum(written.values()) + sum(reasons.values()):
-        raise RuntimeError(f"taobao-lists: request accounting failed: requests_in={counts['requests_in']} != "
-                           f"written {written} + rejected {reasons}; see {counts_path}")
-    per_type = {s: {t: int(st.get(s, {}).get(f"type_{v}", 0)) for t, v in SAMPLE_TYPES.items()} for s in SPLITS}
-    stats = {
-        "requests_in": counts["requests_in"], "requests_written": written,
-        "requests_rejected": sum(reasons.values()), "rejected_by_reason": reasons,
-        "items_per_sample_type": per_type, "absent_sample_types": ABSENT_TYPES,
-        "label_rate_on_impressions": {s: {"click": (st.get(s, {}).get("clicks", 0) / per_type[s]["N1"]
-                                                    if per_type[s]["N1"] else None)} for s in SPLITS},
-        "mean_list_size": {s: (st.get(s, {}).get("items", 0) / written[s] if written[s] else None) for s in SPLITS},
-        "items_in_table": counts["items_in_table"], "ranker": ranker or {},
-        "config": dataclasses.asdict(cfg), "files": counts["files"],
-    }
-    files.write_json(files.join(out, "schema.json"), TAOBAO_LISTS.to_json())
-    files.write_json(files.join(out, "stats.json"), stats)
-    FileSystems.delete([counts_path])
-    return stats
+    return list_counts.finalize_lists(
+        cfg.lists_output, "taobao-lists", TAOBAO_LISTS, other_dead="items_rejected",
+        extra_keys=("items_in_table",),
+        extra={"absent_sample_types": ABSENT_TYPES, "ranker": ranker or {}, "config": dataclasses.asdict(cfg)})
 
 
 def run_lists(cfg: TaobaoConfig, scorer_dir: str, max_history: int = 50, ranker: Optional[dict] = None,

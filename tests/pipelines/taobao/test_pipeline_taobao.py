@@ -160,6 +160,10 @@ def test_lists_follow_the_ranker_and_hold_n1_and_n5_only(lists):
     # N5: 2 of the 3 ads not in the request (ads {12}: 10, 11; {10, 11}: 12; {10}: 11, 12)
     assert stats["items_per_sample_type"]["train"] == {"N1": 4, "N2": 0, "N3": 0, "N5": 5}
     assert set(stats["absent_sample_types"]) == {"N2", "N3"} and stats["ranker"] == {"name": "untrained"}
+    # the accounting counts what the sink wrote (pipelines.common.lists), and the files hold exactly that
+    for split, n in stats["requests_written"].items():
+        assert len(_records(os.path.join(cfg.lists_output, f"{split}-*-of-*.tfrecord.gz"))) == n
+    assert stats["requests_rejected"] == 0 and stats["mean_list_size"]["train"] == 9 / 3
     # the ranker's probability of every impression, from the DIN examples of pipeline A
     prob = {}
     for split in ("train", "test"):
