@@ -61,6 +61,13 @@ SETUP = {
     "fuxictr": [["torch==2.13.0"], ["fuxictr==2.3.10", "polars<2", "torch==2.13.0"]],
 }
 PROBE = {"deepctr": "import deepctr.models, pandas", "fuxictr": "import fuxictr.pytorch, torch, ray, polars"}
+#: Variants of a peer: (the peer whose virtualenv and worker they use, the worker's extra training arguments).
+VARIANTS = {"deepctr_emb": ("deepctr", ["--numeric", "embedded"])}
+
+
+def peer_of(library: str) -> str:
+    """The peer whose virtualenv and worker script ``library`` runs (itself unless a :data:`VARIANTS` entry)."""
+    return VARIANTS.get(library, (library, []))[0]
 
 FEATURE_NOTES = [
     "All three: 13 numeric + 26 categorical Criteo fields, vocabularies fitted on the train split with min count "
@@ -71,6 +78,9 @@ FEATURE_NOTES = [
     "DeepCTR: no preparation of its own; pandas encodes categorical ids once (same vocabulary rule as tfrec) and "
     "applies tfrec's numeric transform; numeric values enter the cross network and the DNN unembedded "
     "(DenseFeat: x0 = 26 x 10 + 13 = 273).",
+    "DeepCTR, numeric embedded (deepctr_emb): the same data, each numeric field a one-id weighted sequence "
+    "(VarLenSparseFeat, length 1, weight v_j, sum pooling, no weight normalisation), i.e. v_j e_j: x0 = 390, the "
+    "same work per example as tfrec and FuxiCTR.",
     "FuxiCTR: its FeatureProcessor + build_dataset (polars, Ray Data, parquet); missing categorical values share "
     "the OOV id with rare ones; numeric sign(x) log(1+|x|) then its MinMaxScaler ((v - min) / (max - min), not "
     "clipped), embedded as v_j e_j (x0 = 390). Embedding L2 2e-5 in its (lambda/2)||w||^2 form = tfrec's 1e-5.",
@@ -79,7 +89,7 @@ FEATURE_NOTES = [
 
 
 def venv_python(venvs: str, library: str) -> str:
-    return os.path.join(venvs, library, "bin", "python")
+    return os.path.join(venvs, peer_of(library), "bin", "python")
 
 
 def probe(venvs: str, library: str):
@@ -87,7 +97,7 @@ def probe(venvs: str, library: str):
     py = venv_python(venvs, library)
     if not os.path.exists(py):
         return f"no virtualenv at {os.path.dirname(os.path.dirname(py))} (run with --setup)"
-    r = subprocess.run([py, "-c", PROBE[library]], capture_output=True, text=True)
+    r = subprocess.run([py, "-c", PROBE[peer_of(library)]], capture_output=True, text=True)
     if r.returncode:
         last = [ln for ln in r.stderr.splitlines() if ln.strip()]
         return f"its import fails: {last[-1] if last else 'exit ' + str(r.returncode)}"
@@ -106,7 +116,7 @@ def setup_commands(venvs: str = ".venv-peers", libraries=("deepctr", "fuxictr"),
 
 def setup(venvs: str, libraries) -> None:
     """Makes each peer's virtualenv with :func:`setup_commands`; skips one that already imports."""
-    for lib in libraries:
+    for lib in dict.fromkeys(peer_of(x) for x in libraries):
         if lib == "tfrec" or probe(venvs, lib) is None:
             continue
         print(f"setup: {os.path.join(venvs, lib)}", flush=True)
@@ -161,8 +171,8 @@ def prepare_cmd(lib: str, args, raw_dir: str, data_dir: str, result: str) -> lis
                               # The simulator writes raw counts (not x1's normalised floats): the peers' transform.
                               "--set", "prepare.numeric_transform=log_minmax",
                               "--set", f"prepare.min_count={ARCH['min_count']}"]
-    return [venv_python(args.venvs, lib), os.path.join(ROOT, "bench", "peers", f"run_{lib}.py"), "prepare",
-            "--raw", raw_dir, "--out", data_dir, "--result", result]
+    return [venv_python(args.venvs, lib), os.path.join(ROOT, "bench", "peers", f"run_{peer_of(lib)}.py"),
+            "prepare", "--raw", raw_dir, "--out", data_dir, "--result", result]
 
 
 def train_cmd(lib: str, args, data_dir: str, model_dir: str, seed: int, result: str) -> list:
@@ -170,7 +180,9 @@ def train_cmd(lib: str, args, data_dir: str, model_dir: str, seed: int, result: 
               "--warmup-steps", str(args.warmup_steps), "--result", result]
     if lib == "tfrec":
         return [sys.executable, os.path.join(ROOT, "bench", "peers", "run_tfrec.py")] + common
-    return [venv_python(args.venvs, lib), os.path.join(ROOT, "bench", "peers", f"run_{lib}.py"), "train"] + common
+    extra = VARIANTS.get(lib, (lib, []))[1]
+    return [venv_python(args.venvs, lib), os.path.join(ROOT, "bench", "peers", f"run_{peer_of(lib)}.py"),
+            "train"] + common + extra
 
 
 def versions(args, libraries, work: str) -> dict:
@@ -183,7 +195,7 @@ def versions(args, libraries, work: str) -> dict:
         tf_v, keras_v, gflops = r.stdout.split()[-3:]
         out["tfrec"] = {"tensorflow": tf_v, "tf_keras": keras_v, "sgemm_gflops": float(gflops),
                         "commit": _git("rev-parse", "--short", "HEAD")}
-    for lib in libraries:
+    for lib in dict.fromkeys(peer_of(x) for x in libraries):
         if lib == "tfrec":
             continue
         path = os.path.join(work, f"versions_{lib}.json")

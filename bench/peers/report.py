@@ -8,8 +8,9 @@ from typing import Dict, List, Optional
 
 from bench.peers.common import mean_std
 
-LIBRARIES = ("tfrec", "deepctr", "fuxictr")
-TITLES = {"tfrec": "tfrec DCN V2", "deepctr": "DeepCTR DCN (matrix)", "fuxictr": "FuxiCTR DCNv2"}
+LIBRARIES = ("tfrec", "deepctr", "deepctr_emb", "fuxictr")
+TITLES = {"tfrec": "tfrec DCN V2", "deepctr": "DeepCTR DCN (matrix)",
+          "deepctr_emb": "DeepCTR DCN (matrix), numeric embedded", "fuxictr": "FuxiCTR DCNv2"}
 
 
 def summarize(library: str, prep: Optional[dict], runs: List[dict], error: Optional[str] = None) -> dict:

@@ -7,7 +7,11 @@ vocabulary (count >= ``min_count``, the missing value a token of its own, id 0 f
 numeric values get tfrec's ``log_minmax`` (``sign(x) log(1+|x|) / s_j``, clipped to [-1, 1], ``s_j`` fitted on
 train, missing -> 0); the arrays go to ``<out>/{train,valid,test}.npz``. DeepCTR feeds numeric values to the
 cross network and the DNN as they are (``DenseFeat``: 13 inputs), where tfrec and FuxiCTR embed each one as
-``v_j e_j`` (130 inputs).
+``v_j e_j`` (130 inputs). ``train --numeric embedded`` (the bench's ``deepctr_emb``) gives DeepCTR that input too:
+each numeric field is a one-id weighted sequence (``VarLenSparseFeat`` of length 1, weight ``v_j``, sum pooling,
+no weight normalisation), whose pooled embedding is ``v_j e_j``: the same x0 (39 x 10 = 390) and the same work per
+example as tfrec's (the field's id is 1: DeepCTR masks id 0 of a sequence as padding, so each such table has one
+unused row).
 
 Runs in the DeepCTR virtualenv. Usage (the driver calls it):
     python bench/peers/run_deepctr.py prepare --raw DIR --out DIR --result prep.json
@@ -61,30 +65,48 @@ def prepare(raw_dir: str, out: str, min_count: int) -> dict:
     return meta
 
 
-def _inputs(path: str):
+NUMERIC = ("dense", "embedded")
+
+
+def _inputs(path: str, numeric: str = "dense"):
     data = np.load(path)
-    return {k: data[k] for k in DENSE + CATEGORICAL}, data[LABEL]
+    x = {k: data[k] for k in DENSE + CATEGORICAL}
+    if numeric == "embedded":  # id 1 of a one-row table, weighted by the value: v_j e_j (module docstring)
+        for d in DENSE:
+            x[f"{d}_id"] = np.ones((len(x[d]), 1), np.int32)
+            x[d] = x[d].reshape(-1, 1, 1)
+    return x, data[LABEL]
 
 
-def train(data_dir: str, model_dir: str, seed: int, epochs: int, warmup_steps: int) -> dict:
+def numeric_columns(numeric: str):
+    """DeepCTR's columns of the numeric fields: ``DenseFeat`` (fed as they are) or embedded as ``v_j e_j``."""
+    from deepctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
+
+    if numeric == "dense":
+        return [DenseFeat(d, 1) for d in DENSE]
+    return [VarLenSparseFeat(SparseFeat(f"{d}_id", 2, embedding_dim=ARCH["embedding_dim"]), maxlen=1,
+                             combiner="sum", weight_name=d, weight_norm=False) for d in DENSE]
+
+
+def train(data_dir: str, model_dir: str, seed: int, epochs: int, warmup_steps: int, numeric: str = "dense") -> dict:
     start = time.perf_counter()
     import tensorflow as tf
-    from deepctr.feature_column import DenseFeat, SparseFeat
+    from deepctr.feature_column import SparseFeat
     from deepctr.models import DCN
 
     keras = tf.keras
     meta = read_json(os.path.join(data_dir, "meta.json"))
     keras.utils.set_random_seed(seed)
     columns = ([SparseFeat(c, meta["vocab_sizes"][c], embedding_dim=ARCH["embedding_dim"]) for c in CATEGORICAL]
-               + [DenseFeat(d, 1) for d in DENSE])
+               + numeric_columns(numeric))
     # No linear (wide) part: DCN V2 has none. L2 on the embeddings only, as tfrec's config.
     model = DCN([], columns, cross_num=ARCH["num_cross_layers"], cross_parameterization="matrix",
                 dnn_hidden_units=tuple(ARCH["dnn_hidden_units"]), l2_reg_embedding=ARCH["embedding_l2"] / 2,
                 l2_reg_cross=0.0, l2_reg_dnn=0.0, dnn_dropout=ARCH["dropout"], seed=seed, task="binary")
     model.compile(keras.optimizers.Adam(ARCH["learning_rate"], global_clipnorm=ARCH["clip_norm"]),
                   "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-    x_train, y_train = _inputs(os.path.join(data_dir, "train.npz"))
-    x_valid, y_valid = _inputs(os.path.join(data_dir, "valid.npz"))
+    x_train, y_train = _inputs(os.path.join(data_dir, "train.npz"), numeric)
+    x_valid, y_valid = _inputs(os.path.join(data_dir, "valid.npz"), numeric)
     batch = ARCH["batch_size"]
     clock = StepClock(warmup_steps)
     best = os.path.join(model_dir, "best.weights.h5")
@@ -99,9 +121,10 @@ def train(data_dir: str, model_dir: str, seed: int, epochs: int, warmup_steps: i
                         validation_data=(x_valid, y_valid), validation_batch_size=16384, callbacks=callbacks)
     model.load_weights(best)
     trained = time.perf_counter()
-    x_test, y_test = _inputs(os.path.join(data_dir, "test.npz"))
+    x_test, y_test = _inputs(os.path.join(data_dir, "test.npz"), numeric)
     probs = model.predict(x_test, batch_size=16384, verbose=0).reshape(-1)
-    return {"library": "deepctr", "seed": seed, "epochs": epochs, "train": clock.summary(),
+    return {"library": "deepctr" if numeric == "dense" else "deepctr_emb", "seed": seed, "epochs": epochs,
+            "train": clock.summary(),
             "test": test_report(y_test, probs),
             "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
             "seconds": {"setup_and_train": trained - start, "predict_test": time.perf_counter() - trained}}
@@ -117,6 +140,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=2020)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--warmup-steps", type=int, default=10)
+    ap.add_argument("--numeric", choices=NUMERIC, default="dense",
+                    help="numeric fields fed as they are (DeepCTR's DenseFeat) or embedded as v_j e_j")
     ap.add_argument("--result", required=True)
     args = ap.parse_args(argv)
     if args.command == "versions":
@@ -132,7 +157,8 @@ def main(argv=None) -> None:
         meta = prepare(args.raw, args.out, ARCH["min_count"])
         write_json(args.result, {**meta, "seconds": time.perf_counter() - start})
     else:
-        write_json(args.result, train(args.data, args.model_dir, args.seed, args.epochs, args.warmup_steps))
+        write_json(args.result, train(args.data, args.model_dir, args.seed, args.epochs, args.warmup_steps,
+                                      args.numeric))
 
 
 if __name__ == "__main__":

@@ -109,3 +109,21 @@ def test_readme_peers_block_is_the_setup_the_bench_runs():
     blocks = [b for b in shell_blocks() if b.section.startswith("Peers")]
     assert len(blocks) == 1, [b.section for b in blocks]
     assert blocks[0].commands == setup_commands(), blocks[0].commands
+
+
+def test_deepctr_embedded_variant_runs_deepctr_with_numeric_fields_embedded():
+    """``deepctr_emb`` is DeepCTR in its own virtualenv and worker, with ``--numeric embedded``; its setup is
+    DeepCTR's, made once."""
+    import argparse
+
+    from bench.bench_peers import peer_of, prepare_cmd, train_cmd, venv_python
+
+    args = argparse.Namespace(venvs="/v", epochs=2, warmup_steps=10, shards=8)
+    cmd = train_cmd("deepctr_emb", args, "/d", "/m", 2021, "/r.json")
+    assert cmd[0] == venv_python("/v", "deepctr") == "/v/deepctr/bin/python"
+    assert cmd[1].endswith("bench/peers/run_deepctr.py") and cmd[2] == "train"
+    assert cmd[-2:] == ["--numeric", "embedded"] and "--numeric" not in train_cmd("deepctr", args, "/d", "/m", 1, "/r")
+    assert prepare_cmd("deepctr_emb", args, "/raw", "/d", "/p.json")[1:] == prepare_cmd("deepctr", args, "/raw", "/d",
+                                                                                       "/p.json")[1:]
+    assert peer_of("fuxictr") == "fuxictr" and "deepctr_emb" in report.LIBRARIES
+    assert setup_commands(libraries=["deepctr"]) == setup_commands(libraries=[peer_of("deepctr_emb")])
