@@ -35,7 +35,8 @@ import tf_keras as keras
 
 from tfrec import data as data_lib
 from tfrec import devices, models, transforms
-from tfrec.callbacks import ExactValidation, GradientDiagnostics, NaNGuard, ProgressLogger, Throughput
+from tfrec.callbacks import (ExactValidation, GradientDiagnostics, NaNGuard, ProgressLogger, TensorBoard,
+                             Throughput)
 from tfrec.config import RunConfig, TrainConfig, dump_config
 from tfrec.evaluate import exact_validation_metrics
 from tfrec.run_config import with_run_architecture
@@ -309,7 +310,7 @@ def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, st
                                           patience=t.plateau_patience, min_delta=0.0, verbose=0),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=t.early_stop_patience,
                                       min_delta=0.0),
-        keras.callbacks.TensorBoard(os.path.join(t.model_dir, "logs"), update_freq="epoch", profile_batch=0),
+        TensorBoard(os.path.join(t.model_dir, "logs"), update_freq="epoch", profile_batch=0),
         keras.callbacks.CSVLogger(os.path.join(t.model_dir, "history.csv"), append=True),
     ]
     if t.log_every_seconds > 0 or t.verbose == 0:

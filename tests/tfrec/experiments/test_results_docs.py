@@ -1,6 +1,6 @@
 """docs/results/*.md: every number equals the committed run records it came from.
 
-Two checks per document: (1) rendering the records again (``tfrec.experiments.kdd.results_doc.render``) gives the same
+Two checks per document: (1) rendering the records again (``tfrec.experiments.core.results_doc.render``) gives the same
 numbers, one by one, and the same text (an edited number, in a table or in the reading, fails); (2) every number
 of the two tables is recomputed here from ``cells.json`` with NumPy / SciPy, independently of the generator, to
 the digits shown. A last test edits one number of a copy and checks that (1) and (2) catch it."""
@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tfrec.experiments.core.registry import get
-from tfrec.experiments.kdd.metrics import METRICS
-from tfrec.experiments.kdd.results_doc import render
+from tfrec.experiments.core.results_doc import render
 from tests.support import ROOT as REPO_ROOT
 
 ROOT = os.path.join(REPO_ROOT, "docs", "results")
@@ -41,7 +39,7 @@ def check_rendering(root, name):
     for i, (g, w) in enumerate(zip(got, want)):
         assert g == w, f"{name}.md: number {i} is {g}, the records give {w}"
     assert len(got) == len(want), f"{name}.md has {len(got)} numbers, the records give {len(want)}"
-    assert text == again, f"{name}.md differs from its rendering (python -m tfrec.experiments.kdd.results_doc render)"
+    assert text == again, f"{name}.md differs from its rendering (python -m tfrec.experiments.core.results_doc render)"
 
 
 def _close(shown, value, what):
@@ -62,43 +60,65 @@ def _close(shown, value, what):
     assert abs(float(shown) - value) <= tol, f"{what}: shown {shown}, records give {value!r}"
 
 
-def _table(lines, header_start):
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return rows
+def _cells(line):
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _tables(lines, header_start):
+    """Every table whose header line starts with ``header_start``: (header cells, rows of cells)."""
+    out = []
+    for i, line in enumerate(lines):
+        if line.startswith(header_start):
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                rows.append(_cells(row))
+            out.append((_cells(line), rows))
+    return out
 
 
 def check_numbers(root, name):
     folder = os.path.join(root, name)
     cells = json.load(open(os.path.join(folder, "cells.json"), encoding="utf-8"))
     record = json.load(open(os.path.join(folder, "record.json"), encoding="utf-8"))
-    metrics = list(get(record["protocol"]).metric_keys)
+    shown = record["metrics"]["shown"]  # the metric definitions the document was recorded with
+    metrics = [m["key"] for m in shown]
+    ratio_of = {m["key"]: m.get("ratio") for m in shown}
     lines = open(os.path.join(root, name + ".md"), encoding="utf-8").read().splitlines()
     by = {}
     for c in cells:
         by.setdefault(c["setting"], {})[c["seed"]] = c
-    values = _table(lines, "| setting | method |")
-    assert [r[0] for r in values] == list(by), "one row per recorded setting, in order"
-    for r in values:
-        setting = r[0]
-        assert int(r[4]) == len(by[setting])
-        for j, m in enumerate(metrics):
-            x = np.array([c["metrics"][m] for c in by[setting].values()], np.float64)
-            mean, std = r[5 + j].split(" ± ")
-            _close(mean, float(np.mean(x)), f"{setting} {m} mean")
-            _close(std, float(np.std(x, ddof=1)) if len(x) > 1 else None, f"{setting} {m} std")
-    label = {METRICS[m].label: m for m in metrics}
-    compared = _table(lines, "| setting | vs |")
-    expected_rows = [(s, m) for s, cs in by.items() if next(iter(cs.values()))["baseline"] for m in metrics]
+    label = {m["label"]: m["key"] for m in shown}
+    values = [t for t in _tables(lines, "| setting |") if t[0][1] != "vs"]
+    assert values, f"{name}.md has no values table"
+    tabled = []
+    for header, rows in values:
+        assert [r[0] for r in rows] == list(by), "one row per recorded setting, in order"
+        at = header.index("seeds")
+        for setting, r in zip(by, rows):
+            assert int(r[at]) == len(by[setting])
+            for j, m in enumerate(label[h] for h in header[at + 1:]):
+                x = np.array([v for v in (c["metrics"][m] for c in by[setting].values()) if v is not None],
+                             np.float64)
+                mean, std = r[at + 1 + j].split(" ± ")
+                _close(mean, float(np.mean(x)) if len(x) else None, f"{setting} {m} mean")
+                _close(std, float(np.std(x, ddof=1)) if len(x) > 1 else None, f"{setting} {m} std")
+        tabled += [label[h] for h in header[at + 1:]]
+    assert tabled == metrics, "the values tables show every recorded table metric once, in order"
+    ((_, compared),) = _tables(lines, "| setting | vs |")
+    def paired(setting, base, m):
+        return any(by[setting][s]["metrics"][m] is not None and by[base][s]["metrics"][m] is not None
+                   for s in set(by[setting]) & set(by[base]))
+
+    expected_rows = [(s, m) for s, cs in by.items() for base in [next(iter(cs.values()))["baseline"]]
+                     if base for m in metrics if paired(s, base, m)]
     assert [(r[0], label[r[2]]) for r in compared] == expected_rows
     for r in compared:
         setting, base, m = r[0], r[1], label[r[2]]
         assert next(iter(by[setting].values()))["baseline"] == base
-        seeds = sorted(set(by[setting]) & set(by[base]))
+        seeds = sorted(s for s in set(by[setting]) & set(by[base])
+                       if by[setting][s]["metrics"][m] is not None and by[base][s]["metrics"][m] is not None)
         a = np.array([by[setting][s]["metrics"][m] for s in seeds], np.float64)
         b = np.array([by[base][s]["metrics"][m] for s in seeds], np.float64)
         d = a - b
@@ -110,10 +130,10 @@ def check_numbers(root, name):
         res = stats.ttest_rel(a, b) if len(d) > 1 and np.any(d != 0) else None
         _close(r[5], float(res.statistic) if res else None, f"{setting} {m} t")
         _close(r[6], float(res.pvalue) if res else None, f"{setting} {m} p")
-        if METRICS[m].ratio:
+        if ratio_of[m]:
             ma = np.mean([c["metrics"][m] for c in by[setting].values()])
             mb = np.mean([c["metrics"][m] for c in by[base].values()])
-            ratio = ma / mb - 1 if METRICS[m].ratio == "lift" else 1 - ma / mb
+            ratio = ma / mb - 1 if ratio_of[m] == "lift" else 1 - ma / mb
             _close(r[7], float(ratio), f"{setting} {m} ratio")
         else:
             assert r[7] == ""
@@ -148,3 +168,35 @@ def test_an_edited_number_is_caught(name, tmp_path):
         check_rendering(str(tmp_path), name)
     with pytest.raises(AssertionError, match="shown"):
         check_numbers(str(tmp_path), name)
+
+
+def test_versus_is_the_paired_comparison_of_any_two_settings():
+    from tfrec.experiments.core.registry import Metric
+    from tfrec.experiments.core.results_text import context
+
+    rng = np.random.default_rng(0)
+    cells = [{"setting": s, "seed": seed, "params": {"method": s}, "baseline": None if s == "a" else "a",
+              "metrics": {"m": float(rng.normal())}, "epochs_run": 3, "best_epoch": 2, "train_seconds": 60.0}
+             for s in ("a", "b", "c") for seed in range(4)]
+    ctx = context(cells, {}, [Metric("m", "m", ("m",), "higher")])
+    of = {s: np.array([c["metrics"]["m"] for c in cells if c["setting"] == s]) for s in ("b", "c")}
+    res = stats.ttest_rel(of["c"], of["b"])
+    got = ctx["versus"]["c|b/m"]
+    assert got["diff"] == pytest.approx(float(np.mean(of["c"] - of["b"])), rel=1e-12)
+    assert got["p"] == pytest.approx(float(res.pvalue), rel=1e-9) and got["t"] == pytest.approx(float(res.statistic))
+    assert "{versus[c|b/m][diff]:+.3f}".format_map(ctx) == f"{np.mean(of['c'] - of['b']):+.3f}"
+    with pytest.raises(KeyError, match="settings"):
+        ctx["versus"]["c|zz/m"]
+
+
+def test_hccp_documents_record_its_tables_metrics_from_the_run():
+    from tfrec.experiments.core.registry import get as protocol
+
+    run = {"test": {"ISH@40": 0.2, "ISH@5": 0.1, "ASH@5": 0.3, "NDCG@5": 0.4, "MAP@5": 0.5, "AUC_click": 0.8,
+                    "octile_ISH@40": [0.1, 0.2]}, "beta_end": 0.01}
+    shown, recorded = protocol("hccp").results_metrics_of(run)
+    assert [m.key for m in shown] == ["ISH@5", "ISH@40", "ASH@5", "MAP@5", "NDCG@5", "AUC_click", "beta_end"]
+    assert recorded == () and [m.path for m in shown][0] == ("test", "ISH@5")
+    shown, recorded = protocol("losses").results_metrics_of({})
+    assert [m.key for m in shown] == ["auc", "logloss", "train_bce", "grad_neg"]
+    assert [m.key for m in recorded] == ["valid_logloss", "train_bce_last", "auc_calibrated", "logloss_calibrated"]

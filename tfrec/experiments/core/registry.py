@@ -99,6 +99,10 @@ class Protocol:
     -> data dir``); a protocol without them has no ``--quick``.
     ``datasets(base, opts, out_dir, printer, names) -> {name: data dir}`` makes those of the protocol's own datasets
     that the settings to run name by ``Setting.dataset`` (a sweep over simulated data).
+    ``results_metrics(run) -> (shown, recorded)`` names the metrics a reference-results document
+    (:mod:`tfrec.experiments.core.results_doc`) takes from a finished cell's run: those its tables show and those
+    it only records for its reading (None: :attr:`metrics`, nothing more). A function of the run, because some
+    protocols' metrics depend on the config (HCCP's hit rates at ``preranking.hit_ks``).
     """
 
     name: str
@@ -114,6 +118,12 @@ class Protocol:
     quick_config: Optional[str] = None
     quick_data: Optional[Callable[..., str]] = None
     datasets: Optional[Callable[..., Dict[str, str]]] = None
+    results_metrics: Optional[Callable[[Dict[str, Any]], Tuple[Tuple[Metric, ...], Tuple[Metric, ...]]]] = None
+
+    def results_metrics_of(self, run: Dict[str, Any]) -> Tuple[Tuple[Metric, ...], Tuple[Metric, ...]]:
+        """``(shown, recorded)``: the metrics a reference-results document takes from ``run`` (see the class
+        docstring)."""
+        return self.results_metrics(run) if self.results_metrics else (self.metrics, ())
 
     @property
     def metric_keys(self) -> Tuple[str, ...]:

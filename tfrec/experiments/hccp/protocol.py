@@ -32,12 +32,12 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from tfrec.config import RunConfig
 from tfrec.experiments.core.cell import train_summary
 from tfrec.experiments.core.datasets import made_once, simulate_then_prepare
-from tfrec.experiments.core.registry import Options, Protocol, Setting, packaged_config, register
+from tfrec.experiments.core.registry import Metric, Options, Protocol, Setting, packaged_config, register
 from tfrec.experiments.hccp.variants import ABLATIONS, BASE, FULL, GROUPS, VARIANT_LABELS  # noqa: F401
 from tfrec.families.registry import get as family
 
@@ -98,6 +98,22 @@ def cell_summary(run: Dict[str, Any]) -> str:
     return ", ".join(parts) or "no finite test metric"
 
 
+#: Margin InfoNCE's beta at the end of training: shown beside each variant (issue: the margin must act).
+BETA_END = Metric("beta_end", "beta at the end", ("beta_end",), "lower", scientific=True)
+
+
+def results_metrics(run: Dict[str, Any]) -> Tuple[Tuple[Metric, ...], Tuple[Metric, ...]]:
+    """What a reference-results document takes from an HCCP cell: Table 1's hit rates (ISH, ISPH, ASH, ASPH at
+    the run's ``hit_ks``), Table 3's consistency (MAP, NDCG at ``consistency_ks``), the AUCs on impressions and
+    Margin InfoNCE's final ``beta``; nothing recorded only. The K come from the run's test report (the config
+    decides them)."""
+    from tfrec.experiments.hccp.report import metric_keys
+
+    keys = metric_keys({0: {"run": run}})
+    test = [Metric(k, k, ("test", k), "higher") for group in ("hit", "consistency", "auc") for k in keys[group]]
+    return tuple(test) + (BETA_END,), ()
+
+
 def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], None] = print) -> str:
     """Simulates a small cascade and prepares its hybrid samples under ``out_dir/quick_hccp_data`` (reused when
     the ``cascade`` and ``hybrid`` settings are unchanged). Returns the prepared dataset directory."""
@@ -134,4 +150,4 @@ def _report(*args, **kwargs):
 register(Protocol("hccp", "HCCP (WWW 2025) Tables 1 and 3: pre-ranking variants and ablations", _settings,
                   metrics=(), run_cell=run_preranking_cell, report=_report,
                   check_data=check_data, summary=cell_summary, family="preranking", quick_config=QUICK_CONFIG,
-                  quick_data=prepare_quick_data))
+                  quick_data=prepare_quick_data, results_metrics=results_metrics))

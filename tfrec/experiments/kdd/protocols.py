@@ -186,11 +186,22 @@ def _metrics(*keys: str) -> Tuple[Metric, ...]:
     return tuple(METRICS[k] for k in keys)
 
 
+#: What a reference-results document records of every KDD cell besides its protocol's table metrics.
+RESULTS_EXTRA = ("valid_logloss", "train_bce_last", "auc_calibrated", "logloss_calibrated")
+
+
+def _results_metrics(shown: Tuple[Metric, ...], run: Dict[str, Any]) -> Tuple[Tuple[Metric, ...], Tuple[Metric, ...]]:
+    # The same for every run of a protocol: its table metrics, then RESULTS_EXTRA for the documents' readings.
+    return shown, tuple(METRICS[k] for k in RESULTS_EXTRA if METRICS[k] not in shown)
+
+
 def _kdd(name: str, title: str, settings, metrics: Sequence[str], **kwargs: Any) -> Protocol:
     """A KDD protocol: point-wise data, :func:`tfrec.experiments.kdd.runner.run_training` cells, the table with
     the paper's figures, the quick Criteo-shaped dataset."""
     kwargs.setdefault("report", functools.partial(build_report, plot_all=_figures))
-    return register(Protocol(name, title, settings, run_cell=_run_training, metrics=_metrics(*metrics),
+    shown = _metrics(*metrics)
+    return register(Protocol(name, title, settings, run_cell=_run_training, metrics=shown,
+                             results_metrics=functools.partial(_results_metrics, shown),
                              family="pointwise", check_data=family("pointwise").check_dataset,
                              quick_config=quick.QUICK_CONFIG, quick_data=quick.prepare_quick_data, **kwargs))
 

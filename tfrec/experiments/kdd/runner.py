@@ -53,6 +53,7 @@ class TrainBCE(keras.callbacks.Callback):
 
     def __init__(self, csv_path: str, every_n_batches: int = 1):
         super().__init__()
+        self._supports_tf_logs = True  # reads no log (the metric variables, when it writes a row)
         self.csv_path = csv_path
         self.every_n_batches = max(1, int(every_n_batches))
         self._epoch = 0

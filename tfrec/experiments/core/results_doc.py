@@ -1,25 +1,30 @@
 """Reference-results documents: ``docs/results/<name>.md`` from an experiment's run records.
 
-``python -m tfrec.experiments.kdd.results_doc record --experiment DIR --protocol sparsity --name kdd-sparsity
+``python -m tfrec.experiments.core.results_doc record --experiment DIR --protocol sparsity --name kdd-sparsity
 --command "tfrec experiment ..." [--host-load DIR/host_load.log]`` copies the run records of one protocol of a
 ``tfrec experiment`` output directory into ``docs/results/<name>/`` (small files, committed):
 
-* ``cells.json``: one record per finished cell: setting, seed, params, baseline, the protocol's metrics and the
-  extra ones of :data:`EXTRA_METRICS` (:func:`tfrec.experiments.core.registry.metric_value` of the cell's run),
-  epochs run, best epoch, training and wall seconds, and the run's fingerprint;
+* ``cells.json``: one record per finished cell: setting, seed, params, baseline, the metrics the protocol names for
+  documents (:meth:`tfrec.experiments.core.registry.Protocol.results_metrics_of`: those the tables show and
+  those only recorded; :func:`tfrec.experiments.core.registry.metric_value` of the cell's run), epochs run, best
+  epoch, training and wall seconds, and the run's fingerprint;
 * ``record.json``: the protocol's run record (``<protocol>/run_record.json``): the command, options, seeds,
-  versions, data statistics, the base config, start and end times, and the wall time summed over the
-  invocations that made the cells (the record's own and its ``previous_runs``);
+  versions, data statistics, the base config, start and end times, the wall time summed over the invocations
+  that made the cells (the record's own and its ``previous_runs``), and the definitions of the metrics
+  (``metrics``: ``shown`` and ``recorded``), so that a document renders and is checked without the protocol's
+  code;
 * ``figures/`` (optional, ``--figures``): PNGs of the protocol's report, shown in the document;
 * ``host_load.log`` (optional, copied): ``<UTC time> <contents of /proc/loadavg>`` lines sampled during the run;
   ``record.json`` has their 1-minute load's min, mean and max.
 
-``python -m tfrec.experiments.kdd.results_doc render --name kdd-sparsity`` then writes ``docs/results/<name>.md``
+``python -m tfrec.experiments.core.results_doc render --name kdd-sparsity`` then writes ``docs/results/<name>.md``
 from those files and the hand-written ``docs/results/<name>/reading.md``, a ``str.format`` template whose
-numbers all come from the records (:func:`context`): ``{mean[<setting>/<metric>]:.4f}``, ``std``, ``diff``
-(mean over seeds of setting - baseline), ``p`` (two-sided paired t-test, :func:`tfrec.experiments.core.stats.paired_test`,
-as the experiment tables compute it), ``d`` (the paired effect size ``d_z = mean(diff) / std(diff)``), ``ratio``
-(Fig. 4's AUC lift / BCE drop ratio of the means), ``record[...]``, ``reference[...]`` (the papers' numbers,
+numbers all come from the records (:func:`tfrec.experiments.core.results_text.context`):
+``{mean[<setting>/<metric>]:.4f}``, ``std``, ``diff`` (mean over seeds of setting - baseline), ``p`` (two-sided
+paired t-test, :func:`tfrec.experiments.core.stats.paired_test`, as the experiment tables compute it), ``d`` (the
+paired effect size ``d_z = mean(diff) / std(diff)``), ``ratio`` (the KDD paper's AUC lift / BCE drop ratio of the
+means), ``versus[<setting>|<other>/<metric>][diff]`` (and ``p``, ``d``, ...: a paired comparison with any other
+setting, e.g. an ablation against the full model), ``record[...]``, ``reference[...]`` (the papers' numbers,
 in ``record.json``'s ``reference``), ``load[...]`` (host load), ``params[<setting>/<param>]``, ``epochs[<setting>/<seed>]`` and ``cells[...]``
 (count, mean and max training minutes, fewest and most epochs, earliest and latest best epoch). ``tests/tfrec/experiments/test_results_docs.py`` renders every document again and checks its
 numbers against an independent recomputation from ``cells.json``.
@@ -30,42 +35,45 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import math
 import os
 import shutil
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from tfrec.experiments.core import stats
-from tfrec.experiments.core.registry import get, metric_value
-from tfrec.experiments.kdd.metrics import METRICS
+from tfrec.experiments.core.registry import Metric, get, metric_value
+from tfrec.experiments.core.results_text import context, metric_dict, metric_of, table_rows, tables
 
-#: Metrics recorded for every cell besides its protocol's table metrics.
-EXTRA_METRICS = ("valid_logloss", "train_bce_last", "auc_calibrated", "logloss_calibrated")
-#: Digits shown per metric (mean, std, diff); ``grad_neg`` in scientific notation.
-DIGITS = {"auc": 5, "logloss": 5, "valid_logloss": 5, "train_bce": 5, "train_bce_last": 5, "auc_calibrated": 5,
-          "logloss_calibrated": 5}
 DEFAULT_ROOT = "docs/results"
+#: The base config's sections a document's record keeps (those a protocol's family has).
+CONFIG_SECTIONS = ("simulation", "prepare", "data", "model", "train", "cascade", "hybrid", "preranking")
 
 
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(float(v))
+def _results(experiment: str, protocol: str) -> List[Dict[str, Any]]:
+    out = []
+    for path in glob.glob(os.path.join(experiment, "cells", protocol, "*", "seed-*", "result.json")):
+        with open(path, encoding="utf-8") as f:
+            out.append(json.load(f))
+    return out
+
+
+def results_metrics(experiment: str, protocol: str) -> Tuple[Tuple[Metric, ...], Tuple[Metric, ...]]:
+    """``(shown, recorded)``: the protocol's :meth:`Protocol.results_metrics_of` of its first finished cell."""
+    results = _results(experiment, protocol)
+    return get(protocol).results_metrics_of(results[0]["run"]) if results else ((), ())
 
 
 def cell_records(experiment: str, protocol: str) -> List[Dict[str, Any]]:
     """The finished cells of ``protocol`` under the experiment directory, as small records (module docstring),
     in the protocol's settings order, then by seed."""
-    proto = get(protocol)
-    keys = tuple(dict.fromkeys(proto.metric_keys + EXTRA_METRICS))
+    shown, recorded = results_metrics(experiment, protocol)
+    metrics = list({m.key: m for m in shown + recorded}.values())
     out = []
-    for path in glob.glob(os.path.join(experiment, "cells", protocol, "*", "seed-*", "result.json")):
-        with open(path, encoding="utf-8") as f:
-            cell = json.load(f)
+    for cell in _results(experiment, protocol):
         run = cell["run"]
         train = run.get("train", {})
         out.append({
             "setting": cell["setting"], "seed": cell["seed"], "params": cell["params"], "baseline": cell["baseline"],
-            "metrics": {k: metric_value(run, METRICS[k]) for k in keys},
+            "metrics": {m.key: metric_value(run, m) for m in metrics},
             "epochs_run": train.get("epochs_run"), "best_epoch": train.get("best_epoch"),
             "train_seconds": run.get("train_seconds"), "wall_seconds": run.get("wall_seconds"),
             "fingerprint": cell["fingerprint"]})
@@ -104,7 +112,7 @@ def run_record(experiment: str, protocol: str, command: str) -> Dict[str, Any]:
         "protocol": protocol, "title": rec.get("title"), "command": command, "options": rec.get("options"),
         "seeds": rec.get("seeds"), "versions": rec.get("versions"),
         "data_rows": (rec.get("data_stats") or {}).get("rows_written"),
-        "config": {k: cfg.get(k) for k in ("simulation", "prepare", "data", "model", "train")},
+        "config": {k: cfg[k] for k in CONFIG_SECTIONS if k in cfg},
         "invocations": runs, "started": runs[0]["started"], "finished": runs[-1]["finished"],
         "wall_seconds": sum(float(r.get("wall_seconds") or 0.0) for r in runs),
     }
@@ -120,128 +128,21 @@ def host_load(path: Optional[str]) -> Optional[Dict[str, Any]]:
     return {"samples": len(loads), "min": min(loads), "mean": sum(loads) / len(loads), "max": max(loads)}
 
 
-def table_rows(cells: Sequence[Dict[str, Any]], metrics: Sequence[str]) -> List[Dict[str, Any]]:
-    """Per setting (first-seen order): params, seeds, and per metric mean, std, and against the baseline the
-    paired diff, its std, t, p, d_z and the lift / drop ratio (:mod:`tfrec.experiments.core.stats`)."""
-    by: Dict[str, List[Dict[str, Any]]] = {}
-    for c in cells:
-        by.setdefault(c["setting"], []).append(c)
-    rows = []
-    for setting, cs in by.items():
-        row: Dict[str, Any] = {"setting": setting, "params": cs[0]["params"], "baseline": cs[0]["baseline"],
-                               "seeds": sorted(c["seed"] for c in cs)}
-        for m in metrics:
-            values = {c["seed"]: c["metrics"].get(m) for c in cs}
-            summary = stats.summarize(list(values.values()))
-            row[m] = {"n": summary["n"], "mean": summary["mean"], "std": summary["std"]}
-            base = cs[0]["baseline"]
-            if base and base in by:
-                bvalues = {c["seed"]: c["metrics"].get(m) for c in by[base]}
-                test = stats.paired_test(values, bvalues)
-                d = test["mean_diff"] / test["std_diff"] if _finite(test["std_diff"]) and test["std_diff"] else \
-                    float("nan")
-                kind = METRICS[m].ratio
-                bmean = stats.summarize(list(bvalues.values()))["mean"]
-                row[m].update(diff=test["mean_diff"], diff_std=test["std_diff"], t=test["t"], p=test["p"], d=d,
-                              n_pairs=test["n"],
-                              ratio=stats.ratio(summary["mean"], bmean, kind) if kind else float("nan"))
-        rows.append(row)
-    return rows
-
-
-def fmt(value: Any, metric: str = "", kind: str = "value") -> str:
-    """How the document shows a number (the test reads the digits back)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    v = float(value)
-    if kind == "p":
-        return f"{v:.3g}"
-    if kind in ("d", "t"):
-        return f"{v:.2f}"
-    if kind == "ratio":
-        return f"{100 * v:+.3f}%"
-    if metric in DIGITS:
-        digits = DIGITS[metric]
-        return f"{v:+.{digits}f}" if kind == "diff" else f"{v:.{digits}f}"
-    return f"{v:+.3e}" if kind == "diff" else f"{v:.3e}"
-
-
-def _param(v) -> str:
-    return "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def tables(rows: Sequence[Dict[str, Any]], metrics: Sequence[str]) -> str:
-    """The values table (mean ± std over seeds) and the comparison table (each setting vs its baseline)."""
-    labels = [METRICS[m].label for m in metrics]
-    out = ["| setting | method | beta_pos | alpha | seeds | " + " | ".join(labels) + " |",
-           "|---|---|---|---|---|" + "---|" * len(metrics)]
-    for r in rows:
-        p = r["params"]
-        cells = [f"{fmt(r[m]['mean'], m)} ± {fmt(r[m]['std'], m)}" for m in metrics]
-        out.append(f"| {r['setting']} | {p.get('method', '')} | {_param(p.get('beta_pos'))} | "
-                   f"{_param(p.get('alpha'))} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
-    out += ["", "| setting | vs | metric | diff (mean ± std over seeds) | d_z | t | p (paired t-test) | ratio |",
-            "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if not r["baseline"]:
-            continue
-        for m in metrics:
-            s = r[m]
-            if "diff" not in s:
-                continue
-            ratio = fmt(s["ratio"], m, "ratio") if METRICS[m].ratio else ""
-            out.append(f"| {r['setting']} | {r['baseline']} | {METRICS[m].label} | {fmt(s['diff'], m, 'diff')} ± "
-                       f"{fmt(s['diff_std'], m)} | {fmt(s['d'], m, 'd')} | {fmt(s['t'], m, 't')} | "
-                       f"{fmt(s['p'], m, 'p')} | {ratio} |")
-    return "\n".join(out) + "\n"
-
-
-class _Lookup(dict):
-    """``{key}`` lookups of a template that name a missing record are errors (never an empty number)."""
-
-    def __missing__(self, key):
-        raise KeyError(f"the reading names {key!r}, which the records do not have")
-
-
-def context(cells: Sequence[Dict[str, Any]], record: Dict[str, Any]) -> Dict[str, Any]:
-    """The names a reading template may use (module docstring)."""
-    metrics = list(dict.fromkeys(m for c in cells for m in c["metrics"]))
-    rows = table_rows(cells, metrics)
-    ctx: Dict[str, Any] = {k: _Lookup() for k in ("mean", "std", "diff", "diff_std", "p", "d", "t", "ratio", "n")}
-    for r in rows:
-        for m in metrics:
-            key = f"{r['setting']}/{m}"
-            for field in ("mean", "std", "diff", "diff_std", "p", "d", "t", "ratio", "n"):
-                if field in r[m]:
-                    ctx[field][key] = r[m][field]
-    ctx["record"] = _Lookup(record)
-    ctx["reference"] = _Lookup(record.get("reference") or {})
-    ctx["load"] = _Lookup(record.get("host_load") or {})
-    ctx["epochs"] = _Lookup({f"{c['setting']}/{c['seed']}": c["epochs_run"] for c in cells})
-    ctx["params"] = _Lookup({f"{c['setting']}/{k}": v for c in cells for k, v in c["params"].items()})
-    train = [c["train_seconds"] for c in cells]
-    ctx["cells"] = _Lookup({"count": len(cells), "train_minutes_mean": sum(train) / len(train) / 60,
-                            "train_minutes_max": max(train) / 60, "epochs_min": min(c["epochs_run"] for c in cells),
-                            "epochs_max": max(c["epochs_run"] for c in cells),
-                            "best_epoch_min": min(c["best_epoch"] for c in cells),
-                            "best_epoch_max": max(c["best_epoch"] for c in cells)})
-    return ctx
-
-
 def render(name: str, root: str = DEFAULT_ROOT) -> str:
     """The text of ``<root>/<name>.md`` from ``<root>/<name>/{cells,record}.json`` and ``reading.md``."""
     folder = os.path.join(root, name)
     cells = _read(os.path.join(folder, "cells.json"))
     record = _read(os.path.join(folder, "record.json"))
-    metrics = list(get(record["protocol"]).metric_keys)
+    metrics = [metric_of(m) for m in record["metrics"]["shown"]]
+    every = metrics + [metric_of(m) for m in record["metrics"]["recorded"]]
     rows = table_rows(cells, metrics)
     with open(os.path.join(folder, "reading.md"), encoding="utf-8") as f:
-        reading = f.read().format_map(context(cells, record))
+        reading = f.read().format_map(context(cells, record, every))
     v = record.get("versions") or {}
     load = record.get("host_load")
     lines = [
         f"# Reference results: {name} ({record['title']})", "",
-        "<!-- Written by `python -m tfrec.experiments.kdd.results_doc render --name " + name + "` from the records in "
+        "<!-- Written by `python -m tfrec.experiments.core.results_doc render --name " + name + "` from the records in "
         f"`{name}/`; tests/tfrec/experiments/test_results_docs.py checks every number. Edit `{name}/reading.md`, not this file. -->", "",
         "## How it was run", "",
         "```bash", record["command"], "```", "",
@@ -259,9 +160,10 @@ def render(name: str, root: str = DEFAULT_ROOT) -> str:
         f"{v.get('python', '?')}.",
         "- Data rows: " + ", ".join(f"{k} {n:,}" for k, n in (record.get("data_rows") or {}).items()) + ".", "",
         "## Tables", "",
-        "Mean ± sample std over seeds; the comparison is paired by seed against the setting's baseline (BCE at the "
-        "same beta_pos): diff = setting - baseline, d_z = mean(diff) / std(diff), p from the two-sided paired "
-        "t-test, ratio = the paper's AUC lift `AUC / AUC_BCE - 1` or BCE drop `1 - BCE / BCE_BCE` of the means.", "",
+        "Mean ± sample std over seeds; the comparison is paired by seed against the setting's baseline (the vs "
+        "column): diff = setting - baseline, d_z = mean(diff) / std(diff), p from the two-sided paired t-test, "
+        "ratio (where the metric has one) = the lift `value / baseline - 1` or the drop `1 - value / baseline` of "
+        "the means (the KDD paper's AUC lift and BCE drop ratios).", "",
         tables(rows, metrics)]
     figures = sorted(glob.glob(os.path.join(folder, "figures", "*.png")))
     if figures:
@@ -273,7 +175,7 @@ def render(name: str, root: str = DEFAULT_ROOT) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfrec.experiments.kdd.results_doc", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tfrec.experiments.core.results_doc", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     rec = sub.add_parser("record", help="copy one protocol's run records into <root>/<name>/")
     rec.add_argument("--experiment", required=True, help="the `tfrec experiment --out` directory")
@@ -304,6 +206,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         if {c["setting"] for c in cells if c["seed"] == seed} == settings}
             cells = [c for c in cells if c["seed"] in complete]
         record = run_record(args.experiment, args.protocol, args.command)
+        shown, recorded = results_metrics(args.experiment, args.protocol)
+        record["metrics"] = {"shown": [metric_dict(m) for m in shown],
+                             "recorded": [metric_dict(m) for m in recorded if m not in shown]}
         if args.host_load:  # kept beside the records; the summary is of the copy
             os.makedirs(folder, exist_ok=True)
             shutil.copyfile(args.host_load, os.path.join(folder, "host_load.log"))
