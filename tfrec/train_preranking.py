@@ -135,8 +135,31 @@ def train_preranking(cfg: RunConfig, printer: Callable[[str], None] = print,
     printer(f"training on {rows.get('train', 0):,} requests, {cfg.data.batch_size} per batch ({steps} steps an "
             f"epoch); " + LOSS_NOTE.format(train=p.train_list_size, eval=p.eval_list_size))
     with whole_lists(cfg, schema, "valid"):
-        return fit_with_recovery(cfg, model, train_ds, valid_ds, steps, validation_steps, replicas, printer,
-                                 extra_callbacks, monitor=monitor, unit="lists", exact_validation=exact)
+        result = fit_with_recovery(cfg, model, train_ds, valid_ds, steps, validation_steps, replicas, printer,
+                                   extra_callbacks, monitor=monitor, unit="lists", exact_validation=exact)
+    warning = margin_warning(cfg, result.history)
+    if warning:
+        printer(warning)
+        result.summary["margin_warning"] = warning
+    return result
+
+
+def margin_warning(cfg: RunConfig, history: Dict[str, list]) -> Optional[str]:
+    """A one-line warning when Margin InfoNCE's ``beta`` ended above 1, i.e. the margin term weighed less than
+    the plain InfoNCE term in ``(logits_m + beta * logits) / (1 + beta)`` for the whole run: the run-relative
+    schedule is planned over ``train.epochs``, and early stopping ended the run before ``beta`` came down (seen
+    with a 30-epoch plan whose cells stopped after 4-5 epochs: ``beta`` 176, HCCP and HCCP(w/o Margin) equal to
+    0.1 pp). None when ``beta`` came below 1, when the model has no margin loss, or with a fixed
+    ``model.loss.beta_scale`` (Algorithm 1's literal form, the user's choice)."""
+    betas = history.get("beta") or []
+    loss = cfg.model.loss
+    if not betas or getattr(loss, "beta_scale", None) is not None or not betas[-1] > 1.0:
+        return None
+    at = getattr(loss, "beta_final_at", None) or BETA_FINAL_AT
+    return (f"warning: Margin InfoNCE's beta ended at {betas[-1]:.4g} after {len(betas)} of {cfg.train.epochs} "
+            f"planned epochs (the margin term's weight 1 / (1 + beta) = {1 / (1 + betas[-1]):.3g}): the schedule "
+            f"reaches its final beta after model.loss.beta_final_at={at:g} of the planned epochs, and training "
+            f"stopped before; plan train.epochs near the epochs the run trains, or lower model.loss.beta_final_at")
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from tfrec.experiments.core.store import Cell, Store
 from tfrec.losses import MarginInfoNCE
 from tfrec.losses.classes.preranking import derived_beta_scale
 from tfrec.simulation.cascade import simulate_cascade
-from tfrec.train_preranking import BETA_FINAL, BETA_FINAL_AT, beta_schedule
+from tfrec.train_preranking import BETA_FINAL, BETA_FINAL_AT, beta_schedule, margin_warning
 
 
 def _advance(loss, n):
@@ -201,6 +201,25 @@ def test_beta_recorded_per_epoch_and_ends_below_one(ablation):
     assert float(rows["hccp"]["beta_end_mean"]) == run["beta_end"] and rows["wo_margin"]["beta_end_n"] == "0"
     md = open(os.path.join(out, "hccp", "results.md"), encoding="utf-8").read()
     assert "| HCCP | 1 | 0.01 |" in md and "| HCCP(w/o Margin) | 0 | - |" in md
+
+
+def test_a_run_stopped_before_beta_came_down_warns():
+    cfg = load_config(None, ["model.name=three_tower", "train.epochs=30"])
+    # Early stopping after 5 of 30 planned epochs: beta was still 176 (the schedule's 0.5 is epoch 15).
+    line = margin_warning(cfg, {"beta": [5000.0, 2000.0, 900.0, 400.0, 175.6]})
+    assert line.startswith("warning: Margin InfoNCE's beta ended at 175.6 after 5 of 30 planned epochs")
+    assert "model.loss.beta_final_at=0.5" in line and "\n" not in line
+    assert margin_warning(cfg, {"beta": [300.0, 0.01]}) is None  # came down
+    assert margin_warning(cfg, {"loss": [1.0]}) is None  # no margin loss (HCCP(w/o Margin), the other variants)
+    literal = load_config(None, ["model.name=three_tower", "model.loss.beta_scale=0.999"])
+    assert margin_warning(literal, {"beta": [9000.0]}) is None  # Algorithm 1's literal factor: the user's choice
+    lowered = load_config(None, ["model.name=three_tower", "model.loss.beta_final_at=0.1"])
+    assert "model.loss.beta_final_at=0.1" in margin_warning(lowered, {"beta": [50.0]})
+
+
+def test_ablation_run_whose_beta_came_down_has_no_warning(ablation):
+    _, runs, _ = ablation
+    assert "margin_warning" not in runs["hccp"]["train"]
 
 
 def test_hccp_and_without_margin_differ(ablation):
