@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
@@ -118,7 +118,7 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
                  input_context: Optional[tf.distribute.InputContext] = None, shuffle_buffer: int = 0,
                  cycle_length: int = 4, seed: Optional[int] = None, repeat: bool = False,
                  beta_pos: Optional[float] = None, negative_keep_ratio: float = 1.0, in_memory_max_bytes: int = 0,
-                 rows: int = 0) -> tf.data.Dataset:
+                 rows: int = 0, encode: Optional[Callable] = None) -> tf.data.Dataset:
     """Builds the input pipeline of one input worker.
 
     When ``rows`` parsed rows fit in ``in_memory_max_bytes`` (:func:`tfrec.data_memory.fits`), the worker's records
@@ -143,9 +143,13 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
         in every epoch and every run with the same seed.
       in_memory_max_bytes: memory budget of the in-memory path (0 always streams).
       rows: rows of the split (``stats.json``), summed over all input workers (0: unknown, streams).
+      encode: the model's ``features -> encoded features`` (:meth:`tfrec.layers.FeatureEmbedding.encode`),
+        applied once to a split held in memory (:func:`tfrec.data_memory.encoded`); a streamed split keeps raw
+        features.
 
     Returns:
-      A dataset of ``(features dict of [b] tensors, label [b], weight [b])`` with ``b`` the per-replica batch.
+      A dataset of ``(features dict of [b] tensors, label [b], weight [b])`` with ``b`` the per-replica batch
+      (encoded features when the split is in memory and ``encode`` is given).
     """
     if not 0.0 < float(negative_keep_ratio) <= 1.0:
         raise ValueError(f"`negative_keep_ratio` must be in (0, 1]. Received: negative_keep_ratio="
@@ -160,6 +164,8 @@ def make_dataset(files: List[str], schema: PointwiseSchema, global_batch_size: i
     if negative_keep_ratio < 1.0:
         ds = ds.filter(_negative_filter(schema, float(negative_keep_ratio), 0 if seed is None else int(seed)))
     data = data_memory.load(ds, lambda s: parse_batch(s, schema)) if in_memory else None
+    if data is not None and encode is not None:
+        data = data_memory.encoded(data, encode)
     if data is not None:
         ds = data_memory.batches(data, batch, drop_remainder=training, shuffle=training and shuffle_buffer > 0,
                                  seed=seed, repeat=repeat)
@@ -196,12 +202,13 @@ def _negative_filter(schema: PointwiseSchema, keep_ratio: float, seed: int):
 def distributed_dataset(strategy: tf.distribute.Strategy, data_dir: str, split: str, schema: PointwiseSchema,
                         global_batch_size: int, training: bool, shuffle_buffer: int = 0, cycle_length: int = 4,
                         seed: Optional[int] = None, repeat: bool = False, beta_pos: Optional[float] = None,
-                        negative_keep_ratio: float = 1.0, in_memory_max_bytes: int = 0, rows: int = 0):
+                        negative_keep_ratio: float = 1.0, in_memory_max_bytes: int = 0, rows: int = 0,
+                        encode: Optional[Callable] = None):
     """``make_dataset`` for every input worker of ``strategy`` (``distribute_datasets_from_function``)."""
     files = split_files(data_dir, split)
 
     def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         return make_dataset(files, schema, global_batch_size, training, ctx, shuffle_buffer, cycle_length, seed,
-                            repeat, beta_pos, negative_keep_ratio, in_memory_max_bytes, rows)
+                            repeat, beta_pos, negative_keep_ratio, in_memory_max_bytes, rows, encode)
 
     return strategy.distribute_datasets_from_function(fn)

@@ -18,6 +18,11 @@ serialized records through a buffer that holds up to ``data.shuffle_buffer`` of 
 
 The size of a split is estimated before it is read, from its row count (``stats.json``) and its parse spec:
 :func:`estimated_bytes`.
+
+A model whose preprocessing is inside it (:class:`tfrec.layers.FeatureEmbedding`: vocabulary lookups, numeric
+transforms) can have the split's features encoded once after loading (:func:`encoded`): the batches then carry
+row ids and transformed values, which the model's ``call`` takes as they are, instead of raw values looked up and
+transformed again in every step.
 """
 
 from __future__ import annotations
@@ -77,6 +82,15 @@ def load(records: tf.data.Dataset, parse: Callable, chunk: int = LOAD_CHUNK):
         for f in flat:  # each chunk's copy is freed as soon as its column is whole
             f[i] = None
     return tf.nest.pack_sequence_as(parts[0], columns)
+
+
+def encoded(data, encode: Callable, chunk: int = LOAD_CHUNK):
+    """``data`` (from :func:`load`: ``(features, label, weight)``) with its features replaced by
+    ``encode(features)``, computed ``chunk`` rows at a time, once for the split."""
+    features, *rest = data
+    rows = int(tf.nest.flatten(features)[0].shape[0])
+    parts = [encode({k: v[start:start + chunk] for k, v in features.items()}) for start in range(0, rows, chunk)]
+    return (tf.nest.map_structure(lambda *cols: tf.concat(cols, axis=0), *parts), *rest)
 
 
 def batches(data, batch_size: int, drop_remainder: bool, shuffle: bool, seed: Optional[int],

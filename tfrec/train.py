@@ -250,7 +250,8 @@ def train_rows(cfg: RunConfig, family, printer: Callable[[str], None] = print,
                                             cfg.data.shuffle_buffer, cfg.data.cycle_length, t.seed, repeat=True,
                                             beta_pos=cfg.data.beta_pos,
                                             negative_keep_ratio=cfg.data.negative_keep_ratio,
-                                            in_memory_max_bytes=cfg.data.in_memory_max_mb << 20, rows=examples)
+                                            in_memory_max_bytes=cfg.data.in_memory_max_mb << 20, rows=examples,
+                                            encode=_encoder(model))
     # Under MultiWorkerMirroredStrategy a worker whose validation shard runs dry first would leave the others
     # waiting in a collective, so there the split repeats and every worker runs the same validation_steps (one
     # pass over the split in all; a shorter shard wraps around).
@@ -264,6 +265,16 @@ def train_rows(cfg: RunConfig, family, printer: Callable[[str], None] = print,
                                      min(validation_steps, t.validation_steps) if t.validation_steps else 0)
     return fit_with_recovery(cfg, model, train_ds, valid_ds, steps_per_epoch, validation_steps, replicas, printer,
                              extra_callbacks, monitor=monitor, exact_validation=exact)
+
+
+def _encoder(model: keras.Model) -> Optional[Callable]:
+    """The model's ``features -> encoded features`` (:meth:`tfrec.layers.FeatureEmbedding.encode`), with which a
+    train split held in memory is encoded once (:func:`tfrec.data_memory.encoded`); None for a model that embeds
+    otherwise."""
+    from tfrec.layers import FeatureEmbedding
+
+    embedding = getattr(model, "embedding", None)
+    return embedding.encode if isinstance(embedding, FeatureEmbedding) else None
 
 
 def fit_with_recovery(cfg: RunConfig, model: keras.Model, train_ds, valid_ds, steps_per_epoch: int,

@@ -12,7 +12,9 @@ memory unless said otherwise:
 5. train step: Keras' ``train_step`` (gradients, global-norm clip, Adam), as ``fit`` runs it;
 6. to 8. Keras ``fit`` (no strategy, no callbacks but the step clock) on the in-memory batches, then on tfrec's
    streamed reader without and with the config's shuffle buffer: what parsing and shuffling add to a step; 8m: on
-   the in-memory reader (``data.in_memory_max_mb``, the split parsed once, shuffled by index each epoch);
+   the in-memory reader (``data.in_memory_max_mb``, the split parsed once, shuffled by index each epoch) with raw
+   features; 8e: the same with the split encoded once (ids and transformed values, ``tfrec.data_memory.encoded``,
+   what ``tfrec.train`` does); 8m and 8e alternate ``--ab-rounds`` times and their median ratio is printed;
 9. ``tfrec.train.train`` itself (the reader it picks, the distribution strategy, tfrec's callbacks).
 Steps 6 to 9 run ``--fit-steps`` steps each and are timed by ``StepClock`` (its first 10 steps left out).
 
@@ -52,6 +54,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--fit-steps", type=int, default=60, help="steps of each fit run (0 skips them)")
+    ap.add_argument("--ab-rounds", type=int, default=3, help="alternations of 8m and 8e")
     args = ap.parse_args(argv)
 
     from tfrec.devices import configure_cpu_replicas
@@ -83,10 +86,10 @@ def main(argv=None) -> None:
     rates["1 reader (tf.data, parse)"] = best_rate(read, args.steps, args.rounds, batch)
     train_rows = int(data_lib.load_stats(args.data).get("rows_written", {}).get("train", 0))
 
-    def memory_ds():
+    def memory_ds(encode=None):
         return data_lib.make_dataset(files, schema, batch, training=True, shuffle_buffer=cfg.data.shuffle_buffer,
                                      seed=1, repeat=True, in_memory_max_bytes=cfg.data.in_memory_max_mb << 20,
-                                     rows=train_rows)
+                                     rows=train_rows, encode=encode)
 
     memory_reader = iter(memory_ds())
 
@@ -143,10 +146,13 @@ def main(argv=None) -> None:
         return summary["examples_per_second"], summary["examples_per_cpu_second"]
 
     def plain_fit(dataset):
+        """``dataset``: a dataset, or a function of the built model that makes one."""
         def fit(callback):
             m = build_model(cfg)
             m.compile(optimizer=keras.optimizers.Adam(1e-3, global_clipnorm=10.0), loss=losses.get("weighted_bce"))
-            m.fit(dataset, steps_per_epoch=args.fit_steps, epochs=1, verbose=0, callbacks=[callback])
+            m(batches[0][0], training=False)
+            ds = dataset(m) if callable(dataset) else dataset
+            m.fit(ds, steps_per_epoch=args.fit_steps, epochs=1, verbose=0, callbacks=[callback])
         return fit
 
     if args.fit_steps:
@@ -158,7 +164,17 @@ def main(argv=None) -> None:
         rates["7 Keras fit, tfrec reader, no shuffle"] = fit_rates(plain_fit(reader_ds(0)))
         rates[f"8 Keras fit, tfrec reader, shuffle {cfg.data.shuffle_buffer}"] = fit_rates(
             plain_fit(reader_ds(cfg.data.shuffle_buffer)))
-        rates["8m Keras fit, tfrec in-memory reader"] = fit_rates(plain_fit(memory_ds()))
+        ab = {"8m": [], "8e": []}
+        for _ in range(max(1, args.ab_rounds)):  # alternated, so both see the same host
+            ab["8m"].append(fit_rates(plain_fit(lambda m: memory_ds())))
+            ab["8e"].append(fit_rates(plain_fit(lambda m: memory_ds(encode=m.embedding.encode))))
+        median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        rates["8m Keras fit, in-memory reader, raw features"] = tuple(median([r[i] for r in ab["8m"]]) for i in (0, 1))
+        rates["8e Keras fit, in-memory reader, encoded once"] = tuple(median([r[i] for r in ab["8e"]]) for i in (0, 1))
+        ratios = [e[0] / m[0] for m, e in zip(ab["8m"], ab["8e"])]
+        cpu_ratios = [e[1] / m[1] for m, e in zip(ab["8m"], ab["8e"])]
+        print(f"8e / 8m examples/s per round: {', '.join(f'{r:.3f}' for r in ratios)} (median {median(ratios):.3f}); "
+              f"per CPU-second: {', '.join(f'{r:.3f}' for r in cpu_ratios)} (median {median(cpu_ratios):.3f})")
         with tempfile.TemporaryDirectory() as tmp:
             run_cfg = load_config(os.path.join(ROOT, "configs", "criteo_x1.yaml"), [
                 f"data.dir={args.data}", f"train.model_dir={tmp}", "train.epochs=1",

