@@ -24,19 +24,26 @@ class Metric:
 
     key: str
     label: str
-    path: Tuple[str, ...]
+    path: Tuple[Any, ...]  # dict keys (str) and list indices (int)
     better: str  # "higher" or "lower"
     ratio: Optional[str] = None  # "lift" (value / base - 1) or "drop" (1 - value / base), see stats.ratio
     scientific: bool = False
 
 
 def metric_value(run: Dict[str, Any], metric: Metric) -> Optional[float]:
+    """The number at ``metric.path`` in ``run`` (a string steps into a dict, an int into a list: a per-epoch
+    history), or None where the path ends early."""
     node: Any = run
     for key in metric.path:
-        if not isinstance(node, dict) or node.get(key) is None:
+        if isinstance(key, int):
+            if not isinstance(node, list) or not -len(node) <= key < len(node):
+                return None
+            node = node[key]
+        elif not isinstance(node, dict) or node.get(key) is None:
             return None
-        node = node[key]
-    return float(node)
+        else:
+            node = node[key]
+    return None if node is None else float(node)
 
 
 #: A binary classifier's test AUC and weighted logloss (``binary_report`` keys): the default metrics of a table.

@@ -20,7 +20,8 @@
 ``python -m tfrec.experiments.core.results_doc render --name kdd-sparsity`` then writes ``docs/results/<name>.md``
 from those files and the hand-written ``docs/results/<name>/reading.md``, a ``str.format`` template whose
 numbers all come from the records (:func:`tfrec.experiments.core.results_text.context`):
-``{mean[<setting>/<metric>]:.4f}``, ``std``, ``diff`` (mean over seeds of setting - baseline), ``p`` (two-sided
+``{mean[<setting>/<metric>]:.4f}``, ``std``, ``diff`` (mean over seeds of setting - baseline; ``pp``: the same
+x 100, percentage points of a rate), ``p`` (two-sided
 paired t-test, :func:`tfrec.experiments.core.stats.paired_test`, as the experiment tables compute it), ``d`` (the
 paired effect size ``d_z = mean(diff) / std(diff)``), ``ratio`` (the KDD paper's AUC lift / BCE drop ratio of the
 means), ``versus[<setting>|<other>/<metric>][diff]`` (and ``p``, ``d``, ...: a paired comparison with any other
@@ -111,7 +112,9 @@ def run_record(experiment: str, protocol: str, command: str) -> Dict[str, Any]:
     return {
         "protocol": protocol, "title": rec.get("title"), "command": command, "options": rec.get("options"),
         "seeds": rec.get("seeds"), "versions": rec.get("versions"),
+        # Rows of a row dataset, requests (lists) of a list-wise one.
         "data_rows": (rec.get("data_stats") or {}).get("rows_written"),
+        "data_requests": (rec.get("data_stats") or {}).get("requests_written"),
         "config": {k: cfg[k] for k in CONFIG_SECTIONS if k in cfg},
         "invocations": runs, "started": runs[0]["started"], "finished": runs[-1]["finished"],
         "wall_seconds": sum(float(r.get("wall_seconds") or 0.0) for r in runs),
@@ -140,6 +143,7 @@ def render(name: str, root: str = DEFAULT_ROOT) -> str:
         reading = f.read().format_map(context(cells, record, every))
     v = record.get("versions") or {}
     load = record.get("host_load")
+    planned = ((record.get("config") or {}).get("train") or {}).get("epochs", "?")
     lines = [
         f"# Reference results: {name} ({record['title']})", "",
         "<!-- Written by `python -m tfrec.experiments.core.results_doc render --name " + name + "` from the records in "
@@ -151,14 +155,16 @@ def render(name: str, root: str = DEFAULT_ROOT) -> str:
         f"- Cells: {len(cells)} ({len(rows)} settings, seeds {', '.join(str(s) for s in sorted({c['seed'] for c in cells}))}); "
         f"training seconds per cell {min(c['train_seconds'] for c in cells):.0f} to "
         f"{max(c['train_seconds'] for c in cells):.0f}; epochs run {min(c['epochs_run'] for c in cells)} to "
-        f"{max(c['epochs_run'] for c in cells)} (early stopping).",
+        f"{max(c['epochs_run'] for c in cells)} of {planned} "
+        "planned (fewer: early stopping).",
         "- Host: " + (f"1-minute load average {load['min']:.2f} to {load['max']:.2f} (mean {load['mean']:.2f}, "
                       f"{load['samples']} samples) on {record.get('cpus', '?')} cores; the run was niced."
                       if load else "load not recorded."),
         f"- Versions: tfrec {v.get('tfrec_commit', '?')}, TensorFlow {v.get('tensorflow', '?')}, tf_keras "
         f"{v.get('tf_keras', '?')}, NumPy {v.get('numpy', '?')}, SciPy {v.get('scipy', '?')}, Python "
         f"{v.get('python', '?')}.",
-        "- Data rows: " + ", ".join(f"{k} {n:,}" for k, n in (record.get("data_rows") or {}).items()) + ".", "",
+        *[f"- Data {what}: " + ", ".join(f"{k} {n:,}" for k, n in record[key].items()) + "."
+          for key, what in (("data_rows", "rows"), ("data_requests", "requests (lists)")) if record.get(key)], "",
         "## Tables", "",
         "Mean ± sample std over seeds; the comparison is paired by seed against the setting's baseline (the vs "
         "column): diff = setting - baseline, d_z = mean(diff) / std(diff), p from the two-sided paired t-test, "

@@ -62,7 +62,8 @@ def compare(values: Mapping[int, Any], base: Mapping[int, Any], metric: Metric) 
     d = test["mean_diff"] / test["std_diff"] if _finite(test["std_diff"]) and test["std_diff"] else float("nan")
     vmean = stats.summarize(list(values.values()))["mean"]
     bmean = stats.summarize(list(base.values()))["mean"]
-    return {"diff": test["mean_diff"], "diff_std": test["std_diff"], "t": test["t"], "p": test["p"], "d": d,
+    return {"diff": test["mean_diff"], "pp": 100.0 * test["mean_diff"], "diff_std": test["std_diff"], "t": test["t"],
+            "p": test["p"], "d": d,
             "n_pairs": test["n"],
             "ratio": stats.ratio(vmean, bmean, metric.ratio) if metric.ratio else float("nan")}
 
@@ -155,7 +156,7 @@ def context(cells: Sequence[Dict[str, Any]], record: Dict[str, Any], metrics: Se
     """The names a reading template may use (:mod:`tfrec.experiments.core.results_doc`); ``metrics``: every
     metric the cells record."""
     rows = table_rows(cells, metrics)
-    fields = ("mean", "std", "diff", "diff_std", "p", "d", "t", "ratio", "n")
+    fields = ("mean", "std", "diff", "pp", "diff_std", "p", "d", "t", "ratio", "n")
     ctx: Dict[str, Any] = {k: _Lookup() for k in fields}
     for r in rows:
         for m in metrics:

@@ -100,18 +100,24 @@ def cell_summary(run: Dict[str, Any]) -> str:
 
 #: Margin InfoNCE's beta at the end of training: shown beside each variant (issue: the margin must act).
 BETA_END = Metric("beta_end", "beta at the end", ("beta_end",), "lower", scientific=True)
+#: Recorded for a document's reading (not shown in its tables): how training went, epoch by epoch.
+TRAINING_METRICS = (
+    Metric("best_epoch", "best epoch", ("train", "best_epoch"), "lower"),
+    Metric("beta_epoch1", "beta after epoch 1", ("history", "beta", 0), "lower", scientific=True),
+    *(Metric(f"val_auc_epoch{e + 1}", f"valid click AUC after epoch {e + 1}", ("history", "val_auc", e), "higher")
+      for e in range(4)))
 
 
 def results_metrics(run: Dict[str, Any]) -> Tuple[Tuple[Metric, ...], Tuple[Metric, ...]]:
     """What a reference-results document takes from an HCCP cell: Table 1's hit rates (ISH, ISPH, ASH, ASPH at
     the run's ``hit_ks``), Table 3's consistency (MAP, NDCG at ``consistency_ks``), the AUCs on impressions and
-    Margin InfoNCE's final ``beta``; nothing recorded only. The K come from the run's test report (the config
-    decides them)."""
+    Margin InfoNCE's final ``beta``; recorded besides, :data:`TRAINING_METRICS` (best epoch, ``beta`` and the
+    validation click AUC after the first epochs). The K come from the run's test report (the config decides them)."""
     from tfrec.experiments.hccp.report import metric_keys
 
     keys = metric_keys({0: {"run": run}})
     test = [Metric(k, k, ("test", k), "higher") for group in ("hit", "consistency", "auc") for k in keys[group]]
-    return tuple(test) + (BETA_END,), ()
+    return tuple(test) + (BETA_END,), TRAINING_METRICS
 
 
 def prepare_quick_data(cfg: RunConfig, out_dir: str, printer: Callable[[str], None] = print) -> str:
