@@ -73,8 +73,9 @@ FEATURE_NOTES = [
     "All three: 13 numeric + 26 categorical Criteo fields, vocabularies fitted on the train split with min count "
     "10, numeric transforms fitted on the train split, the same train/valid/test rows.",
     "tfrec: the TFRecords keep raw values; the model looks categorical strings up (missing value = a token of its "
-    "own, rare/unseen = OOV id) and transforms numeric fields as TensorFlow ops in every step: "
-    "sign(x) log(1+|x|) / s_j clipped to [-1, 1], missing -> 0, each embedded as v_j e_j (x0 = 39 x 10 = 390).",
+    "own, rare/unseen = OOV id) and transforms numeric fields as TensorFlow ops (once per split for a train split "
+    "held in memory, as here; per batch otherwise): sign(x) log(1+|x|) / s_j clipped to [-1, 1], missing -> 0, "
+    "each embedded as v_j e_j (x0 = 39 x 10 = 390).",
     "DeepCTR: no preparation of its own; pandas encodes categorical ids once (same vocabulary rule as tfrec) and "
     "applies tfrec's numeric transform; numeric values enter the cross network and the DNN unembedded "
     "(DenseFeat: x0 = 26 x 10 + 13 = 273).",
