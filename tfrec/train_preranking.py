@@ -149,11 +149,15 @@ def margin_warning(cfg: RunConfig, history: Dict[str, list]) -> Optional[str]:
     the plain InfoNCE term in ``(logits_m + beta * logits) / (1 + beta)`` for the whole run: the run-relative
     schedule is planned over ``train.epochs``, and early stopping ended the run before ``beta`` came down (seen
     with a 30-epoch plan whose cells stopped after 4-5 epochs: ``beta`` 176, HCCP and HCCP(w/o Margin) equal to
-    0.1 pp). None when ``beta`` came below 1, when the model has no margin loss, or with a fixed
-    ``model.loss.beta_scale`` (Algorithm 1's literal form, the user's choice)."""
+    0.1 pp). None when ``beta`` came below 1 or reached ``model.loss.beta_final`` (a final beta above 1 is the
+    user's choice), when the model has no margin loss, or with a fixed ``model.loss.beta_scale`` (Algorithm 1's
+    literal form, also the user's choice)."""
     betas = history.get("beta") or []
     loss = cfg.model.loss
     if not betas or getattr(loss, "beta_scale", None) is not None or not betas[-1] > 1.0:
+        return None
+    final = getattr(loss, "beta_final", None) or BETA_FINAL
+    if betas[-1] <= final * (1 + 1e-4):  # the schedule's floor (float32)
         return None
     at = getattr(loss, "beta_final_at", None) or BETA_FINAL_AT
     return (f"warning: Margin InfoNCE's beta ended at {betas[-1]:.4g} after {len(betas)} of {cfg.train.epochs} "

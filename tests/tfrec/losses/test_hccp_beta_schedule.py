@@ -215,6 +215,9 @@ def test_a_run_stopped_before_beta_came_down_warns():
     assert margin_warning(literal, {"beta": [9000.0]}) is None  # Algorithm 1's literal factor: the user's choice
     lowered = load_config(None, ["model.name=three_tower", "model.loss.beta_final_at=0.1"])
     assert "model.loss.beta_final_at=0.1" in margin_warning(lowered, {"beta": [50.0]})
+    chosen = load_config(None, ["model.name=three_tower", "model.loss.beta_final=5"])
+    assert margin_warning(chosen, {"beta": [100.0, 5.0]}) is None  # a final beta above 1, reached: the user's choice
+    assert margin_warning(chosen, {"beta": [100.0, 40.0]}).startswith("warning: Margin InfoNCE's beta ended at 40")
 
 
 def test_ablation_run_whose_beta_came_down_has_no_warning(ablation):
