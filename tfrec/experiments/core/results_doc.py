@@ -49,27 +49,22 @@ DEFAULT_ROOT = "docs/results"
 CONFIG_SECTIONS = ("simulation", "prepare", "data", "model", "train", "cascade", "hybrid", "preranking")
 
 
-def _results(experiment: str, protocol: str) -> List[Dict[str, Any]]:
-    out = []
-    for path in glob.glob(os.path.join(experiment, "cells", protocol, "*", "seed-*", "result.json")):
-        with open(path, encoding="utf-8") as f:
-            out.append(json.load(f))
-    return out
+def _result_paths(experiment: str, protocol: str) -> List[str]:
+    return sorted(glob.glob(os.path.join(experiment, "cells", protocol, "*", "seed-*", "result.json")))
 
 
 def results_metrics(experiment: str, protocol: str) -> Tuple[Tuple[Metric, ...], Tuple[Metric, ...]]:
     """``(shown, recorded)``: the protocol's :meth:`Protocol.results_metrics_of` of its first finished cell."""
-    results = _results(experiment, protocol)
-    return get(protocol).results_metrics_of(results[0]["run"]) if results else ((), ())
+    paths = _result_paths(experiment, protocol)
+    return get(protocol).results_metrics_of(_read(paths[0])["run"]) if paths else ((), ())
 
 
-def cell_records(experiment: str, protocol: str) -> List[Dict[str, Any]]:
-    """The finished cells of ``protocol`` under the experiment directory, as small records (module docstring),
-    in the protocol's settings order, then by seed."""
-    shown, recorded = results_metrics(experiment, protocol)
-    metrics = list({m.key: m for m in shown + recorded}.values())
+def cell_records(experiment: str, protocol: str, metrics: Sequence[Metric]) -> List[Dict[str, Any]]:
+    """The finished cells of ``protocol`` under the experiment directory, as small records (module docstring)
+    with the values of ``metrics``, in the protocol's settings order, then by seed."""
     out = []
-    for cell in _results(experiment, protocol):
+    for path in _result_paths(experiment, protocol):
+        cell = _read(path)
         run = cell["run"]
         train = run.get("train", {})
         out.append({
@@ -202,7 +197,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     folder = os.path.join(args.root, args.name)
     if args.what == "record":
-        cells = cell_records(args.experiment, args.protocol)
+        shown, recorded = results_metrics(args.experiment, args.protocol)
+        recorded = tuple(m for m in recorded if m not in shown)
+        cells = cell_records(args.experiment, args.protocol, shown + recorded)
         if not cells:
             print(f"no finished cell of {args.protocol} under {args.experiment}", file=sys.stderr)
             return 1
@@ -212,9 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         if {c["setting"] for c in cells if c["seed"] == seed} == settings}
             cells = [c for c in cells if c["seed"] in complete]
         record = run_record(args.experiment, args.protocol, args.command)
-        shown, recorded = results_metrics(args.experiment, args.protocol)
-        record["metrics"] = {"shown": [metric_dict(m) for m in shown],
-                             "recorded": [metric_dict(m) for m in recorded if m not in shown]}
+        record["metrics"] = {"shown": [metric_dict(m) for m in shown], "recorded": [metric_dict(m) for m in recorded]}
         if args.host_load:  # kept beside the records; the summary is of the copy
             os.makedirs(folder, exist_ok=True)
             shutil.copyfile(args.host_load, os.path.join(folder, "host_load.log"))
