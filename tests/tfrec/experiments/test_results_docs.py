@@ -203,3 +203,24 @@ def test_hccp_documents_record_its_tables_metrics_from_the_run():
     shown, recorded = protocol("losses").results_metrics_of({})
     assert [m.key for m in shown] == ["auc", "logloss", "train_bce", "grad_neg"]
     assert [m.key for m in recorded] == ["valid_logloss", "train_bce_last", "auc_calibrated", "logloss_calibrated"]
+
+
+def test_training_facts_of_one_model_and_of_a_cell_of_two():
+    from tfrec.experiments.core.results_doc import training_facts
+    from tfrec.experiments.core.results_text import context
+
+    one = {"train": {"epochs_run": 4, "best_epoch": 2, "wall_seconds": 50.0}, "train_seconds": 55.0}
+    assert training_facts(one) == (4, 2, 55.0)  # the cell's own timing first
+    # PWiseR's multi-task cell: no train_seconds of its own, the fit's wall seconds instead
+    assert training_facts({"train": {"epochs_run": 6, "best_epoch": 4, "wall_seconds": 30.5}}) == (6, 4, 30.5)
+    # single-task learning: a CTR and a CVR model, each with its own summary
+    two = {"train": {"ctr": {"epochs_run": 5, "best_epoch": 3, "wall_seconds": 20.0},
+                     "cvr": {"epochs_run": 9, "best_epoch": 7, "wall_seconds": 40.0}}}
+    assert training_facts(two) == ([5, 9], [3, 7], 60.0)
+    assert training_facts({"test": {}}) == (None, None, None)
+    cells = [{"setting": "a", "seed": 1, "params": {}, "baseline": None, "metrics": {}, "epochs_run": 4,
+              "best_epoch": 2, "train_seconds": 55.0},
+             {"setting": "b", "seed": 1, "params": {}, "baseline": None, "metrics": {}, "epochs_run": [5, 9],
+              "best_epoch": [3, 7], "train_seconds": 60.0}]
+    got = context(cells, {}, [])["cells"]
+    assert (got["epochs_min"], got["epochs_max"], got["best_epoch_min"], got["best_epoch_max"]) == (4, 9, 2, 7)

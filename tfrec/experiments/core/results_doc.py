@@ -42,7 +42,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tfrec.experiments.core.registry import Metric, get, metric_value
-from tfrec.experiments.core.results_text import context, metric_dict, metric_of, table_rows, tables
+from tfrec.experiments.core.results_text import context, flat, metric_dict, metric_of, table_rows, tables
 
 DEFAULT_ROOT = "docs/results"
 #: The base config's sections a document's record keeps (those a protocol's family has).
@@ -59,6 +59,24 @@ def results_metrics(experiment: str, protocol: str) -> Tuple[Tuple[Metric, ...],
     return get(protocol).results_metrics_of(_read(paths[0])["run"]) if paths else ((), ())
 
 
+def training_facts(run: Dict[str, Any]) -> Tuple[Any, Any, Optional[float]]:
+    """``(epochs_run, best_epoch, train_seconds)`` of a cell's run. A cell that trains one model has its training
+    summary in ``run["train"]``; one that trains several (PWiseR's single-task cell: a CTR and a CVR model,
+    ``run["train"] = {task: summary}``) gives a list of each model's epochs, in task order, and the sum of their
+    seconds. ``train_seconds`` is the cell's own timing of training where it records one (KDD, HCCP), else the
+    Keras fits' wall seconds from the summaries (PWiseR)."""
+    train = run.get("train") or {}
+    models = [train] if "epochs_run" in train else [v for v in train.values() if isinstance(v, dict) and "epochs_run" in v]
+    if not models:
+        return None, None, run.get("train_seconds")
+    seconds = run.get("train_seconds")
+    if seconds is None and all(m.get("wall_seconds") is not None for m in models):
+        seconds = float(sum(m["wall_seconds"] for m in models))
+    if len(models) == 1:
+        return models[0]["epochs_run"], models[0].get("best_epoch"), seconds
+    return [m["epochs_run"] for m in models], [m.get("best_epoch") for m in models], seconds
+
+
 def cell_records(experiment: str, protocol: str, metrics: Sequence[Metric]) -> List[Dict[str, Any]]:
     """The finished cells of ``protocol`` under the experiment directory, as small records (module docstring)
     with the values of ``metrics``, in the protocol's settings order, then by seed."""
@@ -66,12 +84,12 @@ def cell_records(experiment: str, protocol: str, metrics: Sequence[Metric]) -> L
     for path in _result_paths(experiment, protocol):
         cell = _read(path)
         run = cell["run"]
-        train = run.get("train", {})
+        epochs_run, best_epoch, train_seconds = training_facts(run)
         out.append({
             "setting": cell["setting"], "seed": cell["seed"], "params": cell["params"], "baseline": cell["baseline"],
             "metrics": {m.key: metric_value(run, m) for m in metrics},
-            "epochs_run": train.get("epochs_run"), "best_epoch": train.get("best_epoch"),
-            "train_seconds": run.get("train_seconds"), "wall_seconds": run.get("wall_seconds"),
+            "epochs_run": epochs_run, "best_epoch": best_epoch,
+            "train_seconds": train_seconds, "wall_seconds": run.get("wall_seconds"),
             "fingerprint": cell["fingerprint"]})
     order = {}
     for c in out:
@@ -139,6 +157,8 @@ def render(name: str, root: str = DEFAULT_ROOT) -> str:
     v = record.get("versions") or {}
     load = record.get("host_load")
     planned = ((record.get("config") or {}).get("train") or {}).get("epochs", "?")
+    epochs = flat(c["epochs_run"] for c in cells)
+    models = max(len(c["epochs_run"]) if isinstance(c["epochs_run"], list) else 1 for c in cells)
     lines = [
         f"# Reference results: {name} ({record['title']})", "",
         "<!-- Written by `python -m tfrec.experiments.core.results_doc render --name " + name + "` from the records in "
@@ -149,9 +169,9 @@ def render(name: str, root: str = DEFAULT_ROOT) -> str:
         f"min over {len(record['invocations'])} invocation(s) (resumed ones included).",
         f"- Cells: {len(cells)} ({len(rows)} settings, seeds {', '.join(str(s) for s in sorted({c['seed'] for c in cells}))}); "
         f"training seconds per cell {min(c['train_seconds'] for c in cells):.0f} to "
-        f"{max(c['train_seconds'] for c in cells):.0f}; epochs run {min(c['epochs_run'] for c in cells)} to "
-        f"{max(c['epochs_run'] for c in cells)} of {planned} "
-        "planned (fewer: early stopping).",
+        f"{max(c['train_seconds'] for c in cells):.0f}; epochs run {min(epochs)} to {max(epochs)} of {planned} "
+        "planned (fewer: early stopping)" + (f"; a cell of {models} models counts each model's epochs"
+                                             if models > 1 else "") + ".",
         "- Host: " + (f"1-minute load average {load['min']:.2f} to {load['max']:.2f} (mean {load['mean']:.2f}, "
                       f"{load['samples']} samples) on {record.get('cpus', '?')} cores; the run was niced."
                       if load else "load not recorded."),

@@ -19,6 +19,15 @@ DECIMALS = 5
 COLUMNS = 6
 
 
+def flat(values) -> List[Any]:
+    """``values`` with each list among them replaced by its items (a cell of several models records each one's
+    epochs: :func:`tfrec.experiments.core.results_doc.training_facts`)."""
+    out: List[Any] = []
+    for v in values:
+        out.extend(v if isinstance(v, list) else [v])
+    return out
+
+
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(float(v))
 
@@ -172,8 +181,9 @@ def context(cells: Sequence[Dict[str, Any]], record: Dict[str, Any], metrics: Se
     ctx["params"] = _Lookup({f"{c['setting']}/{k}": v for c in cells for k, v in c["params"].items()})
     train = [c["train_seconds"] for c in cells]
     ctx["cells"] = _Lookup({"count": len(cells), "train_minutes_mean": sum(train) / len(train) / 60,
-                            "train_minutes_max": max(train) / 60, "epochs_min": min(c["epochs_run"] for c in cells),
-                            "epochs_max": max(c["epochs_run"] for c in cells),
-                            "best_epoch_min": min(c["best_epoch"] for c in cells),
-                            "best_epoch_max": max(c["best_epoch"] for c in cells)})
+                            "train_minutes_max": max(train) / 60,
+                            "epochs_min": min(flat(c["epochs_run"] for c in cells)),
+                            "epochs_max": max(flat(c["epochs_run"] for c in cells)),
+                            "best_epoch_min": min(flat(c["best_epoch"] for c in cells)),
+                            "best_epoch_max": max(flat(c["best_epoch"] for c in cells))})
     return ctx
