@@ -224,3 +224,16 @@ def test_training_facts_of_one_model_and_of_a_cell_of_two():
               "best_epoch": [3, 7], "train_seconds": 60.0}]
     got = context(cells, {}, [])["cells"]
     assert (got["epochs_min"], got["epochs_max"], got["best_epoch_min"], got["best_epoch_max"]) == (4, 9, 2, 7)
+
+
+def test_findings_documents_record_what_findings_1_and_3_read():
+    from tfrec.experiments.core.registry import get as protocol, metric_value
+
+    shown, recorded = protocol("findings").results_metrics_of({})
+    assert [m.key for m in recorded] == ["auc_calibrated", "logloss_calibrated", "valid_logloss_epoch1", "pred_neg",
+                                         "effective_positive_rate", "global_batch"]
+    run = {"history": {"val_weighted_logloss": [0.13, 0.12, 0.125]}, "train": {"global_batch_size": 4096},
+           "test": {"mean_prediction_negatives": 0.03, "effective_positive_rate": 0.034}}
+    assert [metric_value(run, m) for m in recorded[2:]] == [0.13, 0.03, 0.034, 4096]
+    # the other KDD protocols record only RESULTS_EXTRA besides their tables
+    assert "pred_neg" not in [m.key for m in protocol("alpha").results_metrics_of({})[1]]

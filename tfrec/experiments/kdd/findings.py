@@ -45,10 +45,6 @@ STATEMENTS = {
 }
 
 
-def _extra(key: str, path) -> Metric:
-    return Metric(key, key, tuple(path), "higher")
-
-
 def _compare(results, a: str, b: str, metric: Metric) -> Dict[str, Any]:
     va, vb = per_seed(results, a, metric), per_seed(results, b, metric)
     return {"metric": metric.label, a: stats.summarize(list(va.values()))["mean"],
@@ -70,14 +66,13 @@ def evaluate_findings(results: Mapping[Any, Dict[str, Any]]) -> List[Dict[str, A
     out.append({"finding": 2, "measured": [first, last], "holds": holds2, "p": first["p"]})
     grad = METRICS["grad_neg"]
     f3 = _compare(results, "bce", "bce_dense", grad)
-    batch = _extra("batch", ("train", "global_batch_size"))
     detail = {}
     for name in ("bce", "bce_dense"):
-        n = _mean(results, name, batch)
+        n = _mean(results, name, METRICS["global_batch"])
         detail[name] = {
             "N x mean |dL/dz-| (epoch 1)": _mean(results, name, grad) * n,
-            "mean prediction on test negatives": _mean(results, name, _extra("p", ("test", "mean_prediction_negatives"))),
-            "effective positive rate (test)": _mean(results, name, _extra("r", ("test", "effective_positive_rate"))),
+            "mean prediction on test negatives": _mean(results, name, METRICS["pred_neg"]),
+            "effective positive rate (test)": _mean(results, name, METRICS["effective_positive_rate"]),
         }
     rate = detail["bce"]["effective positive rate (test)"] / detail["bce_dense"]["effective positive rate (test)"] \
         if detail["bce_dense"]["effective positive rate (test)"] else math.nan

@@ -188,20 +188,26 @@ def _metrics(*keys: str) -> Tuple[Metric, ...]:
 
 #: What a reference-results document records of every KDD cell besides its protocol's table metrics.
 RESULTS_EXTRA = ("valid_logloss", "train_bce_last", "auc_calibrated", "logloss_calibrated")
+#: ... and of the ``findings`` protocol's cells: what Findings 1 and 3 read (tfrec.experiments.kdd.findings).
+FINDINGS_EXTRA = ("valid_logloss_epoch1", "pred_neg", "effective_positive_rate", "global_batch")
 
 
-def _results_metrics(shown: Tuple[Metric, ...], run: Dict[str, Any]) -> Tuple[Tuple[Metric, ...], Tuple[Metric, ...]]:
-    # The same for every run of a protocol: its table metrics, then RESULTS_EXTRA for the documents' readings.
-    return shown, tuple(METRICS[k] for k in RESULTS_EXTRA if METRICS[k] not in shown)
+def _results_metrics(shown: Tuple[Metric, ...], run: Dict[str, Any],
+                     extra: Sequence[str] = ()) -> Tuple[Tuple[Metric, ...], Tuple[Metric, ...]]:
+    # The same for every run of a protocol: its table metrics, then RESULTS_EXTRA (and the protocol's own
+    # `extra`) for the documents' readings.
+    return shown, tuple(METRICS[k] for k in (*RESULTS_EXTRA, *extra) if METRICS[k] not in shown)
 
 
-def _kdd(name: str, title: str, settings, metrics: Sequence[str], **kwargs: Any) -> Protocol:
+def _kdd(name: str, title: str, settings, metrics: Sequence[str], results_extra: Sequence[str] = (),
+         **kwargs: Any) -> Protocol:
     """A KDD protocol: point-wise data, :func:`tfrec.experiments.kdd.runner.run_training` cells, the table with
-    the paper's figures, the quick Criteo-shaped dataset."""
+    the paper's figures, the quick Criteo-shaped dataset; ``results_extra``: metric keys its reference-results
+    documents record besides :data:`RESULTS_EXTRA`."""
     kwargs.setdefault("report", functools.partial(build_report, plot_all=_figures))
     shown = _metrics(*metrics)
     return register(Protocol(name, title, settings, run_cell=_run_training, metrics=shown,
-                             results_metrics=functools.partial(_results_metrics, shown),
+                             results_metrics=functools.partial(_results_metrics, shown, extra=tuple(results_extra)),
                              family="pointwise", check_data=family("pointwise").check_dataset,
                              quick_config=quick.QUICK_CONFIG, quick_data=quick.prepare_quick_data, **kwargs))
 
@@ -218,4 +224,5 @@ _kdd("negative-sampling", "RQ4: negative sampling, after isotonic calibration", 
 _kdd("contrastive", "RQ4 (Table 2): BCE vs Combined-Contrastive", _contrastive,
      ("grad_neg", "train_bce", "auc", "logloss"))
 _kdd("findings", "Findings 1-4 (Sec. 3)", _findings,
-     ("valid_logloss", "train_bce", "train_bce_last", "grad_neg", "auc", "logloss"), report=_findings_report)
+     ("valid_logloss", "train_bce", "train_bce_last", "grad_neg", "auc", "logloss"), results_extra=FINDINGS_EXTRA,
+     report=_findings_report)
