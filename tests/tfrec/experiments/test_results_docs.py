@@ -230,10 +230,11 @@ def test_findings_documents_record_what_findings_1_and_3_read():
     from tfrec.experiments.core.registry import get as protocol, metric_value
 
     shown, recorded = protocol("findings").results_metrics_of({})
-    assert [m.key for m in recorded] == ["auc_calibrated", "logloss_calibrated", "valid_logloss_epoch1", "pred_neg",
-                                         "effective_positive_rate", "global_batch"]
+    assert [m.key for m in recorded] == ["auc_calibrated", "logloss_calibrated", "valid_logloss_epoch1", "train_bce_epoch2",
+                                         "pred_neg", "effective_positive_rate", "global_batch"]
     run = {"history": {"val_weighted_logloss": [0.13, 0.12, 0.125]}, "train": {"global_batch_size": 4096},
-           "test": {"mean_prediction_negatives": 0.03, "effective_positive_rate": 0.034}}
-    assert [metric_value(run, m) for m in recorded[2:]] == [0.13, 0.03, 0.034, 4096]
+           "test": {"mean_prediction_negatives": 0.03, "effective_positive_rate": 0.034},
+           "train_bce": {"per_epoch": {"1": 0.15, "2": 0.098, "3": 0.09}}}
+    assert [metric_value(run, m) for m in recorded[2:]] == [0.13, 0.098, 0.03, 0.034, 4096]
     # the other KDD protocols record only RESULTS_EXTRA besides their tables
     assert "pred_neg" not in [m.key for m in protocol("alpha").results_metrics_of({})[1]]

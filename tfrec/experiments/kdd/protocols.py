@@ -189,7 +189,7 @@ def _metrics(*keys: str) -> Tuple[Metric, ...]:
 #: What a reference-results document records of every KDD cell besides its protocol's table metrics.
 RESULTS_EXTRA = ("valid_logloss", "train_bce_last", "auc_calibrated", "logloss_calibrated")
 #: ... and of the ``findings`` protocol's cells: what Findings 1 and 3 read (tfrec.experiments.kdd.findings).
-FINDINGS_EXTRA = ("valid_logloss_epoch1", "pred_neg", "effective_positive_rate", "global_batch")
+FINDINGS_EXTRA = ("valid_logloss_epoch1", "train_bce_epoch2", "pred_neg", "effective_positive_rate", "global_batch")
 
 
 def _results_metrics(shown: Tuple[Metric, ...], run: Dict[str, Any],
