@@ -236,5 +236,9 @@ def test_findings_documents_record_what_findings_1_and_3_read():
            "test": {"mean_prediction_negatives": 0.03, "effective_positive_rate": 0.034},
            "train_bce": {"per_epoch": {"1": 0.15, "2": 0.098, "3": 0.09}}}
     assert [metric_value(run, m) for m in recorded[2:]] == [0.13, 0.098, 0.03, 0.034, 4096]
-    # the other KDD protocols record only RESULTS_EXTRA besides their tables
+    # the other KDD protocols record only RESULTS_EXTRA besides their tables, contrastive also the parameters'
+    # gradient norm (its auxiliary loss does not act on the logit)
     assert "pred_neg" not in [m.key for m in protocol("alpha").results_metrics_of({})[1]]
+    recorded = protocol("contrastive").results_metrics_of({})[1]
+    assert [m.key for m in recorded][-1] == "grad_norm_global"
+    assert metric_value({"gradients": {"grad_norm_global_epoch1": 0.2}}, recorded[-1]) == 0.2

@@ -222,7 +222,7 @@ _kdd("focal", "RQ4: Focal' with gamma vs BCE", _focal, ("auc", "logloss", "grad_
 _kdd("negative-sampling", "RQ4: negative sampling, after isotonic calibration", _negative_sampling,
      ("auc_calibrated", "logloss_calibrated", "auc", "grad_neg"), x="keep_ratio")
 _kdd("contrastive", "RQ4 (Table 2): BCE vs Combined-Contrastive", _contrastive,
-     ("grad_neg", "train_bce", "auc", "logloss"))
+     ("grad_neg", "train_bce", "auc", "logloss"), results_extra=("grad_norm_global",))
 _kdd("findings", "Findings 1-4 (Sec. 3)", _findings,
      ("valid_logloss", "train_bce", "train_bce_last", "grad_neg", "auc", "logloss"), results_extra=FINDINGS_EXTRA,
      report=_findings_report)
