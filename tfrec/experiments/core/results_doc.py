@@ -42,7 +42,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tfrec.experiments.core.registry import Metric, get, metric_value
-from tfrec.experiments.core.results_text import context, flat, metric_dict, metric_of, table_rows, tables
+from tfrec.experiments.core.results_text import context, metric_dict, metric_of, table_rows, tables
 
 DEFAULT_ROOT = "docs/results"
 #: The base config's sections a document's record keeps (those a protocol's family has).
@@ -152,13 +152,13 @@ def render(name: str, root: str = DEFAULT_ROOT) -> str:
     metrics = [metric_of(m) for m in record["metrics"]["shown"]]
     every = metrics + [metric_of(m) for m in record["metrics"]["recorded"]]
     rows = table_rows(cells, metrics)
+    ctx = context(cells, record, every)
     with open(os.path.join(folder, "reading.md"), encoding="utf-8") as f:
-        reading = f.read().format_map(context(cells, record, every))
+        reading = f.read().format_map(ctx)
     v = record.get("versions") or {}
     load = record.get("host_load")
     planned = ((record.get("config") or {}).get("train") or {}).get("epochs", "?")
-    epochs = flat(c["epochs_run"] for c in cells)
-    models = max(len(c["epochs_run"]) if isinstance(c["epochs_run"], list) else 1 for c in cells)
+    facts = ctx["cells"]
     lines = [
         f"# Reference results: {name} ({record['title']})", "",
         "<!-- Written by `python -m tfrec.experiments.core.results_doc render --name " + name + "` from the records in "
@@ -169,9 +169,9 @@ def render(name: str, root: str = DEFAULT_ROOT) -> str:
         f"min over {len(record['invocations'])} invocation(s) (resumed ones included).",
         f"- Cells: {len(cells)} ({len(rows)} settings, seeds {', '.join(str(s) for s in sorted({c['seed'] for c in cells}))}); "
         f"training seconds per cell {min(c['train_seconds'] for c in cells):.0f} to "
-        f"{max(c['train_seconds'] for c in cells):.0f}; epochs run {min(epochs)} to {max(epochs)} of {planned} "
-        "planned (fewer: early stopping)" + (f"; a cell of {models} models counts each model's epochs"
-                                             if models > 1 else "") + ".",
+        f"{max(c['train_seconds'] for c in cells):.0f}; epochs run {facts['epochs_min']} to {facts['epochs_max']} of "
+        f"{planned} planned (fewer: early stopping)" + (f"; a cell of {facts['models_max']} models counts each model's "
+                                                        "epochs" if facts["models_max"] > 1 else "") + ".",
         "- Host: " + (f"1-minute load average {load['min']:.2f} to {load['max']:.2f} (mean {load['mean']:.2f}, "
                       f"{load['samples']} samples) on {record.get('cpus', '?')} cores; the run was niced."
                       if load else "load not recorded."),

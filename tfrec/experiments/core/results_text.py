@@ -180,10 +180,11 @@ def context(cells: Sequence[Dict[str, Any]], record: Dict[str, Any], metrics: Se
     ctx["epochs"] = _Lookup({f"{c['setting']}/{c['seed']}": c["epochs_run"] for c in cells})
     ctx["params"] = _Lookup({f"{c['setting']}/{k}": v for c in cells for k, v in c["params"].items()})
     train = [c["train_seconds"] for c in cells]
+    epochs, best = flat(c["epochs_run"] for c in cells), flat(c["best_epoch"] for c in cells)
     ctx["cells"] = _Lookup({"count": len(cells), "train_minutes_mean": sum(train) / len(train) / 60,
-                            "train_minutes_max": max(train) / 60,
-                            "epochs_min": min(flat(c["epochs_run"] for c in cells)),
-                            "epochs_max": max(flat(c["epochs_run"] for c in cells)),
-                            "best_epoch_min": min(flat(c["best_epoch"] for c in cells)),
-                            "best_epoch_max": max(flat(c["best_epoch"] for c in cells))})
+                            "train_minutes_max": max(train) / 60, "epochs_min": min(epochs), "epochs_max": max(epochs),
+                            "best_epoch_min": min(best), "best_epoch_max": max(best),
+                            # models trained per cell (PWiseR's single-task cell: 2)
+                            "models_max": max(len(c["epochs_run"]) if isinstance(c["epochs_run"], list) else 1
+                                              for c in cells)})
     return ctx

@@ -18,8 +18,8 @@ LOGLOSS_CALIBRATED = Metric("logloss_calibrated", "test BCE (isotonic)", ("calib
                             "drop")
 # What Findings 1 and 3 read besides the table metrics (tfrec.experiments.kdd.findings): the validation BCE after
 # the first epoch (Fig. 1a: Combined-Pair's "decreases more rapidly initially"), the training BCE after the second,
-# and Eq. 10's terms: the global
-# batch N, the mean prediction on test negatives and the effective positive rate (positives weighted by beta_pos).
+# and Eq. 10's terms: the global batch N, the mean prediction on test negatives and the effective positive rate
+# (positives weighted by beta_pos).
 VALID_LOGLOSS_EPOCH1 = Metric("valid_logloss_epoch1", "valid BCE (epoch 1)", ("history", "val_weighted_logloss", 0),
                               "lower", "drop")
 # Training BCE after epoch 2: every cell trains at least 3 epochs (early stopping's patience is 2), so this compares
@@ -35,5 +35,6 @@ EFFECTIVE_POSITIVE_RATE = Metric("effective_positive_rate", "effective positive 
                                  ("test", "effective_positive_rate"), "higher")
 GLOBAL_BATCH = Metric("global_batch", "global batch N", ("train", "global_batch_size"), "higher")
 METRICS: Dict[str, Metric] = {m.key: m for m in (AUC, LOGLOSS, VALID_LOGLOSS, TRAIN_BCE, TRAIN_BCE_LAST, GRAD_NEG,
-                                                 AUC_CALIBRATED, LOGLOSS_CALIBRATED, VALID_LOGLOSS_EPOCH1, TRAIN_BCE_EPOCH2, GRAD_NORM_GLOBAL, PRED_NEG,
+                                                 AUC_CALIBRATED, LOGLOSS_CALIBRATED, VALID_LOGLOSS_EPOCH1,
+                                                 TRAIN_BCE_EPOCH2, GRAD_NORM_GLOBAL, PRED_NEG,
                                                  EFFECTIVE_POSITIVE_RATE, GLOBAL_BATCH)}
